@@ -1,0 +1,123 @@
+"""The `cpsweep` command line: each command a few lines over library calls.
+
+    cpsweep validate SPEC.yaml                 check a sweep file; print its trial count and epochs
+    cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
+                                               run one trial here, one line per epoch, Parquet in DIR
+
+User mistakes (a bad spec, a missing data set, an unwritable folder) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import CpsweepError, SpecError, TrialDiverged
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .spec import load_sweep
+
+    sweep = load_sweep(args.spec)
+    trials = sweep.trials()
+    baselines = sum(t.is_baseline for t in trials)
+    print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
+          f"({baselines} baselines), {sweep.total_epochs()} training epochs in total")
+    return 0
+
+
+def format_record(r, epochs: int) -> str:
+    fisher = f"{r.fisher_trace:10.4g}" if r.fisher_trace == r.fisher_trace else "         -"
+    return (f"epoch {r.epoch + 1:>4}/{epochs:<4} lr {r.lr:.4g}  deficit {'on ' if r.deficit_active else 'off'}  "
+            f"train {r.train_loss:.3f} {100 * r.train_acc:5.1f}%  test {r.test_loss:.3f} {100 * r.test_acc:5.1f}%  "
+            f"fisher {fisher}  {r.seconds:5.2f}s")
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    from .spec import load_sweep
+    from .store import final_accuracy, write_trial_records
+
+    sweep = load_sweep(args.spec)
+    seed = sweep.seeds[0] if args.seed is None else args.seed
+    try:
+        trial = sweep.make_trial(args.onset, args.length, seed, epochs=args.epochs)
+    except SpecError as e:
+        raise SpecError(e.field.replace("grid.onset/length", "--onset/--length"), e.message, args.spec) from None
+    out = args.out or os.path.join("results", sweep.name, "trials", trial.trial_id)
+    check_writable(out)
+
+    import torch
+
+    from .train import train_trial
+
+    device = args.device or ("cuda" if torch.cuda.is_available() and sweep.resources.gpu > 0 else "cpu")
+    print(f"trial {sweep.name}/{trial.trial_id}: {trial.data.name}, {trial.model.name}, deficit "
+          f"{trial.deficit.name} in [{trial.onset}, {trial.window_end}), {trial.epochs} epochs, seed {trial.seed}, "
+          f"on {device}")
+    records = []
+    try:
+        for record in train_trial(trial, device):
+            records.append(record)
+            print(format_record(record, trial.epochs), flush=True)
+    except TrialDiverged as e:
+        print(f"trial diverged: {e}", file=sys.stderr)
+        write_trial_records(trial, records, out, status="diverged")
+        return 1
+    write_trial_records(trial, records, out, status="ok")
+    print(f"final test accuracy (median of the last 10 epochs): {100 * final_accuracy(records):.2f}%  -> {out}")
+    return 0
+
+
+def check_writable(folder: str) -> None:
+    """Fail early, before any training, if results cannot be written to `folder`."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, ".cpsweep-write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise CpsweepError(f"cannot write results to {folder}: {e.strerror}; choose another folder with --out") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cpsweep", description="Sweeps of deficit-window trials for critical "
+                                                           "learning periods in deep networks.")
+    p.add_argument("--version", action="version", version=f"cpsweep {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check a sweep file and print its trial count")
+    v.add_argument("spec", help="sweep YAML file")
+    v.set_defaults(func=cmd_validate)
+
+    t = sub.add_parser("trial", help="run one trial of a sweep locally")
+    t.add_argument("spec", help="sweep YAML file (its fixed settings are used)")
+    t.add_argument("--onset", type=int, required=True, help="first epoch with the deficit (0-based)")
+    t.add_argument("--length", type=int, required=True, help="epochs with the deficit (0: the baseline)")
+    t.add_argument("--seed", type=int, default=None, help="trial seed (default: the sweep's first seed)")
+    t.add_argument("--epochs", type=int, default=None, help="total epochs (default: from the spec)")
+    t.add_argument("--out", default=None, help="folder for the Parquet records "
+                                               "(default: results/<sweep>/trials/<trial id>)")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if the spec asks "
+                                                  "for a GPU and one is present, else cpu)")
+    t.set_defaults(func=cmd_trial)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CpsweepError as e:
+        print(f"cpsweep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cpsweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Train one deficit-window trial: a generator of per-epoch records (never imports ray).
+
+    run = train_trial(trial, "cpu")            # or resume=load_checkpoint(path)
+    for record in run:                         # one EpochRecord per epoch
+        save_checkpoint(run.state_dict(), path)
+
+Each epoch: train on the shuffled training set (order from (seed, epoch)), with the deficit applied to
+every batch while the epoch is in [onset, onset + length); re-estimate BatchNorm statistics on clean
+training data (as the authors do before testing); evaluate on the clean test set; measure the trace of
+the Fisher Information on a fixed class-balanced probe set of clean training examples. All randomness
+(initialisation, data order, augmentation, deficit noise, sampled Fisher labels) derives from
+(seed, purpose, epoch), so a trial resumed from its epoch-k checkpoint reproduces the uninterrupted run
+exactly (bit for bit on CPU). A non-finite training loss raises `TrialDiverged`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, augment_batch, class_balanced_probe, derive_seed, epoch_order, load_dataset, make_generator
+from .deficits import make_deficit
+from .errors import CpsweepError, TrialDiverged
+from .fisher import fisher_trace
+from .models import build_model
+from .spec import ScheduleSpec, TrialSpec
+
+EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch of one trial produced (one row of epochs.parquet, plus per-layer Fisher)."""
+    trial_id: str
+    epoch: int                      # 0-based
+    lr: float                       # learning rate used during this epoch
+    deficit_active: bool
+    train_loss: float               # mean cross-entropy over the epoch's (possibly deficit) batches
+    train_acc: float                # fraction correct on those batches
+    test_loss: float                # on the clean test set, after the BN refresh
+    test_acc: float
+    fisher_trace: float             # trace of the Fisher on the probe set; NaN when not measured
+    fisher_layers: dict[str, float] = field(default_factory=dict)  # module name -> trace
+    seconds: float = 0.0            # wall time of the whole epoch (training, BN refresh, test, Fisher)
+    fisher_seconds: float = 0.0     # wall time of the Fisher measurement alone
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.pop("fisher_layers")
+        return row
+
+
+def lr_at(schedule: ScheduleSpec, lr0: float, epoch: int, epochs: int, restart_at: int | None = None) -> float:
+    """Learning rate of `epoch` (0-based) from the global epoch index.
+
+    With `restart_at` (the window's end, when `restart_after_deficit` is set) the schedule starts again
+    at that epoch, as if training began there.
+    """
+    if restart_at is not None and epoch >= restart_at:
+        epoch, epochs = epoch - restart_at, epochs - restart_at
+    if schedule.name == "exponential":
+        return lr0 * schedule.gamma ** epoch
+    if schedule.name == "step":
+        return lr0 * schedule.gamma ** (epoch // schedule.step_size)
+    if schedule.name == "cosine":
+        return lr0 * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+    return lr0
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+    if data_dir:
+        return os.path.expanduser(data_dir)
+    return os.environ.get("CPSWEEP_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cpsweep")
+
+
+def make_optimizer(trial: TrialSpec, model: nn.Module) -> torch.optim.Optimizer:
+    o = trial.optim
+    if o.name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+class TrialRun:
+    """Iterator over a trial's EpochRecords; `state_dict()` after a record is its checkpoint."""
+
+    def __init__(self, trial: TrialSpec, device: torch.device | str, resume: dict | str | None = None,
+                 data: Dataset | None = None):
+        self.trial = trial
+        self.device = torch.device(device)
+        self.data = data or load_dataset(trial.data.name, data_dir=resolve_data_dir(trial.data.data_dir),
+                                         device=self.device, subset=trial.data.subset, augment=trial.data.augment)
+        in_shape = tuple(self.data.x_train.shape[1:])
+        self.model = build_model(trial.model.name, trial.model.options, in_shape, self.data.num_classes,
+                                 seed=derive_seed(trial.seed, "init")).to(self.device)
+        self.optimizer = make_optimizer(trial, self.model)
+        self.deficit = make_deficit(trial.deficit.name, trial.deficit.options, y_train=self.data.y_train,
+                                    num_classes=self.data.num_classes, seed=derive_seed(trial.seed, "deficit"))
+        self.probe = class_balanced_probe(self.data.y_train.cpu(), trial.fisher.probe_per_class,
+                                          derive_seed(trial.seed, "probe")).to(self.device)
+        self.epoch = 0  # next epoch to run
+        if resume is not None:
+            self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)
+
+    # -- checkpointing -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial.to_dict(), "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("trial") != self.trial.to_dict():
+            raise CpsweepError(f"checkpoint belongs to another trial ({state.get('trial', {}).get('sweep')}/"
+                               f"... epoch {state.get('epoch')}), not {self.trial.trial_id}; remove it to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+
+    # -- the epoch loop ------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[EpochRecord]:
+        return self
+
+    def __next__(self) -> EpochRecord:
+        if self.epoch >= self.trial.epochs:
+            raise StopIteration
+        record = self.run_epoch(self.epoch)
+        self.epoch += 1
+        return record
+
+    def lr(self, epoch: int) -> float:
+        t = self.trial
+        restart = t.window_end if t.schedule.restart_after_deficit and not t.is_baseline else None
+        return lr_at(t.schedule, t.optim.lr, epoch, t.epochs, restart)
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        t, d = self.trial, self.data
+        start = time.perf_counter()
+        lr = self.lr(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        active = t.deficit_active(epoch)
+        train_loss, train_acc = self.train_epoch(epoch, active)
+        if not math.isfinite(train_loss):
+            raise TrialDiverged(epoch, train_loss)
+        self.refresh_bn(epoch)
+        test_loss, test_acc = self.evaluate(d.x_test, d.y_test)
+        fisher_start = time.perf_counter()
+        total, layers = float("nan"), {}
+        every = t.fisher.every
+        if every and ((epoch + 1) % every == 0 or epoch == t.epochs - 1):
+            ft = fisher_trace(self.model, d.x_train[self.probe], method=t.fisher.method,
+                              labels=d.y_train[self.probe] if t.fisher.method == "empirical" else None,
+                              samples=t.fisher.samples, backend=t.fisher.backend,
+                              generator=make_generator(derive_seed(t.seed, "fisher", epoch), self.device)
+                              if t.fisher.method == "sampled" else None)
+            total, layers = ft.total, ft.per_layer
+        end = time.perf_counter()
+        return EpochRecord(t.trial_id, epoch, lr, active, train_loss, train_acc, test_loss, test_acc, total,
+                           layers, seconds=end - start, fisher_seconds=end - fisher_start)
+
+    def batches(self, epoch: int, purpose: str) -> Iterator[torch.Tensor]:
+        """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of
+        one example is dropped (BatchNorm cannot train on it)."""
+        n, bs = len(self.data.y_train), self.trial.optim.batch_size
+        seed = self.trial.seed if purpose == "train" else derive_seed(self.trial.seed, purpose)
+        order = epoch_order(n, seed, epoch, self.device)
+        for i in range(0, n, bs):
+            if n - i >= 2 or i == 0:
+                yield order[i:i + bs]
+
+    def train_epoch(self, epoch: int, active: bool) -> tuple[float, float]:
+        t, d = self.trial, self.data
+        seed = t.seed
+        aug_gen = make_generator(derive_seed(seed, "augment", epoch))
+        deficit_gen = make_generator(derive_seed(seed, "deficit", epoch), self.device)
+        augment = d.augment and not (active and self.deficit.disables_augment)
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for idx in self.batches(epoch, "train"):
+            x, y = d.x_train[idx], d.y_train[idx]
+            if augment:
+                x = augment_batch(x, aug_gen)
+            if active:
+                x, y = self.deficit(x, y, idx, deficit_gen)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+        n = len(d.y_train)
+        return float(loss_sum) / n, int(correct) / n
+
+    @torch.no_grad()
+    def refresh_bn(self, epoch: int) -> None:
+        """Re-estimate BatchNorm running statistics on clean, unaugmented training batches."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns or self.trial.bn_refresh == 0:
+            return
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the refresh batches
+        self.model.train()
+        for i, idx in enumerate(self.batches(epoch, "bn")):
+            if self.trial.bn_refresh != -1 and i >= self.trial.bn_refresh:
+                break
+            self.model(self.data.x_train[idx])
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        self.model.eval()
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(y), EVAL_BATCH):
+            logits = self.model(x[i:i + EVAL_BATCH])
+            loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_BATCH], reduction="sum"))
+            correct += int((logits.argmax(1) == y[i:i + EVAL_BATCH]).sum())
+        return loss_sum / len(y), correct / len(y)
+
+
+def train_trial(trial: TrialSpec, device: torch.device | str = "cpu", resume: dict | str | None = None,
+                data: Dataset | None = None) -> TrialRun:
+    """Start (or resume) a trial; iterate the result for its EpochRecords.
+
+    Args:
+        trial: the resolved trial.
+        device: where the data, the model and all computation live.
+        resume: a checkpoint (a state dict from `TrialRun.state_dict()` or a path saved by
+            `save_checkpoint`); training continues at the epoch after the one it was taken at.
+        data: an already loaded data set (shared by trials in one process); loaded from the spec if None.
+
+    Raises:
+        TrialDiverged: (while iterating) the training loss became non-finite.
+        DataError, SpecError: the data set or model cannot be built.
+    """
+    return TrialRun(trial, device, resume, data)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with `torch.load(weights_only=True)` (no arbitrary code is unpickled)."""
+    return torch.load(os.fspath(path), map_location=device, weights_only=True)
