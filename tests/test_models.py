@@ -1,0 +1,83 @@
+"""Models: parameter counts against the published architectures, shapes, deterministic initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cpsweep.errors import SpecError
+from cpsweep.models import build_model, count_parameters, get_model_names
+from cpsweep.schema import MODEL_INPUT, MODEL_OPTIONS
+
+SHAPES = {"image": (3, 32, 32), "signal": (1, 40), "any": (1, 32, 32)}
+
+
+def conv(c_in, c_out, k, bias=False):
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def bn(c):
+    return 2 * c
+
+
+def test_all_cnn_c_parameter_count():
+    # The paper's layout: 96, 96, 192/2, 192, 192, 192/2, 192, 192 (1x1), 10 (1x1); conv-BN (no conv bias)
+    # on blocks 1-8, a biased 1x1 conv to the classes.
+    chans = [(3, 96, 3), (96, 96, 3), (96, 192, 3), (192, 192, 3), (192, 192, 3), (192, 192, 3), (192, 192, 3),
+             (192, 192, 1)]
+    expected = sum(conv(i, o, k) + bn(o) for i, o, k in chans) + conv(192, 10, 1, bias=True)
+    assert count_parameters(build_model("all_cnn_c", {}, (3, 32, 32), 10)) == expected == 1_620_010
+    # Springenberg et al.'s All-CNN-C (their Table 2: 1.3 M) has 1,369,738 parameters with biases and no BN:
+    # the same convolutions except block 3 (96 -> 96), so ours differs by exactly these terms.
+    springenberg = (conv(3, 96, 3, True) + 2 * conv(96, 96, 3, True) + conv(96, 192, 3, True)
+                    + 3 * conv(192, 192, 3, True) + conv(192, 192, 1, True) + conv(192, 10, 1, True))
+    assert springenberg == 1_369_738
+
+
+def test_resnet18_parameter_count():
+    # The widely used CIFAR PreActResNet18 (no final BN) has 11,171,146 parameters; ours adds the final
+    # BN-ReLU of He et al.'s pre-activation design (2 x 512 parameters).
+    model = build_model("resnet18", {}, (3, 32, 32), 10)
+    assert count_parameters(model) == 11_171_146 + bn(512)
+
+
+def test_mlp_parameter_count():
+    widths = [1024, 2500, 2000, 1500, 1000, 500]
+    expected = sum(a * b + b + bn(b) for a, b in zip(widths, widths[1:])) + 500 * 10 + 10
+    assert count_parameters(build_model("mlp", {}, (1, 32, 32), 10)) == expected
+    shallow = build_model("mlp", {"hidden": [100], "bn": False}, (1, 32, 32), 10)
+    assert count_parameters(shallow) == 1024 * 100 + 100 + 100 * 10 + 10
+
+
+def test_cnn1d_parameter_count():
+    expected = 1 * 32 * 5 + 4 * (32 * 32 * 5) + 5 * bn(32) + 32 * 10 + 10  # kernel-5 convs, BN, Linear
+    assert count_parameters(build_model("cnn1d", {}, (1, 40), 10)) == expected
+
+
+@pytest.mark.parametrize("name", get_model_names())
+def test_every_model_runs_and_initialises_deterministically(name):
+    shape = SHAPES[MODEL_INPUT[name]]
+    opts = {"width": 8} if name == "resnet18" else {"hidden": [64, 32]} if name == "mlp" else {}
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = build_model(name, opts, shape, 10, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is untouched
+    b = build_model(name, opts, shape, 10, seed=5)
+    c = build_model(name, opts, shape, 10, seed=6)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()) if pa.dim() > 1)
+    a.eval()
+    assert a(torch.randn(4, *shape)).shape == (4, 10)
+
+
+def test_registry_matches_schema_and_errors():
+    assert get_model_names() == list(MODEL_OPTIONS) == list(MODEL_INPUT)
+    with pytest.raises(SpecError, match='unknown model "vgg"'):
+        build_model("vgg", {}, (3, 32, 32), 10)
+    with pytest.raises(SpecError, match='unknown key "depht" \\(did you mean "depth"\\?\\)'):
+        build_model("cnn1d", {"depht": 3}, (1, 40), 10)
+    with pytest.raises(SpecError, match="cnn1d needs 1-D signals"):
+        build_model("cnn1d", {}, (3, 32, 32), 10)
+    with pytest.raises(SpecError, match="model.hidden\\[1\\]: expected an integer"):
+        build_model("mlp", {"hidden": [3, "x"]}, (40,), 10)

@@ -1,0 +1,181 @@
+"""Sweep specs: loading, every user mistake's message, grid expansion, trial identity."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cpsweep.errors import SpecError
+from cpsweep.spec import TrialSpec, load_sweep, parse_sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BASE = {
+    "name": "t", "seed": 0, "replicates": 2, "epochs": 20,
+    "data": {"name": "mnist1d"}, "model": {"name": "cnn1d"},
+    "optim": {"name": "sgd", "lr": 0.05}, "deficit": {"name": "blur", "factor": 4},
+    "grid": {"onset": [0, 10], "length": [5]},
+}
+
+
+def spec(**changes):
+    raw = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if value is DELETE:
+            node.pop(leaf)
+        else:
+            node[leaf] = value
+    return raw
+
+
+DELETE = object()
+
+
+def error_of(raw) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_sweep(raw)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"replicate": 2}, 'replicate: unknown key "replicate" (did you mean "replicates"?)'),
+    ({"optim__momentun": 0.9}, 'optim.momentun: unknown key "momentun" (did you mean "momentum"?)'),
+    ({"model__chanels": 64}, 'model.chanels: unknown key "chanels" (did you mean "channels"?)'),
+    ({"grid__onsets": [0]}, 'grid.onsets: unknown key "onsets" (did you mean "onset"?)'),
+    ({"optim__lr": "fast"}, "optim.lr: expected a number, got 'fast'"),
+    ({"optim__batch_size": 12.5}, "optim.batch_size: expected an integer, got 12.5"),
+    ({"schedule__restart_after_deficit": "yes"}, "schedule.restart_after_deficit: expected true/false, got 'yes'"),
+    ({"epochs": -5}, "epochs: expected a whole number of epochs >= 0, got -5"),
+    ({"epochs": 2.5}, "epochs: expected a whole number of epochs >= 0, got 2.5"),
+    ({"grid__onset": [0, -1]}, "grid.onset[1]: expected a whole number of epochs >= 0, got -1"),
+    ({"grid__length": [1.5]}, "grid.length[0]: expected a whole number of epochs >= 0, got 1.5"),
+    ({"grid__onset": [0, 16]}, "grid.onset/length: window [16, 21) ends after the last epoch (20 epochs); "
+                               "shorten the window, lower the onset or raise epochs"),
+    ({"model__name": "vgg"}, 'model.name: unknown model "vgg"; valid models: all_cnn_c, resnet18, mlp, cnn1d'),
+    ({"model": "resnet"}, 'model.name: unknown model "resnet" (did you mean "resnet18"?)'),
+    ({"data__name": "cifar100"}, 'data.name: unknown data set "cifar100" (did you mean "cifar10"?); '
+                                 "valid data sets: cifar10, mnist, mnist1d"),
+    ({"deficit__name": "blurr"}, 'deficit.name: unknown deficit "blurr" (did you mean "blur"?); valid deficits: '
+                                 "none, blur, vflip, label_permutation, label_shuffle, noise"),
+    ({"grid": {}}, "grid: required: at least grid.onset and grid.length"),
+    ({"grid__onset": []}, "grid.onset: must be a non-empty list of values"),
+    ({"grid__length": DELETE}, "grid.length: required: a list of epochs"),
+    ({"optim__name": "rmsprop"}, "optim.name: \"rmsprop\" is not valid; choose one of 'sgd' | 'adam'"),
+    ({"optim__lr": 0}, "optim.lr: must be > 0"),
+    ({"model__name": "all_cnn_c"}, 'model.name: model "all_cnn_c" needs image inputs but data set "mnist1d" '
+                                   "has signals"),
+    ({"clean_after": 10}, "epochs: give exactly one of epochs (a fixed total) or clean_after"),
+    ({"name": "a b"}, "name: required: a name for the sweep"),
+    ({"resources__gpu": 1.5}, "resources: cpu must be > 0; gpu must be >= 0, a fraction below 1"),
+    ({"deficit__factor": 1}, "deficit.factor: must be >= 2"),
+    ({"grid__deficit": ["blur", {"name": "blur", "factor": 2}]}, 'grid.deficit: "blur" appears twice'),
+    ({"grid__optim.lr": [0.1, "x"]}, "optim.lr: expected a number, got 'x'"),
+])
+def test_every_mistake_names_the_field_and_the_fix(changes, expected):
+    assert expected in error_of(spec(**changes))
+
+
+def test_error_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec(replicate=2)))
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    assert str(info.value).startswith(f"{path}: replicate: unknown key")
+    path.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_sweep(path)
+
+
+def test_grid_expands_with_one_baseline_per_seed():
+    sweep = parse_sweep(spec(**{"grid__length": [0, 5]}))
+    ids = [t.trial_id for t in sweep.trials()]
+    assert ids == ["baseline-s0", "baseline-s1", "blur-o0-l5-s0", "blur-o0-l5-s1", "blur-o10-l5-s0",
+                   "blur-o10-l5-s1"]
+    base = sweep.trials()[0]
+    assert base.is_baseline and base.deficit.name == "none" and base.onset == 0 and base.length == 0
+    assert not any(base.deficit_active(e) for e in range(20))
+    t = sweep.trials()[4]
+    assert [e for e in range(20) if t.deficit_active(e)] == [10, 11, 12, 13, 14]
+    assert all(t.epochs == 20 for t in sweep.trials())
+
+
+def test_clean_after_sets_each_trials_length():
+    raw = spec(epochs=DELETE, clean_after=7)
+    trials = {t.trial_id: t for t in parse_sweep(raw).trials()}
+    assert trials["baseline-s0"].epochs == 7
+    assert trials["blur-o10-l5-s1"].epochs == 10 + 5 + 7
+
+
+def test_extra_axes_and_overrides():
+    raw = spec(**{"grid__seed": [3], "grid__deficit": ["blur", "vflip"], "grid__optim.lr": [0.1, 0.01]})
+    trials = parse_sweep(raw).trials()
+    ids = {t.trial_id: t for t in trials}
+    assert set(ids) == {f"{p}-lr{lr}-s3" for lr in (0.1, 0.01)
+                        for p in ("baseline", "blur-o0-l5", "blur-o10-l5", "vflip-o0-l5", "vflip-o10-l5")}
+    assert ids["vflip-o10-l5-lr0.01-s3"].optim.lr == 0.01
+    assert ids["vflip-o10-l5-lr0.01-s3"].deficit.name == "vflip"
+
+
+def test_baseline_is_shared_across_deficit_options():
+    trials = parse_sweep(spec(**{"grid__deficit.factor": [2, 4]})).trials()
+    assert sorted(t.trial_id for t in trials if t.is_baseline) == ["baseline-s0", "baseline-s1"]
+    assert {t.deficit.options["factor"] for t in trials if not t.is_baseline} == {2, 4}
+
+
+def test_model_axis():
+    trials = parse_sweep(spec(**{"grid__model": [{"name": "mlp", "hidden": [32]}, "cnn1d"]})).trials()
+    mlp = [t for t in trials if t.model.name == "mlp"]
+    assert mlp[0].model.options["hidden"] == (32,) and "-modelmlp" in mlp[0].trial_id
+    assert len(trials) == 2 * 2 * 3
+
+
+def test_trial_dict_roundtrip_and_hash():
+    sweep = parse_sweep(spec(**{"grid__optim.lr": [0.1]}))
+    for t in sweep.trials():
+        assert TrialSpec.from_dict(t.to_dict()) == t
+    assert parse_sweep(spec()).hash() == parse_sweep(spec()).hash()
+    assert parse_sweep(spec(optim__lr=0.1)).hash() != parse_sweep(spec()).hash()
+    assert parse_sweep(spec(optim__lr=0.1)).fixed_settings() != parse_sweep(spec()).fixed_settings()
+    # extending the grid keeps the fixed settings
+    assert parse_sweep(spec(grid__onset=[0, 5, 10])).fixed_settings() == parse_sweep(spec()).fixed_settings()
+
+
+def test_make_trial_checks_its_window():
+    sweep = parse_sweep(spec())
+    with pytest.raises(SpecError, match="onset: expected a whole number"):
+        sweep.make_trial(-1, 3, 0)
+    with pytest.raises(SpecError, match=r"window \[18, 23\) ends after the last epoch"):
+        sweep.make_trial(18, 5, 0)
+    assert sweep.make_trial(18, 5, 0, epochs=30).epochs == 30
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "sweeps", "**", "*.yaml"), recursive=True)))
+def test_every_sweep_file_validates(path):
+    sweep = load_sweep(path)
+    assert sweep.trials() and sweep.total_epochs() > 0
+
+
+def test_validate_command(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", os.path.join(ROOT, "sweeps", "quickstart.yaml")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "14 trials (2 baselines), 1120 training epochs in total" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(spec(replicate=2)))
+    out = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (f'cpsweep: error: {bad}: replicate: unknown key "replicate" (did you mean '
+                                  f'"replicates"?); valid keys here: name, description, seed, replicates, epochs, '
+                                  f"clean_after, data, model, optim, schedule, deficit, fisher, bn_refresh, "
+                                  f"checkpoint_every, grid, resources")
+    assert "Traceback" not in out.stderr
