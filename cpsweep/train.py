@@ -103,8 +103,8 @@ class TrialRun:
         self.optimizer = make_optimizer(trial, self.model)
         self.deficit = make_deficit(trial.deficit.name, trial.deficit.options, y_train=self.data.y_train,
                                     num_classes=self.data.num_classes, seed=derive_seed(trial.seed, "deficit"))
-        self.probe = class_balanced_probe(self.data.y_train.cpu(), trial.fisher.probe_per_class,
-                                          derive_seed(trial.seed, "probe")).to(self.device)
+        self.probe = class_balanced_probe(self.data.y_train, trial.fisher.probe_per_class, trial.seed,
+                                          num_classes=self.data.num_classes)
         self.epoch = 0  # next epoch to run
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)

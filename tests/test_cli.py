@@ -1,0 +1,67 @@
+"""`cpsweep trial` end to end: a real subprocess, real Parquet read back, clean errors with exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "sweeps", "quickstart.yaml")
+
+
+def cpsweep(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "cpsweep.cli", *args], capture_output=True, text=True,
+                          cwd=kw.get("cwd", ROOT), timeout=300)
+
+
+def test_trial_prints_epochs_and_writes_parquet(tmp_path):
+    out = tmp_path / "o0"
+    res = cpsweep("trial", QUICKSTART, "--onset", "1", "--length", "2", "--epochs", "4", "--seed", "1",
+                  "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("trial quickstart/blur-o1-l2-s1: mnist1d, cnn1d, deficit blur in [1, 3), 4 epochs")
+    epoch_lines = [line for line in lines if line.startswith("epoch")]
+    assert len(epoch_lines) == 4
+    assert "deficit off" in epoch_lines[0] and "deficit on" in epoch_lines[1]
+    assert lines[-1].startswith("final test accuracy (median of the last 10 epochs):")
+    epochs = pd.read_parquet(out / "epochs.parquet")
+    assert list(epochs.epoch) == [0, 1, 2, 3] and (epochs.trial_id == "blur-o1-l2-s1").all()
+    assert list(epochs.deficit_active) == [False, True, True, False]
+    layers = pd.read_parquet(out / "fisher_layers.parquet")
+    assert set(layers.epoch) == {1, 3}  # quickstart measures the Fisher every 2 epochs and at the last
+    per_epoch = layers.groupby("epoch").trace.sum()
+    measured = epochs.set_index("epoch").fisher_trace.dropna()
+    assert per_epoch.values == pytest.approx(measured.values, rel=1e-9)
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert trials.status.tolist() == ["ok"] and trials.epochs_done.tolist() == [4]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--onset", "60", "--length", "30"], "--onset/--length: window [60, 90) ends after the last epoch (80 epochs)"),
+    (["--onset", "-2", "--length", "3"], "onset: expected a whole number of epochs >= 0, got -2"),
+    (["--onset", "0", "--length", "3", "--epochs", "0"], "epochs: must be at least 1 epoch"),
+])
+def test_trial_bad_arguments_exit_2_without_traceback(args, message, tmp_path):
+    res = cpsweep("trial", QUICKSTART, *args, "--out", str(tmp_path / "x"))
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_trial_unwritable_output_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = cpsweep("trial", QUICKSTART, "--onset", "0", "--length", "3", "--out", str(blocker / "sub"))
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"cpsweep: error: cannot write results to {blocker / 'sub'}")
+    assert "epoch" not in res.stdout
+
+
+def test_missing_spec_file():
+    res = cpsweep("validate", "no/such.yaml")
+    assert res.returncode == 2 and "no/such.yaml: (file): cannot read the spec" in res.stderr
