@@ -1,5 +1,9 @@
 """The `cpsweep` command line: each command a few lines over library calls.
 
+    cpsweep launch SPEC.yaml [--address A] [--storage S] [--max-concurrent N] [--smoke]
+                                               run (or finish) a sweep on Ray Tune; Parquet + report.html
+    cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
+    cpsweep report RESULTS_DIR [-o FILE]       write the HTML report
     cpsweep validate SPEC.yaml                 check a sweep file; print its trial count and epochs
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
@@ -26,6 +30,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     baselines = sum(t.is_baseline for t in trials)
     print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
           f"({baselines} baselines), {sweep.total_epochs()} training epochs in total")
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from .sweep import launch
+
+    summary = launch(args.spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
+                     smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose)
+    return 0 if summary.counts.get("failed", 0) == 0 and summary.counts.get("pending", 0) == 0 else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .report import sensitivity
+    from .store import load_results
+
+    res = load_results(args.results)
+    counts = res.trials.status.value_counts()
+    order = ["ok", "running", "failed", "diverged", "pending"]
+    print(f"{args.results}: {len(res.trials)} trials: "
+          + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in order))
+    sens = sensitivity(res.trials)
+    if not sens.empty:
+        ranked = sens.sort_values("sensitivity")
+        for label, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):
+            print(f"{label:5} window: {row.deficit} [{row.onset}, {row.onset + row.length}) "
+                  f"{row.sensitivity:+.2f} pts vs baseline ({row.acc:.2f}% vs {row.baseline_acc:.2f}%, "
+                  f"{int(row.n_seeds)} seed(s))")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(write_report(args.results, args.output))
     return 0
 
 
@@ -88,6 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "learning periods in deep networks.")
     p.add_argument("--version", action="version", version=f"cpsweep {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    la = sub.add_parser("launch", help="run (or finish) a sweep on Ray Tune")
+    la.add_argument("spec", help="sweep YAML file")
+    la.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+    la.add_argument("--storage", default="results", help="results root: a folder, or s3://bucket/prefix "
+                                                         "(default: ./results)")
+    la.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
+    la.add_argument("--smoke", action="store_true", help="shrink every trial (3 epochs, 256 examples) for a "
+                                                         "quick end-to-end check; results go to <name>-smoke")
+    la.add_argument("--tracker", action="append", choices=["wandb", "mlflow"],
+                    help="also log to W&B or MLflow (needs the package); repeatable")
+    la.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and worker logs")
+    la.set_defaults(func=cmd_launch)
+
+    st = sub.add_parser("status", help="summarise a results folder")
+    st.add_argument("results", help="a sweep's results folder, e.g. results/quickstart (or s3://...)")
+    st.set_defaults(func=cmd_status)
+
+    rp = sub.add_parser("report", help="write a sweep's HTML report")
+    rp.add_argument("results", help="a sweep's results folder (or s3://...)")
+    rp.add_argument("-o", "--output", default=None, help="where to write (default: <results>/report.html)")
+    rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check a sweep file and print its trial count")
     v.add_argument("spec", help="sweep YAML file")

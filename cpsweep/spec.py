@@ -121,6 +121,12 @@ class TrialSpec:
             return f"baseline{extra}-s{self.seed}"
         return f"{self.deficit.name}-o{self.onset}-l{self.length}{extra}-s{self.seed}"
 
+    @property
+    def baseline_id(self) -> str:
+        """Id of the no-deficit trial this one is compared with (same seed and non-deficit axes)."""
+        tags = tuple((k, v) for k, v in self.tags if not k.startswith("deficit"))
+        return dataclasses.replace(self, onset=0, length=0, deficit=Component("none", {}), tags=tags).trial_id
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["model"], d["deficit"] = self.model.to_dict(), self.deficit.to_dict()
@@ -153,7 +159,7 @@ def _freeze(value: Any) -> Any:
 # Keys of a sweep file, and which dataclass reads each section.
 SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec}
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
-            "schedule", "deficit", "fisher", "bn_refresh", "checkpoint_every", "grid", "resources"]
+            "schedule", "deficit", "fisher", "bn_refresh", "checkpoint_every", "grid", "resources", "tracking"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model"]
 
 

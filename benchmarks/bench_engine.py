@@ -1,0 +1,117 @@
+"""Cost of one trial's epoch and of its Fisher measurement, on this machine's CPU (and a GPU if present).
+
+    python benchmarks/bench_engine.py [--device cpu|cuda] [--cifar-batches 20] [--out benchmarks/results/engine.json]
+
+For each workload it times, with the real training loop (`cpsweep.train.TrialRun`):
+  - a training epoch (for CIFAR scale: `--cifar-batches` batches of 128, extrapolated to 50,000 images),
+  - the BN refresh before testing (the spec's `bn_refresh` batches),
+  - the Fisher trace on the default probe set (exact over classes, backend "auto"),
+and prints the Fisher's cost as a fraction of an epoch. Workloads: cnn1d on MNIST-1D at the quickstart
+settings (probe 100, every 2 epochs) and all_cnn_c on CIFAR-shaped random data (probe 300, every epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from cpsweep.data import Dataset, load_dataset
+from cpsweep.spec import load_sweep
+from cpsweep.train import TrialRun, resolve_data_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int = 3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cifar_like(n: int, device: torch.device) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.arange(n) % 10
+    return Dataset("cifar10", x.to(device), y.to(device), x[:1000].to(device), y[:1000].to(device), 10, True)
+
+
+def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
+            batches: int | None, device: torch.device) -> dict:
+    sweep = load_sweep(spec_path)
+    trial = sweep.make_trial(0, 0, 0)
+    if data is None:
+        data = load_dataset(trial.data.name, data_dir=resolve_data_dir(None), device=device)
+    run = TrialRun(trial, device, data=data)
+    n_batches = -(-len(data.y_train) // trial.optim.batch_size)
+    if batches is not None:  # time a slice of the epoch, then scale to the full epoch
+        sliced = Dataset(data.name, data.x_train[:batches * trial.optim.batch_size],
+                         data.y_train[:batches * trial.optim.batch_size], data.x_test, data.y_test,
+                         data.num_classes, data.augment)
+        run.data = sliced
+    train_s = timed(lambda: run.train_epoch(0, active=False), device, repeats=1 if batches else 3)
+    timed_batches = -(-len(run.data.y_train) // trial.optim.batch_size)
+    epoch_s = train_s * (epoch_images / trial.optim.batch_size) / timed_batches
+    run.data = data
+    bn_s = timed(lambda: run.refresh_bn(0), device, repeats=1 if batches else 3)
+    test_s = timed(lambda: run.evaluate(data.x_test, data.y_test), device, repeats=1 if batches else 3)
+    from cpsweep.fisher import fisher_trace
+
+    probe = data.x_train[run.probe]
+    fisher_s = timed(lambda: fisher_trace(run.model, probe, backend=trial.fisher.backend), device,
+                     repeats=1 if batches else 3)
+    every = trial.fisher.every
+    return {"workload": name, "device": str(device), "model": trial.model.name, "epoch_images": epoch_images,
+            "batches_timed": timed_batches, "full_epoch_batches": n_batches, "train_epoch_s": epoch_s,
+            "bn_refresh_s": bn_s, "bn_refresh_batches": trial.bn_refresh, "test_s": test_s, "probe": len(run.probe),
+            "fisher_s": fisher_s, "fisher_every": every, "fisher_fraction": fisher_s / epoch_s,
+            "fisher_fraction_amortised": fisher_s / every / epoch_s}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--cifar-batches", type=int, default=20, help="batches of 128 timed for All-CNN (CPU is slow)")
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "engine.json"))
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    rows = [measure("cnn1d / MNIST-1D (quickstart)", os.path.join(ROOT, "sweeps", "quickstart.yaml"), None,
+                    4000, None, device)]
+    cifar_batches = None if device.type == "cuda" else args.cifar_batches
+    rows.append(measure("all_cnn_c / CIFAR-shaped random", os.path.join(ROOT, "sweeps", "blur_grid.yaml"),
+                        cifar_like(50_000 if device.type == "cuda" else 300 * 10 + 128 * args.cifar_batches, device),
+                        50_000, cifar_batches, device))
+    header = f"{'workload':34} {'device':6} {'epoch s':>9} {'BN s':>7} {'test s':>7} {'probe':>5} {'Fisher s':>9} " \
+             f"{'Fisher/epoch':>12} {'amortised':>9}"
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}")
+    print(header)
+    for r in rows:
+        print(f"{r['workload']:34} {r['device']:6} {r['train_epoch_s']:9.2f} {r['bn_refresh_s']:7.2f} "
+              f"{r['test_s']:7.2f} {r['probe']:5d} {r['fisher_s']:9.3f} {100 * r['fisher_fraction']:11.1f}% "
+              f"{100 * r['fisher_fraction_amortised']:8.1f}%")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, f, indent=2)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
