@@ -228,6 +228,8 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
     configs = [{"id": t.trial_id, "trial": t.to_dict(), "resume_from": resume.get(t.trial_id)} for t in pending]
     trainable = tune.with_resources(run_trial, {"cpu": resources["CPU"], "gpu": resources["GPU"]})
     name = f"launch-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not verbose:  # Tune's new output engine prints a configuration box even at verbose=0
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     tuner = tune.Tuner(
         trainable,
         param_space={"t": tune.grid_search(configs), "store": store.uri, "cpus": resources["CPU"],

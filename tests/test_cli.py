@@ -42,7 +42,7 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--onset", "60", "--length", "30"], "--onset/--length: window [60, 90) ends after the last epoch (80 epochs)"),
+    (["--onset", "100", "--length", "30"], "--onset/--length: window [100, 130) ends after the last epoch (120 epochs)"),
     (["--onset", "-2", "--length", "3"], "onset: expected a whole number of epochs >= 0, got -2"),
     (["--onset", "0", "--length", "3", "--epochs", "0"], "epochs: must be at least 1 epoch"),
 ])

@@ -169,7 +169,7 @@ def test_validate_command(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", os.path.join(ROOT, "sweeps", "quickstart.yaml")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "14 trials (2 baselines), 1120 training epochs in total" in ok.stdout
+    assert "12 trials (2 baselines), 1440 training epochs in total" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec(replicate=2)))
     out = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", str(bad)], capture_output=True, text=True)
@@ -177,5 +177,5 @@ def test_validate_command(tmp_path):
     assert out.stderr.strip() == (f'cpsweep: error: {bad}: replicate: unknown key "replicate" (did you mean '
                                   f'"replicates"?); valid keys here: name, description, seed, replicates, epochs, '
                                   f"clean_after, data, model, optim, schedule, deficit, fisher, bn_refresh, "
-                                  f"checkpoint_every, grid, resources")
+                                  f"checkpoint_every, grid, resources, tracking")
     assert "Traceback" not in out.stderr

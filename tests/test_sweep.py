@@ -1,0 +1,199 @@
+"""Sweeps on a real local Ray: Parquet end to end, a killed worker, a killed driver, grid extension,
+refused changes, impossible resources."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import psutil
+import pytest
+import torch
+import yaml
+
+from cpsweep.errors import SpecError
+from cpsweep.spec import load_sweep
+from cpsweep.train import train_trial
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "name": "tiny", "seed": 0, "replicates": 1, "epochs": 6,
+    "data": {"name": "mnist1d", "subset": 400},
+    "model": {"name": "cnn1d", "channels": 8, "depth": 3},
+    "optim": {"lr": 0.05, "batch_size": 50}, "deficit": "blur",
+    "fisher": {"every": 1, "probe_per_class": 2}, "bn_refresh": 2,
+    "grid": {"onset": [0, 3], "length": [2]}, "resources": {"cpu": 1},
+}
+COMPARE = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
+           "fisher_trace"]
+
+
+def write_spec(tmp_path, name="tiny.yaml", **changes):
+    raw = {**TINY, **changes}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def reference_epochs(spec_path) -> pd.DataFrame:
+    """The same trials run back to back in this process, uninterrupted, on one thread like the trials."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frames = []
+        for trial in load_sweep(spec_path).trials():
+            recs = list(train_trial(trial, "cpu"))
+            frames.append(pd.DataFrame([{**r.to_row(), "trial_id": trial.trial_id} for r in recs]))
+        return pd.concat(frames).sort_values(["trial_id", "epoch"]).reset_index(drop=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def read(folder):
+    return (pd.read_parquet(os.path.join(folder, "trials.parquet")),
+            pd.read_parquet(os.path.join(folder, "epochs.parquet")).sort_values(["trial_id", "epoch"]).reset_index(drop=True))
+
+
+def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
+    from cpsweep.sweep import launch
+
+    spec = write_spec(tmp_path)
+    summary = launch(spec, storage=str(tmp_path / "res"))
+    assert summary.counts["ok"] == 3 and summary.counts["pending"] == 0
+    folder = tmp_path / "res" / "tiny"
+    trials, epochs = read(folder)
+    assert sorted(trials.trial_id) == ["baseline-s0", "blur-o0-l2-s0", "blur-o3-l2-s0"]
+    assert (trials.status == "ok").all() and (trials.epochs_done == 6).all()
+    assert len(epochs) == 18 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    layers = pd.read_parquet(folder / "fisher_layers.parquet")
+    assert not layers.duplicated(["trial_id", "epoch", "layer"]).any()
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
+    assert (folder / "report.html").exists() and (folder / "spec.yaml").exists()
+    out = capsys.readouterr().out
+    assert out.count("ok ") >= 3 and "[3/3]" in out and "sweep tiny: 3 ok" in out
+
+    # launching again runs nothing and keeps every row exactly once
+    summary = launch(spec, storage=str(tmp_path / "res"))
+    assert summary.counts["ok"] == 3
+    trials2, epochs2 = read(folder)
+    pd.testing.assert_frame_equal(epochs2, epochs)
+
+    # an extended grid runs only the new trials
+    spec2 = write_spec(tmp_path, grid={"onset": [0, 3, 4], "length": [2]})
+    launch(spec2, storage=str(tmp_path / "res"))
+    out = capsys.readouterr().out
+    assert "4 trials, 3 already done, 1 to run" in out and "blur-o4-l2-s0" in out and "baseline-s0 " not in out
+    trials3, epochs3 = read(folder)
+    assert len(trials3) == 4 and len(epochs3) == 24 and not epochs3.duplicated(["trial_id", "epoch"]).any()
+
+    # a changed fixed setting under the same name is refused, naming what changed
+    spec3 = write_spec(tmp_path, optim={"lr": 0.1, "batch_size": 50})
+    with pytest.raises(SpecError, match=r"already holds sweep \"tiny\" run with other fixed settings "
+                                        r"\(optim.lr: 0.05 -> 0.1\)"):
+        launch(spec3, storage=str(tmp_path / "res"))
+
+
+def test_impossible_resources_fail_at_once(tmp_path, ray_local):
+    from cpsweep.sweep import launch
+
+    spec = write_spec(tmp_path, resources={"cpu": 1, "gpu": 1})
+    start = time.time()
+    with pytest.raises(SpecError, match=r"resources: each trial needs CPU=1, GPU=1 but the largest node has "
+                                        r"CPU=2, GPU=0"):
+        launch(spec, storage=str(tmp_path / "res"))
+    assert time.time() - start < 30
+
+
+def kill_worker_when(condition, stop: threading.Event, killed: list):
+    """Kill (SIGKILL) the Ray worker running a trial as soon as `condition()` holds."""
+    while not stop.is_set():
+        if condition():
+            for p in psutil.process_iter(["cmdline"]):
+                if any("ImplicitFunc" in part for part in (p.info["cmdline"] or [])):
+                    p.kill()
+                    killed.append(p.pid)
+            if killed:
+                return
+        time.sleep(0.05)
+
+
+def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
+    from cpsweep.sweep import launch
+
+    spec = write_spec(tmp_path, name="one.yaml", epochs=8, grid={"onset": [2], "length": [3]})
+    folder = tmp_path / "res" / "tiny"
+
+    def mid_run():  # the window trial has saved its 3rd-epoch checkpoint
+        return any(folder.glob("tune/*/blur-o2-l3-s0/checkpoint_000002"))
+
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=kill_worker_when, args=(mid_run, stop, killed))
+    killer.start()
+    try:
+        summary = launch(spec, storage=str(tmp_path / "res"), max_concurrent=1)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "the worker was never killed"
+    assert summary.counts["ok"] == 2
+    trials, epochs = read(folder)
+    assert len(epochs) == 16 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
+    # it resumed rather than restarting: Tune's result log of the trial shows epoch 0 only once
+    progress = pd.concat(pd.read_csv(p) for p in folder.glob("tune/*/blur-o2-l3-s0/progress.csv"))
+    assert (progress.epoch == 0).sum() == 1 and (progress.epoch == 7).sum() == 1
+
+
+def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
+    spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
+    storage = tmp_path / "res"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(storage)]
+    before = {p.pid for p in psutil.process_iter()}
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    folder = storage / "tiny"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(folder.glob("shards/*/trial.parquet")):
+        time.sleep(0.1)
+    assert list(folder.glob("shards/*/trial.parquet")), "no trial finished in time"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    kill_new_processes(before)  # Ray's processes started by the killed driver
+    done_before = len(list(folder.glob("shards/*/trial.parquet")))
+    assert done_before < 5
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"5 trials, {done_before} already done" in res.stdout
+    trials, epochs = read(folder)
+    assert (trials.status == "ok").all() and len(trials) == 5
+    assert len(epochs) == 30 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
+
+
+def kill_new_processes(before: set[int]) -> None:
+    me = os.getpid()
+    for p in psutil.process_iter(["cmdline"]):
+        if p.pid in before or p.pid == me:
+            continue
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "ray" in cmd or "raylet" in cmd or "gcs_server" in cmd:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
