@@ -20,8 +20,10 @@ STATUSES = ("ok", "diverged", "failed", "running", "pending")
 
 
 class Progress:
+    """The status board of one launch (pickled by Tune with its callback: it holds no open stream)."""
+
     def __init__(self, store: Store, trials: Sequence[TrialSpec], done: set[str], spec_hash: str,
-                 out: TextIO = sys.stdout):
+                 out: TextIO | None = None):
         self.store, self.out, self.spec_hash = store, out, spec_hash
         self.trials = {t.trial_id: t for t in trials}
         self.status = {tid: "pending" for tid in self.trials}
@@ -78,7 +80,7 @@ class Progress:
         total = f"[{self.finished_now:>{len(str(self.to_run))}}/{self.to_run}]"
         tail = f"| {c['ok']} ok, {c['running']} running, {c['pending']} pending" + \
                (f", {c['diverged']} diverged" if c["diverged"] else "") + (f", {c['failed']} failed" if c["failed"] else "")
-        print(f"{total} {text}  {tail}", file=self.out, flush=True)
+        print(f"{total} {text}  {tail}", file=self.out or sys.stdout, flush=True)
 
     def finish(self) -> None:
         for tid, s in self.status.items():

@@ -22,7 +22,6 @@ import copy
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -173,8 +172,11 @@ class Summary:
 
 def launch(spec_path: str, *, address: str | None = None, storage: str = "results", max_concurrent: int | None = None,
            smoke: bool = False, trackers: Sequence[str] = (), verbose: bool = False, report: bool = True,
-           out=sys.stdout) -> Summary:
-    """Run (or finish) a sweep; see the module docstring. Returns the final status counts."""
+           out=None) -> Summary:
+    """Run (or finish) a sweep; see the module docstring. Returns the final status counts.
+
+    Progress lines go to `out` (None: the current sys.stdout, looked up at each line).
+    """
     start = time.time()
     sweep = load_sweep(spec_path)
     if smoke:
