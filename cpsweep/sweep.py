@@ -39,7 +39,8 @@ TRACKERS = ("wandb", "mlflow")
 
 def smoke_sweep(sweep: SweepSpec) -> SweepSpec:
     """The same sweep shrunk for a quick end-to-end check: 3 epochs, windows [0, 1) and [1, 2), one seed,
-    256 training examples, a tiny Fisher probe; every other axis (deficits, models, ...) kept."""
+    256 training examples, a tiny Fisher probe, one CPU per trial; every other axis (deficits, models,
+    ...) kept."""
     raw = copy.deepcopy(sweep.raw)
     raw["name"] = f"{sweep.name}-smoke"
     raw.pop("clean_after", None)
@@ -54,6 +55,7 @@ def smoke_sweep(sweep: SweepSpec) -> SweepSpec:
     optim = dict(raw.get("optim") or {})
     optim["batch_size"] = min(optim.get("batch_size", 128), SMOKE["batch_size"])
     raw["optim"] = optim
+    raw["resources"] = {**(raw.get("resources") or {}), "cpu": 1}  # the GPU share is kept only if there are GPUs
     return parse_sweep(raw, sweep.source)
 
 
