@@ -65,3 +65,25 @@ def test_trial_unwritable_output_fails_before_training(tmp_path):
 def test_missing_spec_file():
     res = cpsweep("validate", "no/such.yaml")
     assert res.returncode == 2 and "no/such.yaml: (file): cannot read the spec" in res.stderr
+
+
+def test_launch_with_a_tracker_that_is_not_installed(tmp_path):
+    res = cpsweep("launch", QUICKSTART, "--tracker", "wandb", "--storage", str(tmp_path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "the wandb tracker needs its package: pip install 'cpsweep[wandb]'" in res.stderr
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_status_and_report_of_a_folder_without_results(tmp_path, command):
+    res = cpsweep(command, str(tmp_path))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"cpsweep: error: {tmp_path} holds no cpsweep results (no trials.parquet); pass " \
+                                 f"the folder of one sweep, e.g. results/quickstart"
+
+
+def test_launch_to_an_unwritable_storage(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = cpsweep("launch", QUICKSTART, "--storage", str(blocker))
+    assert res.returncode == 2 and "cannot write results to" in res.stderr and "Traceback" not in res.stderr
