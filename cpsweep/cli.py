@@ -69,7 +69,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def format_record(r, epochs: int) -> str:
     fisher = f"{r.fisher_trace:10.4g}" if r.fisher_trace == r.fisher_trace else "         -"
-    return (f"epoch {r.epoch + 1:>4}/{epochs:<4} lr {r.lr:.4g}  deficit {'on ' if r.deficit_active else 'off'}  "
+    return (f"epoch {r.epoch + 1:>4}/{epochs:<4} lr {r.lr:<9.4g} deficit {'on ' if r.deficit_active else 'off'}  "
             f"train {r.train_loss:.3f} {100 * r.train_acc:5.1f}%  test {r.test_loss:.3f} {100 * r.test_acc:5.1f}%  "
             f"fisher {fisher}  {r.seconds:5.2f}s")
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, augment_batch, class_balanced_probe, derive_seed, epoch_order, load_dataset, make_generator
+from .data import Dataset, load_dataset
+from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
 from .deficits import make_deficit
 from .errors import CpsweepError, TrialDiverged
 from .fisher import fisher_trace
