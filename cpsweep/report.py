@@ -75,10 +75,12 @@ def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags:
             else:
                 row.append(f"onset {onset}, length {length}<br>no finished trial")
         hover.append(row)
+    finite = grid.values[np.isfinite(grid.values)]
+    low = min(0.0, float(finite.min())) if finite.size else 0.0  # the scale starts at 0: no loss is white
+    high = max(float(finite.max()), low + 0.1) if finite.size else 1.0
     fig = go.Figure(go.Heatmap(z=grid.values, x=[str(o) for o in grid.columns], y=[str(l) for l in grid.index],
-                               text=hover, hoverinfo="text", colorscale="Reds", zmin=min(0.0, np.nanmin(grid.values)
-                               if np.isfinite(grid.values).any() else 0.0),
-                               colorbar={"title": "pts lost"}))
+                               text=hover, hoverinfo="text", texttemplate="%{z:.2f}", colorscale="Reds",
+                               zmin=low, zmax=high, colorbar={"title": "pts lost"}))
     title = f"{deficit}{' (' + tags + ')' if tags else ''}: accuracy lost vs baseline (percentage points)"
     fig.update_layout(title=title, xaxis_title="deficit onset (epoch)", yaxis_title="deficit length (epochs)",
                       height=360, margin={"t": 60, "b": 50})
