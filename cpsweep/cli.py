@@ -3,7 +3,8 @@
     cpsweep launch SPEC.yaml [--address A] [--storage S] [--max-concurrent N] [--smoke]
                                                run (or finish) a sweep on Ray Tune; Parquet + report.html
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
-    cpsweep report RESULTS_DIR [-o FILE]       write the HTML report
+    cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
+                                               write the HTML report (or overlay several sweeps)
     cpsweep validate SPEC.yaml                 check a sweep file; print its trial count and epochs
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
@@ -42,7 +43,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .report import sensitivity
+    from .reduce import sensitivity
     from .store import load_results
 
     res = load_results(args.results)
@@ -61,9 +62,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report import write_compare, write_report
 
-    print(write_report(args.results, args.output))
+    if args.compare:
+        print(write_compare([args.results, *args.compare], args.output or "compare.html"))
+    else:
+        print(write_report(args.results, args.output, args.threshold, args.per_parameter))
     return 0
 
 
@@ -146,7 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="write a sweep's HTML report")
     rp.add_argument("results", help="a sweep's results folder (or s3://...)")
-    rp.add_argument("-o", "--output", default=None, help="where to write (default: <results>/report.html)")
+    rp.add_argument("-o", "--output", default=None, help="where to write (default: <results>/report.html, "
+                                                       "or compare.html with --compare)")
+    rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
+                    help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
+    rp.add_argument("--threshold", type=float, default=1.0,
+                    help="points of accuracy lost above which a window belongs to the critical period (default 1)")
+    rp.add_argument("--per-parameter", action="store_true",
+                    help="normalise per-layer Fisher traces by the layer's parameter count")
     rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check a sweep file and print its trial count")

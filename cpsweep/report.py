@@ -1,71 +1,58 @@
-"""Reducers over the results tables (DataFrame in, DataFrame out) and the standalone HTML report.
+"""The standalone HTML report of a sweep (plotly.js embedded: it opens offline and can be mailed around).
 
-Reducers are pure and tested on hand-made tables; figures only draw what the reducers computed.
+    write_report(uri)                     report.html next to the tables (local folder or s3://...)
+    write_compare([uri, ...], path)       several sweeps overlaid: sensitivity curves and Fisher traces
 
-    sensitivity(trials)   per window: final accuracy lost against the seed's baseline, in percentage
-                          points, mean over seeds with its standard error (missing cells stay missing)
-    write_report(uri)     report.html next to the tables (plotly.js embedded: it opens offline)
+Every figure draws what a reducer in `reduce.py` computed, with hover values and a one-sentence caption
+saying how to read it.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
-from .store import Store, load_results
+from .reduce import (DEFAULT_THRESHOLD, chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares,
+                     removal_curve, sensitivity)
+from .store import Results, Store, load_results
 
-GROUP = ["deficit", "tags", "onset", "length"]
-
-
-def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
-    """Sensitivity of every window: baseline final accuracy minus the trial's, in percentage points.
-
-    Only `ok` trials whose baseline is also `ok` count. Returns one row per (deficit, tags, onset, length)
-    with `sensitivity` (mean over seeds), `sem` (standard error over seeds, NaN with one seed), `n_seeds`,
-    `acc` and `baseline_acc` (mean final accuracies, in %).
-    """
-    ok = trials[trials.status == "ok"]
-    base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
-    win = ok[ok.deficit != "none"].copy()
-    win["baseline_acc"] = win.baseline_id.map(base)
-    win = win.dropna(subset=["baseline_acc"])
-    win["sens"] = 100 * (win.baseline_acc - win.final_test_acc)
-    columns = [*GROUP, "sensitivity", "sem", "n_seeds", "acc", "baseline_acc"]
-    if win.empty:
-        return pd.DataFrame(columns=columns)
-    g = win.groupby(GROUP, sort=True)
-    out = pd.DataFrame({
-        "sensitivity": g.sens.mean(),
-        "sem": g.sens.std(ddof=1) / np.sqrt(g.sens.count()),
-        "n_seeds": g.sens.count(),
-        "acc": 100 * g.final_test_acc.mean(),
-        "baseline_acc": 100 * g.baseline_acc.mean(),
-    }).reset_index()
-    return out[columns]
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
 
 
-def heatmap_grid(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str) -> pd.DataFrame:
-    """Sensitivity as a length x onset grid for one deficit, over every window of the sweep (cells with
-    no finished trial are NaN, not zero)."""
-    windows = trials[(trials.deficit == deficit) & (trials.tags == tags)]
-    onsets, lengths = sorted(windows.onset.unique()), sorted(windows.length.unique())
-    part = sens[(sens.deficit == deficit) & (sens.tags == tags)].set_index(["length", "onset"]).sensitivity
-    return pd.DataFrame([[part.get((l, o), np.nan) for o in onsets] for l in lengths], index=lengths,
-                        columns=onsets, dtype=float)
+def _label(deficit: str, tags: str, onset=None, length=None) -> str:
+    if deficit == "none":
+        return "baseline" + (f" ({tags})" if tags else "")
+    window = f" [{int(onset)}, {int(onset + length)})" if onset is not None else ""
+    return f"{deficit}{window}" + (f" ({tags})" if tags else "")
 
 
-def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str):
-    import plotly.graph_objects as go
+def _band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str) -> None:
+    """A line with a shaded band of one standard error (where known)."""
+    sem = np.nan_to_num(np.asarray(sem, dtype=float))
+    x, mean = list(x), np.asarray(mean, dtype=float)
+    fig.add_trace(go.Scatter(x=x + x[::-1], y=list(mean + sem) + list((mean - sem)[::-1]), fill="toself",
+                             fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
+                             legendgroup=group))
+    fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, line={"color": color},
+                             legendgroup=group, customdata=sem,
+                             hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>" + html.escape(name) + "</extra>"))
 
+
+def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str) -> go.Figure:
     grid = heatmap_grid(sens, trials, deficit, tags)
     info = sens[(sens.deficit == deficit) & (sens.tags == tags)].set_index(["length", "onset"])
-    hover = []
+    windows = trials[(trials.deficit == deficit) & (trials.tags == tags)]
+    hover, marks = [], []
     for length in grid.index:
         row = []
         for onset in grid.columns:
+            cell = windows[(windows.onset == onset) & (windows.length == length)]
             if (length, onset) in info.index:
                 r = info.loc[(length, onset)]
                 sem = "" if math.isnan(r["sem"]) else f" ± {r['sem']:.2f}"
@@ -73,7 +60,9 @@ def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags:
                            f"accuracy {r['acc']:.2f}% vs baseline {r['baseline_acc']:.2f}%<br>"
                            f"{int(r['n_seeds'])} seed(s)")
             else:
-                row.append(f"onset {onset}, length {length}<br>no finished trial")
+                states = ", ".join(sorted(set(cell.status))) or "not in the grid"
+                row.append(f"onset {onset}, length {length}<br>no result: {states}")
+                marks.append((str(onset), str(length), states))
         hover.append(row)
     finite = grid.values[np.isfinite(grid.values)]
     low = min(0.0, float(finite.min())) if finite.size else 0.0  # the scale starts at 0: no loss is white
@@ -81,43 +70,202 @@ def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags:
     fig = go.Figure(go.Heatmap(z=grid.values, x=[str(o) for o in grid.columns], y=[str(l) for l in grid.index],
                                text=hover, hoverinfo="text", texttemplate="%{z:.2f}", colorscale="Reds",
                                zmin=low, zmax=high, colorbar={"title": "pts lost"}))
-    title = f"{deficit}{' (' + tags + ')' if tags else ''}: accuracy lost vs baseline (percentage points)"
-    fig.update_layout(title=title, xaxis_title="deficit onset (epoch)", yaxis_title="deficit length (epochs)",
-                      height=360, margin={"t": 60, "b": 50})
+    if marks:  # missing or failed cells are marked, not drawn as zero
+        fig.add_trace(go.Scatter(x=[m[0] for m in marks], y=[m[1] for m in marks], mode="markers+text",
+                                 marker={"symbol": "x", "size": 14, "color": "#555"},
+                                 text=[m[2] for m in marks], textposition="bottom center", hoverinfo="skip",
+                                 showlegend=False))
+    fig.update_layout(title=f"{_label(deficit, tags)}: accuracy lost vs baseline (percentage points)",
+                      xaxis_title="deficit onset (epoch)", yaxis_title="deficit length (epochs)", height=380,
+                      xaxis={"type": "category"}, yaxis={"type": "category"})
     return fig
 
 
-def render(results) -> str:
-    """The report as one standalone HTML page."""
-    trials = results.trials
+def sensitivity_curve_figure(sens: pd.DataFrame, name: str = "") -> go.Figure:
+    fig = go.Figure()
+    for i, ((deficit, tags, length), part) in enumerate(sens.groupby(["deficit", "tags", "length"], sort=True)):
+        part = part.sort_values("onset")
+        label = f"{name + ': ' if name else ''}{_label(deficit, tags)}, length {int(length)}"
+        _band(fig, part.onset.tolist(), part.sensitivity, part["sem"], COLORS[i % len(COLORS)], label, label)
+    fig.add_hline(y=0, line={"color": "#999", "dash": "dot"})
+    fig.update_layout(title="Sensitivity against window onset", xaxis_title="deficit onset (epoch)",
+                      yaxis_title="accuracy lost (pts)", height=380)
+    return fig
+
+
+def removal_figure(curve: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for i, ((deficit, tags), part) in enumerate(curve.groupby(["deficit", "tags"], sort=True)):
+        label = _label(deficit, tags)
+        _band(fig, part.removal.tolist(), part.acc, part["sem"], COLORS[i % len(COLORS)], label, label)
+    fig.update_layout(title="Final test accuracy against deficit removal epoch", height=380,
+                      xaxis_title="epoch the deficit is removed (0: never applied)", yaxis_title="final test accuracy (%)")
+    return fig
+
+
+def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = False,
+                  shade: tuple[int, int] | None = None) -> go.Figure:
+    fig = go.Figure()
+    for i, (key, part) in enumerate(curves.groupby(["deficit", "tags", "onset", "length"], sort=True)):
+        label = _label(*key)
+        color = "#000" if key[0] == "none" else COLORS[i % len(COLORS)]
+        _band(fig, part.epoch.tolist(), part["mean"], part["sem"], color, label, label)
+    if shade is not None:
+        fig.add_vrect(x0=shade[0] - 0.5, x1=shade[1] - 0.5, fillcolor="#d62728", opacity=0.1, line_width=0,
+                      annotation_text="deficit", annotation_position="top left")
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title=y_title, height=420,
+                      yaxis={"type": "log"} if log else {})
+    return fig
+
+
+def layer_figure(shares: pd.DataFrame, title: str, shade: tuple[int, int] | None = None) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=shares.values, x=list(shares.columns), y=list(shares.index), colorscale="Viridis",
+                               colorbar={"title": "share"},
+                               hovertemplate="layer %{y}, epoch %{x}: %{z:.3f}<extra></extra>"))
+    if shade is not None:
+        fig.add_vrect(x0=shade[0] - 0.5, x1=shade[1] - 0.5, line={"color": "white", "dash": "dash"})
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="layer (input at the bottom)", height=380,
+                      yaxis={"type": "category"})
+    return fig
+
+
+def _window(trials: pd.DataFrame, trial_id: str | None) -> tuple[int, int] | None:
+    row = trials[trials.trial_id == trial_id]
+    if row.empty or row.deficit.iloc[0] == "none":
+        return None
+    return int(row.onset.iloc[0]), int(row.onset.iloc[0] + row.length.iloc[0])
+
+
+def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
+    spec = results.spec.get("spec") or {}
+    fixed = results.spec.get("fixed") or {}
+    optim, data, model = fixed.get("optim", {}), fixed.get("data", {}), fixed.get("model", {})
+    epochs = f"{fixed['epochs']} per trial" if fixed.get("epochs") else f"onset + length + {fixed.get('clean_after')}"
+    counts = results.trials.status.value_counts().to_dict()
+    lines = [f"spec hash {results.spec.get('hash', '?')}",
+             f"data {data.get('name', '?')}, model {model.get('name', '?')}, optimiser {optim.get('name', '?')} "
+             f"(lr {optim.get('lr')}, momentum {optim.get('momentum')}, weight decay {optim.get('weight_decay')}, "
+             f"batch {optim.get('batch_size')}), schedule {(fixed.get('schedule') or {}).get('name', '?')}, "
+             f"epochs {epochs}",
+             "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
+    for r in critical_period(sens, threshold).itertuples(index=False):
+        what = f"{_label(r.deficit, r.tags)}, length {int(r.length)}"
+        if math.isnan(r.first_onset):
+            lines.append(f"<b>critical period ({what}): none</b>: no window costs more than {threshold:g} pts "
+                         f"(largest {r.peak:.2f} at onset {int(r.peak_onset)})")
+        else:
+            lines.append(f"<b>critical period ({what}): onsets {int(r.first_onset)}–{int(r.last_onset)}</b>, where a "
+                         f"window costs more than {threshold:g} pts (peak {r.peak:.2f} at onset {int(r.peak_onset)})")
+    return (f"<h1>cpsweep report: {html.escape(str(spec.get('name', 'sweep')))}</h1><ul>"
+            + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
+
+
+def _page(title: str, sections: list[tuple[str, go.Figure | None]], intro: str) -> str:
+    parts, first = [intro], True
+    for caption, fig in sections:
+        if fig is None:
+            parts.append(f"<p><i>{html.escape(caption)}</i></p>")
+            continue
+        parts.append(f"<p class='caption'>{html.escape(caption)}</p>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False}))
+        first = False
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title></head>"
+            "<body style='font-family: sans-serif; max-width: 1100px; margin: auto'>" + "\n".join(parts)
+            + "</body></html>")
+
+
+def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter: bool = False) -> str:
+    """The report of one sweep as a standalone HTML page."""
+    trials, epochs, layers = results.trials, results.epochs, results.fisher_layers
     sens = sensitivity(trials)
-    name = html.escape(str((results.spec.get("spec") or {}).get("name", "sweep")))
-    counts = trials.status.value_counts().to_dict()
-    parts = [f"<h1>cpsweep report: {name}</h1>",
-             f"<p>spec hash {html.escape(str(results.spec.get('hash', '?')))}; trials: "
-             + ", ".join(f"{v} {html.escape(str(k))}" for k, v in sorted(counts.items())) + "</p>"]
-    first = True
+    pick = chosen_trials(trials, sens)
+    worst_window = _window(trials, pick["worst"])
+    sections: list[tuple[str, go.Figure | None]] = []
     windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
     for deficit, tags in windows.itertuples(index=False):
-        fig = heatmap_figure(sens, trials, deficit, tags)
-        parts.append("<p>How to read: each cell is a deficit window (onset across, length up); its colour is "
-                     "how many points of final test accuracy the window cost against the no-deficit baseline "
-                     "of the same seed (median of the last 10 epochs); blank cells have no finished trial.</p>")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=first))
-        first = False
-    if first:
-        parts.append("<p>No finished deficit window yet.</p>")
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>cpsweep report: " + name
-            + "</title></head><body style='font-family: sans-serif; max-width: 1100px; margin: auto'>"
-            + "\n".join(parts) + "</body></html>")
+        sections.append(("Each cell is a deficit window (onset across, length up) coloured by the points of final "
+                         "test accuracy it cost against the same seed's baseline, mean over seeds (hover: standard "
+                         "error, accuracies, seed count); an x marks a window with no finished result.",
+                         heatmap_figure(sens, trials, deficit, tags)))
+    if not sens.empty:
+        sections.append(("The paper's sliding-window curve: accuracy lost against the window's onset, one line per "
+                         "window length, the band one standard error across seeds; a critical period is where it "
+                         "is high.", sensitivity_curve_figure(sens)))
+    removal = removal_curve(trials)
+    if removal.removal.nunique() > 1:
+        sections.append(("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to the "
+                         "removal epoch; a falling curve means later removal leaves a permanent deficit.",
+                         removal_figure(removal)))
+    chosen = [t for t in (pick["baseline"], pick["worst"], pick["best"]) if t]
+    acc = epochs[epochs.trial_id.isin(chosen)][["trial_id", "epoch", "test_acc"]].merge(
+        trials[["trial_id", "deficit", "tags", "onset", "length"]], on="trial_id")
+    if not acc.empty:
+        acc = acc.assign(mean=100 * acc.test_acc, sem=np.nan)
+        sections.append(("Clean test accuracy per epoch of the first seed's baseline and of its most and least "
+                         "damaging windows (the most damaging window shaded).",
+                         curves_figure(acc, "Test accuracy per epoch", "test accuracy (%)", shade=worst_window)))
+    fisher = group_curves(epochs, trials, "fisher_trace")
+    if not fisher.empty:
+        for log in (False, True):
+            sections.append((("Log scale: " if log else "") + "Trace of the Fisher Information of the weights on the "
+                             "probe set, mean over seeds, for the baseline (black) and every window; the most "
+                             "damaging window is shaded. The paper: it rises fast early, then falls.",
+                             curves_figure(fisher, "Fisher trace" + (" (log scale)" if log else ""), "tr F",
+                                           log=log, shade=worst_window)))
+    norm = "per parameter, " if per_parameter else ""
+    for key, title in (("baseline", "baseline"), ("worst", "most damaging window")):
+        shares = layer_shares(layers, pick[key], per_parameter) if pick[key] else pd.DataFrame()
+        if not shares.empty:
+            sections.append((f"Each layer's share of the Fisher trace ({norm}each epoch's column sums to one) for the "
+                             f"{title} ({pick[key]}); the paper: a blur deficit moves the mass towards higher layers.",
+                             layer_figure(shares, f"Per-layer Fisher: {pick[key]}", _window(trials, pick[key]))))
+    name = str((results.spec.get("spec") or {}).get("name", "sweep"))
+    return _page(f"cpsweep report: {name}", sections or [("No finished trial yet.", None)],
+                 header(results, sens, threshold))
 
 
-def write_report(uri: str, path: str | None = None) -> str:
-    """Write report.html into the results folder `uri` (or to `path`); return where it went."""
-    page = render(load_results(uri)).encode()
-    if path is None:
-        Store(uri).write_bytes(page, "report.html")
-        return f"{uri.split('?')[0].rstrip('/')}/report.html"
-    folder_store = Store(path.rsplit("/", 1)[0] if "/" in path else ".")
-    folder_store.write_bytes(page, path.rsplit("/", 1)[-1])
+def render_compare(named: Sequence[tuple[str, Results]]) -> str:
+    """Several sweeps overlaid: their sensitivity curves and their baselines' Fisher traces."""
+    sens_fig = go.Figure()
+    fisher_fig = go.Figure()
+    for i, (name, res) in enumerate(named):
+        sens = sensitivity(res.trials)
+        for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
+            part = part.sort_values("onset")
+            label = f"{name}: {_label(deficit, tags)}, length {int(length)}"
+            _band(sens_fig, part.onset.tolist(), part.sensitivity, part["sem"], COLORS[i % len(COLORS)], label, label)
+        fisher = group_curves(res.epochs, res.trials, "fisher_trace")
+        base = fisher[fisher.deficit == "none"]
+        for tags, part in base.groupby("tags"):
+            label = f"{name}: {_label('none', tags)}"
+            _band(fisher_fig, part.epoch.tolist(), part["mean"], part["sem"], COLORS[i % len(COLORS)], label, label)
+    sens_fig.update_layout(title="Sensitivity against window onset", xaxis_title="deficit onset (epoch)",
+                           yaxis_title="accuracy lost (pts)", height=420)
+    fisher_fig.update_layout(title="Baseline Fisher trace", xaxis_title="epoch", yaxis_title="tr F", height=420,
+                             yaxis={"type": "log"})
+    names = ", ".join(html.escape(n) for n, _ in named)
+    return _page(f"cpsweep comparison: {names}", [
+        ("Accuracy lost against window onset for each sweep and window length, bands one standard error.", sens_fig),
+        ("Fisher trace of each sweep's baseline (log scale), mean over seeds.", fisher_fig)],
+        f"<h1>cpsweep comparison</h1><p>{names}</p>")
+
+
+def _write(page: str, path: str) -> str:
+    folder, _, name = path.rpartition("/")
+    Store(folder or ".").write_bytes(page.encode(), name)
     return path
+
+
+def write_report(uri: str, path: str | None = None, threshold: float = DEFAULT_THRESHOLD,
+                 per_parameter: bool = False) -> str:
+    """Write the report of the results folder `uri` to `path` (default: `<uri>/report.html`)."""
+    page = render(load_results(uri), threshold, per_parameter)
+    if path is None:
+        Store(uri).write_bytes(page.encode(), "report.html")
+        return f"{uri.split('?')[0].rstrip('/')}/report.html"
+    return _write(page, path)
+
+
+def write_compare(uris: Sequence[str], path: str) -> str:
+    named = [(u.split("?")[0].rstrip("/").rsplit("/", 1)[-1], load_results(u)) for u in uris]
+    return _write(render_compare(named), path)

@@ -50,12 +50,14 @@ class EpochRecord:
     test_acc: float
     fisher_trace: float             # trace of the Fisher on the probe set; NaN when not measured
     fisher_layers: dict[str, float] = field(default_factory=dict)  # module name -> trace
+    layer_params: dict[str, int] = field(default_factory=dict)     # module name -> its trainable parameters
     seconds: float = 0.0            # wall time of the whole epoch (training, BN refresh, test, Fisher)
     fisher_seconds: float = 0.0     # wall time of the Fisher measurement alone
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("fisher_layers")
+        row.pop("layer_params")
         return row
 
 
@@ -106,6 +108,8 @@ class TrialRun:
                                     num_classes=self.data.num_classes, seed=derive_seed(trial.seed, "deficit"))
         self.probe = class_balanced_probe(self.data.y_train, trial.fisher.probe_per_class, trial.seed,
                                           num_classes=self.data.num_classes)
+        self.layer_params = {name: sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad)
+                             for name, m in self.model.named_modules()}
         self.epoch = 0  # next epoch to run
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)
@@ -162,8 +166,9 @@ class TrialRun:
                               if t.fisher.method == "sampled" else None)
             total, layers = ft.total, ft.per_layer
         end = time.perf_counter()
+        params = {name: self.layer_params[name] for name in layers}
         return EpochRecord(t.trial_id, epoch, lr, active, train_loss, train_acc, test_loss, test_acc, total,
-                           layers, seconds=end - start, fisher_seconds=end - fisher_start)
+                           layers, params, seconds=end - start, fisher_seconds=end - fisher_start)
 
     def batches(self, epoch: int, purpose: str) -> Iterator[torch.Tensor]:
         """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of

@@ -1,57 +1,67 @@
-"""Report reducers on hand-made tables, and the standalone HTML."""
+"""The HTML report: rendered from hand-made tables, and opened in a real headless Chromium."""
 
 from __future__ import annotations
 
-import math
+import os
+import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from cpsweep.report import heatmap_grid, render, sensitivity
-from cpsweep.store import Results
+from cpsweep.report import render, render_compare
+from results_fixture import make_results
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
 
 
-def row(tid, deficit, onset, length, seed, acc, status="ok"):
-    base = f"baseline-s{seed}"
-    return {"trial_id": tid, "baseline_id": base, "status": status, "deficit": deficit, "onset": onset,
-            "length": length, "seed": seed, "tags": "", "final_test_acc": acc}
+def test_report_contents_and_critical_period_in_the_header():
+    page = render(make_results(onsets=(0, 10, 20, 30)), threshold=1.0)
+    assert page.startswith("<!DOCTYPE html>") and "cpsweep report: hand" in page
+    # sensitivity 6 - onset/5 (+0.5 for seed 1): mean 6.25, 4.25, 2.25, 0.25
+    assert "critical period (blur, length 10): onsets 0–20</b>, where a window costs more than 1 pts" in page
+    assert "peak 6.25 at onset 0" in page
+    assert "<script src=" not in page and len(page) > 3_000_000  # plotly.js (~4.6 MB) embedded, nothing fetched
+    assert "data mnist1d, model cnn1d, optimiser sgd (lr 0.05" in page
 
 
-TRIALS = pd.DataFrame([
-    row("baseline-s0", "none", 0, 0, 0, 0.90), row("baseline-s1", "none", 0, 0, 1, 0.92),
-    row("blur-o0-l10-s0", "blur", 0, 10, 0, 0.80), row("blur-o0-l10-s1", "blur", 0, 10, 1, 0.86),
-    row("blur-o20-l10-s0", "blur", 20, 10, 0, 0.89),
-    row("blur-o20-l10-s1", "blur", 20, 10, 1, 0.10, status="failed"),
-    row("blur-o40-l10-s0", "blur", 40, 10, 0, float("nan"), status="pending"),
-])
+def test_report_without_a_critical_period_says_so():
+    page = render(make_results(onsets=(40, 50)), threshold=1.0)
+    assert "critical period (blur, length 10): none</b>: no window costs more than 1 pts" in page
 
 
-def test_sensitivity_averages_seeds_against_each_seeds_baseline():
-    s = sensitivity(TRIALS).set_index("onset")
-    # onset 0: seed 0 lost 10 pts, seed 1 lost 6 pts
-    assert s.loc[0, "sensitivity"] == pytest.approx(8.0)
-    assert s.loc[0, "sem"] == pytest.approx(np.std([10.0, 6.0], ddof=1) / math.sqrt(2))
-    assert s.loc[0, "n_seeds"] == 2 and s.loc[0, "baseline_acc"] == pytest.approx(91.0)
-    # onset 20: the failed seed does not count
-    assert s.loc[20, "sensitivity"] == pytest.approx(1.0) and s.loc[20, "n_seeds"] == 1
-    assert math.isnan(s.loc[20, "sem"])
-    assert 40 not in s.index
+def figures_expected(page: str) -> int:
+    return page.count('class="plotly-graph-div"')
 
 
-def test_missing_cells_stay_missing_in_the_grid():
-    grid = heatmap_grid(sensitivity(TRIALS), TRIALS, "blur", "")
-    assert list(grid.columns) == [0, 20, 40] and list(grid.index) == [10]
-    assert grid.loc[10, 0] == pytest.approx(8.0) and math.isnan(grid.loc[10, 40])
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.parametrize("kind", ["report", "compare"])
+def test_report_renders_in_headless_chromium(tmp_path, kind):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
 
-
-def test_window_without_its_baseline_is_left_out():
-    t = TRIALS[TRIALS.trial_id != "baseline-s1"]
-    s = sensitivity(t).set_index("onset")
-    assert s.loc[0, "n_seeds"] == 1 and s.loc[0, "sensitivity"] == pytest.approx(10.0)
-
-
-def test_render_is_standalone_html():
-    page = render(Results(TRIALS, pd.DataFrame(), pd.DataFrame(), {"hash": "abc", "spec": {"name": "s"}}))
-    assert page.startswith("<!DOCTYPE html>") and "cpsweep report: s" in page
-    assert "plotly" in page and "<script src=\"http" not in page  # plotly.js embedded, not fetched
+    res = make_results(onsets=(0, 10, 20), lengths=(10, 20), missing={(20, 20)}, failed={(10, 20)})
+    page_html = render(res) if kind == "report" else render_compare([("a", res), ("b", make_results())])
+    path = tmp_path / "report.html"
+    path.write_text(page_html)
+    expected = figures_expected(page_html)
+    assert expected == (8 if kind == "report" else 2)
+    errors, requests = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # a fresh profile each launch
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(path.as_uri())
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {expected}")
+        rendered = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
+        shot = tmp_path / "shot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert errors == []
+    assert rendered == expected
+    assert all(u.startswith(("file:", "data:", "about:", "blob:")) for u in requests), requests
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # not blank

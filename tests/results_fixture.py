@@ -1,0 +1,45 @@
+"""A small hand-made results set (all three tables and the spec) for report tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cpsweep.store import Results
+
+
+def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, missing=(), failed=()) -> Results:
+    """Trials whose damage falls with onset: sensitivity (pts) = 6 - onset / 5 (+ seed * 0.5)."""
+    trials, ep, layers = [], [], []
+
+    def add(tid, deficit, onset, length, seed, acc, status="ok"):
+        trials.append({"trial_id": tid, "baseline_id": f"baseline-s{seed}", "sweep": "hand", "status": status,
+                       "deficit": deficit, "onset": onset, "length": length, "seed": seed, "epochs": epochs,
+                       "epochs_done": epochs if status == "ok" else 0, "model": "cnn1d", "data": "mnist1d",
+                       "tags": "", "final_test_acc": acc if status == "ok" else np.nan})
+        if status != "ok":
+            return
+        for e in range(epochs):
+            active = deficit != "none" and onset <= e < onset + length
+            fisher = 100.0 * np.exp(-e / 5) + 10 + (50.0 if active else 0.0)
+            ep.append({"trial_id": tid, "epoch": e, "lr": 0.05 * 0.97 ** e, "deficit_active": active,
+                       "train_loss": 1.0, "train_acc": 0.9, "test_loss": 1.0, "test_acc": acc - 0.3 * np.exp(-e),
+                       "fisher_trace": fisher if e % 2 == 1 else np.nan, "seconds": 0.1, "fisher_seconds": 0.01})
+            if e % 2 == 1:
+                shares = [0.2, 0.5, 0.3] if not active else [0.1, 0.3, 0.6]
+                for i, share in enumerate(shares):
+                    layers.append({"trial_id": tid, "epoch": e, "layer": str(i), "order": i,
+                                   "trace": share * fisher, "params": 100 * (i + 1)})
+
+    for seed in seeds:
+        add(f"baseline-s{seed}", "none", 0, 0, seed, 0.95)
+        for onset in onsets:
+            for length in lengths:
+                tid = f"blur-o{onset}-l{length}-s{seed}"
+                status = "failed" if (onset, length) in failed else "pending" if (onset, length) in missing else "ok"
+                add(tid, "blur", onset, length, seed, 0.95 - (6 - onset / 5 + seed * 0.5) / 100, status)
+    spec = {"hash": "0123456789ab", "spec": {"name": "hand"},
+            "fixed": {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"},
+                      "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128},
+                      "schedule": {"name": "exponential"}, "epochs": epochs}}
+    return Results(pd.DataFrame(trials), pd.DataFrame(ep), pd.DataFrame(layers), spec)

@@ -1,0 +1,93 @@
+"""Reducers against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cpsweep.reduce import (chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares, removal_curve,
+                            sensitivity)
+from results_fixture import make_results
+
+
+def row(tid, deficit, onset, length, seed, acc, status="ok"):
+    return {"trial_id": tid, "baseline_id": f"baseline-s{seed}", "status": status, "deficit": deficit,
+            "onset": onset, "length": length, "seed": seed, "tags": "", "final_test_acc": acc}
+
+
+TRIALS = pd.DataFrame([
+    row("baseline-s0", "none", 0, 0, 0, 0.90), row("baseline-s1", "none", 0, 0, 1, 0.92),
+    row("blur-o0-l10-s0", "blur", 0, 10, 0, 0.80), row("blur-o0-l10-s1", "blur", 0, 10, 1, 0.86),
+    row("blur-o20-l10-s0", "blur", 20, 10, 0, 0.89),
+    row("blur-o20-l10-s1", "blur", 20, 10, 1, 0.10, status="failed"),
+    row("blur-o40-l10-s0", "blur", 40, 10, 0, float("nan"), status="pending"),
+])
+
+
+def test_sensitivity_averages_seeds_against_each_seeds_baseline():
+    s = sensitivity(TRIALS).set_index("onset")
+    assert s.loc[0, "sensitivity"] == pytest.approx(8.0)  # seed 0 lost 10 pts, seed 1 lost 6
+    assert s.loc[0, "sem"] == pytest.approx(np.std([10.0, 6.0], ddof=1) / math.sqrt(2))
+    assert s.loc[0, "n_seeds"] == 2 and s.loc[0, "baseline_acc"] == pytest.approx(91.0)
+    assert s.loc[20, "sensitivity"] == pytest.approx(1.0) and s.loc[20, "n_seeds"] == 1  # failed seed left out
+    assert math.isnan(s.loc[20, "sem"]) and 40 not in s.index
+
+
+def test_missing_cells_stay_missing_in_the_grid():
+    grid = heatmap_grid(sensitivity(TRIALS), TRIALS, "blur", "")
+    assert list(grid.columns) == [0, 20, 40] and list(grid.index) == [10]
+    assert grid.loc[10, 0] == pytest.approx(8.0) and math.isnan(grid.loc[10, 40])
+
+
+def test_window_without_its_baseline_is_left_out():
+    s = sensitivity(TRIALS[TRIALS.trial_id != "baseline-s1"]).set_index("onset")
+    assert s.loc[0, "n_seeds"] == 1 and s.loc[0, "sensitivity"] == pytest.approx(10.0)
+
+
+def test_critical_period_detector_on_a_made_up_curve():
+    sens = pd.DataFrame({"deficit": "blur", "tags": "", "length": 10, "onset": [0, 10, 20, 30, 40, 50],
+                         "sensitivity": [4.0, 3.5, 1.2, 0.4, 0.2, 0.1]})
+    cp = critical_period(sens, threshold=1.0).iloc[0]
+    assert (cp.first_onset, cp.last_onset, cp.peak_onset, cp.peak) == (0, 20, 0, 4.0)
+    flat = sens.assign(sensitivity=0.3)
+    cp = critical_period(flat, threshold=1.0).iloc[0]
+    assert math.isnan(cp.first_onset) and math.isnan(cp.last_onset) and cp.peak == 0.3
+
+
+def test_removal_curve_uses_windows_from_epoch_zero():
+    t = pd.DataFrame([row("baseline-s0", "none", 0, 0, 0, 0.90), row("blur-o0-l10-s0", "blur", 0, 10, 0, 0.85),
+                      row("blur-o0-l20-s0", "blur", 0, 20, 0, 0.80), row("blur-o5-l10-s0", "blur", 5, 10, 0, 0.10)])
+    curve = removal_curve(t)
+    assert curve.removal.tolist() == [0, 10, 20]
+    assert curve.acc.tolist() == pytest.approx([90.0, 85.0, 80.0])
+
+
+def test_group_curves_average_seeds_and_skip_unmeasured_epochs():
+    res = make_results(onsets=(0,), seeds=(0, 1))
+    curves = group_curves(res.epochs, res.trials, "fisher_trace")
+    base = curves[curves.deficit == "none"]
+    assert base.epoch.tolist() == list(range(1, 30, 2))  # NaN epochs dropped
+    assert base["mean"].iloc[0] == pytest.approx(100 * np.exp(-1 / 5) + 10)
+    assert (base.n_seeds == 2).all() and (base["sem"] == 0).all()
+    acc = group_curves(res.epochs, res.trials, "test_acc")
+    assert acc[acc.deficit == "none"]["mean"].iloc[-1] == pytest.approx(100 * (0.95 - 0.3 * np.exp(-29)))
+
+
+def test_layer_shares_columns_sum_to_one_and_per_parameter_option():
+    res = make_results(onsets=(0,), seeds=(0,))
+    shares = layer_shares(res.fisher_layers, "blur-o0-l10-s0")
+    assert list(shares.index) == ["0", "1", "2"]
+    assert np.allclose(shares.sum(axis=0), 1.0)
+    assert shares[1].tolist() == pytest.approx([0.1, 0.3, 0.6]) and shares[11].tolist() == pytest.approx([0.2, 0.5, 0.3])
+    per = layer_shares(res.fisher_layers, "blur-o0-l10-s0", per_parameter=True)
+    raw = np.array([0.2 / 100, 0.5 / 200, 0.3 / 300])
+    assert per[11].tolist() == pytest.approx((raw / raw.sum()).tolist())
+
+
+def test_chosen_trials():
+    res = make_results(onsets=(0, 10, 20))
+    pick = chosen_trials(res.trials, sensitivity(res.trials))
+    assert pick == {"baseline": "baseline-s0", "worst": "blur-o0-l10-s0", "best": "blur-o20-l10-s0"}
