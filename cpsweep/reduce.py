@@ -112,6 +112,8 @@ def layer_shares(layers: pd.DataFrame, trial_id: str, per_parameter: bool = Fals
         return pd.DataFrame()
     if per_parameter:
         part["trace"] = part.trace / part.params.clip(lower=1)
+    if "kind" in part:  # "3 Conv1d" reads better than "3"
+        part["layer"] = (part.layer + " " + part.kind.fillna("")).str.strip()
     table = part.pivot_table(index=["order", "layer"], columns="epoch", values="trace", aggfunc="sum")
     table = table.sort_index(level="order").droplevel("order")
     return table / table.sum(axis=0)

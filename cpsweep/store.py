@@ -34,7 +34,7 @@ from .errors import CpsweepError
 FINAL_EPOCHS = 10  # "final" accuracy = median of the last 10 epochs (the authors' plotting code)
 EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
                  "fisher_trace", "seconds", "fisher_seconds"]
-LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params"]
+LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
 TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset", "length", "seed", "epochs", "epochs_done", "model",
                  "data", "tags", "final_test_acc", "best_test_acc", "wall_seconds", "error", "spec_hash",
                  "cpsweep_version", "git_commit"]
@@ -54,7 +54,7 @@ def epochs_frame(trial, records: Sequence[Any]) -> pd.DataFrame:
 
 def layers_frame(trial, records: Sequence[Any]) -> pd.DataFrame:
     rows = [{"trial_id": trial.trial_id, "epoch": r.epoch, "layer": name, "order": i, "trace": value,
-             "params": r.layer_params.get(name, 0)}
+             "params": r.layer_params.get(name, 0), "kind": r.layer_kinds.get(name, "")}
             for r in records for i, (name, value) in enumerate(r.fisher_layers.items())]
     return pd.DataFrame(rows, columns=LAYER_COLUMNS).astype({"epoch": "int64", "order": "int64", "trace": "float64",
                                                              "params": "int64"})

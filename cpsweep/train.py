@@ -51,6 +51,7 @@ class EpochRecord:
     fisher_trace: float             # trace of the Fisher on the probe set; NaN when not measured
     fisher_layers: dict[str, float] = field(default_factory=dict)  # module name -> trace
     layer_params: dict[str, int] = field(default_factory=dict)     # module name -> its trainable parameters
+    layer_kinds: dict[str, str] = field(default_factory=dict)      # module name -> module class, e.g. Conv2d
     seconds: float = 0.0            # wall time of the whole epoch (training, BN refresh, test, Fisher)
     fisher_seconds: float = 0.0     # wall time of the Fisher measurement alone
 
@@ -58,6 +59,7 @@ class EpochRecord:
         row = asdict(self)
         row.pop("fisher_layers")
         row.pop("layer_params")
+        row.pop("layer_kinds")
         return row
 
 
@@ -110,6 +112,7 @@ class TrialRun:
                                           num_classes=self.data.num_classes)
         self.layer_params = {name: sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad)
                              for name, m in self.model.named_modules()}
+        self.layer_kinds = {name: type(m).__name__ for name, m in self.model.named_modules()}
         self.epoch = 0  # next epoch to run
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)
@@ -167,8 +170,9 @@ class TrialRun:
             total, layers = ft.total, ft.per_layer
         end = time.perf_counter()
         params = {name: self.layer_params[name] for name in layers}
+        kinds = {name: self.layer_kinds[name] for name in layers}
         return EpochRecord(t.trial_id, epoch, lr, active, train_loss, train_acc, test_loss, test_acc, total,
-                           layers, params, seconds=end - start, fisher_seconds=end - fisher_start)
+                           layers, params, kinds, seconds=end - start, fisher_seconds=end - fisher_start)
 
     def batches(self, epoch: int, purpose: str) -> Iterator[torch.Tensor]:
         """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of

@@ -34,6 +34,9 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
     assert list(epochs.deficit_active) == [False, True, True, False]
     layers = pd.read_parquet(out / "fisher_layers.parquet")
     assert set(layers.epoch) == {1, 3}  # quickstart measures the Fisher every 2 epochs and at the last
+    assert set(layers.kind) == {"Conv1d", "BatchNorm1d", "Linear"}
+    first = layers[layers.epoch == 1].sort_values("order")
+    assert first.params.tolist()[:3] == [1 * 32 * 5, 2 * 32, 32 * 32 * 5]  # conv, BN (weight + bias), conv
     per_epoch = layers.groupby("epoch").trace.sum()
     measured = epochs.set_index("epoch").fisher_trace.dropna()
     assert per_epoch.values == pytest.approx(measured.values, rel=1e-9)
