@@ -1,0 +1,29 @@
+"""Paper, Figure 5: each layer's share of the Fisher trace per epoch, for one trial.
+
+    python analysis/layer_fisher.py results/fisher_study [--trial blur-o0-l40-s0] [--per-parameter] [-o figures]
+"""
+
+import sys
+
+from _figure import run
+
+from cpsweep.errors import CpsweepError
+from cpsweep.reduce import chosen_trials, layer_shares, sensitivity
+from cpsweep.report import layer_figure
+
+
+def build(results, args):
+    trial = args.trial or chosen_trials(results.trials, sensitivity(results.trials))["worst"]
+    shares = layer_shares(results.fisher_layers, trial, args.per_parameter) if trial else None
+    if shares is None or shares.empty:
+        raise CpsweepError(f"no per-layer Fisher traces for trial {trial}")
+    return layer_figure(shares, f"Per-layer Fisher: {trial}")
+
+
+def add_args(p):
+    p.add_argument("--trial", default=None, help="trial id (default: the most damaging window of the first seed)")
+    p.add_argument("--per-parameter", action="store_true", help="divide each layer's trace by its parameters")
+
+
+if __name__ == "__main__":
+    sys.exit(run("layer_fisher", __doc__, build, add_args))

@@ -1,0 +1,41 @@
+"""analysis/: one script per paper figure, run on a hand-made results folder written to disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cpsweep.store import Store
+from results_fixture import make_results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ["removal_curve", "sliding_window", "sensitivity_heatmap", "fisher_trace", "layer_fisher"]
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results") / "hand"
+    res = make_results(onsets=(0, 10, 20), lengths=(10, 20))
+    store = Store(str(folder))
+    store.write_tables(res.trials, res.epochs, res.fisher_layers)
+    store.write_bytes(yaml.safe_dump(res.spec).encode(), "spec.yaml")
+    return folder
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_writes_its_figure(script, results_dir, tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", f"{script}.py"), str(results_dir),
+                          "-o", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / f"{script}.html").read_text()
+    assert "plotly" in page and len(page) > 1_000_000
+
+
+def test_script_on_a_folder_without_results(tmp_path):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "fisher_trace.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "holds no cpsweep results" in out.stderr and "Traceback" not in out.stderr
