@@ -38,7 +38,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from .sweep import launch
 
     summary = launch(args.spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
-                     smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose)
+                     smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose,
+                     shared_storage=args.shared_storage)
     return 0 if summary.counts.get("failed", 0) == 0 and summary.counts.get("pending", 0) == 0 else 1
 
 
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     la.add_argument("--storage", default="results", help="results root: a folder, or s3://bucket/prefix "
                                                          "(default: ./results)")
+    la.add_argument("--shared-storage", action="store_true",
+                    help="the local --storage path is on a file system every node mounts (NFS); needed to use a "
+                         "local path on a cluster of several nodes")
     la.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     la.add_argument("--smoke", action="store_true", help="shrink every trial (3 epochs, 256 examples) for a "
                                                          "quick end-to-end check; results go to <name>-smoke")

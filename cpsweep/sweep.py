@@ -121,11 +121,25 @@ def connect(address: str | None, verbose: bool) -> None:
                            f"locally") from None
 
 
+def check_shared_storage(storage: str, shared: bool) -> None:
+    """On a cluster of several nodes, results and checkpoints must live where every node can reach them."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and "://" not in storage and not shared:
+        raise SpecError("--storage", f"the cluster has {len(nodes)} nodes but {storage} is a local path, which "
+                                     f"the other nodes cannot see; use shared storage such as "
+                                     f"--storage s3://bucket/prefix (or gs://...), or, if {storage} is on a file "
+                                     f"system every node mounts (NFS), add --shared-storage")
+
+
 def check_fits(resources: dict[str, float]) -> None:
-    """Fail at once if no node of the cluster can ever run one trial."""
+    """Fail at once if no node of the cluster, running or one the autoscaler may start, can ever run one
+    trial (otherwise Tune would wait forever)."""
     import ray
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    nodes += autoscaler_node_types()
     if any(all(node.get(k, 0) >= v for k, v in resources.items() if v) for node in nodes):
         return
     have = ", ".join(f"{k}={max((n.get(k, 0) for n in nodes), default=0):g}" for k in resources)
@@ -133,6 +147,19 @@ def check_fits(resources: dict[str, float]) -> None:
     raise SpecError("resources", f"each trial needs {want} but the largest node has {have}; lower resources "
                                  f"(e.g. resources.gpu: 0 on a machine without GPUs) or launch on a bigger "
                                  f"cluster with --address")
+
+
+def autoscaler_node_types() -> list[dict[str, float]]:
+    """Resources of the node types an autoscaling cluster may add (empty without an autoscaler)."""
+    try:
+        from ray._private.state import state  # no public API exposes the autoscaler's node types
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - an internal API: any failure means "unknown", not an error
+        return []
+    if config is None:
+        return []
+    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
 
 
 def find_resume_points(store: Store, ids: Sequence[str]) -> dict[str, str]:
@@ -174,6 +201,7 @@ class Summary:
 
 def launch(spec_path: str, *, address: str | None = None, storage: str = "results", max_concurrent: int | None = None,
            smoke: bool = False, trackers: Sequence[str] = (), verbose: bool = False, report: bool = True,
+           shared_storage: bool = False,
            out=None) -> Summary:
     """Run (or finish) a sweep; see the module docstring. Returns the final status counts.
 
@@ -200,6 +228,7 @@ def launch(spec_path: str, *, address: str | None = None, storage: str = "result
             import ray
 
             resources["GPU"] = resources["GPU"] if ray.cluster_resources().get("GPU", 0) else 0.0
+        check_shared_storage(storage, shared_storage)
         check_fits(resources)
     write_spec(store, sweep)
     from .progress import Progress
