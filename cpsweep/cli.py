@@ -1,6 +1,6 @@
 """The `cpsweep` command line: each command a few lines over library calls.
 
-    cpsweep launch SPEC.yaml [--address A] [--storage S] [--max-concurrent N] [--smoke]
+    cpsweep launch SPEC.yaml... [--address A] [--storage S] [--max-concurrent N] [--smoke]
                                                run (or finish) a sweep on Ray Tune; Parquet + report.html
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
     cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
@@ -35,12 +35,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    from .spec import load_sweep
     from .sweep import launch
 
-    summary = launch(args.spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
-                     smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose,
-                     shared_storage=args.shared_storage)
-    return 0 if summary.counts.get("failed", 0) == 0 and summary.counts.get("pending", 0) == 0 else 1
+    for spec in args.spec:  # every file is checked before anything runs
+        load_sweep(spec)
+    failed = 0
+    for spec in args.spec:  # one after the other, in one Ray session
+        summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
+                         smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose,
+                         shared_storage=args.shared_storage)
+        failed += summary.counts.get("failed", 0) + summary.counts.get("pending", 0)
+    return 0 if failed == 0 else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -133,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     la = sub.add_parser("launch", help="run (or finish) a sweep on Ray Tune")
-    la.add_argument("spec", help="sweep YAML file")
+    la.add_argument("spec", nargs="+", help="sweep YAML file(s); several run one after the other")
     la.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     la.add_argument("--storage", default="results", help="results root: a folder, or s3://bucket/prefix "
                                                          "(default: ./results)")

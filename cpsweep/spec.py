@@ -149,6 +149,8 @@ class TrialSpec:
 def _tag(value: Any) -> str:
     if isinstance(value, Mapping):
         return str(value.get("name", "")) or "x"
+    if isinstance(value, (tuple, list)):  # e.g. model.hidden: [256, 256] -> "256x256"
+        return "x".join(_tag(v) for v in value)
     return str(value)
 
 
@@ -368,12 +370,13 @@ def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
             check_keys({key: 0}, GRID_AXES, "grid")
         if not isinstance(values, list) or not values:
             raise SpecError(f"grid.{key}", "must be a non-empty list of values")
-        if key == "deficit":
+        if key in ("deficit", "model"):  # trial ids name components, so a name may appear once
             names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
             dup = next((n for n in names if names.count(n) > 1), None)
             if dup:
-                raise SpecError("grid.deficit", f'"{dup}" appears twice; vary its options with a dotted '
-                                                f"axis instead, e.g. grid: {{deficit.factor: [2, 4]}}")
+                example = "deficit.factor: [2, 4]" if key == "deficit" else "model.hidden: [[256], [256, 256]]"
+                raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
+                                               f"axis instead, e.g. grid: {{{example}}}")
         if key in ("onset", "length", "seed"):
             what = "a seed" if key == "seed" else "a whole number of epochs"
             values = [_nonneg_int(v, f"grid.{key}[{i}]", what) for i, v in enumerate(values)]

@@ -90,3 +90,12 @@ def test_launch_to_an_unwritable_storage(tmp_path):
     blocker.write_text("x")
     res = cpsweep("launch", QUICKSTART, "--storage", str(blocker))
     assert res.returncode == 2 and "cannot write results to" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(QUICKSTART).read().replace("onset: [0, 20, 40, 60]", "onset: [0, 100]"))
+    res = cpsweep("launch", QUICKSTART, str(bad), "--storage", str(tmp_path / "out"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "bad.yaml: grid.onset/length: window [100, 140) ends after the last epoch" in res.stderr
+    assert not (tmp_path / "out").exists()  # the first, valid sweep did not start

@@ -79,6 +79,7 @@ def error_of(raw) -> str:
     ({"resources__gpu": 1.5}, "resources: cpu must be > 0; gpu must be >= 0, a fraction below 1"),
     ({"deficit__factor": 1}, "deficit.factor: must be >= 2"),
     ({"grid__deficit": ["blur", {"name": "blur", "factor": 2}]}, 'grid.deficit: "blur" appears twice'),
+    ({"grid__model": [{"name": "mlp", "hidden": [8]}, "mlp"]}, 'grid.model: "mlp" appears twice'),
     ({"grid__optim.lr": [0.1, "x"]}, "optim.lr: expected a number, got 'x'"),
 ])
 def test_every_mistake_names_the_field_and_the_fix(changes, expected):
@@ -136,6 +137,14 @@ def test_model_axis():
     trials = parse_sweep(spec(**{"grid__model": [{"name": "mlp", "hidden": [32]}, "cnn1d"]})).trials()
     mlp = [t for t in trials if t.model.name == "mlp"]
     assert mlp[0].model.options["hidden"] == (32,) and "-modelmlp" in mlp[0].trial_id
+    assert len(trials) == 2 * 2 * 3
+
+
+def test_list_valued_axis_gets_readable_ids():
+    trials = parse_sweep(spec(model="mlp", **{"grid__model.hidden": [[64], [64, 64, 64]]})).trials()
+    ids = {t.trial_id: t for t in trials}
+    assert ids["baseline-hidden64x64x64-s0"].model.options["hidden"] == (64, 64, 64)
+    assert ids["baseline-hidden64-s1"].model.options["hidden"] == (64,)
     assert len(trials) == 2 * 2 * 3
 
 
