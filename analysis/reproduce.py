@@ -1,0 +1,112 @@
+"""Run the paper's reproduction checks on a results root and print claim, expected, measured, verdict.
+
+    python analysis/reproduce.py results --mini            # the laptop-scale twins (sweeps/mini/)
+    python analysis/reproduce.py s3://bucket/cpsweep       # the paper-scale sweeps (sweeps/)
+    python analysis/reproduce.py results --mini --markdown table.md --figures figures/
+
+Each check reads the sweeps it needs from ROOT/<name> (ROOT/mini_<name> with --mini); a missing sweep
+makes its checks "not run". The rules behind the verdicts are in cpsweep/reproduce.py. With --figures,
+each sweep found also gets its report (report.html) and the figures of analysis/ for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling figure scripts
+
+from cpsweep.errors import CpsweepError  # noqa: E402
+from cpsweep.reproduce import MIN_EFFECT, SIGNIFICANCE, run_checks  # noqa: E402
+from cpsweep.store import Results, Store, load_results  # noqa: E402
+from cpsweep.sweep import join_uri  # noqa: E402
+
+# Which figure scripts draw which sweep (module names in analysis/).
+FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
+           "fisher_study": ["fisher_trace", "layer_fisher"]}
+
+
+def getter(root: str, prefix: str):
+    cache: dict[str, Results | None] = {}
+
+    def get(name: str) -> Results | None:
+        if name not in cache:
+            uri = join_uri(root, prefix + name)
+            cache[name] = load_results(uri) if Store(uri).exists("trials.parquet") else None
+        return cache[name]
+    return get
+
+
+def print_table(table, width: int = 100) -> None:
+    for i, row in enumerate(table.itertuples(), 1):
+        print(f"{i:2d}. {row.claim}\n    verdict:  {row.verdict.upper()}")
+        for label, text in (("expected", row.expected), ("measured", row.measured or "-")):
+            lines = textwrap.wrap(text, width - 14) or ["-"]
+            print(f"    {label}: " + "\n              ".join(lines))
+    counts = table.verdict.value_counts()
+    print("\n" + ", ".join(f"{n} {v}" for v, n in counts.items()))
+
+
+def markdown(table) -> str:
+    lines = ["| claim | expected | measured (mean ± s.e. over seeds) | verdict |", "|---|---|---|---|"]
+    for row in table.itertuples():
+        cells = [row.claim, row.expected, row.measured or "-", f"**{row.verdict}**"]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_figures(get, root: str, prefix: str, out_dir: str) -> list[str]:
+    import importlib
+
+    from cpsweep.report import write_report
+
+    written = []
+    for name in ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise",
+                 "fisher_study", "mlp_depth", "resnet18", "adam", "constant_lr", "lr_restart"]:
+        if get(name) is None:
+            continue
+        folder = os.path.join(out_dir, prefix + name)
+        os.makedirs(folder, exist_ok=True)
+        written.append(write_report(join_uri(root, prefix + name), os.path.join(folder, "report.html")))
+        for script in FIGURES.get(name, []):
+            module = importlib.import_module(script)
+            fig = module.build(get(name), argparse.Namespace(trial=None, per_parameter=False, deficit=None, linear=False))
+            path = os.path.join(folder, script + ".html")
+            fig.write_html(path, include_plotlyjs=True)
+            written.append(path)
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="reproduce.py", description=__doc__.splitlines()[0])
+    p.add_argument("root", help="the results root the sweeps were launched with (--storage), e.g. results")
+    p.add_argument("--mini", action="store_true", help="check the laptop-scale twins (mini_<name>)")
+    p.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
+    p.add_argument("--csv", default=None, help="also write the table as CSV to this file")
+    p.add_argument("--figures", default=None, help="write each sweep's report and figures under this folder")
+    args = p.parse_args(argv)
+    prefix = "mini_" if args.mini else ""
+    get = getter(args.root, prefix)
+    try:
+        table = run_checks(get)
+        figures = write_figures(get, args.root, prefix, args.figures) if args.figures else []
+    except CpsweepError as e:
+        print(f"reproduce: error: {e}", file=sys.stderr)
+        return 2
+    print(f"Reproduction checks on {args.root} ({'laptop-scale twins' if args.mini else 'paper scale'}); a "
+          f"difference is clear above {SIGNIFICANCE:g} s.e. over seeds and {MIN_EFFECT:g} points.\n")
+    print_table(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    for path in figures:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
