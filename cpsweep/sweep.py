@@ -140,7 +140,7 @@ def check_fits(resources: dict[str, float]) -> None:
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     nodes += autoscaler_node_types()
-    if any(all(node.get(k, 0) >= v for k, v in resources.items() if v) for node in nodes):
+    if any("*" in node or all(node.get(k, 0) >= v for k, v in resources.items() if v) for node in nodes):
         return
     have = ", ".join(f"{k}={max((n.get(k, 0) for n in nodes), default=0):g}" for k in resources)
     want = ", ".join(f"{k}={v:g}" for k, v in resources.items())
@@ -150,21 +150,56 @@ def check_fits(resources: dict[str, float]) -> None:
 
 
 def autoscaler_node_types() -> list[dict[str, float]]:
-    """Resources of the node types an autoscaling cluster may add (empty without an autoscaler)."""
+    """Resources of the node types an autoscaling cluster may add (empty without an autoscaler).
+
+    No public API exposes them. An external autoscaler (KubeRay) publishes a cluster config in the GCS; Ray's
+    own autoscaler (`ray up`, or `ray start --head --autoscaling-config=FILE`, v1 or v2) publishes nothing, and
+    its node types are read from the config file its monitor process was started with, which is visible on
+    the head, where `cpsweep launch` runs (docs/cluster.md).
+    """
     try:
-        from ray._private.state import state  # no public API exposes the autoscaler's node types
+        from ray._private.state import state
 
         config = state.get_cluster_config()
     except Exception:  # noqa: BLE001 - an internal API: any failure means "unknown", not an error
+        config = None
+    if config is not None:
+        return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+    path = autoscaling_config_path()
+    if path is None:
         return []
-    if config is None:
+    try:
+        with open(os.path.expanduser(path)) as f:
+            raw = yaml.safe_load(f) or {}
+        types = raw.get("available_node_types") or {}
+        if raw.get("max_workers", 1) == 0:
+            return []
+        # a type without explicit resources is sized by the launcher from its instance type: assume it fits
+        return [{k: float(v) for k, v in t["resources"].items()} if "resources" in t else {"*": float("inf")}
+                for t in types.values() if t.get("max_workers", 1) != 0]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
         return []
-    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+
+
+def autoscaling_config_path() -> str | None:
+    """The `--autoscaling-config` of the connected cluster's autoscaler (monitor.py) if it runs on this
+    machine, matched by the cluster's GCS address; None if there is none."""
+    import ray
+    import psutil  # ray ships it (ray/thirdparty_files, on the path once ray is imported)
+
+    gcs = f"--gcs-address={ray.get_runtime_context().gcs_address}"
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if gcs in args and any(os.path.basename(a) == "monitor.py" for a in args[:3]):
+            return next((a.split("=", 1)[1] for a in args if a.startswith("--autoscaling-config=")), None)
+    return None
 
 
 def find_resume_points(store: Store, ids: Sequence[str]) -> dict[str, str]:
-    """Each trial's newest checkpoint from earlier launches: trial id -> checkpoint URI."""
+    """Each trial's newest complete checkpoint from earlier launches: trial id -> checkpoint URI."""
     import json
+
+    from .trainable import CHECKPOINT_FILES
 
     best: dict[str, tuple[int, str]] = {}
     if not store.exists("tune"):
@@ -179,6 +214,9 @@ def find_resume_points(store: Store, ids: Sequence[str]) -> dict[str, str]:
             for ckpt in infos:
                 if not ckpt.base_name.startswith("checkpoint_"):
                     continue
+                files = store.fs.get_file_info([f"{ckpt.path}/{name}" for name in CHECKPOINT_FILES])
+                if any(info.type != pafs.FileType.File or not info.size for info in files):
+                    continue  # cut off while Tune uploaded it, one file after the other (a killed driver or node)
                 try:
                     with store.fs.open_input_stream(f"{ckpt.path}/meta.json") as f:
                         epoch = int(json.loads(f.read())["epoch"])

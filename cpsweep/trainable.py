@@ -6,9 +6,10 @@ Config keys (built by `sweep.py`): `t` (this trial's grid point: `id`, `trial` (
 
 Each epoch's record is reported to Tune; every `checkpoint_every` epochs (and at the last) together with
 a checkpoint: the training state (`state.pt`, read back with `weights_only=True`), the records so far
-(`records.json`) and `meta.json`. A retried trial resumes from Tune's latest checkpoint; a trial of a
-relaunched sweep from `resume_from`. When the trial ends it writes its shard of the results tables; a
-diverged trial writes its shard with status `diverged` and returns normally, so the sweep goes on.
+(`records.json`) and `meta.json` (trial id, epoch, and the id of the Ray node that wrote it). A retried
+trial resumes from Tune's latest checkpoint; a trial of a relaunched sweep from `resume_from`. When the
+trial ends it writes its shard of the results tables, with the id of the Ray node it ran on; a diverged
+trial writes its shard with status `diverged` and returns normally, so the sweep goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import tempfile
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -36,12 +38,18 @@ def record_metrics(record: EpochRecord) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
-def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochRecord], trial_id: str) -> None:
+# what `write_checkpoint` writes; Tune uploads them one after the other, so a checkpoint in storage is
+# complete only when all three are there
+CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
+
+
+def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochRecord], trial_id: str,
+                     node: str = "") -> None:
     save_checkpoint(state, os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json"), "w") as f:
         json.dump([dataclasses.asdict(r) for r in records], f)
     with open(os.path.join(folder, "meta.json"), "w") as f:
-        json.dump({"trial_id": trial_id, "epoch": state["epoch"]}, f)
+        json.dump({"trial_id": trial_id, "epoch": state["epoch"], "node": node}, f)
 
 
 def read_checkpoint(checkpoint: tune.Checkpoint) -> tuple[dict[str, Any], list[EpochRecord]]:
@@ -62,6 +70,7 @@ def run_trial(config: dict[str, Any]) -> None:
         checkpoint = tune.Checkpoint(config["t"]["resume_from"])
     state, records = read_checkpoint(checkpoint) if checkpoint is not None else (None, [])
     store = Store(config["store"])
+    node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
     every = trial.checkpoint_every
     run = train_trial(trial, device, resume=state)
     try:
@@ -70,12 +79,12 @@ def run_trial(config: dict[str, Any]) -> None:
             metrics = record_metrics(record)
             if (record.epoch + 1) % every == 0 or record.epoch == trial.epochs - 1:
                 with tempfile.TemporaryDirectory() as folder:
-                    write_checkpoint(folder, run.state_dict(), records, trial.trial_id)
+                    write_checkpoint(folder, run.state_dict(), records, trial.trial_id, node)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
             else:
                 tune.report(metrics)
     except TrialDiverged as e:
-        store.write_shard(trial, records, "diverged", str(e), config["spec_hash"], config["git_commit"])
+        store.write_shard(trial, records, "diverged", str(e), config["spec_hash"], config["git_commit"], node)
         tune.report({"epoch": e.epoch, "diverged": True})
         return
-    store.write_shard(trial, records, "ok", "", config["spec_hash"], config["git_commit"])
+    store.write_shard(trial, records, "ok", "", config["spec_hash"], config["git_commit"], node)

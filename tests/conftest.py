@@ -1,4 +1,5 @@
-"""Shared test settings: a private data cache, and Ray's auth mode set explicitly (see RAY_NOTES)."""
+"""Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), and Ray
+clusters of real raylets owned by one test."""
 
 from __future__ import annotations
 
@@ -18,3 +19,20 @@ def _private_data_dir(tmp_path_factory):
         os.environ.pop("CPSWEEP_DATA_DIR", None)
     else:
         os.environ["CPSWEEP_DATA_DIR"] = old
+
+
+@pytest.fixture
+def ray_cluster():
+    """Make `LocalCluster`s (tests/ray_cluster.py: real raylets on this machine) that end with the test;
+    only their own processes are stopped, never another Ray on the machine (as `ray stop` would)."""
+    from ray_cluster import LocalCluster
+
+    clusters: list[LocalCluster] = []
+
+    def make(**env: str) -> LocalCluster:
+        clusters.append(LocalCluster(**env))
+        return clusters[-1]
+
+    yield make
+    for cluster in clusters:
+        cluster.stop()
