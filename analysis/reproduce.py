@@ -25,7 +25,8 @@ from cpsweep.sweep import join_uri  # noqa: E402
 
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
-           "fisher_study": ["fisher_trace", "layer_fisher"]}
+           "fisher_study": ["fisher_trace", "layer_fisher"], "mlp_depth": ["sliding_window"],
+           "adam": ["sliding_window"], "constant_lr": ["sliding_window"], "lr_restart": ["sliding_window"]}
 
 
 def getter(root: str, prefix: str):
@@ -73,9 +74,14 @@ def write_figures(get, root: str, prefix: str, out_dir: str) -> list[str]:
         for script in FIGURES.get(name, []):
             module = importlib.import_module(script)
             fig = module.build(get(name), argparse.Namespace(trial=None, per_parameter=False, deficit=None, linear=False))
-            path = os.path.join(folder, script + ".html")
-            fig.write_html(path, include_plotlyjs=True)
-            written.append(path)
+            path = os.path.join(folder, script)
+            fig.write_html(path + ".html", include_plotlyjs=True)
+            written.append(path + ".html")
+            try:
+                fig.write_image(path + ".png", width=1000, height=500)
+                written.append(path + ".png")
+            except (ImportError, ValueError, RuntimeError):  # no image exporter (kaleido) here
+                pass
     return written
 
 

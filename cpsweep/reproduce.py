@@ -73,7 +73,7 @@ def seed_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     ok = trials[trials.status == "ok"]
     base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
     win = ok[ok.deficit != "none"].copy()
-    win["sens"] = 100 * (win.baseline_id.map(base) - win.final_test_acc)
+    win["sens"] = 100 * (win.baseline_id.map(base).astype(float) - win.final_test_acc.astype(float))
     return win.dropna(subset=["sens"])[["deficit", "tags", "onset", "length", "seed", "sens"]]
 
 
@@ -163,7 +163,7 @@ def _against_blur(get: Getter, key: str, name: str, claim: str, expected: str, m
     sb = sb[sb.deficit == "blur"]
     common = sorted(set(zip(ss.onset, ss.length)) & set(zip(sb.onset, sb.length)), key=lambda w: (w[0], -w[1]))
     if not common:
-        return Check(key, claim, expected, "no window in common with blur_grid", "not run")
+        return Check(key, claim, expected, "no finished window in common with blur_grid", "not run")
     onset, length = common[0]
     other, blur = window(ss, onset, length), window(sb, onset, length)
     d, so, sbl = stat(paired(blur, other)), stat(other), stat(blur)

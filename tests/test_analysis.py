@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+
+import shutil
 
 import pytest
 import yaml
@@ -13,6 +16,7 @@ from cpsweep.store import Store
 from results_fixture import make_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAN_EXPORT = shutil.which("chromium") is not None and importlib.util.find_spec("kaleido") is not None
 SCRIPTS = ["removal_curve", "sliding_window", "sensitivity_heatmap", "fisher_trace", "layer_fisher"]
 
 
@@ -33,6 +37,12 @@ def test_each_script_writes_its_figure(script, results_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     page = (tmp_path / f"{script}.html").read_text()
     assert "plotly" in page and len(page) > 1_000_000
+    if CAN_EXPORT:  # the PNG through kaleido and the system's Chromium, checked not to be blank
+        import numpy as np
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(tmp_path / f"{script}.png").convert("L"), dtype=float)
+        assert pixels.shape == (500, 1000) and pixels.std() > 10
 
 
 def test_script_on_a_folder_without_results(tmp_path):

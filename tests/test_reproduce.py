@@ -175,6 +175,16 @@ def test_layer_shift_against_closed_form():
     assert rp.check_layer_shift(getter(fisher_study=same)).verdict == "not reproduced"
 
 
+def test_a_sweep_still_running_counts_only_finished_pairs():
+    res = sweep({(0, 40): [3.0, 3.4, 2.6]}, deficit="vflip")
+    t = res.trials.copy()
+    t.loc[t.trial_id.str.startswith("baseline"), ["status", "final_test_acc"]] = ["pending", np.nan]
+    t = t.astype({"baseline_id": "string[pyarrow]"})  # as read back from Parquet
+    assert rp.seed_sensitivity(t).empty
+    c = rp.check_vflip(getter(blur_grid=sweep(CRITICAL), vflip=Results(t, res.epochs, res.fisher_layers, res.spec)))
+    assert c.verdict == "not run" and c.measured == "no finished window in common with blur_grid"
+
+
 def test_every_check_says_not_run_without_results():
     table = rp.run_checks(getter())
     assert len(table) == len(rp.CHECKS) and set(table.verdict) == {"not run"}

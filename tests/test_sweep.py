@@ -120,11 +120,13 @@ def test_impossible_resources_fail_at_once(tmp_path, ray_local):
 
 
 def kill_worker_when(condition, stop: threading.Event, killed: list):
-    """Kill (SIGKILL) the Ray worker running a trial as soon as `condition()` holds."""
+    """Kill (SIGKILL) the Ray worker running a trial as soon as `condition()` holds. Only this test's own
+    Ray (started by this process: its raylet and workers are our descendants) is touched, never another
+    Ray running on the machine."""
     while not stop.is_set():
         if condition():
-            for p in psutil.process_iter(["cmdline"]):
-                if any("ImplicitFunc" in part for part in (p.info["cmdline"] or [])):
+            for p in psutil.Process().children(recursive=True):
+                if any("ImplicitFunc" in part for part in (p.cmdline() or [])):
                     p.kill()
                     killed.append(p.pid)
             if killed:
@@ -164,7 +166,6 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     storage = tmp_path / "res"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(storage)]
-    before = {p.pid for p in psutil.process_iter()}
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     folder = storage / "tiny"
@@ -172,9 +173,10 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     while time.time() < deadline and not list(folder.glob("shards/*/trial.parquet")):
         time.sleep(0.1)
     assert list(folder.glob("shards/*/trial.parquet")), "no trial finished in time"
+    started = psutil.Process(driver.pid).children(recursive=True)  # the Ray it started, and its workers
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    kill_new_processes(before)  # Ray's processes started by the killed driver
+    kill_processes(started, session=driver.pid)  # Ray's processes left behind by the killed driver
     done_before = len(list(folder.glob("shards/*/trial.parquet")))
     assert done_before < 5
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -186,14 +188,17 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
 
 
-def kill_new_processes(before: set[int]) -> None:
-    me = os.getpid()
-    for p in psutil.process_iter(["cmdline"]):
-        if p.pid in before or p.pid == me:
-            continue
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "ray" in cmd or "raylet" in cmd or "gcs_server" in cmd:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+def kill_processes(procs: list, session: int) -> None:
+    """Kill `procs` and anything else still in the killed driver's session (workers started meanwhile);
+    other processes on the machine, another Ray included, are left alone."""
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == session:
+                procs.append(p)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
