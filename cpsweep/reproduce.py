@@ -237,11 +237,10 @@ def check_constant_lr(get: Getter) -> Check:
 
 
 def check_lr_restart(get: Getter) -> Check:
-    c = _against_blur(get, "lr_restart", "lr_restart",
-                      "Restarting the learning rate after the deficit almost closes the gap (2025 study)",
-                      "the early window's loss below half of that without restart", much=True,
-                      allowed=("schedule.restart_after_deficit",))
-    return c
+    return _against_blur(get, "lr_restart", "lr_restart",
+                         "Restarting the learning rate after the deficit almost closes the gap (2025 study)",
+                         "the early window's loss below half of that without restart", much=True,
+                         allowed=("schedule.restart_after_deficit",))
 
 
 def check_architecture(get: Getter) -> Check:

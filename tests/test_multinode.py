@@ -62,6 +62,14 @@ def test_two_node_sweep_survives_losing_the_worker_node(tmp_path, ray_cluster):
     worker_raylet = cluster.add_worker("--num-cpus=1")
     head, worker = cluster.head_node_id, raylet_node_id(worker_raylet)
     storage, folder, log = tmp_path / "res", tmp_path / "res" / "tiny", tmp_path / "launch.log"
+    # a local path without --shared-storage is refused on a cluster of two nodes, before anything runs
+    refused = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--address", cluster.address,
+                              "--storage", str(tmp_path / "local")], env=cluster.env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert (f"--storage: the cluster has 2 nodes but {tmp_path / 'local'} is a local path, which the other nodes "
+            f"cannot see; use shared storage such as --storage s3://bucket/prefix") in refused.stderr
+    assert not any((tmp_path / "local" / "tiny").glob("shards/*")) and not (tmp_path / "local" / "tiny" / "tune").exists()
     cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--address", cluster.address,
            "--storage", str(storage), "--shared-storage"]
     with open(log, "w") as out:  # the driver carries the cluster's marker: teardown ends it too
