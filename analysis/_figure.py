@@ -32,13 +32,19 @@ def run(name: str, description: str, build: Callable[[Results, argparse.Namespac
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2
     os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, name)
+    for path in write_figure(fig, os.path.join(args.out_dir, name)):
+        print(path)
+    return 0
+
+
+def write_figure(fig: go.Figure, path: str) -> list[str]:
+    """`path`.html (plotly.js embedded) and, when an image exporter is available, `path`.png; the paths
+    written."""
     fig.write_html(path + ".html", include_plotlyjs=True)
-    print(path + ".html")
     try:
         fig.write_image(path + ".png", width=1000, height=500)
-        print(path + ".png")
     except (ImportError, ValueError, RuntimeError) as e:  # no kaleido / no Chrome for it
         reason = (str(e).strip().splitlines() or [""])[0][:120] or type(e).__name__
         print(f"(no PNG: {reason}; pip install kaleido for PNG export)", file=sys.stderr)
-    return 0
+        return [path + ".html"]
+    return [path + ".html", path + ".png"]

@@ -18,6 +18,8 @@ import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling figure scripts
 
+from _figure import write_figure  # noqa: E402
+
 from cpsweep.errors import CpsweepError  # noqa: E402
 from cpsweep.reproduce import MIN_EFFECT, SIGNIFICANCE, run_checks  # noqa: E402
 from cpsweep.store import Results, Store, load_results  # noqa: E402
@@ -74,14 +76,7 @@ def write_figures(get, root: str, prefix: str, out_dir: str) -> list[str]:
         for script in FIGURES.get(name, []):
             module = importlib.import_module(script)
             fig = module.build(get(name), argparse.Namespace(trial=None, per_parameter=False, deficit=None, linear=False))
-            path = os.path.join(folder, script)
-            fig.write_html(path + ".html", include_plotlyjs=True)
-            written.append(path + ".html")
-            try:
-                fig.write_image(path + ".png", width=1000, height=500)
-                written.append(path + ".png")
-            except (ImportError, ValueError, RuntimeError):  # no image exporter (kaleido) here
-                pass
+            written += write_figure(fig, os.path.join(folder, script))
     return written
 
 

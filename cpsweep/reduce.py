@@ -20,6 +20,22 @@ def _sem(values: pd.Series) -> float:
     return float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
 
 
+def seed_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished window trial whose baseline also finished: `sens` = the baseline's final test
+    accuracy minus the window's, in percentage points. Columns: deficit, tags, onset, length, seed, sens,
+    acc and baseline_acc (final accuracies, fractions)."""
+    columns = [*GROUP, "seed", "sens", "acc", "baseline_acc"]
+    ok = trials[trials.status == "ok"]
+    base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
+    win = ok[ok.deficit != "none"].copy()
+    # astype: with no finished baseline the mapped column comes back with the ids' (string) dtype
+    win["baseline_acc"] = win.baseline_id.map(base).astype(float)
+    win["acc"] = win.final_test_acc.astype(float)
+    win = win.dropna(subset=["baseline_acc"])
+    win["sens"] = 100 * (win.baseline_acc - win.acc)
+    return win[columns]
+
+
 def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     """Sensitivity of every window, mean over seeds.
 
@@ -28,17 +44,12 @@ def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     `acc` and `baseline_acc` (mean final accuracies, in %).
     """
     columns = [*GROUP, "sensitivity", "sem", "n_seeds", "acc", "baseline_acc"]
-    ok = trials[trials.status == "ok"]
-    base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
-    win = ok[ok.deficit != "none"].copy()
-    win["baseline_acc"] = win.baseline_id.map(base)
-    win = win.dropna(subset=["baseline_acc"])
+    win = seed_sensitivity(trials)
     if win.empty:
         return pd.DataFrame(columns=columns)
-    win["sens"] = 100 * (win.baseline_acc - win.final_test_acc)
     g = win.groupby(GROUP, sort=True)
     out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": g.sens.agg(_sem), "n_seeds": g.sens.count(),
-                        "acc": 100 * g.final_test_acc.mean(), "baseline_acc": 100 * g.baseline_acc.mean()})
+                        "acc": 100 * g.acc.mean(), "baseline_acc": 100 * g.baseline_acc.mean()})
     return out.reset_index()[columns]
 
 

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .reduce import seed_sensitivity
 from .store import Results
 
 SIGNIFICANCE = 2.0   # standard errors
@@ -67,16 +68,6 @@ def clear(s: Stat) -> bool:
     return s.n >= 2 and s.mean >= MIN_EFFECT and s.mean > SIGNIFICANCE * s.sem
 
 
-def seed_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per finished window trial whose baseline finished: `sens` = baseline final accuracy minus
-    the window's, in percentage points. Columns: deficit, tags, onset, length, seed, sens."""
-    ok = trials[trials.status == "ok"]
-    base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
-    win = ok[ok.deficit != "none"].copy()
-    win["sens"] = 100 * (win.baseline_id.map(base).astype(float) - win.final_test_acc.astype(float))
-    return win.dropna(subset=["sens"])[["deficit", "tags", "onset", "length", "seed", "sens"]]
-
-
 def window(ss: pd.DataFrame, onset: int, length: int, deficit: str | None = None, tags: str | None = None
            ) -> pd.Series:
     """Per-seed sensitivity of one window (indexed by seed)."""
@@ -118,15 +109,13 @@ def check_early_vs_late(get: Getter) -> Check:
         return Check("early_vs_late", claim, expected, "", "not run")
     ss = seed_sensitivity(r.trials)
     ss = ss[ss.deficit == "blur"]
-    parts, diffs = [], []
-    for length, part in ss.groupby("length"):
-        early, late = part.onset.min(), part.onset.max()
-        d = stat(paired(window(part, early, length), window(part, late, length)))
-        diffs.append(d)
-        parts.append(f"length {length}: onset {early} {stat(window(part, early, length))} vs onset {late} "
-                     f"{stat(window(part, late, length))} pts (difference {d}, n={d.n})")
-    if not diffs:
+    if ss.empty:
         return Check("early_vs_late", claim, expected, "no finished blur windows", "not run")
+    parts, diffs = [], []
+    for length in sorted(ss.length.unique()):
+        c, text = _contrast(ss, length)
+        diffs.append(stat(c))
+        parts.append(f"length {length}: {text} (difference {diffs[-1]}, n={diffs[-1].n})")
     return Check("early_vs_late", claim, expected, "; ".join(parts),
                  _grade(all(clear(d) for d in diffs), any(d.mean > 0 for d in diffs)))
 
@@ -198,9 +187,10 @@ def check_label_shuffle(get: Getter) -> Check:
     return c if c.verdict == "not run" else Check(c.key, c.claim, c.expected, c.measured, "measured")
 
 
-def _contrast(ss: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Per-seed early-minus-late sensitivity at the longest length, and its description."""
-    length = ss.length.max()
+def _contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, str]:
+    """Per-seed sensitivity of the earliest window minus the latest one, at `length` (default: the
+    longest), and a description of both."""
+    length = ss.length.max() if length is None else length
     part = ss[ss.length == length]
     early, late = part.onset.min(), part.onset.max()
     c = paired(window(part, early, length), window(part, late, length))
@@ -271,7 +261,8 @@ def check_depth(get: Getter) -> Check:
     by_depth = {_depth_of(t): part for t, part in ss.groupby("tags")}
     if len(by_depth) < 2:
         return Check("depth", claim, expected, "needs at least two depths (grid model.hidden)", "not run")
-    stats = {depth: (stat(_contrast(part)[0]), _contrast(part)[1]) for depth, part in sorted(by_depth.items())}
+    contrasts = {depth: _contrast(part) for depth, part in sorted(by_depth.items())}
+    stats = {depth: (stat(c), text) for depth, (c, text) in contrasts.items()}
     measured = "; ".join(f"{d} hidden layer{'s' * (d > 1)}: {text}, early minus late {s} (n={s.n})"
                          for d, (s, text) in stats.items())
     deep, shallow = stats[max(stats)][0], stats[min(stats)][0]
