@@ -92,6 +92,10 @@ def main(argv=None) -> int:
     get = getter(args.root, prefix)
     try:
         table = run_checks(get)
+        if (table.verdict == "not run").all() and not any(table.measured):
+            raise CpsweepError(f"no {'mini_' if args.mini else ''}<experiment> results under {args.root} (e.g. "
+                               f"{join_uri(args.root, prefix + 'blur_grid')}); pass the --storage root the sweeps "
+                               f"were launched with{'' if args.mini else ', and --mini for the laptop-scale twins'}")
         figures = write_figures(get, args.root, prefix, args.figures) if args.figures else []
     except CpsweepError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)

@@ -208,3 +208,13 @@ def test_reproduce_script_on_a_results_root(tmp_path):
     text = md.read_text()
     assert text.count("\n") == 2 + len(rp.CHECKS)
     assert "| Vertical flip (keeps low-level statistics) has no lasting effect (claim 2) |" in text
+
+
+@pytest.mark.parametrize("mini", [True, False])
+def test_reproduce_script_on_a_root_without_sweeps(tmp_path, mini):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "reproduce.py"), str(tmp_path),
+                          *(["--mini"] if mini else [])], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stdout == ""
+    prefix = "mini_" if mini else ""
+    assert out.stderr.startswith(f"reproduce: error: no {prefix}<experiment> results under {tmp_path} (e.g. "
+                                 f"{tmp_path}/{prefix}blur_grid)")
