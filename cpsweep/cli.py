@@ -1,11 +1,12 @@
 """The `cpsweep` command line: each command a few lines over library calls.
 
-    cpsweep launch SPEC.yaml... [--address A] [--storage S] [--max-concurrent N] [--smoke]
+    cpsweep launch SPEC.yaml... [--address A] [--storage S] [--max-concurrent N] [--smoke] [--no-share]
                                                run (or finish) a sweep on Ray Tune; Parquet + report.html
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
     cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
                                                write the HTML report (or overlay several sweeps)
-    cpsweep validate SPEC.yaml                 check a sweep file; print its trial count and epochs
+    cpsweep validate SPEC.yaml                 check a sweep file; print its trials and epochs (with and
+                                               without shared prefixes)
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
 
@@ -26,11 +27,15 @@ from .errors import CpsweepError, SpecError, TrialDiverged
 def cmd_validate(args: argparse.Namespace) -> int:
     from .spec import load_sweep
 
+    from .prefix import sharing_summary
+
     sweep = load_sweep(args.spec)
     trials = sweep.trials()
     baselines = sum(t.is_baseline for t in trials)
+    alone, shared = sharing_summary(trials)
     print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
-          f"({baselines} baselines), {sweep.total_epochs()} training epochs in total")
+          f"({baselines} baseline{"s" if baselines != 1 else ""}), {alone} training epochs without sharing, {shared} with shared prefixes "
+          f"({alone - shared} saved, {alone / shared:.2f}x fewer)")
     return 0
 
 
@@ -44,7 +49,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     for spec in args.spec:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
                          smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose,
-                         shared_storage=args.shared_storage)
+                         shared_storage=args.shared_storage, share=not args.no_share)
         failed += summary.counts.get("failed", 0) + summary.counts.get("pending", 0)
     return 0 if failed == 0 else 1
 
@@ -146,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--shared-storage", action="store_true",
                     help="the local --storage path is on a file system every node mounts (NFS); needed to use a "
                          "local path on a cluster of several nodes")
+    la.add_argument("--no-share", action="store_true",
+                    help="train every trial from scratch instead of branching trials that share their first "
+                         "epochs (same results, more epochs; for timing comparisons)")
     la.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     la.add_argument("--smoke", action="store_true", help="shrink every trial (3 epochs, 256 examples) for a "
                                                          "quick end-to-end check; results go to <name>-smoke")

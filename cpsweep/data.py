@@ -373,3 +373,20 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device
     return Dataset(name=name, x_train=x_train.to(device), y_train=y_train.to(device),
                    x_test=x_test.to(device), y_test=y_test.to(device),
                    num_classes=spec.num_classes, augment=augment)
+
+
+_CACHE: dict[tuple, Dataset] = {}
+
+
+def cached_dataset(trial, device: torch.device | str) -> Dataset:
+    """`load_dataset` for `trial`'s data settings, kept for the next trial of this process (Tune reuses its
+    worker processes between trials, so a sweep reads and moves each data set once per worker). The
+    tensors are never written to, so sharing them is safe; one data set is kept at a time."""
+    from .train import resolve_data_dir
+
+    d = trial.data
+    key = (d.name, resolve_data_dir(d.data_dir), d.subset, d.augment, str(torch.device(device)))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_dataset(d.name, data_dir=key[1], device=device, subset=d.subset, augment=d.augment)
+    return _CACHE[key]

@@ -37,7 +37,7 @@ EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "tra
 LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
 TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset", "length", "seed", "epochs", "epochs_done", "model",
                  "data", "tags", "final_test_acc", "best_test_acc", "wall_seconds", "error", "spec_hash",
-                 "cpsweep_version", "git_commit", "node"]
+                 "cpsweep_version", "git_commit", "node", "shared_epochs"]
 TABLES = ("trials", "epochs", "fisher_layers")
 
 
@@ -61,9 +61,10 @@ def layers_frame(trial, records: Sequence[Any]) -> pd.DataFrame:
 
 
 def trial_row(trial, records: Sequence[Any] = (), status: str = "pending", error: str = "",
-              spec_hash: str = "", git_commit: str = "", node: str = "") -> dict[str, Any]:
+              spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> dict[str, Any]:
     """One row of trials.parquet: the trial's axes, its status and outcome, and provenance (`node`: the Ray
-    node id of the process that finished the trial; empty outside Ray)."""
+    node id of the process that finished the trial, empty outside Ray; `shared_epochs`: how many of its
+    first epochs it took from another trial's prefix checkpoint instead of training them)."""
     return {"trial_id": trial.trial_id, "baseline_id": trial.baseline_id, "sweep": trial.sweep, "status": status,
             "deficit": "none" if trial.is_baseline else trial.deficit.name,
             "onset": trial.onset, "length": trial.length, "seed": trial.seed, "epochs": trial.epochs,
@@ -72,7 +73,8 @@ def trial_row(trial, records: Sequence[Any] = (), status: str = "pending", error
             "final_test_acc": final_accuracy(records),
             "best_test_acc": max((r.test_acc for r in records), default=float("nan")),
             "wall_seconds": float(sum(r.seconds for r in records)), "error": error,
-            "spec_hash": spec_hash, "cpsweep_version": __version__, "git_commit": git_commit, "node": node}
+            "spec_hash": spec_hash, "cpsweep_version": __version__, "git_commit": git_commit, "node": node,
+            "shared_epochs": shared}
 
 
 class Store:
@@ -128,12 +130,12 @@ class Store:
 
     # -- shards: one finished trial each -------------------------------------------------------------
     def write_shard(self, trial, records: Sequence[Any], status: str, error: str = "", spec_hash: str = "",
-                    git_commit: str = "", node: str = "") -> None:
+                    git_commit: str = "", node: str = "", shared: int = 0) -> None:
         """A finished trial's three tables; `trial.parquet` last, as the completion marker."""
         sid = trial.trial_id
         self.write_table(epochs_frame(trial, records), "shards", sid, "epochs.parquet")
         self.write_table(layers_frame(trial, records), "shards", sid, "fisher_layers.parquet")
-        row = trial_row(trial, records, status, error, spec_hash, git_commit, node)
+        row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared)
         self.write_table(pd.DataFrame([row]), "shards", sid, "trial.parquet")
 
     def finished_ids(self) -> set[str]:

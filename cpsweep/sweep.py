@@ -239,8 +239,7 @@ class Summary:
 
 def launch(spec_path: str, *, address: str | None = None, storage: str = "results", max_concurrent: int | None = None,
            smoke: bool = False, trackers: Sequence[str] = (), verbose: bool = False, report: bool = True,
-           shared_storage: bool = False,
-           out=None) -> Summary:
+           shared_storage: bool = False, share: bool = True, out=None) -> Summary:
     """Run (or finish) a sweep; see the module docstring. Returns the final status counts.
 
     Progress lines go to `out` (None: the current sys.stdout, looked up at each line).
@@ -274,7 +273,7 @@ def launch(spec_path: str, *, address: str | None = None, storage: str = "result
     progress = Progress(store, trials, done, sweep.hash(), out)
     progress.write_tables()
     if pending:
-        run_tune(sweep, pending, store, resources, max_concurrent, progress, tracker_callbacks, verbose)
+        run_tune(sweep, pending, store, resources, max_concurrent, progress, tracker_callbacks, verbose, share)
     progress.finish()
     path = None
     if report:
@@ -288,24 +287,70 @@ def launch(spec_path: str, *, address: str | None = None, storage: str = "result
     return Summary(sweep.name, uri, counts, time.time() - start, path)
 
 
+def stored_prefixes(store: Store) -> set[str]:
+    """Keys of the complete prefix checkpoints in the results folder (`trainable.save_prefix`)."""
+    if not store.exists("prefixes"):
+        return set()
+    folders = store.fs.get_file_info(pafs.FileSelector(store.path("prefixes")))
+    keys = [f.base_name for f in folders if f.type == pafs.FileType.Directory]
+    metas = store.fs.get_file_info([store.path("prefixes", k, "meta.json") for k in keys])
+    return {k for k, m in zip(keys, metas) if m.type == pafs.FileType.File and m.size}
+
+
+def resume_epochs(store: Store, resume: dict[str, str]) -> dict[str, int]:
+    """Trial id -> epoch of its newest checkpoint (the epoch it resumes at)."""
+    import json
+
+    out = {}
+    for tid, uri in resume.items():
+        rel = uri.partition("?")[0][len(join_uri(store.uri, "").partition("?")[0]):]
+        with store.fs.open_input_stream(store.path(*rel.strip("/").split("/"), "meta.json")) as f:
+            out[tid] = int(json.loads(f.read())["epoch"])
+    return out
+
+
+def slots(resources: dict[str, float]) -> int:
+    """How many trials the cluster's current nodes can run at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    return int(min((total.get(k, 0) // v for k, v in resources.items() if v), default=1))
+
+
 def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
-             max_concurrent: int | None, progress, callbacks: list, verbose: bool) -> None:
+             max_concurrent: int | None, progress, callbacks: list, verbose: bool, share: bool = True) -> None:
     from ray import tune
 
+    from .prefix import plan, subtree_epochs
+    from .scheduler import PrefixScheduler
     from .trainable import run_trial
 
     resume = find_resume_points(store, [t.trial_id for t in pending])
+    starts = plan(pending, stored=stored_prefixes(store) if share else (), resume=resume_epochs(store, resume),
+                  share=share)
+    shared = sum(s.epoch for s in starts.values())
+    if shared:
+        total = sum(t.epochs for t in pending)
+        print(f"sweep {sweep.name}: {total - shared} of {total} epochs to train; {shared} come from shared "
+              f"prefixes or earlier checkpoints", file=progress.out, flush=True)
     commit = git_commit()
-    configs = [{"id": t.trial_id, "trial": t.to_dict(), "resume_from": resume.get(t.trial_id)} for t in pending]
+    configs = {t.trial_id: {"t": {"id": t.trial_id, "trial": t.to_dict(), "resume_from": resume.get(t.trial_id),
+                                  "start": starts[t.trial_id].to_config()}} for t in pending}
+    scheduler = PrefixScheduler(configs, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
     trainable = tune.with_resources(run_trial, {"cpu": resources["CPU"], "gpu": resources["GPU"]})
     name = f"launch-{time.strftime('%Y%m%d-%H%M%S')}"
     if not verbose:  # Tune's new output engine prints a configuration box even at verbose=0
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # Tune queues one suggested trial at a time for a searcher; let it queue what the cluster can start at
+    # once (all, if an autoscaler may add nodes, so that it sees the demand)
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = os.environ.get("CPSWEEP_MAX_PENDING") or str(
+        len(pending) if autoscaler_node_types() else max(1, min(len(pending), slots(resources))))
     tuner = tune.Tuner(
         trainable,
-        param_space={"t": tune.grid_search(configs), "store": store.uri, "cpus": resources["CPU"],
-                     "gpus": resources["GPU"], "spec_hash": sweep.hash(), "git_commit": commit},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent,
+        param_space={"store": store.uri, "cpus": resources["CPU"], "gpus": resources["GPU"],
+                     "spec_hash": sweep.hash(), "git_commit": commit},
+        tune_config=tune.TuneConfig(search_alg=scheduler, num_samples=len(pending),
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_name_creator=lambda trial: trial.config["t"]["id"],
                                     trial_dirname_creator=lambda trial: trial.config["t"]["id"]),
         run_config=tune.RunConfig(name=name, storage_path=join_uri(store.uri, "tune"),

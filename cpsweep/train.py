@@ -32,7 +32,8 @@ from .deficits import make_deficit
 from .errors import CpsweepError, TrialDiverged
 from .fisher import fisher_trace
 from .models import build_model
-from .spec import ScheduleSpec, TrialSpec
+from .schedule import fisher_due, lr_at, trial_lr  # noqa: F401 - lr_at re-exported
+from .spec import TrialSpec
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
 
@@ -61,23 +62,6 @@ class EpochRecord:
         row.pop("layer_params")
         row.pop("layer_kinds")
         return row
-
-
-def lr_at(schedule: ScheduleSpec, lr0: float, epoch: int, epochs: int, restart_at: int | None = None) -> float:
-    """Learning rate of `epoch` (0-based) from the global epoch index.
-
-    With `restart_at` (the window's end, when `restart_after_deficit` is set) the schedule starts again
-    at that epoch, as if training began there.
-    """
-    if restart_at is not None and epoch >= restart_at:
-        epoch, epochs = epoch - restart_at, epochs - restart_at
-    if schedule.name == "exponential":
-        return lr0 * schedule.gamma ** epoch
-    if schedule.name == "step":
-        return lr0 * schedule.gamma ** (epoch // schedule.step_size)
-    if schedule.name == "cosine":
-        return lr0 * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
-    return lr0
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
@@ -142,9 +126,7 @@ class TrialRun:
         return record
 
     def lr(self, epoch: int) -> float:
-        t = self.trial
-        restart = t.window_end if t.schedule.restart_after_deficit and not t.is_baseline else None
-        return lr_at(t.schedule, t.optim.lr, epoch, t.epochs, restart)
+        return trial_lr(self.trial, epoch)
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         t, d = self.trial, self.data
@@ -160,8 +142,7 @@ class TrialRun:
         test_loss, test_acc = self.evaluate(d.x_test, d.y_test)
         fisher_start = time.perf_counter()
         total, layers = float("nan"), {}
-        every = t.fisher.every
-        if every and ((epoch + 1) % every == 0 or epoch == t.epochs - 1):
+        if fisher_due(t, epoch):
             ft = fisher_trace(self.model, d.x_train[self.probe], method=t.fisher.method,
                               labels=d.y_train[self.probe] if t.fisher.method == "empirical" else None,
                               samples=t.fisher.samples, backend=t.fisher.backend,

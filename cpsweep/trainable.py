@@ -15,6 +15,7 @@ trial writes its shard with status `diverged` and returns normally, so the sweep
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -25,7 +26,8 @@ import ray
 import torch
 from ray import tune
 
-from .errors import TrialDiverged
+from .data import cached_dataset
+from .errors import CpsweepError, TrialDiverged
 from .spec import TrialSpec
 from .store import Store
 from .train import EpochRecord, load_checkpoint, save_checkpoint, train_trial
@@ -44,19 +46,47 @@ CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
 
 
 def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochRecord], trial_id: str,
-                     node: str = "") -> None:
+                     node: str = "", shared: int = 0) -> None:
     save_checkpoint(state, os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json"), "w") as f:
         json.dump([dataclasses.asdict(r) for r in records], f)
     with open(os.path.join(folder, "meta.json"), "w") as f:
-        json.dump({"trial_id": trial_id, "epoch": state["epoch"], "node": node}, f)
+        json.dump({"trial_id": trial_id, "epoch": state["epoch"], "node": node, "shared_epochs": shared}, f)
 
 
-def read_checkpoint(checkpoint: tune.Checkpoint) -> tuple[dict[str, Any], list[EpochRecord]]:
+def read_checkpoint(checkpoint: tune.Checkpoint) -> tuple[dict[str, Any], list[EpochRecord], int]:
+    """A checkpoint's training state, records so far, and how many of them came from a shared prefix."""
     with checkpoint.as_directory() as folder:
         state = load_checkpoint(os.path.join(folder, "state.pt"))
         with open(os.path.join(folder, "records.json")) as f:
             records = [EpochRecord(**r) for r in json.load(f)]
+        with open(os.path.join(folder, "meta.json")) as f:
+            shared = int(json.load(f).get("shared_epochs", 0))
+    return state, records, shared
+
+
+def save_prefix(store: Store, key: str, state: dict[str, Any], records: list[EpochRecord]) -> None:
+    """A prefix checkpoint (`prefixes/<key>/`): the training state after `state["epoch"]` epochs and their
+    records, for the trials that branch there; `meta.json` last, as the completion marker."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    store.write_bytes(buf.getvalue(), "prefixes", key, "state.pt")
+    store.write_bytes(json.dumps([dataclasses.asdict(r) for r in records]).encode(), "prefixes", key, "records.json")
+    meta = {"key": key, "epoch": state["epoch"], "trial_id": records[-1].trial_id if records else ""}
+    store.write_bytes(json.dumps(meta).encode(), "prefixes", key, "meta.json")
+
+
+def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any], list[EpochRecord]]:
+    """A prefix checkpoint, made `trial`'s own: its records renamed, its state marked as this trial's (the
+    plan matched the prefix keys, so the state is the one this trial would have reached)."""
+    state = torch.load(io.BytesIO(store.read_bytes("prefixes", key, "state.pt")), map_location="cpu",
+                       weights_only=True)
+    records = [EpochRecord(**{**r, "trial_id": trial.trial_id})
+               for r in json.loads(store.read_bytes("prefixes", key, "records.json"))]
+    if len(records) != state["epoch"]:
+        raise CpsweepError(f"prefix checkpoint {store.uri}/prefixes/{key} is inconsistent "
+                           f"({len(records)} records for epoch {state['epoch']}); remove it and relaunch")
+    state["trial"] = trial.to_dict()
     return state, records
 
 
@@ -65,26 +95,41 @@ def run_trial(config: dict[str, Any]) -> None:
     trial = TrialSpec.from_dict(config["t"]["trial"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    start = config["t"].get("start") or {}
+    save = {int(epoch): key for epoch, key in start.get("save", [])}
+    store = Store(config["store"])
     checkpoint = tune.get_checkpoint()
     if checkpoint is None and config["t"]["resume_from"]:
         checkpoint = tune.Checkpoint(config["t"]["resume_from"])
-    state, records = read_checkpoint(checkpoint) if checkpoint is not None else (None, [])
-    store = Store(config["store"])
+    if checkpoint is not None:
+        state, records, shared = read_checkpoint(checkpoint)
+    elif start.get("branch_key"):
+        state, records = load_prefix(store, start["branch_key"], trial)
+        shared = len(records)
+    else:
+        state, records, shared = None, [], 0
     node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
     every = trial.checkpoint_every
-    run = train_trial(trial, device, resume=state)
+    run = train_trial(trial, device, resume=state, data=cached_dataset(trial, device))
+    if run.epoch in save:  # a trial that starts exactly where others branch
+        save_prefix(store, save[run.epoch], run.state_dict(), records)
+    if run.epoch >= trial.epochs:  # every epoch came from a shared prefix
+        tune.report(record_metrics(records[-1]))
     try:
         for record in run:
             records.append(record)
             metrics = record_metrics(record)
+            if run.epoch in save:  # before the report that releases the trials branching here
+                save_prefix(store, save[run.epoch], run.state_dict(), records)
             if (record.epoch + 1) % every == 0 or record.epoch == trial.epochs - 1:
                 with tempfile.TemporaryDirectory() as folder:
-                    write_checkpoint(folder, run.state_dict(), records, trial.trial_id, node)
+                    write_checkpoint(folder, run.state_dict(), records, trial.trial_id, node, shared)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
             else:
                 tune.report(metrics)
     except TrialDiverged as e:
-        store.write_shard(trial, records, "diverged", str(e), config["spec_hash"], config["git_commit"], node)
+        store.write_shard(trial, records, "diverged", str(e), config["spec_hash"], config["git_commit"], node,
+                          shared)
         tune.report({"epoch": e.epoch, "diverged": True})
         return
-    store.write_shard(trial, records, "ok", "", config["spec_hash"], config["git_commit"], node)
+    store.write_shard(trial, records, "ok", "", config["spec_hash"], config["git_commit"], node, shared)

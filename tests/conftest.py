@@ -21,6 +21,16 @@ def _private_data_dir(tmp_path_factory):
         os.environ["CPSWEEP_DATA_DIR"] = old
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray of 2 CPUs for the tests of one module."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def ray_cluster():
     """Make `LocalCluster`s (tests/ray_cluster.py: real raylets on this machine) that end with the test;

@@ -41,15 +41,6 @@ def write_spec(tmp_path, name="tiny.yaml", **changes):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def reference_epochs(spec_path) -> pd.DataFrame:
     """The same trials run back to back in this process, uninterrupted, on one thread like the trials."""
     threads = torch.get_num_threads()
@@ -156,9 +147,11 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     trials, epochs = read(folder)
     assert len(epochs) == 16 and not epochs.duplicated(["trial_id", "epoch"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
-    # it resumed rather than restarting: Tune's result log of the trial shows epoch 0 only once
+    # it branched from the baseline at its onset, and resumed rather than restarting after the kill: Tune's
+    # result log of the trial starts at epoch 2 and shows it only once
     progress = pd.concat(pd.read_csv(p) for p in folder.glob("tune/*/blur-o2-l3-s0/progress.csv"))
-    assert (progress.epoch == 0).sum() == 1 and (progress.epoch == 7).sum() == 1
+    assert progress.epoch.min() == 2 and (progress.epoch == 2).sum() == 1 and (progress.epoch == 7).sum() == 1
+    assert trials.set_index("trial_id").shared_epochs.to_dict() == {"baseline-s0": 0, "blur-o2-l3-s0": 2}
 
 
 def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):

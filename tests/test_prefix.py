@@ -1,0 +1,211 @@
+"""Shared prefixes: the plan against a brute-force trie, branching exact bit for bit, the scheduler's order."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from cpsweep.prefix import Start, cost, plan, prefix_keys, sharing_summary, subtree_epochs
+from cpsweep.spec import load_sweep, parse_sweep
+from cpsweep.store import Store
+from cpsweep.train import train_trial
+
+GRID = {
+    "name": "g", "seed": 0, "replicates": 2, "epochs": 12,
+    "data": {"name": "mnist1d", "subset": 200},
+    "model": {"name": "cnn1d", "channels": 4, "depth": 2},
+    "optim": {"lr": 0.05, "batch_size": 50}, "schedule": {"name": "exponential", "gamma": 0.9},
+    "deficit": "blur", "fisher": {"every": 2, "probe_per_class": 1}, "bn_refresh": 1,
+    "grid": {"onset": [0, 2, 4, 8], "length": [2, 4]}, "resources": {"cpu": 1},
+}
+
+
+def brute_force_epochs(trials) -> int:
+    """Epochs of the trie of all trials' epoch sequences, written out by hand for this grid: an epoch is
+    (seed, learning rate, deficit on?, Fisher measured?), a prefix the tuple of its epochs; every distinct
+    non-empty prefix is one epoch to train."""
+    prefixes = set()
+    for t in trials:
+        seq = []
+        for e in range(t.epochs):
+            on = t.length > 0 and t.onset <= e < t.onset + t.length
+            fisher = (e + 1) % 2 == 0 or e == t.epochs - 1
+            seq.append((0.05 * 0.9 ** e, on, fisher))
+            prefixes.add((t.seed, tuple(seq)))
+    return len(prefixes)
+
+
+def test_plan_trains_every_distinct_prefix_once():
+    trials = parse_sweep(GRID).trials()
+    starts = plan(trials)
+    # per seed: baseline 12, o0-l2 12, o0-l4 10, o2-l2 10, o2-l4 8, o4-l2 8, o4-l4 6, o8-l2 4, o8-l4 2
+    assert cost(trials, starts) == brute_force_epochs(trials) == 2 * 72
+    # any order of the trials gives the same cost
+    assert cost(trials, plan(trials[::-1])) == cost(trials, starts)
+    for t in trials:  # every branch point is a prefix both trials share, and its parent passes through it
+        s = starts[t.trial_id]
+        if s.parent is None:
+            continue
+        parent = next(u for u in trials if u.trial_id == s.parent)
+        assert prefix_keys(parent)[s.epoch] == prefix_keys(t)[s.epoch] == s.branch_key
+        assert starts[s.parent].save[s.epoch] == s.branch_key and t.trial_id in starts[s.parent].children
+        assert starts[s.parent].epoch <= s.epoch
+    # windows branch from the baseline at their onset; same-onset windows from the shorter one
+    assert starts["blur-o4-l2-s1"].parent == "baseline-s1" and starts["blur-o4-l2-s1"].epoch == 4
+    assert starts["blur-o4-l4-s1"].parent == "blur-o4-l2-s1" and starts["blur-o4-l4-s1"].epoch == 6
+    assert starts["blur-o0-l2-s0"].parent is None and starts["blur-o0-l4-s0"].epoch == 2
+    assert all(s.epoch == 0 for s in plan(trials, share=False).values())
+
+
+def test_keys_tell_apart_what_changes_an_epoch():
+    sweep = parse_sweep(GRID)
+    a, b = sweep.make_trial(4, 2, 0), sweep.make_trial(8, 2, 0)
+    ka, kb = prefix_keys(a), prefix_keys(b)
+    assert ka[:5] == kb[:5] and ka[5] != kb[5]  # the same until epoch 4 is blurred in one of them
+    other_seed = prefix_keys(sweep.make_trial(4, 2, 1))
+    assert other_seed[0] != ka[0]
+    other_lr = prefix_keys(parse_sweep({**GRID, "optim": {"lr": 0.1, "batch_size": 50}}).make_trial(4, 2, 0))
+    assert other_lr[0] != ka[0]
+    # a cosine schedule depends on the total epochs: trials of other lengths part after the first epoch
+    cos = parse_sweep({**GRID, "schedule": {"name": "cosine"}})
+    k12, k14 = prefix_keys(cos.make_trial(4, 2, 0, epochs=12)), prefix_keys(cos.make_trial(6, 2, 0, epochs=14))
+    assert k12[1] == k14[1] and k12[2] != k14[2]
+    e12, e14 = prefix_keys(sweep.make_trial(4, 2, 0, epochs=12)), prefix_keys(sweep.make_trial(6, 2, 0, epochs=14))
+    assert e12[4] == e14[4] and e12[5] != e14[5]  # exponential: the same until the first window starts
+    # a removal curve (windows [0, k), then 4 clean epochs, exponential): each k branches from the one before
+    rem = {**GRID, "grid": {"onset": [0], "length": [2, 4, 6]}, "clean_after": 4}
+    rem.pop("epochs")
+    trials = [t for t in parse_sweep(rem).trials() if t.seed == 0 and not t.is_baseline]
+    starts = plan(trials)
+    assert [starts[t.trial_id].epoch for t in trials] == [0, 2, 4]
+
+
+def test_plan_uses_stored_prefixes_and_own_checkpoints():
+    trials = parse_sweep(GRID).trials()
+    o8 = next(t for t in trials if t.trial_id == "blur-o8-l2-s0")
+    pending = [o8]
+    assert plan(pending)["blur-o8-l2-s0"].epoch == 0  # nothing to branch from
+    s = plan(pending, stored={prefix_keys(o8)[8]})["blur-o8-l2-s0"]
+    assert (s.epoch, s.branch_key, s.parent) == (8, prefix_keys(o8)[8], None)
+    s = plan(pending, stored={prefix_keys(o8)[8]}, resume={"blur-o8-l2-s0": 9})["blur-o8-l2-s0"]
+    assert (s.epoch, s.branch_key) == (9, None)  # its own checkpoint is further on
+    # a parent resumed past a branch point cannot save it: the child looks for an earlier one
+    base = next(t for t in trials if t.trial_id == "baseline-s0")
+    starts = plan([base, o8], resume={"baseline-s0": 10})
+    assert starts["blur-o8-l2-s0"].epoch == 0 and not starts["baseline-s0"].save
+
+
+def test_priority_is_the_longest_chain_of_work():
+    trials = parse_sweep({**GRID, "replicates": 1, "grid": {"onset": [0, 4], "length": [2, 4]}}).trials()
+    starts = plan(trials)
+    prio = subtree_epochs(trials, starts)
+    # o4-l4 branches from o4-l2 at 6, which branches from the baseline at 4: 4 + 2 + 6 = 12 epochs
+    assert prio["blur-o4-l4-s0"] == 6 and prio["blur-o4-l2-s0"] == 2 + 6 and prio["baseline-s0"] == 12
+
+
+def test_scheduler_holds_children_until_their_branch_epoch():
+    pytest.importorskip("ray")
+    from ray.tune.search import Searcher
+
+    from cpsweep.scheduler import PrefixScheduler
+
+    trials = parse_sweep({**GRID, "replicates": 1, "grid": {"onset": [0, 4], "length": [2, 4]}}).trials()
+    starts = plan(trials)
+    ids = [t.trial_id for t in trials]
+    configs = {tid: {"t": {"id": tid, "start": starts[tid].to_config()}} for tid in ids}
+    s = PrefixScheduler(configs, starts, subtree_epochs(trials, starts), ids)
+    got = [s.suggest("a")["t"]["id"], s.suggest("b")["t"]["id"]]
+    assert got == ["baseline-s0", "blur-o0-l2-s0"]
+    assert s.suggest("c") is None  # the others wait
+    s.on_trial_result("a", {"epoch": 2})
+    assert s.suggest("c") is None  # the baseline has not reached epoch 4 yet
+    s.on_trial_result("a", {"epoch": 3})  # epochs 0-3 done: the prefix at 4 is saved
+    assert s.suggest("c")["t"]["id"] == "blur-o4-l2-s0"
+    s.on_trial_result("b", {"epoch": 1})
+    assert s.suggest("d")["t"]["id"] == "blur-o0-l4-s0"
+    # o4-l2 diverges at epoch 5, before o4-l4's branch epoch 6: o4-l4 starts from scratch instead
+    s.on_trial_result("c", {"epoch": 4})
+    s.on_trial_complete("c")
+    config = s.suggest("e")
+    assert config["t"]["id"] == "blur-o4-l4-s0" and config["t"]["start"]["branch_key"] is None
+    assert configs["blur-o4-l4-s0"]["t"]["start"]["branch_key"] is not None  # the caller's copy untouched
+    assert s.suggest("f") == Searcher.FINISHED
+
+
+def test_branching_is_exact(tmp_path):
+    """A window trial started from the baseline's prefix checkpoint (saved and read through storage, as
+    under Tune) gives the records of the same trial trained from scratch, bit for bit."""
+    from cpsweep.trainable import load_prefix, save_prefix
+
+    sweep = parse_sweep({**GRID, "replicates": 1})
+    base, window = sweep.make_trial(0, 0, 0), sweep.make_trial(4, 4, 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        store = Store(str(tmp_path / "res"))
+        run, records = train_trial(base, "cpu"), []
+        for _ in range(4):
+            records.append(next(run))
+        key = prefix_keys(base)[4]
+        assert key == prefix_keys(window)[4]
+        save_prefix(store, key, copy.deepcopy(run.state_dict()), records)
+        list(run)  # the baseline goes on; the saved prefix must not change
+        state, shared = load_prefix(store, key, window)
+        branched = shared + list(train_trial(window, "cpu", resume=state))
+        alone = list(train_trial(window, "cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    strip = lambda r: {k: v for k, v in vars(r).items() if k not in ("seconds", "fisher_seconds")}  # noqa: E731
+    assert [r.trial_id for r in branched] == [window.trial_id] * 12
+    assert [repr(strip(r)) for r in branched] == [repr(strip(r)) for r in alone]  # NaN-safe, exact
+
+
+def test_validate_prints_both_costs(capsys):
+    from cpsweep.cli import main
+
+    assert main(["validate", "sweeps/blur_grid.yaml"]) == 0
+    out = capsys.readouterr().out
+    alone, shared = sharing_summary(load_sweep("sweeps/blur_grid.yaml").trials())
+    assert f"{alone} training epochs without sharing, {shared} with shared prefixes" in out
+    assert (alone, shared) == (10060, 6140)
+
+
+@pytest.mark.slow
+def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_local):
+    """The same grid launched with and without sharing on a real local Ray: equal records, and Tune's
+    result logs show exactly the planned epochs trained."""
+    import json
+
+    import pandas as pd
+    import yaml
+
+    from cpsweep.sweep import launch
+
+    raw = {**GRID, "replicates": 1, "epochs": 8, "grid": {"onset": [0, 2, 4], "length": [2, 4]}}
+    spec = tmp_path / "g.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    trials = load_sweep(str(spec)).trials()
+    alone, shared = sharing_summary(trials)
+    runs = {}
+    for share in (True, False):
+        root = tmp_path / ("shared" if share else "alone")
+        summary = launch(str(spec), storage=str(root), share=share)
+        assert summary.counts["ok"] == len(trials)
+        folder = root / "g"
+        trained = sum(len(p.read_text().splitlines()) for p in folder.glob("tune/*/*/result.json"))
+        runs[share] = (pd.read_parquet(folder / "trials.parquet").set_index("trial_id").sort_index(),
+                       pd.read_parquet(folder / "epochs.parquet").sort_values(["trial_id", "epoch"])
+                       .reset_index(drop=True), trained)
+    (t_sh, e_sh, n_sh), (t_al, e_al, n_al) = runs[True], runs[False]
+    assert (n_sh, n_al) == (shared, alone) and shared < alone
+    assert sum(json.loads(p.read_text())["epoch"] >= 0 for p in (tmp_path / "shared" / "g").glob(
+        "prefixes/*/meta.json")) == sum(len(s.save) for s in plan(trials).values())
+    compare = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
+               "fisher_trace"]
+    pd.testing.assert_frame_equal(e_sh[compare], e_al[compare], check_exact=True)
+    starts = plan(trials)
+    assert t_sh.shared_epochs.to_dict() == {t: starts[t].epoch for t in t_sh.index}
+    assert (t_al.shared_epochs == 0).all()
+    assert t_sh.final_test_acc.equals(t_al.final_test_acc)
