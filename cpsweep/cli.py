@@ -34,7 +34,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     baselines = sum(t.is_baseline for t in trials)
     alone, shared = sharing_summary(trials)
     print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
-          f"({baselines} baseline{"s" if baselines != 1 else ""}), {alone} training epochs without sharing, {shared} with shared prefixes "
+          f"({baselines} baseline{'s' if baselines != 1 else ''}), {alone} training epochs without sharing, {shared} with shared prefixes "
           f"({alone - shared} saved, {alone / shared:.2f}x fewer)")
     return 0
 

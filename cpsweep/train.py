@@ -32,7 +32,7 @@ from .deficits import make_deficit
 from .errors import CpsweepError, TrialDiverged
 from .fisher import fisher_trace
 from .models import build_model
-from .schedule import fisher_due, lr_at, trial_lr  # noqa: F401 - lr_at re-exported
+from .schedule import fisher_due, trial_lr
 from .spec import TrialSpec
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from cpsweep.prefix import Start, cost, plan, prefix_keys, sharing_summary, subtree_epochs
+from cpsweep.prefix import cost, plan, prefix_keys, sharing_summary, subtree_epochs
 from cpsweep.spec import load_sweep, parse_sweep
 from cpsweep.store import Store
 from cpsweep.train import train_trial

@@ -12,7 +12,8 @@ import torch
 from cpsweep.data import Dataset
 from cpsweep.errors import CpsweepError, TrialDiverged
 from cpsweep.spec import ScheduleSpec, parse_sweep
-from cpsweep.train import load_checkpoint, lr_at, save_checkpoint, train_trial
+from cpsweep.schedule import lr_at
+from cpsweep.train import load_checkpoint, save_checkpoint, train_trial
 
 SWEEP = {
     "name": "unit", "seed": 0, "epochs": 4, "data": {"name": "mnist1d", "subset": 600},
