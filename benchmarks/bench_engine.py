@@ -13,6 +13,7 @@ settings (probe 100, every 2 epochs) and all_cnn_c on CIFAR-shaped random data (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -62,9 +63,8 @@ def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
     run = TrialRun(trial, device, data=data)
     n_batches = -(-len(data.y_train) // trial.optim.batch_size)
     if batches is not None:  # time a slice of the epoch, then scale to the full epoch
-        sliced = Dataset(data.name, data.x_train[:batches * trial.optim.batch_size],
-                         data.y_train[:batches * trial.optim.batch_size], data.x_test, data.y_test,
-                         data.num_classes, data.augment)
+        sliced = dataclasses.replace(data, x_train=data.x_train[:batches * trial.optim.batch_size],
+                                     y_train=data.y_train[:batches * trial.optim.batch_size])
         run.data = sliced
     train_s = timed(lambda: run.train_epoch(0, active=False), device, repeats=1 if batches else 3)
     timed_batches = -(-len(run.data.y_train) // trial.optim.batch_size)
@@ -74,7 +74,7 @@ def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
     test_s = timed(lambda: run.evaluate(data.x_test, data.y_test), device, repeats=1 if batches else 3)
     from cpsweep.fisher import fisher_trace
 
-    probe = data.x_train[run.probe]
+    probe = data.inputs(data.x_train[run.probe])
     fisher_s = timed(lambda: fisher_trace(run.model, probe, backend=trial.fisher.backend), device,
                      repeats=1 if batches else 3)
     every = trial.fisher.every

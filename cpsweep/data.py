@@ -80,6 +80,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
+NORMALISATION = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "mnist": ((MNIST_MEAN,), (MNIST_STD,))}
 MNIST_PAD = 2  # 28 -> 32 on each axis
 MNIST1D_CACHE = "mnist1d.npz"
 
@@ -97,12 +98,15 @@ class Dataset:
 
     Attributes:
         name: registry name (``cifar10``, ``mnist``, ``mnist1d``).
-        x_train: float32, (N, C, H, W) for images or (N, 1, L) for 1-D signals, normalised.
+        x_train: the stored inputs: raw uint8 (N, C, H, W) pixels for images (a quarter of float32's
+            memory, so data sets stay whole on the device even with several trials per GPU), normalised
+            float32 (N, 1, L) for 1-D signals. Models read `inputs(x_train[idx])`.
         y_train: int64 (N,).
         x_test: like ``x_train``.
         y_test: like ``y_train``.
         num_classes: number of classes; labels are in ``range(num_classes)``.
         augment: whether the train-time augmentation (`augment_batch`) applies.
+        mean, std: per-channel normalisation of uint8 inputs, in [0, 1] units (None: stored normalised).
     """
 
     name: str
@@ -112,6 +116,18 @@ class Dataset:
     y_test: torch.Tensor
     num_classes: int
     augment: bool
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored inputs (a batch or all) as the float32 the models read: uint8 pixels / 255, minus the
+        channel mean, over the channel std, on the tensors' device; float inputs unchanged."""
+        if x.dtype != torch.uint8:
+            return x
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
+        return x.to(torch.float32).div_(255.0).sub_(mean).div_(std)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -186,13 +202,10 @@ def _data_lock(data_dir: Path, name: str) -> Iterator[None]:
 
 
 def _cifar_to_tensor(data: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 32, 32, 3) -> normalised float32 (N, 3, 32, 32)."""
+    """uint8 (N, 32, 32, 3) -> uint8 (N, 3, 32, 32); `Dataset.inputs` normalises batches."""
     if data.ndim != 4 or data.shape[1:] != (32, 32, 3) or data.dtype != np.uint8:
         raise ValueError(f"CIFAR-10 images should be uint8 (N, 32, 32, 3), got {data.dtype} {data.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2))).to(torch.float32)
-    x.div_(255.0)
-    x.sub_(torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)).div_(torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
-    return x
+    return torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
 
 
 def _check_labels(y: torch.Tensor, n: int, num_classes: int, what: str) -> torch.Tensor:
@@ -218,12 +231,10 @@ def _load_cifar10(data_dir: Path):
 
 
 def _mnist_to_tensor(data: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> (N, 1, 32, 32): black (0) padding of the raw [0, 1] image, then normalised."""
+    """uint8 (N, 28, 28) -> uint8 (N, 1, 32, 32) with black (0) padding; `Dataset.inputs` normalises."""
     if data.dim() != 3 or tuple(data.shape[1:]) != (28, 28) or data.dtype != torch.uint8:
         raise ValueError(f"MNIST images should be uint8 (N, 28, 28), got {data.dtype} {tuple(data.shape)}")
-    x = data.to(torch.float32).div_(255.0).unsqueeze(1)
-    x = F.pad(x, (MNIST_PAD,) * 4, value=0.0)
-    return x.sub_(MNIST_MEAN).div_(MNIST_STD)
+    return F.pad(data.unsqueeze(1), (MNIST_PAD,) * 4, value=0)
 
 
 def _load_mnist(data_dir: Path):
@@ -370,9 +381,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device
     if subset is not None:
         x_train, y_train = _select(x_train, y_train, subset, derive_seed("subset", name, "train"))
         x_test, y_test = _select(x_test, y_test, subset, derive_seed("subset", name, "test"))
+    mean, std = NORMALISATION.get(name, (None, None))
     return Dataset(name=name, x_train=x_train.to(device), y_train=y_train.to(device),
                    x_test=x_test.to(device), y_test=y_test.to(device),
-                   num_classes=spec.num_classes, augment=augment)
+                   num_classes=spec.num_classes, augment=augment, mean=mean, std=std)
 
 
 _CACHE: dict[tuple, Dataset] = {}

@@ -77,6 +77,15 @@ class FisherSpec:
 
 
 @dataclass(frozen=True)
+class EngineSpec:
+    """How the arithmetic runs; the defaults give exact (bit for bit on CPU) reproducibility."""
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of training and test forward passes
+                                    # (the Fisher stays fp32); faster on GPUs with bf16 tensor cores
+    channels_last: bool = False     # NHWC layout for 2-D conv nets (faster cuDNN convolutions)
+    compile: bool = False           # torch.compile the model (first epoch pays the compile time)
+
+
+@dataclass(frozen=True)
 class Resources:
     cpu: float = 1.0                # CPU cores per trial
     gpu: float = 0.0                # GPUs per trial; a fraction lets several trials share one GPU
@@ -100,6 +109,7 @@ class TrialSpec:
                                     # each evaluation (the authors refresh them); -1: a full pass; 0: off
     checkpoint_every: int = 1
     tags: tuple[tuple[str, Any], ...] = ()   # extra grid axes and their values, for the id and tables
+    engine: EngineSpec = EngineSpec()
 
     @property
     def is_baseline(self) -> bool:
@@ -143,7 +153,8 @@ class TrialSpec:
             deficit=_component(d["deficit"], DEFICIT_OPTIONS, "deficit", "deficit"),
             fisher=parse(FisherSpec, d["fisher"], "fisher"), onset=d["onset"], length=d["length"],
             epochs=d["epochs"], seed=d["seed"], bn_refresh=d["bn_refresh"],
-            checkpoint_every=d["checkpoint_every"], tags=tuple((k, _freeze(v)) for k, v in d["tags"]))
+            checkpoint_every=d["checkpoint_every"], tags=tuple((k, _freeze(v)) for k, v in d["tags"]),
+            engine=parse(EngineSpec, d.get("engine"), "engine"))
 
 
 def _tag(value: Any) -> str:
@@ -159,9 +170,11 @@ def _freeze(value: Any) -> Any:
 
 
 # Keys of a sweep file, and which dataclass reads each section.
-SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec}
+SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
+            "engine": EngineSpec}
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
-            "schedule", "deficit", "fisher", "bn_refresh", "checkpoint_every", "grid", "resources", "tracking"]
+            "schedule", "deficit", "fisher", "bn_refresh", "checkpoint_every", "grid", "resources", "tracking",
+            "engine"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model"]
 
 
@@ -231,6 +244,8 @@ class SweepSpec:
         for key in ("onset", "length", "seed", "epochs", "tags", "checkpoint_every"):
             d.pop(key)
         d["data"].pop("data_dir")
+        if self.base.engine == EngineSpec():  # results folders and hashes from before the engine section
+            d.pop("engine")
         d["epochs"], d["clean_after"] = self.epochs, self.clean_after
         return d
 

@@ -89,6 +89,13 @@ class TrialRun:
         in_shape = tuple(self.data.x_train.shape[1:])
         self.model = build_model(trial.model.name, trial.model.options, in_shape, self.data.num_classes,
                                  seed=derive_seed(trial.seed, "init")).to(self.device)
+        engine = trial.engine
+        self.channels_last = engine.channels_last and len(in_shape) == 3  # 2-D images only
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # the forward pass of training, the BN refresh and testing (the Fisher hooks the plain model)
+        self.forward = torch.compile(self.model) if engine.compile else self.model
+        self.amp_dtype = torch.bfloat16 if engine.precision == "bf16" else None
         self.optimizer = make_optimizer(trial, self.model)
         self.deficit = make_deficit(trial.deficit.name, trial.deficit.options, y_train=self.data.y_train,
                                     num_classes=self.data.num_classes, seed=derive_seed(trial.seed, "deficit"))
@@ -143,7 +150,7 @@ class TrialRun:
         fisher_start = time.perf_counter()
         total, layers = float("nan"), {}
         if fisher_due(t, epoch):
-            ft = fisher_trace(self.model, d.x_train[self.probe], method=t.fisher.method,
+            ft = fisher_trace(self.model, d.inputs(d.x_train[self.probe]), method=t.fisher.method,
                               labels=d.y_train[self.probe] if t.fisher.method == "empirical" else None,
                               samples=t.fisher.samples, backend=t.fisher.backend,
                               generator=make_generator(derive_seed(t.seed, "fisher", epoch), self.device)
@@ -154,6 +161,14 @@ class TrialRun:
         kinds = {name: self.layer_kinds[name] for name in layers}
         return EpochRecord(t.trial_id, epoch, lr, active, train_loss, train_acc, test_loss, test_acc, total,
                            layers, params, kinds, seconds=end - start, fisher_seconds=end - fisher_start)
+
+    def autocast(self):
+        """bf16 autocast when the spec asks for it (engine.precision), else a no-op."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                              enabled=self.amp_dtype is not None)
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def batches(self, epoch: int, purpose: str) -> Iterator[torch.Tensor]:
         """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of
@@ -175,13 +190,14 @@ class TrialRun:
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for idx in self.batches(epoch, "train"):
-            x, y = d.x_train[idx], d.y_train[idx]
+            x, y = d.inputs(d.x_train[idx]), d.y_train[idx]
             if augment:
                 x = augment_batch(x, aug_gen)
             if active:
                 x, y = self.deficit(x, y, idx, deficit_gen)
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
+            with self.autocast():
+                logits = self.forward(self.layout(x))
+                loss = F.cross_entropy(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -204,7 +220,8 @@ class TrialRun:
         for i, idx in enumerate(self.batches(epoch, "bn")):
             if self.trial.bn_refresh != -1 and i >= self.trial.bn_refresh:
                 break
-            self.model(self.data.x_train[idx])
+            with self.autocast():
+                self.forward(self.layout(self.data.inputs(self.data.x_train[idx])))
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
 
@@ -213,7 +230,8 @@ class TrialRun:
         self.model.eval()
         loss_sum, correct = 0.0, 0
         for i in range(0, len(y), EVAL_BATCH):
-            logits = self.model(x[i:i + EVAL_BATCH])
+            with self.autocast():
+                logits = self.forward(self.layout(self.data.inputs(x[i:i + EVAL_BATCH]))).float()
             loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_BATCH], reduction="sum"))
             correct += int((logits.argmax(1) == y[i:i + EVAL_BATCH]).sum())
         return loss_sum / len(y), correct / len(y)

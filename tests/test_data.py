@@ -110,12 +110,13 @@ def test_mnist_loads_through_torchvision(mnist_dir, no_download):
     ds = D.load_dataset("mnist", data_dir=root)
     assert ds.name == "mnist" and ds.num_classes == 10 and ds.augment is False
     assert ds.x_train.shape == (5, 1, 32, 32) and ds.x_test.shape == (3, 1, 32, 32)
-    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+    assert ds.x_train.dtype == torch.uint8 and ds.y_train.dtype == torch.int64  # stored raw
     assert ds.y_train.tolist() == MNIST_TRAIN_LABELS and ds.y_test.tolist() == MNIST_TEST_LABELS
     assert ds.input_shape == (1, 32, 32) and ds.device == torch.device("cpu")
+    assert ds.inputs(ds.x_train).dtype == torch.float32
 
     # known pixels, shifted by the 2-pixel padding
-    x = ds.x_train.double()
+    x = ds.inputs(ds.x_train).double()
     assert x[0, 0, 2, 2].item() == pytest.approx((1.0 - 0.1307) / 0.3081, abs=1e-6)
     assert x[0, 0, 29, 29].item() == pytest.approx(-0.1307 / 0.3081, abs=1e-6)
     assert x[0, 0, 5, 6].item() == pytest.approx((128 / 255 - 0.1307) / 0.3081, abs=1e-6)
@@ -123,11 +124,13 @@ def test_mnist_loads_through_torchvision(mnist_dir, no_download):
     black = -0.1307 / 0.3081
     border = torch.ones(32, 32, dtype=torch.bool)
     border[2:30, 2:30] = False
-    for xs in (ds.x_train, ds.x_test):
+    for xs in (ds.inputs(ds.x_train), ds.inputs(ds.x_test)):
         assert torch.allclose(xs[:, 0][:, border].double(), torch.full_like(xs[:, 0][:, border].double(), black),
                               atol=1e-6)
-    np.testing.assert_allclose(ds.x_train.numpy(), mnist_reference(train), atol=2e-6, rtol=0)
-    np.testing.assert_allclose(ds.x_test.numpy(), mnist_reference(test), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(ds.inputs(ds.x_train).numpy(), mnist_reference(train), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(ds.inputs(ds.x_test).numpy(), mnist_reference(test), atol=2e-6, rtol=0)
+    # a batch normalises like the whole set, bit for bit
+    assert torch.equal(ds.inputs(ds.x_train[[4, 1]]), ds.inputs(ds.x_train)[[4, 1]])
     assert no_download == []
     assert (root / "mnist.lock").exists()
 
@@ -257,18 +260,19 @@ def test_cifar10_loads_through_torchvision(cifar_dir, no_download):
     ds = D.load_dataset("cifar10", data_dir=root)
     assert ds.name == "cifar10" and ds.num_classes == 10 and ds.augment is True
     assert ds.x_train.shape == (10, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
-    assert ds.x_train.dtype == torch.float32 and ds.x_test.dtype == torch.float32
+    assert ds.x_train.dtype == torch.uint8 and ds.x_test.dtype == torch.uint8  # a quarter of float32's memory
     assert ds.y_train.dtype == torch.int64 and ds.y_test.dtype == torch.int64
     assert ds.y_train.tolist() == [label for batch in CIFAR_TRAIN_LABELS for label in batch]
     assert ds.y_test.tolist() == CIFAR_TEST_LABELS
     assert ds.x_train.is_contiguous()
 
-    x = ds.x_train.double()
+    x = ds.inputs(ds.x_train).double()
     assert x[0, 0, 0, 0].item() == pytest.approx((1.0 - 0.4914) / 0.2023, abs=1e-6)
     assert x[0, 1, 5, 7].item() == pytest.approx(-0.4822 / 0.1994, abs=1e-6)
     assert x[0, 2, 31, 30].item() == pytest.approx((128 / 255 - 0.4465) / 0.2010, abs=1e-6)
-    np.testing.assert_allclose(ds.x_train.numpy(), cifar_reference(train_rows), atol=2e-6, rtol=0)
-    np.testing.assert_allclose(ds.x_test.numpy(), cifar_reference(test_rows), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(ds.inputs(ds.x_train).numpy(), cifar_reference(train_rows), atol=2e-6, rtol=0)
+    np.testing.assert_allclose(ds.inputs(ds.x_test).numpy(), cifar_reference(test_rows), atol=2e-6, rtol=0)
+    assert torch.equal(ds.inputs(ds.x_train[[7, 2]]), ds.inputs(ds.x_train)[[7, 2]])
     assert no_download == []
     assert (root / "cifar10.lock").exists()
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cpsweep.data import Dataset
-from cpsweep.errors import CpsweepError, TrialDiverged
+from cpsweep.errors import CpsweepError, SpecError, TrialDiverged
 from cpsweep.spec import ScheduleSpec, parse_sweep
 from cpsweep.schedule import lr_at
 from cpsweep.train import load_checkpoint, save_checkpoint, train_trial
@@ -156,3 +156,53 @@ def test_non_finite_loss_raises_trial_diverged():
     with pytest.raises(TrialDiverged) as info:
         list(train_trial(t, "cpu", data=image_data(nan=True)))
     assert info.value.epoch == 0 and "non-finite" not in str(info.value) and "epoch 0" in str(info.value)
+
+
+def image_trial(**engine):
+    return trial(onset=1, length=2, model={"name": "all_cnn_c", "width": 0.05}, data={"name": "cifar10"},
+                 **({"engine": engine} if engine else {}))
+
+
+def test_channels_last_gives_the_same_trial_within_float_tolerance():
+    data = image_data()
+    plain = list(train_trial(image_trial(), "cpu", data=data))
+    nhwc = train_trial(image_trial(channels_last=True), "cpu", data=data)
+    conv = next(m for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    records = list(nhwc)
+    for a, b in zip(plain, records):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+        assert b.test_loss == pytest.approx(a.test_loss, rel=1e-4)
+        assert b.fisher_trace == pytest.approx(a.fisher_trace, rel=1e-3)
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    """bf16 keeps 8 bits of mantissa: the losses of a short run agree to a few per cent, not bit for bit."""
+    data = image_data()
+    fp32 = list(train_trial(image_trial(), "cpu", data=data))
+    run = train_trial(image_trial(precision="bf16"), "cpu", data=data)
+    assert run.amp_dtype == torch.bfloat16
+    bf16 = list(run)
+    assert [r.train_loss for r in bf16] != [r.train_loss for r in fp32]  # it did run in bf16
+    for a, b in zip(fp32, bf16):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=0.05)
+        assert b.test_loss == pytest.approx(a.test_loss, rel=0.05)
+    # parameters stay float32 (autocast casts per operation)
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+
+
+def test_engine_settings_are_checked():
+    with pytest.raises(SpecError, match="engine.precision"):
+        image_trial(precision="fp16")
+    with pytest.raises(SpecError, match="engine"):
+        trial(engine={"channel_last": True})
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_same_trial_within_float_tolerance():
+    data = image_data()
+    plain = list(train_trial(image_trial(), "cpu", data=data))
+    compiled = list(train_trial(image_trial(compile=True), "cpu", data=data))
+    for a, b in zip(plain, compiled):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+        assert b.test_acc == pytest.approx(a.test_acc, abs=1 / 32)
