@@ -381,7 +381,7 @@ def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
     grid: dict[str, tuple[Any, ...]] = {}
     for key, values in raw.items():
         if key not in GRID_AXES and not ("." in key and key.split(".")[0] in
-                                         ("data", "model", "optim", "schedule", "deficit", "fisher")):
+                                         ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")):
             check_keys({key: 0}, GRID_AXES, "grid")
         if not isinstance(values, list) or not values:
             raise SpecError(f"grid.{key}", "must be a non-empty list of values")

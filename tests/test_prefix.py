@@ -175,7 +175,9 @@ def test_validate_prints_both_costs(capsys):
 @pytest.mark.slow
 def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_local):
     """The same grid launched with and without sharing on a real local Ray: equal records, and Tune's
-    result logs show exactly the planned epochs trained."""
+    result logs show exactly the planned epochs trained. The unshared launch also packs four trials onto
+    the two CPUs (resources.cpu: 0.5, as resources.gpu: 0.25 packs four onto a GPU): packing changes
+    nothing either."""
     import json
 
     import pandas as pd
@@ -191,6 +193,8 @@ def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_loca
     runs = {}
     for share in (True, False):
         root = tmp_path / ("shared" if share else "alone")
+        raw["resources"] = {"cpu": 1 if share else 0.5}
+        spec.write_text(yaml.safe_dump(raw))
         summary = launch(str(spec), storage=str(root), share=share)
         assert summary.counts["ok"] == len(trials)
         folder = root / "g"

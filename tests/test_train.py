@@ -206,3 +206,19 @@ def test_compiled_model_gives_the_same_trial_within_float_tolerance():
     for a, b in zip(plain, compiled):
         assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
         assert b.test_acc == pytest.approx(a.test_acc, abs=1 / 32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("engine", [{}, {"channels_last": True, "precision": "bf16"}])
+def test_cuda_trial_matches_cpu(engine):
+    """The same trial on the GPU (uint8 data on the device, batched augmentation) as on the CPU, within
+    float tolerance (bf16 within a few per cent)."""
+    data = image_data()
+    cpu = list(train_trial(image_trial(), "cpu", data=data))
+    gpu_data = dataclasses.replace(data, x_train=data.x_train.cuda(), y_train=data.y_train.cuda(),
+                                   x_test=data.x_test.cuda(), y_test=data.y_test.cuda())
+    gpu = list(train_trial(image_trial(**engine), "cuda", data=gpu_data))
+    rel = 0.05 if engine else 1e-3
+    for a, b in zip(cpu, gpu):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=rel)
+        assert b.test_loss == pytest.approx(a.test_loss, rel=rel)
