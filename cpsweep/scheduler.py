@@ -45,7 +45,7 @@ class PrefixScheduler(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         epoch = result.get("epoch")
         tid = self.running.get(trial_id)
-        if tid is None or epoch is None:
+        if tid is None or epoch is None or result.get("diverged"):  # a diverged epoch saved nothing
             return
         # the prefix checkpoint at epoch p holds the state after epochs 0 … p-1
         self._release([c for c in self.starts[tid].children if self.starts[c].epoch <= int(epoch) + 1])

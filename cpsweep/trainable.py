@@ -103,11 +103,14 @@ def run_trial(config: dict[str, Any]) -> None:
         checkpoint = tune.Checkpoint(config["t"]["resume_from"])
     if checkpoint is not None:
         state, records, shared = read_checkpoint(checkpoint)
-    elif start.get("branch_key"):
-        state, records = load_prefix(store, start["branch_key"], trial)
-        shared = len(records)
     else:
         state, records, shared = None, [], 0
+        if start.get("branch_key"):
+            try:
+                state, records = load_prefix(store, start["branch_key"], trial)
+                shared = len(records)
+            except OSError:  # removed or unreadable: train the prefix again (the same records, later)
+                pass
     node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
     every = trial.checkpoint_every
     run = train_trial(trial, device, resume=state, data=cached_dataset(trial, device))

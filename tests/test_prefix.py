@@ -127,6 +127,8 @@ def test_scheduler_holds_children_until_their_branch_epoch():
     assert s.suggest("d")["t"]["id"] == "blur-o0-l4-s0"
     # o4-l2 diverges at epoch 5, before o4-l4's branch epoch 6: o4-l4 starts from scratch instead
     s.on_trial_result("c", {"epoch": 4})
+    s.on_trial_result("c", {"epoch": 5, "diverged": True})  # epoch 5 never finished: nothing released
+    assert s.suggest("e") is None
     s.on_trial_complete("c")
     config = s.suggest("e")
     assert config["t"]["id"] == "blur-o4-l4-s0" and config["t"]["start"]["branch_key"] is None
@@ -213,3 +215,27 @@ def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_loca
     assert t_sh.shared_epochs.to_dict() == {t: starts[t].epoch for t in t_sh.index}
     assert (t_al.shared_epochs == 0).all()
     assert t_sh.final_test_acc.equals(t_al.final_test_acc)
+
+
+@pytest.mark.slow
+def test_children_of_a_diverged_parent_run_from_scratch(tmp_path, ray_local):
+    """[2, 3) diverges in epoch 2 (noise of std 1e38), before [2, 5) could branch from it at epoch 3: the
+    scheduler starts [2, 5) from scratch, which diverges in the same epoch, and the sweep ends."""
+    import pandas as pd
+    import yaml
+
+    from cpsweep.sweep import launch
+
+    raw = {**GRID, "replicates": 1, "epochs": 6, "deficit": {"name": "noise", "std": 1e38},
+           "grid": {"onset": [2], "length": [1, 3]}}
+    spec = tmp_path / "d.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    starts = plan(load_sweep(str(spec)).trials())
+    assert starts["noise-o2-l3-s0"].parent == "noise-o2-l1-s0" and starts["noise-o2-l3-s0"].epoch == 3
+    summary = launch(str(spec), storage=str(tmp_path / "res"))
+    assert summary.counts["diverged"] == 2 and summary.counts["ok"] == 1
+    trials = pd.read_parquet(tmp_path / "res" / "g" / "trials.parquet").set_index("trial_id")
+    assert trials.status.to_dict() == {"baseline-s0": "ok", "noise-o2-l1-s0": "diverged",
+                                       "noise-o2-l3-s0": "diverged"}
+    assert trials.shared_epochs.to_dict() == {"baseline-s0": 0, "noise-o2-l1-s0": 2, "noise-o2-l3-s0": 0}
+    assert trials.error.str.contains("epoch 2").sum() == 2
