@@ -8,7 +8,9 @@ One launch = one Tune experiment over the trials that the results folder does no
    trial's resources fit the cluster, so an impossible request fails at once instead of hanging;
 3. run every trial without a finished shard, each resuming from its newest checkpoint of an earlier launch
    if there is one (so a relaunch after a crash finishes the sweep, and an extended grid runs only the new
-   trials); Tune retries a failed trial from its last checkpoint (`FailureConfig`);
+   trials), or else branching from another trial's checkpoint where their first epochs are the same
+   (`prefix.plan`; `scheduler.PrefixScheduler` hands Tune each trial once its branch point exists); Tune
+   reuses its worker processes and retries a failed trial from its last checkpoint (`FailureConfig`);
 4. as each trial ends, print one line and rebuild the top-level tables from the shards; at the end write
    `report.html` and print a summary.
 
@@ -343,8 +345,8 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # Tune queues one suggested trial at a time for a searcher; let it queue what the cluster can start at
     # once (all, if an autoscaler may add nodes, so that it sees the demand)
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = os.environ.get("CPSWEEP_MAX_PENDING") or str(
-        len(pending) if autoscaler_node_types() else max(1, min(len(pending), slots(resources))))
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(len(pending) if autoscaler_node_types()
+                                                   else max(1, min(len(pending), slots(resources))))
     tuner = tune.Tuner(
         trainable,
         param_space={"store": store.uri, "cpus": resources["CPU"], "gpus": resources["GPU"],
