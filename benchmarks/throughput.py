@@ -18,6 +18,7 @@ then left off for the rows after it:
   bf16                engine.precision: bf16 (autocast)
   torch.compile       engine.compile
   packing xN          N trials at once on the device (fractional resources), aggregate throughput
+  or vmap xK          instead, K trials as one vmapped model (`cpsweep.packed.PackedRun`; no compile)
   shared prefixes     the same epochs per second; the grid needs fewer epochs (`cpsweep validate`)
 
 Trials per hour = the grid's trials / (its epochs x seconds per epoch / trials in parallel). The floor is
@@ -63,8 +64,8 @@ def cifar_uint8(n: int, device: torch.device) -> Dataset:
                    CIFAR10_MEAN, CIFAR10_STD)
 
 
-def make_run(device: torch.device, data: Dataset, **engine) -> TrialRun:
-    trial = load_sweep(SPEC).make_trial(0, 0, 0)
+def make_run(device: torch.device, data: Dataset, spec: str = SPEC, **engine) -> TrialRun:
+    trial = load_sweep(spec).make_trial(0, 0, 0)
     trial = dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, **engine))
     return TrialRun(trial, device, data=data)
 
@@ -183,10 +184,18 @@ def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
-def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrier, queue) -> None:
+def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrier, queue, spec: str,
+                   data_name: str) -> None:
     torch.set_num_threads(threads)
     dev = torch.device(device)
-    run = make_run(dev, cifar_uint8(batches * 128 + 2000, dev), **engine)
+    if data_name == "mnist1d":
+        from cpsweep.data import load_dataset
+        from cpsweep.train import resolve_data_dir
+
+        data = load_dataset("mnist1d", data_dir=resolve_data_dir(None), device=dev)
+    else:
+        data = cifar_uint8(batches * 128 + 2000, dev)
+    run = make_run(dev, data, spec=spec, **engine)
     full = run.data
     run.data = dataclasses.replace(full, x_train=full.x_train[:batches * 128], y_train=full.y_train[:batches * 128])
     run.train_epoch(0, active=False)
@@ -198,12 +207,38 @@ def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrie
     queue.put(time.perf_counter() - start)
 
 
-def time_packed(device: torch.device, engine: dict, batches: int, n: int) -> float:
+def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int, k: int, spec: str = SPEC) -> float:
+    """Seconds per training step of one trial when k trials train as one vmapped model (`PackedRun`)."""
+    from cpsweep.packed import PackedRun
+
+    engine = {key: v for key, v in engine.items() if key != "compile"}  # PackedRun calls the model functionally
+    sweep = load_sweep(spec)
+    trials = [dataclasses.replace(sweep.make_trial(0, 0, seed), engine=dataclasses.replace(sweep.base.engine, **engine))
+              for seed in range(k)]
+    run = PackedRun(trials, device, data=data)
+    bs = trials[0].optim.batch_size
+    sliced = dataclasses.replace(data, x_train=data.x_train[:batches * bs], y_train=data.y_train[:batches * bs])
+    for m in run.members:
+        m.data = sliced
+    run.train_epoch(0)
+    times = []
+    for epoch in (1, 2):
+        sync(device)
+        start = time.perf_counter()
+        run.train_epoch(epoch)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times) / (k * batches)
+
+
+def time_packed(device: torch.device, engine: dict, batches: int, n: int, spec: str = SPEC,
+                data_name: str = "cifar10") -> float:
     """Seconds per training step of the whole device when n trials train at once (n processes)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
     threads = max(1, torch.get_num_threads() // n) if device.type == "cpu" else 1
-    procs = [ctx.Process(target=_packed_worker, args=(str(device), engine, batches, threads, barrier, queue))
+    procs = [ctx.Process(target=_packed_worker, args=(str(device), engine, batches, threads, barrier, queue, spec,
+                                                      data_name))
              for _ in range(n)]
     for p in procs:
         p.start()
@@ -213,6 +248,25 @@ def time_packed(device: torch.device, engine: dict, batches: int, n: int) -> flo
     return max(seconds) / (n * batches)  # n trials' steps in the slowest one's time
 
 
+QUICKSTART = os.path.join(ROOT, "sweeps", "quickstart.yaml")
+
+
+def small_model_rows(device: torch.device, k: int) -> list[dict]:
+    """Training epochs per second of the quickstart's small model (cnn1d, 4,000 MNIST-1D signals): one
+    trial at a time, two processes at once, k trials as one vmapped model."""
+    from cpsweep.data import load_dataset
+    from cpsweep.train import resolve_data_dir
+
+    trial = load_sweep(QUICKSTART).make_trial(0, 0, 0)
+    data = load_dataset("mnist1d", data_dir=resolve_data_dir(None), device=device)
+    batches = -(-len(data.y_train) // trial.optim.batch_size)
+    one = time_steps(TrialRun(trial, device, data=data), batches) * batches
+    two = time_packed(device, {}, batches, 2, spec=QUICKSTART, data_name="mnist1d") * batches
+    vm = time_vmapped(device, data, {}, batches, k, spec=QUICKSTART) * batches
+    return [{"row": "one trial at a time", "epoch_s": one}, {"row": "2 trials at once (processes)", "epoch_s": two},
+            {"row": f"{k} trials as one vmapped model", "epoch_s": vm}]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -220,6 +274,8 @@ def main(argv=None) -> int:
                                                                 "CPU, 40 on a GPU)")
     p.add_argument("--pack", type=int, default=None, help="trials packed on the device (default: 2 on CPU, "
                                                           "4 on a GPU)")
+    p.add_argument("--vmap", type=int, default=4, help="trials trained as one vmapped model (default 4)")
+    p.add_argument("--vmap-small", type=int, default=8, help="trials vmapped together for the small model")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the straightforward "
                                                              "trainer (default: 0 on CPU, 4 on a GPU)")
     p.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/throughput-<device>.json)")
@@ -271,8 +327,13 @@ def main(argv=None) -> int:
     alone_epoch = best * steps_per_epoch + extras
     kept = packed * steps_per_epoch + extras / pack < alone_epoch  # per trial-epoch, extras run in parallel too
     add(f"+ packing x{pack}", packed, parallel=pack, engine=engine, kept=kept)
-    parallel = pack if kept else 1
-    add("+ shared prefixes", packed if kept else best, parallel=parallel, epochs=grid_shared, engine=engine)
+    parallel, step = (pack, packed) if kept else (1, best)
+    vmapped = time_vmapped(device, data, engine, batches, args.vmap)
+    kept_v = vmapped * steps_per_epoch + extras / args.vmap < step * steps_per_epoch + extras / parallel
+    add(f"  or vmap x{args.vmap} (one model)", vmapped, parallel=args.vmap, engine=engine, kept=kept_v)
+    if kept_v:
+        parallel, step = args.vmap, vmapped
+    add("+ shared prefixes", step, parallel=parallel, epochs=grid_shared, engine=engine)
 
     flops = flops_per_image(device)
     rates = {name: matmul_rate(device, dt) for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
@@ -286,13 +347,19 @@ def main(argv=None) -> int:
           + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()) + f" TFLOP/s; at the {dtype} rate the "
           f"epoch floor {floor:.2f} s; best measured training epoch "
           f"{min(r['step_s'] for r in rows if r['kept']) * steps_per_epoch:.1f} s")
+    small = small_model_rows(device, args.vmap_small)
+    print(f"small model (the quickstart's cnn1d, 4,000 MNIST-1D signals, {-(-4000 // 128)} steps per epoch), "
+          f"training only:")
+    for r in small:
+        r["epochs_per_s"] = 1 / r["epoch_s"]
+        print(f"  {r['row']:34} {r['epoch_s']:7.3f} s per trial-epoch  {r['epochs_per_s'] / small[0]['epochs_per_s']:6.2f}x")
     out = args.out or os.path.join(ROOT, "benchmarks", "results", f"throughput-{device.type}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"device": name, "torch": torch.__version__, "batches_timed": batches, "pack": pack,
                    "loader_workers": workers, "epoch_extras_s": extras, "flops_per_image": flops,
                    "matmul_flops": rates, "floor_dtype": dtype, "epoch_floor_s": floor,
-                   "grid_trials": len(trials), "rows": rows}, f, indent=2)
+                   "grid_trials": len(trials), "rows": rows, "small_model": small}, f, indent=2)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

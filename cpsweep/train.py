@@ -19,6 +19,7 @@ import math
 import os
 import tempfile
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -136,15 +137,21 @@ class TrialRun:
         return trial_lr(self.trial, epoch)
 
     def run_epoch(self, epoch: int) -> EpochRecord:
-        t, d = self.trial, self.data
         start = time.perf_counter()
         lr = self.lr(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        active = t.deficit_active(epoch)
-        train_loss, train_acc = self.train_epoch(epoch, active)
+        train_loss, train_acc = self.train_epoch(epoch, self.trial.deficit_active(epoch))
         if not math.isfinite(train_loss):
             raise TrialDiverged(epoch, train_loss)
+        record = self.evaluate_epoch(epoch, train_loss, train_acc)
+        return dataclasses.replace(record, seconds=time.perf_counter() - start)
+
+    def evaluate_epoch(self, epoch: int, train_loss: float, train_acc: float) -> EpochRecord:
+        """After training epoch `epoch`: refresh BN statistics, test, measure the Fisher; the record
+        (`seconds` covers this part only)."""
+        t, d = self.trial, self.data
+        start = time.perf_counter()
         self.refresh_bn(epoch)
         test_loss, test_acc = self.evaluate(d.x_test, d.y_test)
         fisher_start = time.perf_counter()
@@ -159,8 +166,9 @@ class TrialRun:
         end = time.perf_counter()
         params = {name: self.layer_params[name] for name in layers}
         kinds = {name: self.layer_kinds[name] for name in layers}
-        return EpochRecord(t.trial_id, epoch, lr, active, train_loss, train_acc, test_loss, test_acc, total,
-                           layers, params, kinds, seconds=end - start, fisher_seconds=end - fisher_start)
+        return EpochRecord(t.trial_id, epoch, self.lr(epoch), t.deficit_active(epoch), train_loss, train_acc,
+                           test_loss, test_acc, total, layers, params, kinds, seconds=end - start,
+                           fisher_seconds=end - fisher_start)
 
     def autocast(self):
         """bf16 autocast when the spec asks for it (engine.precision), else a no-op."""
@@ -180,30 +188,35 @@ class TrialRun:
             if n - i >= 2 or i == 0:
                 yield order[i:i + bs]
 
-    def train_epoch(self, epoch: int, active: bool) -> tuple[float, float]:
+    def train_batches(self, epoch: int, active: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's training batches (inputs, labels): shuffled by (seed, epoch), augmented, and given
+        the deficit when `active`, all as batched tensor operations on the device."""
         t, d = self.trial, self.data
-        seed = t.seed
-        aug_gen = make_generator(derive_seed(seed, "augment", epoch))
-        deficit_gen = make_generator(derive_seed(seed, "deficit", epoch), self.device)
+        aug_gen = make_generator(derive_seed(t.seed, "augment", epoch))
+        deficit_gen = make_generator(derive_seed(t.seed, "deficit", epoch), self.device)
         augment = d.augment and not (active and self.deficit.disables_augment)
-        self.model.train()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for idx in self.batches(epoch, "train"):
             x, y = d.inputs(d.x_train[idx]), d.y_train[idx]
             if augment:
                 x = augment_batch(x, aug_gen)
             if active:
                 x, y = self.deficit(x, y, idx, deficit_gen)
+            yield self.layout(x), y
+
+    def train_epoch(self, epoch: int, active: bool) -> tuple[float, float]:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for x, y in self.train_batches(epoch, active):
             with self.autocast():
-                logits = self.forward(self.layout(x))
+                logits = self.forward(x)
                 loss = F.cross_entropy(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.argmax(1) == y).sum()
-        n = len(d.y_train)
+        n = len(self.data.y_train)
         return float(loss_sum) / n, int(correct) / n
 
     @torch.no_grad()
