@@ -173,8 +173,8 @@ def _freeze(value: Any) -> Any:
 SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
             "engine": EngineSpec}
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
-            "schedule", "deficit", "fisher", "bn_refresh", "checkpoint_every", "grid", "resources", "tracking",
-            "engine"]
+            "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid", "resources",
+            "tracking"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model"]
 
 

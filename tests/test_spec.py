@@ -185,6 +185,6 @@ def test_validate_command(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == (f'cpsweep: error: {bad}: replicate: unknown key "replicate" (did you mean '
                                   f'"replicates"?); valid keys here: name, description, seed, replicates, epochs, '
-                                  f"clean_after, data, model, optim, schedule, deficit, fisher, bn_refresh, "
+                                  f"clean_after, data, model, optim, schedule, deficit, fisher, engine, bn_refresh, "
                                   f"checkpoint_every, grid, resources, tracking")
     assert "Traceback" not in out.stderr
