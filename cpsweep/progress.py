@@ -65,7 +65,9 @@ class Progress:
         base = self.baseline_acc(self.trials[tid])
         delta = f"  {100 * (acc - base):+6.2f} pts vs baseline" if base is not None and tid in self.trials and \
             not self.trials[tid].is_baseline else ""
-        self.line(f"{row['status']:8} {tid:28} final {100 * acc:6.2f}%{delta}  {row['wall_seconds']:6.0f} s")
+        shared = int(row.get("shared_epochs") or 0)
+        branched = f" (first {shared} epoch{'s' if shared > 1 else ''} shared)" if shared else ""
+        self.line(f"{row['status']:8} {tid:28} final {100 * acc:6.2f}%{delta}  {row['wall_seconds']:6.0f} s{branched}")
         self.write_tables()
 
     def failed(self, tid: str, error: str) -> None:
