@@ -64,26 +64,40 @@ def cifar_uint8(n: int, device: torch.device) -> Dataset:
                    CIFAR10_MEAN, CIFAR10_STD)
 
 
+def head(data: Dataset, n: int) -> Dataset:
+    """The data set with only its first n training examples (the timed steps' worth)."""
+    return dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+
+
+def trial_with(spec: str, seed: int, **engine):
+    trial = load_sweep(spec).make_trial(0, 0, seed)
+    return dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, **engine))
+
+
 def make_run(device: torch.device, data: Dataset, spec: str = SPEC, **engine) -> TrialRun:
-    trial = load_sweep(spec).make_trial(0, 0, 0)
-    trial = dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, **engine))
-    return TrialRun(trial, device, data=data)
+    return TrialRun(trial_with(spec, 0, **engine), device, data=data)
+
+
+def fastest(one_pass, device: torch.device) -> float:
+    """Seconds of the faster of two timed calls `one_pass(epoch)`, after a warm-up call (which absorbs
+    torch.compile's compile time): less noise from the rest of the machine."""
+    one_pass(0)
+    times = []
+    for epoch in (1, 2):
+        sync(device)
+        start = time.perf_counter()
+        one_pass(epoch)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def time_steps(run: TrialRun, batches: int) -> float:
-    """Seconds per training step of `run`'s loop (one warm-up pass over `batches` steps first)."""
-    full, bs = run.data, run.trial.optim.batch_size
-    run.data = dataclasses.replace(full, x_train=full.x_train[:batches * bs], y_train=full.y_train[:batches * bs])
+    """Seconds per training step of `run`'s loop, over `batches` steps."""
+    full = run.data
+    run.data = head(full, batches * run.trial.optim.batch_size)
     try:
-        run.train_epoch(0, active=False)  # warm-up (and compilation)
-        times = []
-        for epoch in (1, 2):  # the faster of two passes: less noise from the rest of the machine
-            sync(run.device)
-            start = time.perf_counter()
-            run.train_epoch(epoch, active=False)
-            sync(run.device)
-            times.append(time.perf_counter() - start)
-        return min(times) / batches
+        return fastest(lambda epoch: run.train_epoch(epoch, active=False), run.device) / batches
     finally:
         run.data = full
 
@@ -116,7 +130,7 @@ def time_straightforward(run: TrialRun, batches: int, workers: int) -> float:
                                          shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
                                          persistent_workers=workers > 0)
 
-    def epoch():
+    def one_pass(_epoch):
         run.model.train()
         for xb, yb in loader:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
@@ -125,15 +139,7 @@ def time_straightforward(run: TrialRun, batches: int, workers: int) -> float:
             loss.backward()
             run.optimizer.step()
 
-    epoch()
-    times = []
-    for _ in range(2):
-        sync(device)
-        start = time.perf_counter()
-        epoch()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times) / batches
+    return fastest(one_pass, device) / batches
 
 
 def epoch_extras(run: TrialRun) -> float:
@@ -196,8 +202,7 @@ def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrie
     else:
         data = cifar_uint8(batches * 128 + 2000, dev)
     run = make_run(dev, data, spec=spec, **engine)
-    full = run.data
-    run.data = dataclasses.replace(full, x_train=full.x_train[:batches * 128], y_train=full.y_train[:batches * 128])
+    run.data = head(run.data, batches * run.trial.optim.batch_size)
     run.train_epoch(0, active=False)
     sync(dev)
     barrier.wait()
@@ -212,23 +217,12 @@ def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int
     from cpsweep.packed import PackedRun
 
     engine = {key: v for key, v in engine.items() if key != "compile"}  # PackedRun calls the model functionally
-    sweep = load_sweep(spec)
-    trials = [dataclasses.replace(sweep.make_trial(0, 0, seed), engine=dataclasses.replace(sweep.base.engine, **engine))
-              for seed in range(k)]
+    trials = [trial_with(spec, seed, **engine) for seed in range(k)]
     run = PackedRun(trials, device, data=data)
-    bs = trials[0].optim.batch_size
-    sliced = dataclasses.replace(data, x_train=data.x_train[:batches * bs], y_train=data.y_train[:batches * bs])
+    sliced = head(data, batches * trials[0].optim.batch_size)
     for m in run.members:
         m.data = sliced
-    run.train_epoch(0)
-    times = []
-    for epoch in (1, 2):
-        sync(device)
-        start = time.perf_counter()
-        run.train_epoch(epoch)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times) / (k * batches)
+    return fastest(run.train_epoch, device) / (k * batches)
 
 
 def time_packed(device: torch.device, engine: dict, batches: int, n: int, spec: str = SPEC,

@@ -35,7 +35,7 @@ from .data import Dataset, load_dataset
 from .errors import TrialDiverged
 from .schedule import trial_lr
 from .spec import TrialSpec
-from .train import EpochRecord, TrialRun, resolve_data_dir
+from .train import EpochRecord, TrialRun, make_optimizer, resolve_data_dir
 
 # what may differ between the members of a pack
 MEMBER_FIELDS = ("seed", "onset", "length", "deficit", "tags")
@@ -69,16 +69,9 @@ class PackedRun:
         self.members = [TrialRun(t, self.device, data=data) for t in trials]
         self.params, self.buffers = stack_module_state([m.model for m in self.members])
         self.skeleton = copy.deepcopy(self.members[0].model).to("meta")
-        o = first.optim
-        if o.name == "adam":
-            self.optimizer = torch.optim.Adam(self.params.values(), lr=o.lr, betas=(o.beta1, o.beta2),
-                                              weight_decay=o.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(self.params.values(), lr=o.lr, momentum=o.momentum,
-                                             weight_decay=o.weight_decay)
+        self.optimizer = make_optimizer(first, self.params.values())
         self.epochs = first.epochs
         self.epoch = 0
-        self.amp_dtype = self.members[0].amp_dtype
 
     def __iter__(self) -> Iterator[list[EpochRecord]]:
         return self
@@ -91,8 +84,7 @@ class PackedRun:
         return records
 
     def _loss(self, params, buffers, x, y):
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                            enabled=self.amp_dtype is not None):
+        with self.members[0].autocast():
             logits = functional_call(self.skeleton, (params, buffers), (x,))
             return F.cross_entropy(logits, y), logits
 

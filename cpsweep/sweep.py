@@ -199,6 +199,11 @@ def autoscaling_config_path() -> str | None:
 
 def find_resume_points(store: Store, ids: Sequence[str]) -> dict[str, str]:
     """Each trial's newest complete checkpoint from earlier launches: trial id -> checkpoint URI."""
+    return {tid: uri for tid, (_, uri) in newest_checkpoints(store, ids).items()}
+
+
+def newest_checkpoints(store: Store, ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Each trial's newest complete checkpoint from earlier launches: trial id -> (epoch, checkpoint URI)."""
     import json
 
     from .trainable import CHECKPOINT_FILES
@@ -227,7 +232,7 @@ def find_resume_points(store: Store, ids: Sequence[str]) -> dict[str, str]:
                 if epoch > best.get(tid, (-1, ""))[0]:
                     rel = ckpt.path[len(store.root):]
                     best[tid] = (epoch, join_uri(store.uri, rel.strip("/")))
-    return {tid: uri for tid, (_, uri) in best.items()}
+    return best
 
 
 @dataclass
@@ -299,18 +304,6 @@ def stored_prefixes(store: Store) -> set[str]:
     return {k for k, m in zip(keys, metas) if m.type == pafs.FileType.File and m.size}
 
 
-def resume_epochs(store: Store, resume: dict[str, str]) -> dict[str, int]:
-    """Trial id -> epoch of its newest checkpoint (the epoch it resumes at)."""
-    import json
-
-    out = {}
-    for tid, uri in resume.items():
-        rel = uri.partition("?")[0][len(join_uri(store.uri, "").partition("?")[0]):]
-        with store.fs.open_input_stream(store.path(*rel.strip("/").split("/"), "meta.json")) as f:
-            out[tid] = int(json.loads(f.read())["epoch"])
-    return out
-
-
 def slots(resources: dict[str, float]) -> int:
     """How many trials the cluster's current nodes can run at once."""
     import ray
@@ -327,9 +320,10 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
     from .scheduler import PrefixScheduler
     from .trainable import run_trial
 
-    resume = find_resume_points(store, [t.trial_id for t in pending])
-    starts = plan(pending, stored=stored_prefixes(store) if share else (), resume=resume_epochs(store, resume),
-                  share=share)
+    newest = newest_checkpoints(store, [t.trial_id for t in pending])
+    resume = {tid: uri for tid, (_, uri) in newest.items()}
+    starts = plan(pending, stored=stored_prefixes(store) if share else (),
+                  resume={tid: epoch for tid, (epoch, _) in newest.items()}, share=share)
     shared = sum(s.epoch for s in starts.values())
     if shared:
         total = sum(t.epochs for t in pending)

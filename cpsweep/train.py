@@ -19,9 +19,8 @@ import math
 import os
 import tempfile
 import time
-import dataclasses
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -71,11 +70,12 @@ def resolve_data_dir(data_dir: str | None) -> str:
     return os.environ.get("CPSWEEP_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "cpsweep")
 
 
-def make_optimizer(trial: TrialSpec, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(trial: TrialSpec, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    """The trial's optimiser over `params` (a model's parameters, or a pack's stacked ones)."""
     o = trial.optim
     if o.name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 class TrialRun:
@@ -97,7 +97,7 @@ class TrialRun:
         # the forward pass of training, the BN refresh and testing (the Fisher hooks the plain model)
         self.forward = torch.compile(self.model) if engine.compile else self.model
         self.amp_dtype = torch.bfloat16 if engine.precision == "bf16" else None
-        self.optimizer = make_optimizer(trial, self.model)
+        self.optimizer = make_optimizer(trial, self.model.parameters())
         self.deficit = make_deficit(trial.deficit.name, trial.deficit.options, y_train=self.data.y_train,
                                     num_classes=self.data.num_classes, seed=derive_seed(trial.seed, "deficit"))
         self.probe = class_balanced_probe(self.data.y_train, trial.fisher.probe_per_class, trial.seed,
@@ -145,7 +145,7 @@ class TrialRun:
         if not math.isfinite(train_loss):
             raise TrialDiverged(epoch, train_loss)
         record = self.evaluate_epoch(epoch, train_loss, train_acc)
-        return dataclasses.replace(record, seconds=time.perf_counter() - start)
+        return replace(record, seconds=time.perf_counter() - start)
 
     def evaluate_epoch(self, epoch: int, train_loss: float, train_acc: float) -> EpochRecord:
         """After training epoch `epoch`: refresh BN statistics, test, measure the Fisher; the record

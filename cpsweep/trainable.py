@@ -40,6 +40,16 @@ def record_metrics(record: EpochRecord) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
+def records_json(records: list[EpochRecord]) -> str:
+    return json.dumps([dataclasses.asdict(r) for r in records])
+
+
+def records_from_json(text: str | bytes, trial_id: str | None = None) -> list[EpochRecord]:
+    """Records read back (under `trial_id` instead of their own, when given)."""
+    rename = {"trial_id": trial_id} if trial_id is not None else {}
+    return [EpochRecord(**{**r, **rename}) for r in json.loads(text)]
+
+
 # what `write_checkpoint` writes; Tune uploads them one after the other, so a checkpoint in storage is
 # complete only when all three are there
 CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
@@ -49,7 +59,7 @@ def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochReco
                      node: str = "", shared: int = 0) -> None:
     save_checkpoint(state, os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json"), "w") as f:
-        json.dump([dataclasses.asdict(r) for r in records], f)
+        f.write(records_json(records))
     with open(os.path.join(folder, "meta.json"), "w") as f:
         json.dump({"trial_id": trial_id, "epoch": state["epoch"], "node": node, "shared_epochs": shared}, f)
 
@@ -59,7 +69,7 @@ def read_checkpoint(checkpoint: tune.Checkpoint) -> tuple[dict[str, Any], list[E
     with checkpoint.as_directory() as folder:
         state = load_checkpoint(os.path.join(folder, "state.pt"))
         with open(os.path.join(folder, "records.json")) as f:
-            records = [EpochRecord(**r) for r in json.load(f)]
+            records = records_from_json(f.read())
         with open(os.path.join(folder, "meta.json")) as f:
             shared = int(json.load(f).get("shared_epochs", 0))
     return state, records, shared
@@ -71,7 +81,7 @@ def save_prefix(store: Store, key: str, state: dict[str, Any], records: list[Epo
     buf = io.BytesIO()
     torch.save(state, buf)
     store.write_bytes(buf.getvalue(), "prefixes", key, "state.pt")
-    store.write_bytes(json.dumps([dataclasses.asdict(r) for r in records]).encode(), "prefixes", key, "records.json")
+    store.write_bytes(records_json(records).encode(), "prefixes", key, "records.json")
     meta = {"key": key, "epoch": state["epoch"], "trial_id": records[-1].trial_id if records else ""}
     store.write_bytes(json.dumps(meta).encode(), "prefixes", key, "meta.json")
 
@@ -81,8 +91,7 @@ def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any
     plan matched the prefix keys, so the state is the one this trial would have reached)."""
     state = torch.load(io.BytesIO(store.read_bytes("prefixes", key, "state.pt")), map_location="cpu",
                        weights_only=True)
-    records = [EpochRecord(**{**r, "trial_id": trial.trial_id})
-               for r in json.loads(store.read_bytes("prefixes", key, "records.json"))]
+    records = records_from_json(store.read_bytes("prefixes", key, "records.json"), trial.trial_id)
     if len(records) != state["epoch"]:
         raise CpsweepError(f"prefix checkpoint {store.uri}/prefixes/{key} is inconsistent "
                            f"({len(records)} records for epoch {state['epoch']}); remove it and relaunch")

@@ -8,13 +8,8 @@ import torch
 from cpsweep.packed import PackedRun, check_packable
 from cpsweep.spec import parse_sweep
 from cpsweep.train import train_trial
+from test_train import SWEEP, image_data
 
-SWEEP = {
-    "name": "unit", "seed": 0, "epochs": 4, "data": {"name": "mnist1d", "subset": 600},
-    "model": {"name": "cnn1d", "channels": 8, "depth": 3}, "optim": {"lr": 0.05, "batch_size": 64},
-    "deficit": "blur", "fisher": {"every": 1, "probe_per_class": 3}, "bn_refresh": 2,
-    "grid": {"onset": [1], "length": [2]},
-}
 
 
 def close(single, packed, n_test):
@@ -55,8 +50,6 @@ def test_packed_members_match_their_single_runs():
 
 
 def test_packed_images_with_augmentation_batchnorm_and_random_deficit():
-    from test_train import image_data
-
     raw = {**SWEEP, "model": {"name": "all_cnn_c", "width": 0.05}, "data": {"name": "cifar10", "augment": True},
            "deficit": {"name": "noise"}, "epochs": 3}
     sweep = parse_sweep(raw)

@@ -186,6 +186,7 @@ def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_loca
     import yaml
 
     from cpsweep.sweep import launch
+    from test_sweep import COMPARE
 
     raw = {**GRID, "replicates": 1, "epochs": 8, "grid": {"onset": [0, 2, 4], "length": [2, 4]}}
     spec = tmp_path / "g.yaml"
@@ -208,9 +209,7 @@ def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_loca
     assert (n_sh, n_al) == (shared, alone) and shared < alone
     assert sum(json.loads(p.read_text())["epoch"] >= 0 for p in (tmp_path / "shared" / "g").glob(
         "prefixes/*/meta.json")) == sum(len(s.save) for s in plan(trials).values())
-    compare = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
-               "fisher_trace"]
-    pd.testing.assert_frame_equal(e_sh[compare], e_al[compare], check_exact=True)
+    pd.testing.assert_frame_equal(e_sh[COMPARE], e_al[COMPARE], check_exact=True)
     starts = plan(trials)
     assert t_sh.shared_epochs.to_dict() == {t: starts[t].epoch for t in t_sh.index}
     assert (t_al.shared_epochs == 0).all()
