@@ -11,7 +11,6 @@ from cpsweep.train import train_trial
 from test_train import SWEEP, image_data
 
 
-
 def close(single, packed, n_test):
     assert [r.trial_id for r in packed] == [r.trial_id for r in single]
     for a, b in zip(single, packed):
