@@ -99,3 +99,17 @@ def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "bad.yaml: grid.onset/length: window [100, 140) ends after the last epoch" in res.stderr
     assert not (tmp_path / "out").exists()  # the first, valid sweep did not start
+
+
+@pytest.mark.parametrize("flags, share", [((), True), (("--no-share",), False)])
+def test_launch_shares_prefixes_unless_told_not_to(monkeypatch, flags, share):
+    """`--no-share` reaches `launch` (sharing itself is tested end to end in test_prefix.py)."""
+    import cpsweep.sweep
+    from cpsweep.cli import main
+    from cpsweep.sweep import Summary
+
+    calls = []
+    monkeypatch.setattr(cpsweep.sweep, "launch",
+                        lambda spec, **kw: calls.append(kw) or Summary("quickstart", "", {"ok": 1}, 0.0, None))
+    assert main(["launch", QUICKSTART, *flags]) == 0
+    assert [kw["share"] for kw in calls] == [share]
