@@ -8,8 +8,8 @@ import sys
 from _figure import run
 
 from cpsweep.errors import CpsweepError
-from cpsweep.reduce import group_curves
-from cpsweep.report import curves_figure
+from cpsweep.results.reduce import group_curves
+from cpsweep.results.report import curves_figure
 
 
 def build(results, args):

@@ -8,8 +8,8 @@ import sys
 from _figure import run
 
 from cpsweep.errors import CpsweepError
-from cpsweep.reduce import chosen_trials, layer_shares, sensitivity
-from cpsweep.report import layer_figure
+from cpsweep.results.reduce import chosen_trials, layer_shares, sensitivity
+from cpsweep.results.report import layer_figure
 
 
 def build(results, args):

@@ -8,8 +8,8 @@ import sys
 from _figure import run
 
 from cpsweep.errors import CpsweepError
-from cpsweep.reduce import removal_curve
-from cpsweep.report import removal_figure
+from cpsweep.results.reduce import removal_curve
+from cpsweep.results.report import removal_figure
 
 
 def build(results, args):

@@ -5,7 +5,7 @@
     python analysis/reproduce.py results --mini --markdown table.md --figures figures/
 
 Each check reads the sweeps it needs from ROOT/<name> (ROOT/mini_<name> with --mini); a missing sweep
-makes its checks "not run". The rules behind the verdicts are in cpsweep/reproduce.py. With --figures,
+makes its checks "not run". The rules behind the verdicts are in cpsweep/results/claims.py. With --figures,
 each sweep found also gets its report (report.html) and the figures of analysis/ for it.
 """
 
@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling fi
 from _figure import write_figure  # noqa: E402
 
 from cpsweep.errors import CpsweepError  # noqa: E402
-from cpsweep.reproduce import MIN_EFFECT, SIGNIFICANCE, run_checks  # noqa: E402
-from cpsweep.store import Results, Store, load_results  # noqa: E402
-from cpsweep.sweep import join_uri  # noqa: E402
+from cpsweep.results.claims import MIN_EFFECT, SIGNIFICANCE, run_checks  # noqa: E402
+from cpsweep.results.store import Results, Store, load_results  # noqa: E402
+from cpsweep.results.store import join_uri  # noqa: E402
 
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
@@ -63,7 +63,7 @@ def markdown(table) -> str:
 def write_figures(get, root: str, prefix: str, out_dir: str) -> list[str]:
     import importlib
 
-    from cpsweep.report import write_report
+    from cpsweep.results.report import write_report
 
     written = []
     for name in ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise",

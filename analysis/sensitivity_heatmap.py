@@ -8,8 +8,8 @@ import sys
 from _figure import run
 
 from cpsweep.errors import CpsweepError
-from cpsweep.reduce import sensitivity
-from cpsweep.report import heatmap_figure
+from cpsweep.results.reduce import sensitivity
+from cpsweep.results.report import heatmap_figure
 
 
 def build(results, args):

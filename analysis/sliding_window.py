@@ -8,8 +8,8 @@ import sys
 from _figure import run
 
 from cpsweep.errors import CpsweepError
-from cpsweep.reduce import sensitivity
-from cpsweep.report import sensitivity_curve_figure
+from cpsweep.results.reduce import sensitivity
+from cpsweep.results.report import sensitivity_curve_figure
 
 
 def build(results, args):

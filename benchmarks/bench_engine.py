@@ -2,7 +2,7 @@
 
     python benchmarks/bench_engine.py [--device cpu|cuda] [--cifar-batches 20] [--out benchmarks/results/engine.json]
 
-For each workload it times, with the real training loop (`cpsweep.train.TrialRun`):
+For each workload it times, with the real training loop (`cpsweep.engine.trial.TrialRun`):
   - a training epoch (for CIFAR scale: `--cifar-batches` batches of 128, extrapolated to 50,000 images),
   - the BN refresh before testing (the spec's `bn_refresh` batches),
   - the Fisher trace on the default probe set (exact over classes, backend "auto"),
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from cpsweep.data import Dataset, load_dataset
-from cpsweep.spec import load_sweep
-from cpsweep.train import TrialRun, resolve_data_dir
+from cpsweep.config.sweep_file import load_sweep
+from cpsweep.engine.data import Dataset, load_data
+from cpsweep.engine.trial import TrialRun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,7 @@ def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
     sweep = load_sweep(spec_path)
     trial = sweep.make_trial(0, 0, 0)
     if data is None:
-        data = load_dataset(trial.data.name, data_dir=resolve_data_dir(None), device=device)
+        data = load_data(trial.data, device)
     run = TrialRun(trial, device, data=data)
     n_batches = -(-len(data.y_train) // trial.optim.batch_size)
     if batches is not None:  # time a slice of the epoch, then scale to the full epoch
@@ -72,7 +72,7 @@ def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
     run.data = data
     bn_s = timed(lambda: run.refresh_bn(0), device, repeats=1 if batches else 3)
     test_s = timed(lambda: run.evaluate(data.x_test, data.y_test), device, repeats=1 if batches else 3)
-    from cpsweep.fisher import fisher_trace
+    from cpsweep.engine.fisher import fisher_trace
 
     probe = data.inputs(data.x_train[run.probe])
     fisher_s = timed(lambda: fisher_trace(run.model, probe, backend=trial.fisher.backend), device,

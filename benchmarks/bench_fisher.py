@@ -1,10 +1,10 @@
-"""Benchmark of `cpsweep.fisher.fisher_trace`: the "func" and "gram" backends on the project's models.
+"""Benchmark of `cpsweep.fisher_trace`: the "func" and "gram" backends on the project's models.
 
 Times the exact method (C backward passes) and the sampled one (samples=1) on
   (a) cnn1d, the MNIST-1D conv net, on (N, 1, 40) signals, 10 classes;
   (b) all_cnn_c, the paper's All-CNN (nine conv-BN-ReLU blocks, 96-96-192/2-192-192-192/2-192-192(1x1)-10(1x1),
       global average pool), on (N, 3, 32, 32) images, 10 classes;
-with models from `cpsweep.models.build_model` when it is importable, else local stand-ins of the same shape.
+with models from `cpsweep.engine.models.build_model` when it is importable, else local stand-ins of the same shape.
 Each (model, method, backend) gets one warm-up call on a small probe, then the median of `repeats` timed
 calls; the backends' calls are interleaved, so that a change in machine load hits them alike.
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cpsweep.fisher import fisher_trace  # noqa: E402
+from cpsweep.engine.fisher import fisher_trace  # noqa: E402
 
 SHAPES = {"cnn1d": (1, 40), "all_cnn_c": (3, 32, 32)}
 
@@ -40,7 +40,7 @@ def _conv_bn_relu(conv: nn.Module, c_out: int, bn: type) -> list[nn.Module]:
 
 
 def standin(name: str, num_classes: int = 10) -> nn.Module:
-    """Local stand-ins with the architectures of cpsweep.models' cnn1d (defaults) and all_cnn_c."""
+    """Local stand-ins with the architectures of cpsweep.engine.models. cnn1d (defaults) and all_cnn_c."""
     layers: list[nn.Module] = []
     if name == "cnn1d":  # 5 conv-BN-ReLU blocks of 32 channels, kernel 5, stride 2 on blocks 2 and 4; GAP; Linear
         c_in = 1
@@ -57,12 +57,12 @@ def standin(name: str, num_classes: int = 10) -> nn.Module:
 
 def build(name: str) -> tuple[nn.Module, str]:
     try:
-        from cpsweep.models import build_model
+        from cpsweep.engine.models import build_model
     except ImportError as e:
-        print(f"note: cpsweep.models.build_model not importable ({e}); using a local stand-in for {name}")
+        print(f"note: cpsweep.engine.models.build_model not importable ({e}); using a local stand-in for {name}")
         torch.manual_seed(0)
         return standin(name), "standin"
-    return build_model(name, {}, in_shape=SHAPES[name], num_classes=10), "cpsweep.models"
+    return build_model(name, {}, in_shape=SHAPES[name], num_classes=10), "cpsweep.engine.models"
 
 
 def _sync(device: torch.device) -> None:

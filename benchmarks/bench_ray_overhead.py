@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from cpsweep.spec import load_sweep
-from cpsweep.train import train_trial
+from cpsweep.config.sweep_file import load_sweep
+from cpsweep.engine.trial import train_trial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -18,7 +18,7 @@ then left off for the rows after it:
   bf16                engine.precision: bf16 (autocast)
   torch.compile       engine.compile
   packing xN          N trials at once on the device (fractional resources), aggregate throughput
-  or vmap xK          instead, K trials as one vmapped model (`cpsweep.packed.PackedRun`; no compile)
+  or vmap xK          instead, K trials as one vmapped model (`cpsweep.engine.packed.PackedRun`; no compile)
   shared prefixes     the same epochs per second; the grid needs fewer epochs (`cpsweep validate`)
 
 Trials per hour = the grid's trials / (its epochs x seconds per epoch / trials in parallel). The floor is
@@ -41,10 +41,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cpsweep.data import CIFAR10_MEAN, CIFAR10_STD, Dataset
-from cpsweep.prefix import sharing_summary
-from cpsweep.spec import load_sweep
-from cpsweep.train import TrialRun
+from cpsweep.config.sharing import sharing_summary
+from cpsweep.config.spec import DataSpec
+from cpsweep.config.sweep_file import load_sweep
+from cpsweep.engine.data import NORMALISATION, Dataset, load_data
+from cpsweep.engine.trial import TrialRun
+
+CIFAR10_MEAN, CIFAR10_STD = NORMALISATION["cifar10"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(ROOT, "sweeps", "blur_grid.yaml")
@@ -144,7 +147,7 @@ def time_straightforward(run: TrialRun, batches: int, workers: int) -> float:
 
 def epoch_extras(run: TrialRun) -> float:
     """Seconds of an epoch's BN refresh, test pass and Fisher trace (timed on slices, scaled)."""
-    from cpsweep.fisher import fisher_trace
+    from cpsweep.engine.fisher import fisher_trace
 
     d, t = run.data, run.trial
     run.evaluate(d.x_test[:1000], d.y_test[:1000])  # warm-up
@@ -195,10 +198,7 @@ def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrie
     torch.set_num_threads(threads)
     dev = torch.device(device)
     if data_name == "mnist1d":
-        from cpsweep.data import load_dataset
-        from cpsweep.train import resolve_data_dir
-
-        data = load_dataset("mnist1d", data_dir=resolve_data_dir(None), device=dev)
+        data = load_data(DataSpec("mnist1d"), dev)
     else:
         data = cifar_uint8(batches * 128 + 2000, dev)
     run = make_run(dev, data, spec=spec, **engine)
@@ -214,7 +214,7 @@ def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrie
 
 def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int, k: int, spec: str = SPEC) -> float:
     """Seconds per training step of one trial when k trials train as one vmapped model (`PackedRun`)."""
-    from cpsweep.packed import PackedRun
+    from cpsweep.engine.packed import PackedRun
 
     engine = {key: v for key, v in engine.items() if key != "compile"}  # PackedRun calls the model functionally
     trials = [trial_with(spec, seed, **engine) for seed in range(k)]
@@ -248,11 +248,8 @@ QUICKSTART = os.path.join(ROOT, "sweeps", "quickstart.yaml")
 def small_model_rows(device: torch.device, k: int) -> list[dict]:
     """Training epochs per second of the quickstart's small model (cnn1d, 4,000 MNIST-1D signals): one
     trial at a time, two processes at once, k trials as one vmapped model."""
-    from cpsweep.data import load_dataset
-    from cpsweep.train import resolve_data_dir
-
     trial = load_sweep(QUICKSTART).make_trial(0, 0, 0)
-    data = load_dataset("mnist1d", data_dir=resolve_data_dir(None), device=device)
+    data = load_data(trial.data, device)
     batches = -(-len(data.y_train) // trial.optim.batch_size)
     one = time_steps(TrialRun(trial, device, data=data), batches) * batches
     two = time_packed(device, {}, batches, 2, spec=QUICKSTART, data_name="mnist1d") * batches

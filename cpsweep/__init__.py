@@ -1,3 +1,58 @@
-"""cpsweep: sweeps of deficit-window trials for critical learning periods in deep networks."""
+"""cpsweep: sweeps of deficit-window trials for critical learning periods in deep networks.
+
+The public Python API (the command line `cpsweep ...` is a thin layer over the same calls):
+
+    import cpsweep
+
+    sweep = cpsweep.load_sweep("sweeps/quickstart.yaml")      # or cpsweep.parse_sweep({...})
+    summary = cpsweep.launch(sweep, storage="results")         # a path, a dict or a SweepSpec; Ray Tune
+    res = cpsweep.load_results(summary.uri)                    # trials / epochs / fisher_layers DataFrames
+    ft = cpsweep.fisher_trace(model, inputs)                   # the true Fisher trace, total and per layer
+
+The package reads as the pipeline it implements: `config` (what to run: spec, registries, per-epoch
+timeline, sharing) -> `engine` (how one trial trains: data, deficits, models, Fisher, the epoch loop) ->
+`sweep` (where it runs: Ray Tune; the only package that imports ray) -> `results` (records, Parquet
+tables, reducers, report, claims) -> `cli`. Names are imported on first use, so `import cpsweep` loads
+neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_API = {
+    "launch": "cpsweep.sweep.launch",
+    "Summary": "cpsweep.sweep.launch",
+    "load_sweep": "cpsweep.config.sweep_file",
+    "parse_sweep": "cpsweep.config.sweep_file",
+    "smoke_sweep": "cpsweep.config.sweep_file",
+    "SweepSpec": "cpsweep.config.sweep_file",
+    "TrialSpec": "cpsweep.config.spec",
+    "train_trial": "cpsweep.engine.trial",
+    "fisher_trace": "cpsweep.engine.fisher",
+    "FisherTrace": "cpsweep.engine.fisher",
+    "load_results": "cpsweep.results.store",
+    "Results": "cpsweep.results.store",
+    "write_report": "cpsweep.results.report",
+    "CpsweepError": "cpsweep.errors",
+    "SpecError": "cpsweep.errors",
+    "DataError": "cpsweep.errors",
+    "TrialDiverged": "cpsweep.errors",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cpsweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

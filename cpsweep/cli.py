@@ -22,12 +22,14 @@ from typing import Sequence
 
 from . import __version__
 from .errors import CpsweepError, SpecError, TrialDiverged
+from .config.sweep_file import TRACKERS
+from .results.records import FINAL_EPOCHS, STATUSES
+from .results.reduce import DEFAULT_THRESHOLD
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .spec import load_sweep
-
-    from .prefix import sharing_summary
+    from .config.sharing import sharing_summary
+    from .config.sweep_file import load_sweep
 
     sweep = load_sweep(args.spec)
     trials = sweep.trials()
@@ -40,8 +42,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .spec import load_sweep
-    from .sweep import launch
+    from .config.sweep_file import load_sweep
+    from .sweep.launch import launch
 
     for spec in args.spec:  # every file is checked before anything runs
         load_sweep(spec)
@@ -55,14 +57,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .reduce import sensitivity
-    from .store import load_results
+    from .results.reduce import sensitivity
+    from .results.store import load_results
 
     res = load_results(args.results)
     counts = res.trials.status.value_counts()
-    order = ["ok", "running", "failed", "diverged", "pending"]
     print(f"{args.results}: {len(res.trials)} trials: "
-          + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in order))
+          + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in STATUSES))
     sens = sensitivity(res.trials)
     if not sens.empty:
         ranked = sens.sort_values("sensitivity")
@@ -74,7 +75,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_compare, write_report
+    from .results.report import write_compare, write_report
 
     if args.compare:
         print(write_compare([args.results, *args.compare], args.output or "compare.html"))
@@ -91,8 +92,9 @@ def format_record(r, epochs: int) -> str:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from .spec import load_sweep
-    from .store import final_accuracy, write_trial_records
+    from .config.sweep_file import load_sweep
+    from .results.records import final_accuracy
+    from .results.store import Store
 
     sweep = load_sweep(args.spec)
     seed = sweep.seeds[0] if args.seed is None else args.seed
@@ -101,11 +103,12 @@ def cmd_trial(args: argparse.Namespace) -> int:
     except SpecError as e:
         raise SpecError(e.field.replace("grid.onset/length", "--onset/--length"), e.message, args.spec) from None
     out = args.out or os.path.join("results", sweep.name, "trials", trial.trial_id)
-    check_writable(out)
+    store = Store(out, fix="choose another folder with --out")
+    store.check_writable()  # before any training
 
     import torch
 
-    from .train import train_trial
+    from .engine.trial import train_trial
 
     device = args.device or ("cuda" if torch.cuda.is_available() and sweep.resources.gpu > 0 else "cpu")
     print(f"trial {sweep.name}/{trial.trial_id}: {trial.data.name}, {trial.model.name}, deficit "
@@ -118,23 +121,12 @@ def cmd_trial(args: argparse.Namespace) -> int:
             print(format_record(record, trial.epochs), flush=True)
     except TrialDiverged as e:
         print(f"trial diverged: {e}", file=sys.stderr)
-        write_trial_records(trial, records, out, status="diverged")
+        store.write_trial(trial, records, "diverged")
         return 1
-    write_trial_records(trial, records, out, status="ok")
-    print(f"final test accuracy (median of the last 10 epochs): {100 * final_accuracy(records):.2f}%  -> {out}")
+    store.write_trial(trial, records, "ok")
+    print(f"final test accuracy (median of the last {FINAL_EPOCHS} epochs): {100 * final_accuracy(records):.2f}%"
+          f"  -> {out}")
     return 0
-
-
-def check_writable(folder: str) -> None:
-    """Fail early, before any training, if results cannot be written to `folder`."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, ".cpsweep-write-test")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise CpsweepError(f"cannot write results to {folder}: {e.strerror}; choose another folder with --out") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     la.add_argument("--smoke", action="store_true", help="shrink every trial (3 epochs, 256 examples) for a "
                                                          "quick end-to-end check; results go to <name>-smoke")
-    la.add_argument("--tracker", action="append", choices=["wandb", "mlflow"],
+    la.add_argument("--tracker", action="append", choices=TRACKERS,
                     help="also log to W&B or MLflow (needs the package); repeatable")
     la.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and worker logs")
     la.set_defaults(func=cmd_launch)
@@ -172,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "or compare.html with --compare)")
     rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
                     help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
-    rp.add_argument("--threshold", type=float, default=1.0,
-                    help="points of accuracy lost above which a window belongs to the critical period (default 1)")
+    rp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help="points of accuracy lost above which a window belongs to the critical period "
+                         f"(default {DEFAULT_THRESHOLD:g})")
     rp.add_argument("--per-parameter", action="store_true",
                     help="normalise per-layer Fisher traces by the layer's parameter count")
     rp.set_defaults(func=cmd_report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cpsweep.store import Results
+from cpsweep.results.store import Results
 
 
 def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, missing=(), failed=()) -> Results:

@@ -12,7 +12,7 @@ import shutil
 import pytest
 import yaml
 
-from cpsweep.store import Store
+from cpsweep.results.store import Store
 from results_fixture import make_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

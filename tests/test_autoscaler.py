@@ -14,9 +14,10 @@ import pytest
 import yaml
 from ray.util import get_node_ip_address
 from ray_cluster import connected
-from test_sweep import COMPARE, read, reference_epochs, write_spec
+from tiny_specs import write_spec
+from trial_runs import COMPARE, read, reference_epochs
 
-from cpsweep import sweep
+from cpsweep.sweep import _cluster
 
 MAX_WORKERS = 2
 
@@ -89,6 +90,6 @@ def test_resource_check_sees_the_gpu_workers_of_the_cluster_configs(monkeypatch,
     """On a `ray up` cluster `check_fits` counts the node types of the config the autoscaler runs with: the
     GPU workers, though the head has no GPU (Ray publishes no node types in the GCS)."""
     path = os.path.join(os.path.dirname(__file__), "..", "cluster", f"{config}.yaml")
-    monkeypatch.setattr(sweep, "autoscaling_config_path", lambda: path)
-    types = sweep.autoscaler_node_types()
+    monkeypatch.setattr(_cluster, "autoscaling_config_path", lambda: path)
+    types = _cluster.autoscaler_node_types()
     assert any(t.get("GPU", 0) >= 1 for t in types), types

@@ -103,13 +103,13 @@ def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
 
 @pytest.mark.parametrize("flags, share", [((), True), (("--no-share",), False)])
 def test_launch_shares_prefixes_unless_told_not_to(monkeypatch, flags, share):
-    """`--no-share` reaches `launch` (sharing itself is tested end to end in test_prefix.py)."""
-    import cpsweep.sweep
+    """`--no-share` reaches `launch` (sharing itself is tested end to end in test_sharing.py)."""
+    import cpsweep.sweep.launch
     from cpsweep.cli import main
-    from cpsweep.sweep import Summary
+    from cpsweep.sweep.launch import Summary
 
     calls = []
-    monkeypatch.setattr(cpsweep.sweep, "launch",
+    monkeypatch.setattr(cpsweep.sweep.launch, "launch",
                         lambda spec, **kw: calls.append(kw) or Summary("quickstart", "", {"ok": 1}, 0.0, None))
     assert main(["launch", QUICKSTART, *flags]) == 0
     assert [kw["share"] for kw in calls] == [share]

@@ -31,13 +31,24 @@ def test_ray_validates_the_config(path):
     validate_config(prepare_config(load(path)))
 
 
-def test_ray_validation_catches_mistakes():
+@pytest.mark.parametrize("mistake, message", [
+    ("resourcess", "'resources' is a required property"),        # a misspelt key: the real one is missing
+    ("max_workers", "'many' is not of type 'integer'"),           # a wrong type
+])
+def test_ray_validation_catches_mistakes(mistake, message):
+    """The validation above is not vacuous: Ray's schema refuses these mistakes, for the reason given."""
+    import jsonschema
     from ray.autoscaler._private.util import prepare_config, validate_config
 
     bad = copy.deepcopy(load(CONFIGS[0]))
-    bad["available_node_types"]["gpu_worker"]["resourcess"] = bad["available_node_types"]["gpu_worker"].pop("resources")
-    with pytest.raises(Exception):
+    gpu = bad["available_node_types"]["gpu_worker"]
+    if mistake == "resourcess":
+        gpu["resourcess"] = gpu.pop("resources")
+    else:
+        gpu["max_workers"] = "many"
+    with pytest.raises(jsonschema.ValidationError) as info:
         validate_config(prepare_config(bad))
+    assert info.value.message == message
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)

@@ -1,4 +1,4 @@
-"""Tests of cpsweep.data.
+"""Tests of cpsweep.engine.data and cpsweep.engine.sampling.
 
 CIFAR-10 and MNIST are read by torchvision's own code from tiny files that the tests write in the real
 on-disk formats (IDX for MNIST, Python-2 pickles for CIFAR-10). Nothing here touches the network: an
@@ -8,8 +8,6 @@ anything tried.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import pickle
 import random
 import socket
@@ -24,7 +22,10 @@ import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.mnist as tv_mnist
 from torchvision.datasets import CIFAR10
 
-from cpsweep import data as D
+from tiny_data import CIFAR_LABEL_NAMES, py2_pickle, tiny_cifar_sums, write_idx
+
+from cpsweep.engine import data as D
+from cpsweep.engine import sampling as S
 from cpsweep.errors import CpsweepError, DataError
 
 
@@ -68,13 +69,6 @@ def no_download(monkeypatch):
 
 # --------------------------------------------------------------------------------------------------
 # MNIST in IDX format
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    """IDX: magic = 0x00 0x00 <type 0x08 = unsigned byte> <ndim>, then each dim as big-endian uint32."""
-    assert array.dtype == np.uint8
-    path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-                     + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
 
 
 MNIST_TRAIN_LABELS = [5, 0, 4, 1, 9]
@@ -152,43 +146,6 @@ def test_mnist_offline_and_missing_gives_helpful_error(tmp_path, monkeypatch):
 # CIFAR-10 as Python 2 pickles
 
 
-class Py2Pickler(pickle._Pickler):
-    """Writes pickles like Python 2's cPickle, which wrote the real CIFAR-10 files: ``str`` and ``bytes``
-    both become Python 2 byte strings (SHORT_BINSTRING / BINSTRING).
-
-    This matters: torchvision loads the batches with ``pickle.load(f, encoding="latin1")``, which turns
-    those byte strings (the dict keys, and the array buffer) into ``str``, and then reads
-    ``entry["data"]`` / ``entry["labels"]`` / ``meta["label_names"]`` with str keys. A Python 3 pickle
-    with ``b"data"`` keys (what ``encoding="bytes"`` shows for the real files) would be a KeyError.
-    """
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_py2_string(self, raw: bytes) -> None:
-        if len(raw) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
-
-    def save_str(self, obj):
-        self._save_py2_string(obj.encode("latin1"))
-        self.memoize(obj)
-
-    def save_bytes(self, obj):
-        self._save_py2_string(obj)
-        self.memoize(obj)
-
-    dispatch[str] = save_str
-    dispatch[bytes] = save_bytes
-
-
-def py2_pickle(obj) -> bytes:
-    buf = io.BytesIO()
-    Py2Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
-CIFAR_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR_TRAIN_LABELS = [[1, 6], [2, 7], [3, 8], [4, 9], [5, 0]]  # two images in each of data_batch_1..5
 CIFAR_TEST_LABELS = [3, 8, 8]
 
@@ -225,10 +182,6 @@ def cifar_files(tmp_path):
     return tmp_path, np.concatenate(batches), test_rows
 
 
-def md5(path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture
 def cifar_dir(cifar_files, monkeypatch):
     """CIFAR-10 with torchvision's expected md5 sums replaced by those of the tiny files.
@@ -238,13 +191,8 @@ def cifar_dir(cifar_files, monkeypatch):
     `_check_integrity` alone would not do. Replacing the expected sums keeps all of torchvision's code
     running, integrity checks included.
     """
-    root = cifar_files[0]
-    folder = root / "cifar-10-batches-py"
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")]
-                                                for i in range(1, 6)])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
-    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names",
-                                          "md5": md5(folder / "batches.meta")})
+    for name, value in tiny_cifar_sums(cifar_files[0]).items():
+        monkeypatch.setattr(CIFAR10, name, value)
     return cifar_files
 
 
@@ -324,10 +272,7 @@ def test_data_dir_that_is_a_file(tmp_path):
 # Registry and arguments
 
 
-def test_registry_and_unknown_name(tmp_path):
-    assert D.get_dataset_names() == ["cifar10", "mnist", "mnist1d"]
-    assert {n: (s.kind, s.num_classes) for n, s in D.DATASETS.items()} == {
-        "cifar10": ("image", 10), "mnist": ("image", 10), "mnist1d": ("signal", 10)}
+def test_unknown_name(tmp_path):
     with pytest.raises(DataError, match='unknown data set "cifar".*did you mean "cifar10".*cifar10, mnist, mnist1d'):
         D.load_dataset("cifar", data_dir=tmp_path)
     with pytest.raises(DataError, match="valid data sets: cifar10, mnist, mnist1d"):
@@ -466,7 +411,7 @@ def test_subset_on_mnist_files(mnist_dir):
     full = D.load_dataset("mnist", data_dir=root)
     sub = D.load_dataset("mnist", data_dir=root, subset=2)
     assert sub.x_train.shape == (2, 1, 32, 32) and sub.x_test.shape == (2, 1, 32, 32)
-    keep = D.balanced_order(full.y_train, D.derive_seed("subset", "mnist", "train"))[:2].sort().values
+    keep = S.balanced_order(full.y_train, S.derive_seed("subset", "mnist", "train"))[:2].sort().values
     assert torch.equal(sub.x_train, full.x_train[keep]) and torch.equal(sub.y_train, full.y_train[keep])
 
 
@@ -475,53 +420,53 @@ def test_subset_on_mnist_files(mnist_dir):
 
 
 def test_derive_seed():
-    s = D.derive_seed(0, "order", 0)
+    s = S.derive_seed(0, "order", 0)
     assert isinstance(s, int) and 0 <= s < 2**63
-    assert D.derive_seed(0, "order", 0) == s
-    assert D.derive_seed(np.int64(0), "order", np.int32(0)) == s
-    values = {D.derive_seed(*p) for p in [(1, "2"), ("1", 2), (12,), ("12",), (1, 2), ("1", "2"), ()]}
+    assert S.derive_seed(0, "order", 0) == s
+    assert S.derive_seed(np.int64(0), "order", np.int32(0)) == s
+    values = {S.derive_seed(*p) for p in [(1, "2"), ("1", 2), (12,), ("12",), (1, 2), ("1", "2"), ()]}
     assert len(values) == 7
-    assert D.derive_seed(-1) != D.derive_seed(1)
-    assert D.derive_seed(2**100) != D.derive_seed(2**100 + 1)
+    assert S.derive_seed(-1) != S.derive_seed(1)
+    assert S.derive_seed(2**100) != S.derive_seed(2**100 + 1)
     for bad in (1.0, True, None, b"x"):
         with pytest.raises(TypeError):
-            D.derive_seed(bad)
+            S.derive_seed(bad)
 
 
 def test_derive_seed_is_pinned():
     # blake2b, not Python's salted hash(): these values must never change (they fix every epoch order,
     # augmentation draw and subset of past sweeps)
-    assert D.derive_seed(0, "order", 0) == 2766130311711237736
-    assert D.derive_seed(7, "order") == 3469358481823819118
-    assert D.derive_seed() == 2887355069285249616
+    assert S.derive_seed(0, "order", 0) == 2766130311711237736
+    assert S.derive_seed(7, "order") == 3469358481823819118
+    assert S.derive_seed() == 2887355069285249616
 
 
 def test_make_generator():
-    a = torch.rand(5, generator=D.make_generator(3))
+    a = torch.rand(5, generator=S.make_generator(3))
     torch.manual_seed(99)
-    assert torch.equal(a, torch.rand(5, generator=D.make_generator(3)))
-    assert not torch.equal(a, torch.rand(5, generator=D.make_generator(4)))
+    assert torch.equal(a, torch.rand(5, generator=S.make_generator(3)))
+    assert not torch.equal(a, torch.rand(5, generator=S.make_generator(4)))
 
 
 def test_epoch_order():
     n = 1000
-    order = D.epoch_order(n, 0, 0, "cpu")
+    order = S.epoch_order(n, 0, 0, "cpu")
     assert order.dtype == torch.int64 and order.shape == (n,)
     assert torch.equal(order.sort().values, torch.arange(n))
     torch.manual_seed(0)
     np.random.seed(0)
-    again = D.epoch_order(n, 0, 0, "cpu")
+    again = S.epoch_order(n, 0, 0, "cpu")
     torch.manual_seed(1)
     torch.rand(10)
-    assert torch.equal(order, again) and torch.equal(order, D.epoch_order(n, 0, 0, "cpu"))
-    assert not torch.equal(order, D.epoch_order(n, 0, 1, "cpu"))
-    assert not torch.equal(order, D.epoch_order(n, 1, 0, "cpu"))
+    assert torch.equal(order, again) and torch.equal(order, S.epoch_order(n, 0, 0, "cpu"))
+    assert not torch.equal(order, S.epoch_order(n, 0, 1, "cpu"))
+    assert not torch.equal(order, S.epoch_order(n, 1, 0, "cpu"))
     # order of calls does not matter: epoch 5 is the same whether or not epochs 0..4 were drawn
-    fresh = D.epoch_order(n, 3, 5, torch.device("cpu"))
+    fresh = S.epoch_order(n, 3, 5, torch.device("cpu"))
     for epoch in range(5):
-        D.epoch_order(n, 3, epoch, "cpu")
-    assert torch.equal(fresh, D.epoch_order(n, 3, 5, "cpu"))
-    assert D.epoch_order(0, 0, 0, "cpu").shape == (0,)
+        S.epoch_order(n, 3, epoch, "cpu")
+    assert torch.equal(fresh, S.epoch_order(n, 3, 5, "cpu"))
+    assert S.epoch_order(0, 0, 0, "cpu").shape == (0,)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -541,30 +486,30 @@ def reference_augment(x, dy, dx, flip, pad=4):
 
 
 def test_augment_batch_matches_reference_loop():
-    x = torch.randn(64, 3, 32, 32, generator=D.make_generator(0))
+    x = torch.randn(64, 3, 32, 32, generator=S.make_generator(0))
     before = x.clone()
-    out = D.augment_batch(x, D.make_generator(7))
-    dy, dx, flip = D.augment_params(64, D.make_generator(7))
+    out = S.augment_batch(x, S.make_generator(7))
+    dy, dx, flip = S.augment_params(64, S.make_generator(7))
     assert dy.dtype == torch.int64 and flip.dtype == torch.bool
     assert torch.equal(out, reference_augment(x, dy, dx, flip))
     assert torch.equal(x, before)  # input untouched
     assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
     # pure: same generator state, same output, whatever the global RNG does
     torch.manual_seed(5)
-    assert torch.equal(out, D.augment_batch(x, D.make_generator(7)))
-    assert not torch.equal(out, D.augment_batch(x, D.make_generator(8)))
+    assert torch.equal(out, S.augment_batch(x, S.make_generator(7)))
+    assert not torch.equal(out, S.augment_batch(x, S.make_generator(8)))
     # the generator advances exactly as augment_params says
-    g1, g2 = D.make_generator(11), D.make_generator(11)
-    D.augment_batch(x, g1)
-    D.augment_params(64, g2)
+    g1, g2 = S.make_generator(11), S.make_generator(11)
+    S.augment_batch(x, g1)
+    S.augment_params(64, g2)
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
 
 
 def test_augment_batch_output_is_a_crop_of_the_padded_image():
     b = 32
     x = torch.arange(1, b * 3 * 32 * 32 + 1, dtype=torch.float64).reshape(b, 3, 32, 32)  # all distinct, none 0
-    out = D.augment_batch(x, D.make_generator(1))
-    dy, dx, flip = D.augment_params(b, D.make_generator(1))
+    out = S.augment_batch(x, S.make_generator(1))
+    dy, dx, flip = S.augment_params(b, S.make_generator(1))
     for i in range(b):
         padded = torch.nn.functional.pad(x[i], (4, 4, 4, 4))
         found = [(r, c, f) for r in range(9) for c in range(9) for f in (False, True)
@@ -573,7 +518,7 @@ def test_augment_batch_output_is_a_crop_of_the_padded_image():
 
 
 def test_augment_params_statistics():
-    dy, dx, flip = D.augment_params(20000, D.make_generator(0))
+    dy, dx, flip = S.augment_params(20000, S.make_generator(0))
     for offsets in (dy, dx):
         counts = torch.bincount(offsets, minlength=9)
         assert len(counts) == 9 and counts.min() > 20000 / 9 * 0.85
@@ -584,15 +529,15 @@ def test_augment_params_statistics():
 def test_augment_identity_params_and_errors():
     x = torch.randn(4, 3, 32, 32)
     four = torch.full((4,), 4)
-    assert torch.equal(D.apply_augmentation(x, four, four, torch.zeros(4, dtype=torch.bool)), x)
-    assert torch.equal(D.apply_augmentation(x, four, four, torch.ones(4, dtype=torch.bool)), x.flip(-1))
-    shifted = D.apply_augmentation(x, torch.zeros(4, dtype=torch.long), four, torch.zeros(4, dtype=torch.bool))
+    assert torch.equal(S.apply_augmentation(x, four, four, torch.zeros(4, dtype=torch.bool)), x)
+    assert torch.equal(S.apply_augmentation(x, four, four, torch.ones(4, dtype=torch.bool)), x.flip(-1))
+    shifted = S.apply_augmentation(x, torch.zeros(4, dtype=torch.long), four, torch.zeros(4, dtype=torch.bool))
     assert torch.equal(shifted[:, :, 4:], x[:, :, :28]) and (shifted[:, :, :4] == 0).all()
     with pytest.raises(ValueError):
-        D.augment_batch(torch.randn(4, 1, 40), D.make_generator(0))
+        S.augment_batch(torch.randn(4, 1, 40), S.make_generator(0))
     if torch.cuda.is_available():  # pragma: no cover - only on GPU machines
         with pytest.raises(ValueError):
-            D.augment_params(4, torch.Generator(device="cuda"))
+            S.augment_params(4, torch.Generator(device="cuda"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -601,33 +546,33 @@ def test_augment_identity_params_and_errors():
 
 def labels_with_counts(counts, seed=0):
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
-    return y[torch.randperm(len(y), generator=D.make_generator(seed))]
+    return y[torch.randperm(len(y), generator=S.make_generator(seed))]
 
 
 def test_class_balanced_probe():
     y = labels_with_counts([10, 20, 7, 30, 8])
-    idx = D.class_balanced_probe(y, 7, seed=3)
+    idx = S.class_balanced_probe(y, 7, seed=3)
     assert idx.dtype == torch.int64 and len(idx) == 35
     assert torch.equal(idx, idx.sort().values) and len(set(idx.tolist())) == 35
     assert torch.bincount(y[idx]).tolist() == [7] * 5
     torch.manual_seed(123)
-    assert torch.equal(idx, D.class_balanced_probe(y, 7, seed=3))
-    assert not torch.equal(idx, D.class_balanced_probe(y, 7, seed=4))
-    assert D.class_balanced_probe(y, 7, seed=3, num_classes=5).tolist() == idx.tolist()
+    assert torch.equal(idx, S.class_balanced_probe(y, 7, seed=3))
+    assert not torch.equal(idx, S.class_balanced_probe(y, 7, seed=4))
+    assert S.class_balanced_probe(y, 7, seed=3, num_classes=5).tolist() == idx.tolist()
     with pytest.raises(DataError, match="class 2 has 7"):
-        D.class_balanced_probe(y, 8, seed=3)
+        S.class_balanced_probe(y, 8, seed=3)
     with pytest.raises(DataError, match="class 5 has 0"):
-        D.class_balanced_probe(y, 2, seed=3, num_classes=6)
+        S.class_balanced_probe(y, 2, seed=3, num_classes=6)
     with pytest.raises(DataError):
-        D.class_balanced_probe(y, 0, seed=3)
+        S.class_balanced_probe(y, 0, seed=3)
 
 
 def test_balanced_order():
     y = labels_with_counts([5, 50, 50, 3])
-    order = D.balanced_order(y, 9)
+    order = S.balanced_order(y, 9)
     assert torch.equal(order.sort().values, torch.arange(len(y)))
-    assert torch.equal(order, D.balanced_order(y, 9))
-    assert not torch.equal(order, D.balanced_order(y, 10))
+    assert torch.equal(order, S.balanced_order(y, 9))
+    assert not torch.equal(order, S.balanced_order(y, 10))
     assert sorted(y[order[:4]].tolist()) == [0, 1, 2, 3]
     assert torch.bincount(y[order[:12]], minlength=4).tolist() == [3, 3, 3, 3]
     assert torch.bincount(y[order[:30]], minlength=4).tolist() == [5, 11, 11, 3]

@@ -1,4 +1,4 @@
-"""Tests of cpsweep.fisher against brute-force loops and a closed form, in float64."""
+"""Tests of cpsweep.engine.fisher against brute-force loops and a closed form, in float64."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cpsweep.fisher import FisherTrace, fisher_trace
+from cpsweep.engine.fisher import FisherTrace, fisher_trace
 
 BACKENDS = ("func", "gram")
 RTOL = 1e-8

@@ -15,7 +15,8 @@ import pandas as pd
 import psutil
 import pytest
 from ray_cluster import raylet_node_id
-from test_sweep import COMPARE, read, reference_epochs, write_spec
+from tiny_specs import write_spec
+from trial_runs import COMPARE, read, reference_epochs
 
 pytestmark = pytest.mark.slow
 

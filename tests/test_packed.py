@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpsweep.packed import PackedRun, check_packable
-from cpsweep.spec import parse_sweep
-from cpsweep.train import train_trial
-from test_train import SWEEP, image_data
+from tiny_specs import UNIT, tiny_sweep
+from trial_runs import image_data
+
+from cpsweep.config.sharing import check_packable
+from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.engine.packed import PackedRun
+from cpsweep.engine.trial import train_trial
+
+SWEEP = tiny_sweep(UNIT)
 
 
 def close(single, packed, n_test):

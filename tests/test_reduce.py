@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpsweep.reduce import (chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares, removal_curve,
+from cpsweep.results.reduce import (chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares, removal_curve,
                             sensitivity)
 from results_fixture import make_results
 

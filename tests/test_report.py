@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cpsweep.report import render, render_compare
+from cpsweep.results.report import render, render_compare
 from results_fixture import make_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

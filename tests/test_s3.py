@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from ray_cluster import free_port, marked_env, stop_marked, wait_for_port
-from test_sweep import COMPARE, reference_epochs, write_spec
+from tiny_specs import write_spec
+from trial_runs import COMPARE, reference_epochs
 
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 # ~0.1 s an epoch plus the checkpoint upload: a trial lasts a few seconds, long enough to be interrupted
@@ -172,14 +173,13 @@ def test_sweep_on_s3_resumes_from_the_bucket_and_reports(tmp_path, s3):
 def test_resume_point_is_the_newest_complete_checkpoint(s3):
     """A driver or node killed while Tune uploads a checkpoint (one file after the other) leaves one without
     all its files: a relaunch resumes from the checkpoint before it."""
-    from cpsweep.store import Store
-    from cpsweep.sweep import find_resume_points
-    from cpsweep.trainable import CHECKPOINT_FILES
+    from cpsweep.results.store import Store
+    from cpsweep.sweep.checkpoints import CHECKPOINT_FILES, newest_checkpoints
 
     store = Store(s3.uri("bucket/prefix/tiny"))
     for epoch, names in ((2, CHECKPOINT_FILES), (3, ("meta.json", "records.json"))):
         for name in names:
             body = json.dumps({"trial_id": "t", "epoch": epoch}).encode() if name == "meta.json" else b"[]"
             store.write_bytes(body, "tune", "launch-1", "t", f"checkpoint_00000{epoch}", name)
-    found = find_resume_points(store, ["t", "other"])
-    assert found == {"t": s3.uri("bucket/prefix/tiny/tune/launch-1/t/checkpoint_000002")}
+    found = newest_checkpoints(store, ["t", "other"])
+    assert found == {"t": (2, s3.uri("bucket/prefix/tiny/tune/launch-1/t/checkpoint_000002"))}

@@ -1,8 +1,10 @@
 """`cpsweep launch --smoke` runs the sweep files of sweeps/ end to end on a real local Ray: one file per
-distinct data set and model (CIFAR-10 + All-CNN, ResNet-18, MNIST + MLP with a list-valued grid axis
-and a fractional GPU, MNIST-1D). The other files only change settings these exercise (a deficit
-the unit tests cover, a window grid); tests/test_spec.py validates every file, sweeps/mini/ included,
-and docs/reproduction.md records the twins' full run.
+distinct data set (CIFAR-10 + All-CNN, MNIST + MLP with a list-valued grid axis and a fractional GPU,
+MNIST-1D + the 1-D CNN). The other files only change settings these exercise (a deficit the unit tests
+cover, a window grid, another model: tests/test_registries.py trains every registered model in a real
+trial); tests/test_spec.py validates every file, sweeps/mini/ included, and docs/reproduction.md records
+the twins' full run. The All-CNN file's window trial is also the golden
+All-CNN trial (tests/golden/): its records must match those made before the package was reorganised.
 
 The CIFAR-10 and MNIST specs read tiny files in the real formats (tests/tiny_data.py) through the real
 torchvision loaders; the Ray workers make torchvision expect those files' md5 sums with a
@@ -16,13 +18,14 @@ import os
 import pandas as pd
 import pytest
 
+import rounding
 from tiny_data import trust_tiny_cifar, write_cifar10, write_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# ~75 s each for the All-CNN files on 2 CPU cores; Adam, the noise deficit and the restarted schedule run
-# in tests/test_train.py and in the MNIST-1D twins (docs/reproduction.md), so their CIFAR files are only
-# validated here.
-SMOKED = ["quickstart", "blur_grid", "resnet18", "mlp_depth"]
+# ~75 s each for the CIFAR-10 files on 2 CPU cores; Adam, the noise deficit and the restarted schedule run
+# in tests/test_trial.py and in the MNIST-1D twins (docs/reproduction.md), ResNet-18 in
+# tests/test_registries.py, so their CIFAR files are only validated here.
+SMOKED = ["quickstart", "blur_grid", "mlp_depth"]
 SWEEPS = [os.path.join(ROOT, "sweeps", f"{name}.yaml") for name in SMOKED]
 
 pytestmark = pytest.mark.slow
@@ -55,8 +58,9 @@ def tiny_ray(tmp_path_factory):
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[os.path.relpath(p, ROOT) for p in SWEEPS])
 def test_smoke_runs_every_sweep_file(path, tiny_ray, tmp_path):
-    from cpsweep.spec import load_sweep
-    from cpsweep.sweep import launch, smoke_sweep
+    from cpsweep.config.sweep_file import load_sweep
+    from cpsweep.config.sweep_file import smoke_sweep
+    from cpsweep.sweep.launch import launch
 
     expected = len(smoke_sweep(load_sweep(path)).trials())
     summary = launch(path, storage=str(tmp_path), smoke=True)
@@ -65,3 +69,10 @@ def test_smoke_runs_every_sweep_file(path, tiny_ray, tmp_path):
     epochs = pd.read_parquet(os.path.join(summary.uri, "epochs.parquet"))
     assert (trials.status == "ok").all() and len(epochs) == 3 * expected
     assert os.path.exists(os.path.join(summary.uri, "report.html"))
+    if path.endswith("blur_grid.yaml"):  # the golden All-CNN trial (tests/golden/record.py), as Ray ran it
+        doc = rounding.golden("allcnn_smoke")
+        layers = pd.read_parquet(os.path.join(summary.uri, "fisher_layers.parquet"))
+        got = rounding.records_from_tables(epochs, layers, doc["trial_id"])
+        mine = layers[layers.trial_id == doc["trial_id"]].drop_duplicates("layer")
+        assert {r.layer: [r.params, r.kind] for r in mine.itertuples()} == doc["layers"]
+        assert not rounding.golden_mismatches("allcnn_smoke", got)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from cpsweep.errors import SpecError
-from cpsweep.spec import TrialSpec, load_sweep, parse_sweep
+from cpsweep.config.spec import TrialSpec
+from cpsweep.config.sweep_file import load_sweep, parse_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,58 +13,22 @@ import time
 import pandas as pd
 import psutil
 import pytest
-import torch
-import yaml
+
+from tiny_specs import tiny_sweep, write_spec
+from trial_runs import COMPARE, read, reference_epochs
 
 from cpsweep.errors import SpecError
-from cpsweep.spec import load_sweep
-from cpsweep.train import train_trial
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "name": "tiny", "seed": 0, "replicates": 1, "epochs": 6,
-    "data": {"name": "mnist1d", "subset": 400},
-    "model": {"name": "cnn1d", "channels": 8, "depth": 3},
-    "optim": {"lr": 0.05, "batch_size": 50}, "deficit": "blur",
-    "fisher": {"every": 1, "probe_per_class": 2}, "bn_refresh": 2,
-    "grid": {"onset": [0, 3], "length": [2]}, "resources": {"cpu": 1},
-}
-COMPARE = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
-           "fisher_trace"]
-
-
-def write_spec(tmp_path, name="tiny.yaml", **changes):
-    raw = {**TINY, **changes}
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw))
-    return str(path)
-
-
-def reference_epochs(spec_path) -> pd.DataFrame:
-    """The same trials run back to back in this process, uninterrupted, on one thread like the trials."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        frames = []
-        for trial in load_sweep(spec_path).trials():
-            recs = list(train_trial(trial, "cpu"))
-            frames.append(pd.DataFrame([{**r.to_row(), "trial_id": trial.trial_id} for r in recs]))
-        return pd.concat(frames).sort_values(["trial_id", "epoch"]).reset_index(drop=True)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def read(folder):
-    return (pd.read_parquet(os.path.join(folder, "trials.parquet")),
-            pd.read_parquet(os.path.join(folder, "epochs.parquet")).sort_values(["trial_id", "epoch"]).reset_index(drop=True))
-
 
 def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
-    from cpsweep.sweep import launch
+    import cpsweep
+    from cpsweep.sweep.launch import launch
 
-    spec = write_spec(tmp_path)
-    summary = launch(spec, storage=str(tmp_path / "res"))
+    environment = dict(os.environ)
+    summary = cpsweep.launch(tiny_sweep(), storage=str(tmp_path / "res"))  # the public API, from a dict
+    assert dict(os.environ) == environment  # the caller's environment as it was
     assert summary.counts["ok"] == 3 and summary.counts["pending"] == 0
     folder = tmp_path / "res" / "tiny"
     trials, epochs = read(folder)
@@ -73,12 +37,13 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
     assert len(epochs) == 18 and not epochs.duplicated(["trial_id", "epoch"]).any()
     layers = pd.read_parquet(folder / "fisher_layers.parquet")
     assert not layers.duplicated(["trial_id", "epoch", "layer"]).any()
-    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(tiny_sweep())[COMPARE])
     assert (folder / "report.html").exists() and (folder / "spec.yaml").exists()
     out = capsys.readouterr().out
     assert out.count("ok ") >= 3 and "[3/3]" in out and "sweep tiny: 3 ok" in out
 
-    # launching again runs nothing and keeps every row exactly once
+    # launching again (the same sweep from its YAML file) runs nothing and keeps every row exactly once
+    spec = write_spec(tmp_path)
     summary = launch(spec, storage=str(tmp_path / "res"))
     assert summary.counts["ok"] == 3
     trials2, epochs2 = read(folder)
@@ -100,7 +65,7 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
 
 
 def test_impossible_resources_fail_at_once(tmp_path, ray_local):
-    from cpsweep.sweep import launch
+    from cpsweep.sweep.launch import launch
 
     spec = write_spec(tmp_path, resources={"cpu": 1, "gpu": 1})
     start = time.time()
@@ -126,7 +91,7 @@ def kill_worker_when(condition, stop: threading.Event, killed: list):
 
 
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
-    from cpsweep.sweep import launch
+    from cpsweep.sweep.launch import launch
 
     spec = write_spec(tmp_path, name="one.yaml", epochs=8, grid={"onset": [2], "length": [3]})
     folder = tmp_path / "res" / "tiny"

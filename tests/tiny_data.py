@@ -22,7 +22,14 @@ CIFAR_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "fr
 
 
 class Py2Pickler(pickle._Pickler):
-    """Writes pickles like Python 2's cPickle: ``str`` and ``bytes`` both become Python 2 byte strings."""
+    """Writes pickles like Python 2's cPickle, which wrote the real CIFAR-10 files: ``str`` and ``bytes``
+    both become Python 2 byte strings (SHORT_BINSTRING / BINSTRING).
+
+    This matters: torchvision loads the batches with ``pickle.load(f, encoding="latin1")``, which turns
+    those byte strings (the dict keys, and the array buffer) into ``str``, and then reads
+    ``entry["data"]`` / ``entry["labels"]`` / ``meta["label_names"]`` with str keys. A Python 3 pickle
+    with ``b"data"`` keys (what ``encoding="bytes"`` shows for the real files) would be a KeyError.
+    """
 
     dispatch = dict(pickle._Pickler.dispatch)
 
@@ -91,13 +98,21 @@ def md5(path: Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
+def tiny_cifar_sums(root: Path) -> dict:
+    """The `CIFAR10` class attributes (train_list, test_list, meta) that make torchvision expect the md5
+    sums of the tiny files under `root` (set them with monkeypatch, or `trust_tiny_cifar`)."""
+    folder = Path(root) / "cifar-10-batches-py"
+    return {"train_list": [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")] for i in range(1, 6)],
+            "test_list": [["test_batch", md5(folder / "test_batch")]],
+            "meta": {"filename": "batches.meta", "key": "label_names", "md5": md5(folder / "batches.meta")}}
+
+
 def trust_tiny_cifar() -> None:
-    """Make torchvision expect the md5 sums of the tiny CIFAR-10 files in $CPSWEEP_DATA_DIR."""
+    """Make torchvision expect the md5 sums of the tiny CIFAR-10 files in $CPSWEEP_DATA_DIR (for a whole
+    process: a Ray worker's setup hook, the golden recorder)."""
     from torchvision.datasets import CIFAR10
 
-    folder = Path(os.environ["CPSWEEP_DATA_DIR"]) / "cifar-10-batches-py"
-    if not folder.exists():
-        return
-    CIFAR10.train_list = [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
-    CIFAR10.test_list = [["test_batch", md5(folder / "test_batch")]]
-    CIFAR10.meta = {"filename": "batches.meta", "key": "label_names", "md5": md5(folder / "batches.meta")}
+    root = Path(os.environ["CPSWEEP_DATA_DIR"])
+    if (root / "cifar-10-batches-py").exists():
+        for name, value in tiny_cifar_sums(root).items():
+            setattr(CIFAR10, name, value)

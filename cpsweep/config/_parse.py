@@ -1,0 +1,126 @@
+"""Typed, strict parsing of YAML mappings into frozen dataclasses (no torch import).
+
+`parse(cls, raw, path)` turns a mapping into an instance of the dataclass `cls`: unknown keys fail with
+a did-you-mean suggestion, values are type-checked against the field annotations (bool is not an int;
+an int is accepted where a float is expected), `Literal` fields list their valid values. Every failure
+is a `SpecError` naming the dotted field path and the fix.
+
+Plumbing of the configuration layer: `spec.py` and `sweep_file.py` parse with it, and the engine's
+registries check their options with `check_name` / `parse_options` (one did-you-mean for the whole tool).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Mapping
+
+from ..errors import SpecError
+
+
+def suggest(word: str, valid: typing.Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the closest valid word, or ''."""
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def check_keys(raw: Mapping[str, Any], valid: typing.Iterable[str], path: str) -> None:
+    """Fail on the first key of `raw` that is not in `valid`, suggesting the closest."""
+    valid = list(valid)
+    for key in raw:
+        if key not in valid:
+            where = f"{path}.{key}" if path else str(key)
+            raise SpecError(where, f'unknown key "{key}"{suggest(str(key), valid)}; '
+                                   f"valid keys here: {', '.join(valid)}")
+
+
+def unknown_name(name: Any, valid: typing.Iterable[str], what: str) -> str:
+    """'unknown model "vgg" (did you mean ...?); valid models: a, b': the one wording of every registry."""
+    valid = list(valid)
+    return f'unknown {what} "{name}"{suggest(str(name), valid)}; valid {what}s: {", ".join(valid)}'
+
+
+def check_name(name: Any, valid: typing.Iterable[str], path: str, what: str) -> str:
+    """Return `name` if it is one of `valid`, else fail listing the valid names."""
+    valid = list(valid)
+    if not isinstance(name, str) or name not in valid:
+        raise SpecError(path, unknown_name(name, valid, what))
+    return name
+
+
+def type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
+
+
+def coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp`; return it normalised (lists -> tuples, int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(tp):
+            try:
+                return coerce(value, arm, path)
+            except SpecError:
+                continue
+        raise SpecError(path, f"expected {type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise SpecError(path, f'"{value}" is not valid; choose one of {type_name(tp)}')
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(path, f"expected {type_name(tp)}, got {value!r}")
+        inner = typing.get_args(tp)[0]
+        return tuple(coerce(v, inner, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise SpecError(path, f"expected {type_name(tp)}, got {value!r}")
+
+
+def parse(cls: type, raw: Any, path: str, **fixed: Any) -> Any:
+    """Build the frozen dataclass `cls` from the mapping `raw`; `fixed` supplies fields not in YAML."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(path, f"expected a mapping of settings, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+    check_keys(raw, names, path)
+    values = {k: coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in raw.items()}
+    return cls(**values, **fixed)
+
+
+def parse_options(raw: Mapping[str, Any], defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Options of a named component (a model, a deficit), typed by their defaults."""
+    check_keys(raw, defaults, path)
+    out = dict(defaults)
+    for key, value in raw.items():
+        default = defaults[key]
+        tp = tuple[int, ...] if isinstance(default, tuple) else type(default)
+        out[key] = coerce(value, tp, f"{path}.{key}")
+    return out

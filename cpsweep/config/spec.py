@@ -1,0 +1,305 @@
+"""What one trial is: typed, frozen sections and `TrialSpec`, with each field's role declared once.
+
+A trial's records are a pure function of its `TrialSpec`. What a field means for identity is declared on
+the field itself (`field(metadata=role(...))`), and every consumer derives its view from that one
+declaration:
+
+| role      | fields                               | sweep hash | prefix key | pack members | checkpoint |
+|-----------|--------------------------------------|------------|------------|--------------|------------|
+| SETTING   | sweep, data, model, optim, schedule, | yes        | yes        | shared       | yes        |
+|           | fisher, bn_refresh, engine           |            |            |              |            |
+| DEFICIT   | deficit                              | yes        | per epoch  | may differ   | yes        |
+| WINDOW    | onset, length                        | no         | per epoch  | may differ   | yes        |
+| DURATION  | epochs                               | no (1)     | per epoch  | shared       | yes        |
+| SEED      | seed                                 | no (axis)  | yes        | may differ   | yes        |
+| LABEL     | tags                                 | no         | no (2)     | may differ   | no         |
+| PLACE     | data.data_dir, checkpoint_every      | no         | no         | shared       | no         |
+
+(1) the sweep hashes its `epochs` / `clean_after` instead; (2) tags restate grid values already resolved
+into the other fields. "Per epoch": the field enters the prefix key through the per-epoch signature of
+`timeline.py` (learning rate, deficit or none, Fisher measured or not), not as a setting. Nested sections
+(`DataSpec`, ...) take their parent's role unless a field declares its own.
+
+    hashed_settings(trial)   -> the sweep hash's view (`SweepSpec.fixed_settings`)
+    computed_settings(trial) -> the prefix key's fixed part (`sharing.prefix_keys`)
+    shared_settings(trial)   -> what the members of a pack must share (`sharing.check_packable`)
+    checkpoint_identity(...) -> what a checkpoint must match to be resumed (`engine.trial`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+from ..errors import SpecError
+from ._parse import check_name, coerce, parse, parse_options
+from .registry import DEFICIT_OPTIONS, MODEL_OPTIONS
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a field means for a trial's identity (see the table in the module docstring)."""
+    name: str
+    hashed: bool        # a fixed setting of the sweep: in its hash, and a relaunch may not change it
+    computed: bool      # decides what every epoch computes: part of every prefix key
+    per_member: bool    # may differ between the members of one vmapped pack
+    identity: bool      # a checkpoint taken with another value belongs to another trial
+
+
+SETTING = Role("setting", hashed=True, computed=True, per_member=False, identity=True)
+DEFICIT = Role("deficit", hashed=True, computed=False, per_member=True, identity=True)
+WINDOW = Role("window", hashed=False, computed=False, per_member=True, identity=True)
+DURATION = Role("duration", hashed=False, computed=False, per_member=False, identity=True)
+SEED = Role("seed", hashed=False, computed=True, per_member=True, identity=True)
+LABEL = Role("label", hashed=False, computed=False, per_member=True, identity=False)
+PLACE = Role("place", hashed=False, computed=False, per_member=False, identity=False)
+ROLES = (SETTING, DEFICIT, WINDOW, DURATION, SEED, LABEL, PLACE)
+
+
+def role(r: Role, *, hashed_at_default: bool = True) -> dict[str, Any]:
+    """Field metadata declaring `r`. `hashed_at_default=False`: a setting added after results folders
+    existed, left out of the sweep hash while it has its default value (so their hashes stay valid)."""
+    return {"role": r, "hashed_at_default": hashed_at_default}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = "mnist1d"           # cifar10 | mnist | mnist1d
+    data_dir: str | None = field(default=None, metadata=role(PLACE))
+                                    # where data sets live; None: $CPSWEEP_DATA_DIR or ~/.cache/cpsweep
+    subset: int | None = None       # keep this many training examples (smoke runs); None: all
+    augment: bool | None = None     # the paper's crop + flip; None: on for cifar10 only
+
+
+@dataclass(frozen=True)
+class Component:
+    """A named registry entry with typed options (a model or a deficit)."""
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in self.options.items()}}
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.05                # initial learning rate
+    momentum: float = 0.9           # SGD only
+    weight_decay: float = 5e-4      # L2 penalty, both optimisers
+    batch_size: int = 128
+    beta1: float = 0.9              # Adam only
+    beta2: float = 0.999            # Adam only
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: Literal["exponential", "constant", "step", "cosine"] = "exponential"
+    gamma: float = 0.97             # exponential: lr0 * gamma**epoch; step: factor every step_size epochs
+    step_size: int = 30             # step only, epochs between decays
+    restart_after_deficit: bool = False  # restart the schedule at epoch onset + length
+
+
+@dataclass(frozen=True)
+class FisherSpec:
+    every: int = 1                  # measure every k epochs (and at the last); 0: never
+    probe_per_class: int = 30       # probe set: this many clean training examples per class
+    method: Literal["exact", "sampled", "empirical"] = "exact"
+    samples: int = 1                # labels drawn per input (method: sampled)
+    backend: Literal["auto", "func", "gram"] = "auto"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How the arithmetic runs; the defaults give exact (bit for bit on CPU) reproducibility."""
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of training and test forward passes
+                                    # (the Fisher stays fp32); faster on GPUs with bf16 tensor cores
+    channels_last: bool = False     # NHWC layout for 2-D conv nets (faster cuDNN convolutions)
+    compile: bool = False           # torch.compile the model (first epoch pays the compile time)
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0                # CPU cores per trial
+    gpu: float = 0.0                # GPUs per trial; a fraction lets several trials share one GPU
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that determines one trial; its records are a pure function of this."""
+    sweep: str = field(metadata=role(SETTING))
+    data: DataSpec = field(metadata=role(SETTING))
+    model: Component = field(metadata=role(SETTING))
+    optim: OptimSpec = field(metadata=role(SETTING))
+    schedule: ScheduleSpec = field(metadata=role(SETTING))
+    deficit: Component = field(metadata=role(DEFICIT))
+    fisher: FisherSpec = field(metadata=role(SETTING))
+    onset: int = field(metadata=role(WINDOW))       # first epoch with the deficit, 0-based
+    length: int = field(metadata=role(WINDOW))      # epochs with the deficit; 0 for the baseline
+    epochs: int = field(metadata=role(DURATION))    # total training epochs
+    seed: int = field(metadata=role(SEED))
+    bn_refresh: int = field(default=50, metadata=role(SETTING))
+                                    # batches of clean training data to re-estimate BN statistics before
+                                    # each evaluation (the authors refresh them); -1: a full pass; 0: off
+    checkpoint_every: int = field(default=1, metadata=role(PLACE))
+    tags: tuple[tuple[str, Any], ...] = field(default=(), metadata=role(LABEL))
+                                    # extra grid axes and their values, for the id and tables
+    engine: EngineSpec = field(default=EngineSpec(), metadata=role(SETTING, hashed_at_default=False))
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.deficit.name == "none" or self.length == 0
+
+    @property
+    def window_end(self) -> int:
+        return self.onset + self.length
+
+    def deficit_active(self, epoch: int) -> bool:
+        """True exactly for epochs in [onset, onset + length)."""
+        return not self.is_baseline and self.onset <= epoch < self.window_end
+
+    @property
+    def trial_id(self) -> str:
+        """Stable, readable name, e.g. `blur-o20-l40-s0` or `baseline-s0`."""
+        extra = "".join(f"-{k.split('.')[-1]}{_tag(v)}" for k, v in self.tags)
+        if self.is_baseline:
+            return f"baseline{extra}-s{self.seed}"
+        return f"{self.deficit.name}-o{self.onset}-l{self.length}{extra}-s{self.seed}"
+
+    @property
+    def baseline_id(self) -> str:
+        """Id of the no-deficit trial this one is compared with (same seed and non-deficit axes)."""
+        tags = tuple((k, v) for k, v in self.tags if not k.startswith("deficit"))
+        return dataclasses.replace(self, onset=0, length=0, deficit=Component("none", {}), tags=tags).trial_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (what checkpoints, Tune configs and spec.yaml hold)."""
+        d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Component):
+                d[f.name] = value.to_dict()
+        d["tags"] = [list(t) for t in self.tags]
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
+        """The inverse of `to_dict` (a missing section takes its defaults), validated like YAML."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            tp, raw = hints[f.name], d[f.name]
+            if tp is Component:
+                values[f.name] = component(raw, f.name)
+            elif f.name == "tags":
+                values[f.name] = tuple((k, freeze(v)) for k, v in raw)
+            elif dataclasses.is_dataclass(tp):
+                values[f.name] = parse(tp, raw, f.name)
+            else:
+                values[f.name] = coerce(raw, tp, f.name)
+        return cls(**values)
+
+
+COMPONENT_TABLES = {"model": (MODEL_OPTIONS, "model"), "deficit": (DEFICIT_OPTIONS, "deficit")}
+
+
+def component(raw: Any, path: str) -> Component:
+    """A model or deficit from its YAML form: a name, or a mapping with `name` and options."""
+    table, what = COMPONENT_TABLES[path.split(".")[0]]
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise SpecError(path, f'expected a {what} name or a mapping with "name"; valid {what}s: '
+                              f"{', '.join(table)}")
+    name = check_name(raw["name"], table, f"{path}.name", what)
+    opts = {k: v for k, v in raw.items() if k != "name"}
+    return Component(name, parse_options(opts, table[name], path))
+
+
+def _tag(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("name", "")) or "x"
+    if isinstance(value, (tuple, list)):  # e.g. model.hidden: [256, 256] -> "256x256"
+        return "x".join(_tag(v) for v in value)
+    return str(value)
+
+
+def freeze(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# -- views derived from the roles -------------------------------------------------------------------
+
+def project(obj: Any, keep: Callable[[Role], bool], *, at_default: bool = True,
+            parent: Role | None = None) -> dict[str, Any]:
+    """The fields of the dataclass `obj` whose role `keep` accepts, in plain JSON values, recursing into
+    sections (whose fields take the section's role unless they declare their own). `at_default=False`
+    also leaves out fields declared `hashed_at_default=False` that hold their default."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        r = f.metadata.get("role", parent)
+        if not at_default and not f.metadata.get("hashed_at_default", True) and value == _default(f):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, Component):
+            sub = project(value, keep, at_default=at_default, parent=r)
+            if sub:
+                out[f.name] = sub
+        elif r is not None and keep(r):
+            out[f.name] = _plain(value)
+    return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as `to_dict` writes it (JSON: tuples as lists, components as mappings)."""
+    if isinstance(value, Component):
+        value = value.to_dict()
+    return json.loads(json.dumps(value))
+
+
+def hashed_settings(trial: TrialSpec) -> dict[str, Any]:
+    """The settings a sweep fixes for all its trials (its hash; a relaunch may not change them)."""
+    return project(trial, lambda r: r.hashed, at_default=False)
+
+
+def computed_settings(trial: TrialSpec) -> dict[str, Any]:
+    """The settings that decide every epoch's computation (the fixed part of a prefix key)."""
+    return project(trial, lambda r: r.computed)
+
+
+def shared_settings(trial: TrialSpec) -> dict[str, Any]:
+    """The settings every member of a vmapped pack must share."""
+    return project(trial, lambda r: not r.per_member)
+
+
+def checkpoint_identity(trial: TrialSpec | Mapping[str, Any], cls: type = TrialSpec) -> dict[str, Any] | None:
+    """What a checkpoint records of its trial and must match to be resumed, from a spec or its `to_dict()`
+    form as a checkpoint stores it (None if that is not a valid spec of `cls`)."""
+    if isinstance(trial, Mapping):
+        try:
+            trial = cls.from_dict(trial)
+        except (SpecError, KeyError, TypeError, ValueError):
+            return None
+    return project(trial, lambda r: r.identity)
+
+
+def diff_settings(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old, new) for every leaf that differs between two nested settings dicts."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in diff_settings(old.get(k), new.get(k), f"{prefix}{k}.")]
+    old = list(old) if isinstance(old, tuple) else old
+    new = list(new) if isinstance(new, tuple) else new
+    return [] if old == new else [(prefix.rstrip("."), old, new)]

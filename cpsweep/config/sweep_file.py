@@ -1,0 +1,286 @@
+"""A sweep file: YAML -> a validated `SweepSpec` -> its grid of `TrialSpec`s (no torch, no ray).
+
+A sweep file names the fixed trial settings (data, model, optim, schedule, deficit, fisher, epochs), the
+grid axes (`onset`, `length`, and optionally `seed`, `deficit`, `model` or any dotted setting such as
+`optim.lr`) and the resources of one trial. `load_sweep(path)` validates everything at once: every
+mistake is a `SpecError` naming the field and the fix. `SweepSpec.trials()` expands the grid into
+`TrialSpec`s, always including each seed's no-deficit baseline (sensitivity is measured against it).
+`smoke_sweep` shrinks any sweep for a quick end-to-end check (`cpsweep launch --smoke`).
+
+Epoch conventions: epochs are 0-based; a window [onset, onset + length) is the set of epochs with the
+deficit on. With `epochs: E` every trial trains E epochs and the window must end by E. With
+`clean_after: K` (the paper's protocol) a trial trains onset + length + K epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import yaml
+
+from ..errors import SpecError
+from ._parse import check_keys, check_name, coerce, parse
+from .registry import DATASETS, MODEL_INPUT
+from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
+                   component, freeze, hashed_settings)
+
+# Keys of a sweep file, and which dataclass reads each section.
+SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
+            "engine": EngineSpec}
+TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
+            "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid", "resources",
+            "tracking"]
+GRID_AXES = ["onset", "length", "seed", "deficit", "model"]
+TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    raw: dict[str, Any]             # the file as read, for re-resolving grid overrides
+    base: TrialSpec                 # the fixed settings (window and seed filled per trial)
+    seeds: tuple[int, ...]
+    grid: dict[str, tuple[Any, ...]]
+    resources: Resources
+    epochs: int | None
+    clean_after: int | None
+    source: str | None = None
+
+    def trials(self) -> list[TrialSpec]:
+        """Every trial of the grid plus each seed's baseline, deduplicated, in a stable order."""
+        extra = [k for k in self.grid if k not in ("onset", "length", "seed", "deficit")]
+        deficits = self.grid.get("deficit", (None,))
+        out: dict[str, TrialSpec] = {}
+        for combo in itertools.product(*(self.grid[k] for k in extra)):
+            settings = dict(zip(extra, combo))
+            for seed in self.grid.get("seed", self.seeds):
+                for deficit, onset, length in itertools.product(deficits, self.grid["onset"], self.grid["length"]):
+                    for t in (self.make_trial(0, 0, seed, settings=settings),
+                              self.make_trial(onset, length, seed, deficit=deficit, settings=settings)):
+                        out.setdefault(t.trial_id, t)
+        return sorted(out.values(), key=lambda t: (not t.is_baseline, t.deficit.name, t.onset, t.length,
+                                                   repr(t.tags), t.seed))
+
+    def make_trial(self, onset: int, length: int, seed: int, *, deficit: Any = None,
+                   settings: Mapping[str, Any] | None = None, epochs: int | None = None) -> TrialSpec:
+        """One trial of this sweep: window [onset, onset + length), with optional axis values."""
+        _nonneg_int(onset, "onset")
+        _nonneg_int(length, "length")
+        if epochs is not None and (_nonneg_int(epochs, "epochs") == 0):
+            raise SpecError("epochs", "must be at least 1 epoch")
+        raw = copy.deepcopy(self.raw)
+        tags: list[tuple[str, Any]] = []
+        if length == 0:  # the baseline has no deficit, so deficit settings do not make it a new trial
+            settings = {k: v for k, v in (settings or {}).items() if not k.startswith("deficit")}
+            deficit = None
+        for key, value in (settings or {}).items():
+            _set_dotted(raw, key, value)
+            tags.append((key, freeze(value)))
+        if deficit is not None:
+            raw["deficit"] = deficit
+        base = _resolve_fixed(raw, self.name, self.source) if (settings or deficit is not None) else self.base
+        if length == 0:
+            onset, deficit_c = 0, Component("none", {})
+        else:
+            deficit_c = base.deficit
+        if epochs is None:
+            epochs = self.epochs if self.epochs is not None else onset + length + self.clean_after
+        path = "grid" if settings or deficit is not None else ""
+        _check_window(onset, length, epochs, path)
+        return dataclasses.replace(base, onset=onset, length=length, seed=seed, epochs=epochs,
+                                   deficit=deficit_c, tags=tuple(tags))
+
+    def hash(self) -> str:
+        """Hash of the resolved spec (fixed settings, grid and seeds), 12 hex digits."""
+        return _digest({"fixed": self.fixed_settings(), "grid": self.grid, "seeds": self.seeds})
+
+    def fixed_settings(self) -> dict[str, Any]:
+        """The settings shared by every trial (the fields whose role is hashed, `spec.py`) and the sweep's
+        epoch rule; a sweep may not change them under the same name."""
+        return {**hashed_settings(self.base), "epochs": self.epochs, "clean_after": self.clean_after}
+
+    def total_epochs(self) -> int:
+        return sum(t.epochs for t in self.trials())
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    section, _, leaf = key.partition(".")
+    if not leaf:
+        raw[key] = value
+        return
+    node = raw.get(section)
+    if isinstance(node, str):
+        node = {"name": node}
+    node = dict(node or {})
+    node[leaf] = value
+    raw[section] = node
+
+
+def _nonneg_int(value: Any, path: str, what: str = "a whole number of epochs") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(path, f"expected {what} >= 0, got {value!r}")
+    return value
+
+
+def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
+    if onset + length > epochs:
+        where = f"{path}.onset/length" if path else "grid.onset/length"
+        raise SpecError(where, f"window [{onset}, {onset + length}) ends after the last epoch ({epochs} "
+                               f"epochs); shorten the window, lower the onset or raise epochs")
+
+
+def _check_ranges(t: TrialSpec) -> None:
+    checks = [("optim.lr", t.optim.lr > 0, "must be > 0"),
+              ("optim.momentum", 0 <= t.optim.momentum < 1, "must be in [0, 1)"),
+              ("optim.weight_decay", t.optim.weight_decay >= 0, "must be >= 0"),
+              ("optim.batch_size", t.optim.batch_size >= 1, "must be >= 1"),
+              ("schedule.gamma", 0 < t.schedule.gamma <= 1, "must be in (0, 1]"),
+              ("schedule.step_size", t.schedule.step_size >= 1, "must be >= 1"),
+              ("fisher.every", t.fisher.every >= 0, "must be >= 0 (0 turns the Fisher off)"),
+              ("fisher.probe_per_class", t.fisher.probe_per_class >= 1, "must be >= 1"),
+              ("fisher.samples", t.fisher.samples >= 1, "must be >= 1"),
+              ("bn_refresh", t.bn_refresh >= -1, "must be -1 (full pass), 0 (off) or a number of batches"),
+              ("checkpoint_every", t.checkpoint_every >= 1, "must be >= 1"),
+              ("data.subset", t.data.subset is None or t.data.subset >= 1, "must be >= 1 or null"),
+              ("deficit.factor", t.deficit.options.get("factor", 2) >= 2, "must be >= 2"),
+              ("deficit.std", t.deficit.options.get("std", 1.0) > 0, "must be > 0")]
+    for path, ok, message in checks:
+        if not ok:
+            raise SpecError(path, message)
+    if t.optim.name == "adam" and t.optim.momentum != OptimSpec.momentum:
+        raise SpecError("optim.momentum", "has no effect with adam; remove it or use beta1")
+    kind = MODEL_INPUT[t.model.name]
+    data_kind = DATASETS[t.data.name].kind
+    if kind != "any" and kind != data_kind:
+        raise SpecError("model.name", f'model "{t.model.name}" needs {kind} inputs but data set '
+                                      f'"{t.data.name}" has {data_kind}s; pick a matching model or data set')
+
+
+def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> TrialSpec:
+    try:
+        sections = {k: parse(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
+        check_name(sections["data"].name, DATASETS, "data.name", "data set")
+        t = TrialSpec(sweep=name, model=component(raw.get("model", "cnn1d"), "model"),
+                      deficit=component(raw.get("deficit", "blur"), "deficit"),
+                      onset=0, length=0, epochs=0, seed=0,
+                      bn_refresh=coerce(raw.get("bn_refresh", 50), int, "bn_refresh"),
+                      checkpoint_every=coerce(raw.get("checkpoint_every", 1), int, "checkpoint_every"),
+                      **sections)
+        _check_ranges(t)
+        return t
+    except SpecError as e:
+        raise SpecError(e.field, e.message, source) from None
+
+
+def parse_sweep(raw: Any, source: str | None = None) -> SweepSpec:
+    """Validate a sweep mapping (as read from YAML) and resolve it into a `SweepSpec`."""
+    try:
+        return _parse_sweep(raw, source)
+    except SpecError as e:
+        raise SpecError(e.field, e.message, source) from None
+
+
+def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
+    if not isinstance(raw, Mapping):
+        raise SpecError("(top level)", "a sweep file must be a mapping of settings")
+    check_keys(raw, TOP_KEYS, "")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise SpecError("name", "required: a name for the sweep (letters, digits, - _ .), used for its folder")
+    seed = coerce(raw.get("seed", 0), int, "seed")
+    replicates = coerce(raw.get("replicates", 1), int, "replicates")
+    if replicates < 1:
+        raise SpecError("replicates", "must be >= 1")
+    if ("epochs" in raw) == ("clean_after" in raw):
+        raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
+                                  "(clean epochs after each window)")
+    epochs = _nonneg_int(raw["epochs"], "epochs") if "epochs" in raw else None
+    clean_after = _nonneg_int(raw["clean_after"], "clean_after") if "clean_after" in raw else None
+    if epochs == 0 or clean_after == 0:
+        raise SpecError("epochs" if epochs == 0 else "clean_after", "must be at least 1 epoch")
+    base = _resolve_fixed(raw, name, source)
+    grid = _parse_grid(raw.get("grid"))
+    resources = parse(Resources, raw.get("resources"), "resources")
+    if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
+        raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
+    sweep = SweepSpec(name=name, raw=dict(raw), base=base, seeds=tuple(seed + r for r in range(replicates)),
+                      grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source)
+    sweep.trials()  # resolves every grid point: every window and every override is checked here
+    return sweep
+
+
+def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise SpecError("grid", "required: at least grid.onset and grid.length, each a list of epochs")
+    grid: dict[str, tuple[Any, ...]] = {}
+    for key, values in raw.items():
+        if key not in GRID_AXES and not ("." in key and key.split(".")[0] in
+                                         ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")):
+            check_keys({key: 0}, GRID_AXES, "grid")
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"grid.{key}", "must be a non-empty list of values")
+        if key in ("deficit", "model"):  # trial ids name components, so a name may appear once
+            names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
+            dup = next((n for n in names if names.count(n) > 1), None)
+            if dup:
+                example = "deficit.factor: [2, 4]" if key == "deficit" else "model.hidden: [[256], [256, 256]]"
+                raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
+                                               f"axis instead, e.g. grid: {{{example}}}")
+        if key in ("onset", "length", "seed"):
+            what = "a seed" if key == "seed" else "a whole number of epochs"
+            values = [_nonneg_int(v, f"grid.{key}[{i}]", what) for i, v in enumerate(values)]
+        grid[key] = tuple(freeze(v) for v in values)
+    for key in ("onset", "length"):
+        if key not in grid:
+            raise SpecError(f"grid.{key}", "required: a list of epochs, e.g. [0, 10, 20]")
+    return grid
+
+
+def load_sweep(path: str | os.PathLike) -> SweepSpec:
+    """Read and validate a sweep YAML file (with `yaml.safe_load`)."""
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise SpecError("(file)", f"cannot read the spec: {e.strerror}", path) from None
+    except yaml.YAMLError as e:
+        raise SpecError("(file)", f"not valid YAML: {str(e).splitlines()[0]}", path) from None
+    return parse_sweep(raw, path)
+
+
+SMOKE = {"epochs": 3, "subset": 256, "probe_per_class": 2, "bn_refresh": 2, "batch_size": 64}
+
+
+def smoke_sweep(sweep: SweepSpec) -> SweepSpec:
+    """The same sweep shrunk for a quick end-to-end check: 3 epochs, windows [0, 1) and [1, 2), one seed,
+    256 training examples, a tiny Fisher probe, one CPU per trial; every other axis (deficits, models,
+    ...) kept."""
+    raw = copy.deepcopy(sweep.raw)
+    raw["name"] = f"{sweep.name}-smoke"
+    raw.pop("clean_after", None)
+    raw["epochs"], raw["replicates"], raw["bn_refresh"] = SMOKE["epochs"], 1, SMOKE["bn_refresh"]
+    grid = dict(raw["grid"])
+    grid["onset"], grid["length"] = [0, 1], [1]
+    if "seed" in grid:
+        grid["seed"] = grid["seed"][:1]
+    raw["grid"] = grid
+    raw["data"] = {**(raw.get("data") or {}), "subset": SMOKE["subset"]}
+    raw["fisher"] = {**(raw.get("fisher") or {}), "probe_per_class": SMOKE["probe_per_class"]}
+    optim = dict(raw.get("optim") or {})
+    optim["batch_size"] = min(optim.get("batch_size", 128), SMOKE["batch_size"])
+    raw["optim"] = optim
+    raw["resources"] = {**(raw.get("resources") or {}), "cpu": 1}  # the GPU share is kept only if there are GPUs
+    return parse_sweep(raw, sweep.source)

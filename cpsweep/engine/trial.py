@@ -1,0 +1,273 @@
+"""Train one deficit-window trial: an iterator of per-epoch records (never imports ray).
+
+    run = train_trial(trial, "cpu")            # or resume=load_checkpoint(path)
+    for record in run:                         # one EpochRecord per epoch
+        save_checkpoint(run.state_dict(), path)
+
+A `TrialRun` is built in named steps (data, model, memory layout and compilation, optimiser, deficit,
+Fisher probe, layer table, resume) and runs an epoch as steps other engines reuse (`packed.py`, the
+benchmarks): `train_batches` (the epoch's prepared batches), `train_epoch`, `evaluate_epoch` (BN refresh,
+test, Fisher), `lr`, `autocast`.
+
+Each epoch: train on the shuffled training set (order from (seed, epoch)), with the deficit applied to
+every batch while the epoch is in [onset, onset + length); re-estimate BatchNorm statistics on clean
+training data (as the authors do before testing); evaluate on the clean test set; measure the trace of
+the Fisher Information on a fixed class-balanced probe set of clean training examples. All randomness
+(initialisation, data order, augmentation, deficit noise, sampled Fisher labels) derives from
+(seed, purpose, epoch), so a trial resumed from its epoch-k checkpoint reproduces the uninterrupted run
+exactly (bit for bit on CPU). A non-finite training loss raises `TrialDiverged`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import replace
+from typing import Any, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config.spec import TrialSpec, checkpoint_identity
+from ..config.timeline import fisher_due, trial_lr
+from ..errors import CpsweepError, TrialDiverged
+from ..results.records import EpochRecord
+from .checkpoint import load_checkpoint
+from .data import Dataset, load_data
+from .deficits import Deficit, make_deficit
+from .fisher import fisher_trace
+from .models import build_model
+from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
+
+EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
+
+
+def make_optimizer(trial: TrialSpec, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    """The trial's optimiser over `params` (a model's parameters, or a pack's stacked ones)."""
+    o = trial.optim
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+class TrialRun:
+    """Iterator over a trial's EpochRecords; `state_dict()` after a record is its checkpoint."""
+
+    def __init__(self, trial: TrialSpec, device: torch.device | str, resume: dict | str | None = None,
+                 data: Dataset | None = None):
+        self.trial = trial
+        self.device = torch.device(device)
+        self.data = data if data is not None else load_data(trial.data, self.device)
+        self.model = self._build_model()
+        self.forward = self._forward_pass()
+        self.optimizer = make_optimizer(trial, self.model.parameters())
+        self.deficit = self._bind_deficit()
+        self.probe = self._fisher_probe()
+        self.layer_params, self.layer_kinds = self._layer_table()
+        self.epoch = 0  # next epoch to run
+        if resume is not None:
+            self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)
+
+    # -- construction steps --------------------------------------------------------------------------
+    @property
+    def channels_last(self) -> bool:
+        """NHWC memory layout: asked for (engine.channels_last) and meaningful (2-D images only)."""
+        return self.trial.engine.channels_last and self.data.x_train.dim() == 4
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of engine.precision (None: plain fp32)."""
+        return torch.bfloat16 if self.trial.engine.precision == "bf16" else None
+
+    def _build_model(self) -> nn.Module:
+        """The trial's model, initialised from its seed, on the device, in its memory layout."""
+        t = self.trial
+        model = build_model(t.model.name, t.model.options, self.data.input_shape, self.data.num_classes,
+                            seed=derive_seed(t.seed, "init")).to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def _forward_pass(self) -> nn.Module:
+        """What training, the BN refresh and testing call: the model, compiled when asked (the Fisher hooks
+        the plain model)."""
+        return torch.compile(self.model) if self.trial.engine.compile else self.model
+
+    def _bind_deficit(self) -> Deficit:
+        d, t = self.data, self.trial
+        return make_deficit(t.deficit.name, t.deficit.options, y_train=d.y_train, num_classes=d.num_classes,
+                            seed=derive_seed(t.seed, "deficit"))
+
+    def _fisher_probe(self) -> torch.Tensor:
+        """Indices of the fixed, class-balanced clean training examples the Fisher is measured on."""
+        return class_balanced_probe(self.data.y_train, self.trial.fisher.probe_per_class, self.trial.seed,
+                                    num_classes=self.data.num_classes)
+
+    def _layer_table(self) -> tuple[dict[str, int], dict[str, str]]:
+        """Per module: its own trainable parameters, and its class name (for the per-layer Fisher)."""
+        modules = dict(self.model.named_modules())
+        params = {name: sum(p.numel() for p in m.parameters(recurse=False) if p.requires_grad)
+                  for name, m in modules.items()}
+        return params, {name: type(m).__name__ for name, m in modules.items()}
+
+    # -- checkpointing -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial.to_dict(), "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint of this trial (the fields whose role is identity must match)."""
+        stored = state.get("trial")
+        stored = stored if isinstance(stored, dict) else {}
+        if checkpoint_identity(stored, type(self.trial)) != checkpoint_identity(self.trial):
+            raise CpsweepError(f"checkpoint belongs to another trial ({stored.get('sweep')}/... epoch "
+                               f"{state.get('epoch')}), not {self.trial.trial_id}; remove it to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+
+    # -- the epoch loop ------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[EpochRecord]:
+        return self
+
+    def __next__(self) -> EpochRecord:
+        if self.epoch >= self.trial.epochs:
+            raise StopIteration
+        record = self.run_epoch(self.epoch)
+        self.epoch += 1
+        return record
+
+    def lr(self, epoch: int) -> float:
+        return trial_lr(self.trial, epoch)
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        start = time.perf_counter()
+        lr = self.lr(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        train_loss, train_acc = self.train_epoch(epoch, self.trial.deficit_active(epoch))
+        if not math.isfinite(train_loss):
+            raise TrialDiverged(epoch, train_loss)
+        record = self.evaluate_epoch(epoch, train_loss, train_acc)
+        return replace(record, seconds=time.perf_counter() - start)
+
+    def evaluate_epoch(self, epoch: int, train_loss: float, train_acc: float) -> EpochRecord:
+        """After training epoch `epoch`: refresh BN statistics, test, measure the Fisher; the record
+        (`seconds` covers this part only)."""
+        t, d = self.trial, self.data
+        start = time.perf_counter()
+        self.refresh_bn(epoch)
+        test_loss, test_acc = self.evaluate(d.x_test, d.y_test)
+        fisher_start = time.perf_counter()
+        total, layers = float("nan"), {}
+        if fisher_due(t, epoch):
+            ft = fisher_trace(self.model, d.inputs(d.x_train[self.probe]), method=t.fisher.method,
+                              labels=d.y_train[self.probe] if t.fisher.method == "empirical" else None,
+                              samples=t.fisher.samples, backend=t.fisher.backend,
+                              generator=make_generator(derive_seed(t.seed, "fisher", epoch), self.device)
+                              if t.fisher.method == "sampled" else None)
+            total, layers = ft.total, ft.per_layer
+        end = time.perf_counter()
+        params = {name: self.layer_params[name] for name in layers}
+        kinds = {name: self.layer_kinds[name] for name in layers}
+        return EpochRecord(t.trial_id, epoch, self.lr(epoch), t.deficit_active(epoch), train_loss, train_acc,
+                           test_loss, test_acc, total, layers, params, kinds, seconds=end - start,
+                           fisher_seconds=end - fisher_start)
+
+    def autocast(self):
+        """bf16 autocast when the spec asks for it (engine.precision), else a no-op."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                              enabled=self.amp_dtype is not None)
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the model's memory layout."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def batches(self, epoch: int, purpose: str) -> Iterator[torch.Tensor]:
+        """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of
+        one example is dropped (BatchNorm cannot train on it)."""
+        n, bs = len(self.data.y_train), self.trial.optim.batch_size
+        seed = self.trial.seed if purpose == "train" else derive_seed(self.trial.seed, purpose)
+        order = epoch_order(n, seed, epoch, self.device)
+        for i in range(0, n, bs):
+            if n - i >= 2 or i == 0:
+                yield order[i:i + bs]
+
+    def train_batches(self, epoch: int, active: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's training batches (inputs, labels): shuffled by (seed, epoch), augmented, and given
+        the deficit when `active`, all as batched tensor operations on the device."""
+        t, d = self.trial, self.data
+        aug_gen = make_generator(derive_seed(t.seed, "augment", epoch))
+        deficit_gen = make_generator(derive_seed(t.seed, "deficit", epoch), self.device)
+        augment = d.augment and not (active and self.deficit.disables_augment)
+        for idx in self.batches(epoch, "train"):
+            x, y = d.inputs(d.x_train[idx]), d.y_train[idx]
+            if augment:
+                x = augment_batch(x, aug_gen)
+            if active:
+                x, y = self.deficit(x, y, idx, deficit_gen)
+            yield self.layout(x), y
+
+    def train_epoch(self, epoch: int, active: bool) -> tuple[float, float]:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for x, y in self.train_batches(epoch, active):
+            with self.autocast():
+                logits = self.forward(x)
+                loss = F.cross_entropy(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+        n = len(self.data.y_train)
+        return float(loss_sum) / n, int(correct) / n
+
+    @torch.no_grad()
+    def refresh_bn(self, epoch: int) -> None:
+        """Re-estimate BatchNorm running statistics on clean, unaugmented training batches."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns or self.trial.bn_refresh == 0:
+            return
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the refresh batches
+        self.model.train()
+        for i, idx in enumerate(self.batches(epoch, "bn")):
+            if self.trial.bn_refresh != -1 and i >= self.trial.bn_refresh:
+                break
+            with self.autocast():
+                self.forward(self.layout(self.data.inputs(self.data.x_train[idx])))
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        self.model.eval()
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(y), EVAL_BATCH):
+            with self.autocast():
+                logits = self.forward(self.layout(self.data.inputs(x[i:i + EVAL_BATCH]))).float()
+            loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_BATCH], reduction="sum"))
+            correct += int((logits.argmax(1) == y[i:i + EVAL_BATCH]).sum())
+        return loss_sum / len(y), correct / len(y)
+
+
+def train_trial(trial: TrialSpec, device: torch.device | str = "cpu", resume: dict | str | None = None,
+                data: Dataset | None = None) -> TrialRun:
+    """Start (or resume) a trial; iterate the result for its EpochRecords.
+
+    Args:
+        trial: the resolved trial.
+        device: where the data, the model and all computation live.
+        resume: a checkpoint (a state dict from `TrialRun.state_dict()` or a path saved by
+            `save_checkpoint`); training continues at the epoch after the one it was taken at.
+        data: an already loaded data set (shared by trials in one process); loaded from the spec if None.
+
+    Raises:
+        TrialDiverged: (while iterating) the training loss became non-finite.
+        DataError, SpecError: the data set or model cannot be built.
+    """
+    return TrialRun(trial, device, resume, data)

@@ -1,0 +1,88 @@
+"""The record and row types that the engine, the store, the progress board and the reports share
+(no torch, no pandas, no ray).
+
+    EpochRecord       what one epoch of one trial produced (a row of epochs.parquet, plus per-layer Fisher)
+    trial_row(...)    one row of trials.parquet: the trial's axes, status, outcome and provenance
+    *_COLUMNS         the columns of the three tables, in order (docs/results.md describes each)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from .. import __version__
+from ..config.spec import TrialSpec
+
+FINAL_EPOCHS = 10  # "final" accuracy = median of the last 10 epochs (the authors' plotting code)
+STATUSES = ("ok", "diverged", "failed", "running", "pending")
+EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
+                 "fisher_trace", "seconds", "fisher_seconds"]
+LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
+TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset", "length", "seed", "epochs",
+                 "epochs_done", "model", "data", "tags", "final_test_acc", "best_test_acc", "wall_seconds", "error",
+                 "spec_hash", "cpsweep_version", "git_commit", "node", "shared_epochs"]
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch of one trial produced (one row of epochs.parquet, plus per-layer Fisher)."""
+    trial_id: str
+    epoch: int                      # 0-based
+    lr: float                       # learning rate used during this epoch
+    deficit_active: bool
+    train_loss: float               # mean cross-entropy over the epoch's (possibly deficit) batches
+    train_acc: float                # fraction correct on those batches
+    test_loss: float                # on the clean test set, after the BN refresh
+    test_acc: float
+    fisher_trace: float             # trace of the Fisher on the probe set; NaN when not measured
+    fisher_layers: dict[str, float] = field(default_factory=dict)  # module name -> trace
+    layer_params: dict[str, int] = field(default_factory=dict)     # module name -> its trainable parameters
+    layer_kinds: dict[str, str] = field(default_factory=dict)      # module name -> module class, e.g. Conv2d
+    seconds: float = 0.0            # wall time of the whole epoch (training, BN refresh, test, Fisher)
+    fisher_seconds: float = 0.0     # wall time of the Fisher measurement alone
+
+    def to_row(self) -> dict[str, Any]:
+        """The epochs.parquet row (per-layer values go to fisher_layers.parquet)."""
+        return {k: getattr(self, k) for k in EPOCH_COLUMNS}
+
+    def layer_rows(self) -> list[dict[str, Any]]:
+        """The fisher_layers.parquet rows, layers in order from the input."""
+        return [{"trial_id": self.trial_id, "epoch": self.epoch, "layer": name, "order": i, "trace": value,
+                 "params": self.layer_params.get(name, 0), "kind": self.layer_kinds.get(name, "")}
+                for i, (name, value) in enumerate(self.fisher_layers.items())]
+
+
+def records_to_json(records: Sequence[EpochRecord]) -> str:
+    return json.dumps([asdict(r) for r in records])
+
+
+def records_from_json(text: str | bytes, trial_id: str | None = None) -> list[EpochRecord]:
+    """Records read back (under `trial_id` instead of their own, when given)."""
+    rename = {"trial_id": trial_id} if trial_id is not None else {}
+    return [EpochRecord(**{**r, **rename}) for r in json.loads(text)]
+
+
+def final_accuracy(records: Sequence[EpochRecord], last: int = FINAL_EPOCHS) -> float:
+    """Median test accuracy of the last `last` epochs (NaN with no records)."""
+    accs = [r.test_acc for r in records[-last:]]
+    return statistics.median(accs) if accs else float("nan")
+
+
+def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str = "pending", error: str = "",
+              spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> dict[str, Any]:
+    """One row of trials.parquet: the trial's axes, its status and outcome, and provenance (`node`: the Ray
+    node id of the process that finished the trial, empty outside Ray; `shared_epochs`: how many of its
+    first epochs it took from another trial's prefix checkpoint instead of training them)."""
+    return {"trial_id": trial.trial_id, "baseline_id": trial.baseline_id, "sweep": trial.sweep, "status": status,
+            "deficit": "none" if trial.is_baseline else trial.deficit.name,
+            "onset": trial.onset, "length": trial.length, "seed": trial.seed, "epochs": trial.epochs,
+            "epochs_done": len(records), "model": trial.model.name, "data": trial.data.name,
+            "tags": ",".join(f"{k}={v}" for k, v in trial.tags),
+            "final_test_acc": final_accuracy(records),
+            "best_test_acc": max((r.test_acc for r in records), default=float("nan")),
+            "wall_seconds": float(sum(r.seconds for r in records)), "error": error,
+            "spec_hash": spec_hash, "cpsweep_version": __version__, "git_commit": git_commit, "node": node,
+            "shared_epochs": shared}

@@ -1,0 +1,149 @@
+"""Reducers: the computation behind every figure of the report (DataFrame in, DataFrame out).
+
+Each is pure and tested on small hand-made tables (tests/test_reduce.py); `report.py` only draws and
+`claims.py` grades.
+Accuracies come in as fractions (the tables' unit) and go out in percent; sensitivities are percentage
+points of final test accuracy lost against the seed's no-deficit baseline ("final" = median of the last
+10 epochs, as the authors' plotting code).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+GROUP = ["deficit", "tags", "onset", "length"]
+DEFAULT_THRESHOLD = 1.0  # percentage points: a window "matters" if it costs more than this
+
+
+def sem(values: pd.Series) -> float:
+    """Standard error of the mean of the non-missing values (sample SD / sqrt(n)); NaN below two."""
+    n = values.count()
+    return float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
+def seed_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished window trial whose baseline also finished: `sens` = the baseline's final test
+    accuracy minus the window's, in percentage points. Columns: deficit, tags, onset, length, seed, sens,
+    acc and baseline_acc (final accuracies, fractions)."""
+    columns = [*GROUP, "seed", "sens", "acc", "baseline_acc"]
+    ok = trials[trials.status == "ok"]
+    base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
+    win = ok[ok.deficit != "none"].copy()
+    # astype: with no finished baseline the mapped column comes back with the ids' (string) dtype
+    win["baseline_acc"] = win.baseline_id.map(base).astype(float)
+    win["acc"] = win.final_test_acc.astype(float)
+    win = win.dropna(subset=["baseline_acc"])
+    win["sens"] = 100 * (win.baseline_acc - win.acc)
+    return win[columns]
+
+
+def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
+    """Sensitivity of every window, mean over seeds.
+
+    Only `ok` trials whose baseline is also `ok` count. Returns one row per (deficit, tags, onset, length)
+    with `sensitivity` (mean over seeds), `sem` (standard error over seeds, NaN with one seed), `n_seeds`,
+    `acc` and `baseline_acc` (mean final accuracies, in %).
+    """
+    columns = [*GROUP, "sensitivity", "sem", "n_seeds", "acc", "baseline_acc"]
+    win = seed_sensitivity(trials)
+    if win.empty:
+        return pd.DataFrame(columns=columns)
+    g = win.groupby(GROUP, sort=True)
+    out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": g.sens.agg(sem), "n_seeds": g.sens.count(),
+                        "acc": 100 * g.acc.mean(), "baseline_acc": 100 * g.baseline_acc.mean()})
+    return out.reset_index()[columns]
+
+
+def heatmap_grid(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str) -> pd.DataFrame:
+    """Sensitivity as a length x onset grid over every window of the sweep; cells without a finished
+    trial are NaN, never zero."""
+    windows = trials[(trials.deficit == deficit) & (trials.tags == tags)]
+    onsets, lengths = sorted(windows.onset.unique()), sorted(windows.length.unique())
+    part = sens[(sens.deficit == deficit) & (sens.tags == tags)].set_index(["length", "onset"]).sensitivity
+    return pd.DataFrame([[part.get((l, o), np.nan) for o in onsets] for l in lengths], index=lengths,
+                        columns=onsets, dtype=float)
+
+
+def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Per (deficit, tags, length): the range of onsets whose mean sensitivity exceeds `threshold`.
+
+    Columns: `first_onset`, `last_onset` (NaN when no onset exceeds it), `peak_onset`, `peak` (the
+    largest sensitivity), `threshold`.
+    """
+    rows = []
+    for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
+        part = part.sort_values("onset")
+        above = part[part.sensitivity > threshold]
+        peak = part.loc[part.sensitivity.idxmax()]
+        rows.append({"deficit": deficit, "tags": tags, "length": length,
+                     "first_onset": above.onset.min() if len(above) else np.nan,
+                     "last_onset": above.onset.max() if len(above) else np.nan,
+                     "peak_onset": peak.onset, "peak": peak.sensitivity, "threshold": threshold})
+    return pd.DataFrame(rows, columns=["deficit", "tags", "length", "first_onset", "last_onset", "peak_onset",
+                                       "peak", "threshold"])
+
+
+def removal_curve(trials: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy against the deficit's removal epoch, for windows that start at epoch 0 (the
+    paper's first figure); the baseline is removal epoch 0. Columns: deficit, tags, removal, acc (%),
+    sem (% over seeds), n_seeds."""
+    ok = trials[trials.status == "ok"]
+    base = ok[ok.deficit == "none"]
+    win = ok[(ok.deficit != "none") & (ok.onset == 0)]
+    rows = []
+    for (deficit, tags), part in win.groupby(["deficit", "tags"], sort=True):
+        bases = base[base.trial_id.isin(part.baseline_id)]
+        for removal, accs in [(0, bases.final_test_acc), *((k, g.final_test_acc) for k, g in part.groupby("length"))]:
+            rows.append({"deficit": deficit, "tags": tags, "removal": int(removal), "acc": 100 * accs.mean(),
+                         "sem": 100 * sem(accs), "n_seeds": int(accs.count())})
+    return pd.DataFrame(rows, columns=["deficit", "tags", "removal", "acc", "sem", "n_seeds"])
+
+
+def group_curves(epochs: pd.DataFrame, trials: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A per-epoch column (`test_acc`, `fisher_trace`) averaged over the seeds of each window (and of the
+    baselines), NaN epochs dropped. Columns: deficit, tags, onset, length, epoch, mean, sem, n_seeds."""
+    ok = trials[trials.status == "ok"][["trial_id", *GROUP]]
+    data = epochs[["trial_id", "epoch", column]].dropna().merge(ok, on="trial_id")
+    if data.empty:
+        return pd.DataFrame(columns=[*GROUP, "epoch", "mean", "sem", "n_seeds"])
+    g = data.groupby([*GROUP, "epoch"], sort=True)[column]
+    out = pd.DataFrame({"mean": g.mean(), "sem": g.agg(sem), "n_seeds": g.count()}).reset_index()
+    if column.endswith("_acc"):
+        out[["mean", "sem"]] *= 100
+    return out
+
+
+def layer_shares(layers: pd.DataFrame, trial_id: str, per_parameter: bool = False) -> pd.DataFrame:
+    """Per-layer Fisher of one trial as a layers x epochs table, each epoch's column summing to one.
+
+    With `per_parameter`, each layer's trace is first divided by its number of parameters (so large
+    layers do not dominate by size alone). Rows ordered from input to output.
+    """
+    part = layers[layers.trial_id == trial_id].copy()
+    if part.empty:
+        return pd.DataFrame()
+    if per_parameter:
+        part["trace"] = part.trace / part.params.clip(lower=1)
+    if "kind" in part:  # "3 Conv1d" reads better than "3"
+        part["layer"] = (part.layer + " " + part.kind.fillna("")).str.strip()
+    table = part.pivot_table(index=["order", "layer"], columns="epoch", values="trace", aggfunc="sum")
+    table = table.sort_index(level="order").droplevel("order")
+    return table / table.sum(axis=0)
+
+
+def chosen_trials(trials: pd.DataFrame, sens: pd.DataFrame) -> dict[str, str | None]:
+    """The trials the report shows in detail: the first seed's baseline, its most and least damaging
+    windows (by the seed-averaged sensitivity)."""
+    ok = trials[trials.status == "ok"]
+    base = ok[ok.deficit == "none"].sort_values("seed")
+    out: dict[str, str | None] = {"baseline": base.trial_id.iloc[0] if len(base) else None, "worst": None, "best": None}
+    if out["baseline"] is None or sens.empty:
+        return out
+    own = ok[(ok.baseline_id == out["baseline"]) & (ok.deficit != "none")]
+    ranked = sens.sort_values("sensitivity")
+    for key, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):
+        match = own[(own.deficit == row.deficit) & (own.tags == row.tags) & (own.onset == row.onset)
+                    & (own.length == row.length)]
+        out[key] = match.trial_id.iloc[0] if len(match) else None
+    return out

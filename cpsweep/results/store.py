@@ -1,0 +1,182 @@
+"""Results as tidy Parquet tables on a local folder or any pyarrow file system (s3://, gs://, NFS).
+
+Layout of one sweep (docs/results.md lists every column, its type, unit and meaning):
+
+    <storage>/<sweep>/spec.yaml               the resolved spec and its hash
+    <storage>/<sweep>/trials.parquet          one row per trial of the grid (status pending ... ok)
+    <storage>/<sweep>/epochs.parquet          one row per (trial, epoch)
+    <storage>/<sweep>/fisher_layers.parquet   one row per (trial, epoch, layer)
+    <storage>/<sweep>/shards/<trial>/...      the same three tables for one finished trial: the source of
+                                              truth, written by the trial itself when it ends
+    <storage>/<sweep>/tune/...                Ray Tune's experiment state and checkpoints
+
+Every file is written atomically (a temporary name, then a rename), so a reader never sees half a file and
+a sweep stopped at any point leaves valid tables. A trial's shard is replaced, never appended to, and the
+top-level tables are rebuilt from the shards, so a row can neither be lost nor duplicated.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import yaml
+
+from .._io import atomic_write
+from ..config.spec import TrialSpec
+from ..errors import CpsweepError
+from .records import EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS, EpochRecord, trial_row
+
+TABLES = ("trials", "epochs", "fisher_layers")
+
+
+def epochs_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
+    """epochs.parquet rows of one trial (its records may come from a prefix another trial trained)."""
+    return pd.DataFrame([{**r.to_row(), "trial_id": trial_id} for r in records], columns=EPOCH_COLUMNS).astype(
+        {"epoch": "int64", "deficit_active": "bool"})
+
+
+def layers_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
+    """fisher_layers.parquet rows of one trial."""
+    rows = [{**row, "trial_id": trial_id} for r in records for row in r.layer_rows()]
+    return pd.DataFrame(rows, columns=LAYER_COLUMNS).astype({"epoch": "int64", "order": "int64", "trace": "float64",
+                                                             "params": "int64"})
+
+
+EMPTY = {"trials": TRIAL_COLUMNS, "epochs": EPOCH_COLUMNS, "fisher_layers": LAYER_COLUMNS}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=EMPTY[name])
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """Append path parts to a local path or a URI, keeping a URI's query (s3://b/p?endpoint_override=...)."""
+    base, sep, query = uri.partition("?")
+    if "://" not in base:
+        base = os.path.abspath(base)
+    return "/".join([base.rstrip("/"), *parts]) + (sep + query if sep else "")
+
+
+class Store:
+    """The results folder of one sweep, on a local path or a pyarrow file-system URI."""
+
+    def __init__(self, uri: str, filesystem: pafs.FileSystem | None = None,
+                 fix: str = "check --storage and its permissions"):
+        self.uri = uri
+        self.fix = fix  # what a write failure tells the user to do
+        if filesystem is not None:
+            self.fs, self.root = filesystem, uri
+        elif "://" in uri:
+            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(uri)
+        self.root = self.root.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        """A path inside the store's file system."""
+        return "/".join([self.root, *parts])
+
+    def uri_of(self, *parts: str) -> str:
+        """A URI (or local path) that another process can open, e.g. a checkpoint for Tune."""
+        return join_uri(self.uri, *parts)
+
+    # -- raw files -----------------------------------------------------------------------------------
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Write atomically (`_io.atomic_write`: a temporary sibling, then a rename)."""
+        try:
+            atomic_write(self.path(*parts), data, self.fs)
+        except OSError as e:
+            raise CpsweepError(f"cannot write results to {self.uri}: {e}; {self.fix}") from None
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_stream(self.path(*parts)) as f:
+            return f.read()
+
+    def write_table(self, df: pd.DataFrame, *parts: str) -> None:
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        self.write_bytes(buf.getvalue(), *parts)
+
+    def read_table(self, *parts: str) -> pd.DataFrame:
+        with self.fs.open_input_file(self.path(*parts)) as f:
+            return pq.read_table(f).to_pandas()
+
+    def check_writable(self) -> None:
+        """Fail before any work if the results folder cannot be written (`CpsweepError` with `fix`)."""
+        self.write_bytes(b"", ".write-test")
+        self.fs.delete_file(self.path(".write-test"))
+
+    # -- shards: one finished trial each -------------------------------------------------------------
+    def write_shard(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
+                    spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> None:
+        """A finished trial's three tables; `trial.parquet` last, as the completion marker."""
+        self.write_trial(trial, records, status, error, spec_hash, git_commit, node, shared,
+                         names=("shards", trial.trial_id, "trial.parquet"))
+
+    def write_trial(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
+                    spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
+                    names: tuple[str, ...] = ("trials.parquet",)) -> None:
+        """One trial's three tables in the folder of `names` (its last part names the trial table, written
+        last); `cpsweep trial` writes them at the top of its own folder."""
+        folder = names[:-1]
+        self.write_table(epochs_frame(trial.trial_id, records), *folder, "epochs.parquet")
+        self.write_table(layers_frame(trial.trial_id, records), *folder, "fisher_layers.parquet")
+        row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared)
+        self.write_table(pd.DataFrame([row]), *names)
+
+    def finished_ids(self) -> set[str]:
+        """Trials whose shard is complete (status ok or diverged)."""
+        return set(self.read_shards()["trials"].trial_id) if self.exists("shards") else set()
+
+    def read_shards(self, ids: set[str] | None = None) -> dict[str, pd.DataFrame]:
+        frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+        if self.exists("shards"):
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path("shards"), allow_not_found=True))
+            for info in sorted(infos, key=lambda i: i.base_name):
+                sid = info.base_name
+                if info.type != pafs.FileType.Directory or (ids is not None and sid not in ids):
+                    continue
+                if not self.exists("shards", sid, "trial.parquet"):
+                    continue  # a trial that died while writing its shard: it will be rerun
+                frames["trials"].append(self.read_table("shards", sid, "trial.parquet"))
+                frames["epochs"].append(self.read_table("shards", sid, "epochs.parquet"))
+                frames["fisher_layers"].append(self.read_table("shards", sid, "fisher_layers.parquet"))
+        return {t: pd.concat(frames[t], ignore_index=True) if frames[t] else empty_table(t) for t in TABLES}
+
+    # -- the top-level tables ------------------------------------------------------------------------
+    def write_tables(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
+        self.write_table(epochs, "epochs.parquet")
+        self.write_table(layers, "fisher_layers.parquet")
+        self.write_table(trials, "trials.parquet")
+
+
+@dataclass
+class Results:
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    fisher_layers: pd.DataFrame
+    spec: dict[str, Any]
+
+
+def load_results(uri: str) -> Results:
+    """The tables of a sweep's results folder (local or a pyarrow URI).
+
+    Raises:
+        CpsweepError: the folder holds no cpsweep results.
+    """
+    store = Store(uri)
+    if not store.exists("trials.parquet"):
+        raise CpsweepError(f"{uri} holds no cpsweep results (no trials.parquet); pass the folder of one sweep, "
+                           f"e.g. results/quickstart")
+    spec = yaml.safe_load(store.read_bytes("spec.yaml")) if store.exists("spec.yaml") else {}
+    return Results(store.read_table("trials.parquet"), store.read_table("epochs.parquet"),
+                   store.read_table("fisher_layers.parquet"), spec or {})

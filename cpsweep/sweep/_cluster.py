@@ -1,0 +1,115 @@
+"""The Ray cluster a launch runs on: connecting, and the checks that fail at once instead of hanging
+(resources no node can ever offer, a local results path on a cluster of several nodes).
+
+Ray's autoscaler publishes the node types it may add through no public API; `autoscaler_node_types` reads
+them from the autoscaler's state or its config file, as its docstring explains.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import yaml
+
+from ..errors import CpsweepError, SpecError
+
+
+def connect(address: str | None, verbose: bool) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray sized to this machine."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise CpsweepError(f"cannot reach {where}: {str(e).splitlines()[0]}; start one with `ray start --head` "
+                           f"(or `ray up cluster/aws.yaml`) and pass its address, or drop --address to run "
+                           f"locally") from None
+
+
+def check_shared_storage(storage: str, shared: bool) -> None:
+    """On a cluster of several nodes, results and checkpoints must live where every node can reach them."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and "://" not in storage and not shared:
+        raise SpecError("--storage", f"the cluster has {len(nodes)} nodes but {storage} is a local path, which "
+                                     f"the other nodes cannot see; use shared storage such as "
+                                     f"--storage s3://bucket/prefix (or gs://...), or, if {storage} is on a file "
+                                     f"system every node mounts (NFS), add --shared-storage")
+
+
+def check_fits(resources: dict[str, float]) -> None:
+    """Fail at once if no node of the cluster, running or one the autoscaler may start, can ever run one
+    trial (otherwise Tune would wait forever)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    nodes += autoscaler_node_types()
+    if any("*" in node or all(node.get(k, 0) >= v for k, v in resources.items() if v) for node in nodes):
+        return
+    have = ", ".join(f"{k}={max((n.get(k, 0) for n in nodes), default=0):g}" for k in resources)
+    want = ", ".join(f"{k}={v:g}" for k, v in resources.items())
+    raise SpecError("resources", f"each trial needs {want} but the largest node has {have}; lower resources "
+                                 f"(e.g. resources.gpu: 0 on a machine without GPUs) or launch on a bigger "
+                                 f"cluster with --address")
+
+
+def autoscaler_node_types() -> list[dict[str, float]]:
+    """Resources of the node types an autoscaling cluster may add (empty without an autoscaler).
+
+    No public API exposes them. An external autoscaler (KubeRay) publishes a cluster config in the GCS; Ray's
+    own autoscaler (`ray up`, or `ray start --head --autoscaling-config=FILE`, v1 or v2) publishes nothing, and
+    its node types are read from the config file its monitor process was started with, which is visible on
+    the head, where `cpsweep launch` runs (docs/cluster.md).
+    """
+    try:
+        # no public API exposes the autoscaler's node types (ray.autoscaler.sdk only requests resources)
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - an internal API: any failure means "unknown", not an error
+        config = None
+    if config is not None:
+        return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+    path = autoscaling_config_path()
+    if path is None:
+        return []
+    try:
+        with open(os.path.expanduser(path)) as f:
+            raw = yaml.safe_load(f) or {}
+        types = raw.get("available_node_types") or {}
+        if raw.get("max_workers", 1) == 0:
+            return []
+        # a type without explicit resources is sized by the launcher from its instance type: assume it fits
+        return [{k: float(v) for k, v in t["resources"].items()} if "resources" in t else {"*": float("inf")}
+                for t in types.values() if t.get("max_workers", 1) != 0]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return []
+
+
+def autoscaling_config_path() -> str | None:
+    """The `--autoscaling-config` of the connected cluster's autoscaler (monitor.py) if it runs on this
+    machine, matched by the cluster's GCS address; None if there is none."""
+    import ray
+    import psutil  # ray ships it (ray/thirdparty_files, on the path once ray is imported)
+
+    gcs = f"--gcs-address={ray.get_runtime_context().gcs_address}"
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if gcs in args and any(os.path.basename(a) == "monitor.py" for a in args[:3]):
+            return next((a.split("=", 1)[1] for a in args if a.startswith("--autoscaling-config=")), None)
+    return None
+
+
+def slots(resources: dict[str, float]) -> int:
+    """How many trials the cluster's current nodes can run at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    return int(min((total.get(k, 0) // v for k, v in resources.items() if v), default=1))

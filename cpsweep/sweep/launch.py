@@ -1,0 +1,215 @@
+"""Run a sweep on Ray Tune: `launch(spec, ...)` behind `cpsweep launch` and `cpsweep.launch`.
+
+One launch = one Tune experiment over the trials that the results folder does not hold yet:
+
+1. load and validate the spec (`--smoke` shrinks it); refuse it if the folder holds a sweep of the same
+   name with other fixed settings; write `spec.yaml`;
+2. connect to Ray (a local instance sized to the machine, or `--address`/`RAY_ADDRESS`) and check that one
+   trial's resources fit the cluster, so an impossible request fails at once instead of hanging
+   (`_cluster.py`);
+3. run every trial without a finished shard, each resuming from its newest checkpoint of an earlier launch
+   if there is one (so a relaunch after a crash finishes the sweep, and an extended grid runs only the new
+   trials), or else branching from another trial's checkpoint where their first epochs are the same
+   (`config.sharing.plan`; `searcher.PrefixSearcher` hands Tune each trial once its branch point exists);
+   each Tune trial gets a typed `TrialTask`; Tune reuses its worker processes and retries a failed trial
+   from its last checkpoint (`FailureConfig`);
+4. as each trial ends, print one line and rebuild the top-level tables from the shards (`progress.py`); at
+   the end write `report.html` and print a summary.
+
+Why not `Tuner.restore`: it cannot add trials, and its experiment state lags up to ~10 s behind the
+checkpoints; finding each trial's newest checkpoint in storage covers crashes and grid extensions alike.
+The environment variables a launch sets for Tune are restored when it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import yaml
+
+from ..config.sharing import plan, subtree_epochs
+from ..config.spec import TrialSpec, diff_settings
+from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep, smoke_sweep
+from ..errors import SpecError
+from ..results.store import Store, join_uri
+from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
+from .checkpoints import newest_checkpoints, stored_prefixes
+from .progress import Progress, tune_callback
+from .task import TrialTask
+from .trackers import make_trackers
+
+
+@dataclass
+class Summary:
+    sweep: str
+    uri: str
+    counts: dict[str, int]
+    seconds: float
+    report: str | None
+
+
+def read_spec(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec) -> SweepSpec:
+    """A sweep from a YAML path, a mapping with the same keys, or an already loaded `SweepSpec`."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return parse_sweep(dict(spec))
+    return load_sweep(spec)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__), capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
+    """Refuse a spec whose fixed settings differ from those already in the results folder."""
+    if not store.exists("spec.yaml"):
+        return
+    old = (yaml.safe_load(store.read_bytes("spec.yaml")) or {}).get("fixed", {})
+    diffs = diff_settings(old, sweep.fixed_settings())
+    if diffs:
+        changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:4])
+        raise SpecError("(fixed settings)", f'{store.uri} already holds sweep "{sweep.name}" run with other '
+                                            f"fixed settings ({changes}); results would be mixed. Use a new "
+                                            f"sweep name, another --storage, or restore the old settings",
+                        sweep.source)
+
+
+def write_spec(store: Store, sweep: SweepSpec) -> None:
+    doc = {"hash": sweep.hash(), "fixed": sweep.fixed_settings(), "spec": sweep.raw}
+    store.write_bytes(yaml.safe_dump(doc, sort_keys=False).encode(), "spec.yaml")
+
+
+@contextlib.contextmanager
+def restored_environment() -> Iterator[None]:
+    """The caller's environment variables as they were when the block ends: a launch sets some for Tune,
+    and `ray.init` sets some of its own (RAY_USAGE_STATS_ENABLED, RAY_CLIENT_MODE, PYTHONBREAKPOINT)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: str | None = None,
+           storage: str = "results", max_concurrent: int | None = None, smoke: bool = False,
+           trackers: Sequence[str] = (), verbose: bool = False, report: bool = True, shared_storage: bool = False,
+           share: bool = True, out=None) -> Summary:
+    """Run (or finish) a sweep; see the module docstring. Returns the final status counts.
+
+    Args:
+        spec: a sweep YAML path, a mapping with its keys, or a `SweepSpec`.
+        address: the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray started here).
+        storage: the results root (a folder, or s3://bucket/prefix); the sweep goes to <storage>/<name>.
+        smoke: shrink every trial for a quick end-to-end check (results under <name>-smoke).
+        share: branch trials that compute the same first epochs from one prefix checkpoint.
+        out: where progress lines go (None: the current sys.stdout, looked up at each line).
+
+    Raises:
+        SpecError, CpsweepError: a bad spec, an unreachable cluster, an unwritable storage, resources no
+            node can offer (before anything runs).
+    """
+    with restored_environment():
+        start = time.time()
+        sweep = read_spec(spec)
+        if smoke:
+            sweep = smoke_sweep(sweep)
+        tracker_callbacks = make_trackers(sweep, trackers)
+        uri = join_uri(storage, sweep.name)
+        store = Store(uri)
+        store.check_writable()
+        check_same_fixed_settings(store, sweep)
+        trials = sweep.trials()
+        done = store.finished_ids()
+        pending = [t for t in trials if t.trial_id not in done]
+        print(f"sweep {sweep.name}: {len(trials)} trials, {len(trials) - len(pending)} already done, "
+              f"{len(pending)} to run -> {uri}", file=out, flush=True)
+        resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
+        if pending:
+            connect(address, verbose)
+            if smoke:
+                import ray
+
+                resources["GPU"] = resources["GPU"] if ray.cluster_resources().get("GPU", 0) else 0.0
+            check_shared_storage(storage, shared_storage)
+            check_fits(resources)
+        write_spec(store, sweep)
+        progress = Progress(store, trials, done, sweep.hash(), out)
+        progress.write_tables()
+        if pending:
+            run_tune(sweep, pending, store, resources, max_concurrent, progress, tracker_callbacks, verbose, share)
+        progress.finish()
+        path = None
+        if report:
+            from ..results.report import write_report
+
+            path = write_report(uri)
+        counts = progress.counts()
+        print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+              + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else ""),
+              file=out, flush=True)
+        return Summary(sweep.name, uri, counts, time.time() - start, path)
+
+
+def plan_tasks(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
+               share: bool, out=None) -> tuple[dict[str, TrialTask], dict]:
+    """Each pending trial's task: where it starts (its own newest checkpoint, a shared prefix or scratch)
+    and which prefix checkpoints it leaves for others; also the plan's starts."""
+    newest = newest_checkpoints(store, [t.trial_id for t in pending])
+    starts = plan(pending, stored=stored_prefixes(store) if share else (),
+                  resume={tid: epoch for tid, (epoch, _) in newest.items()}, share=share)
+    shared = sum(s.epoch for s in starts.values())
+    if shared:
+        total = sum(t.epochs for t in pending)
+        print(f"sweep {sweep.name}: {total - shared} of {total} epochs to train; {shared} come from shared "
+              f"prefixes or earlier checkpoints", file=out, flush=True)
+    launch_info = {"store": store.uri, "cpus": resources["CPU"], "gpus": resources["GPU"],
+                   "spec_hash": sweep.hash(), "git_commit": git_commit()}
+    tasks = {t.trial_id: TrialTask.plan(t, starts[t.trial_id], resume_from=newest.get(t.trial_id, (0, None))[1],
+                                        **launch_info) for t in pending}
+    return tasks, starts
+
+
+def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
+             max_concurrent: int | None, progress: Progress, callbacks: list, verbose: bool,
+             share: bool = True) -> None:
+    from ray import tune
+
+    from .searcher import PrefixSearcher
+    from .trainable import run_trial
+
+    tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out)
+    searcher = PrefixSearcher(tasks, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
+    trainable = tune.with_resources(run_trial, {"cpu": resources["CPU"], "gpu": resources["GPU"]})
+    # (the caller's environment comes back when `launch` returns)
+    if not verbose:  # Tune's new output engine prints a configuration box even at verbose=0
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # Tune queues one suggested trial at a time for a searcher; let it queue what the cluster can start at
+    # once (all, if an autoscaler may add nodes, so that it sees the demand)
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(len(pending) if autoscaler_node_types()
+                                                   else max(1, min(len(pending), slots(resources))))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(pending),
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    trial_name_creator=lambda trial: TrialTask.id_of(trial.config),
+                                    trial_dirname_creator=lambda trial: TrialTask.id_of(trial.config)),
+        run_config=tune.RunConfig(name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
+                                  storage_path=store.uri_of("tune"),
+                                  failure_config=tune.FailureConfig(max_failures=3),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                  verbose=1 if verbose else 0,
+                                  callbacks=[tune_callback(progress), *callbacks]))
+    tuner.fit()

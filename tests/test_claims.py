@@ -1,0 +1,220 @@
+"""Reproduction checks on hand-made result tables: a table that shows the claim passes, one that does
+not fails, and the numbers they quote are recomputed here by hand."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cpsweep.results import claims as rp
+from cpsweep.results.store import Results, Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXED = {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"}, "optim": {"name": "sgd", "lr": 0.05},
+         "schedule": {"name": "exponential", "restart_after_deficit": False}, "deficit": {"name": "blur"}}
+
+
+def sweep(windows: dict, deficit: str = "blur", base_acc=(0.95, 0.96, 0.94), tags: str = "",
+          fixed: dict | None = None, epochs: int = 100) -> Results:
+    """Trials with the given per-seed sensitivities: {(onset, length): [pts for seed 0, 1, 2]}."""
+    rows = []
+    for seed, acc in enumerate(base_acc):
+        suffix = f"-{tags}" if tags else ""
+        rows.append({"trial_id": f"baseline{suffix}-s{seed}", "baseline_id": f"baseline{suffix}-s{seed}",
+                     "status": "ok", "deficit": "none", "onset": 0, "length": 0, "seed": seed,
+                     "epochs": epochs, "tags": tags, "final_test_acc": acc})
+        for (onset, length), sens in windows.items():
+            if seed < len(sens) and sens[seed] is not None:
+                rows.append({"trial_id": f"{deficit}-o{onset}-l{length}{suffix}-s{seed}",
+                             "baseline_id": f"baseline{suffix}-s{seed}", "status": "ok", "deficit": deficit,
+                             "onset": onset, "length": length, "seed": seed, "epochs": epochs, "tags": tags,
+                             "final_test_acc": acc - sens[seed] / 100})
+    fixed = dict(fixed or FIXED, deficit={"name": deficit})
+    return Results(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame(), {"fixed": fixed})
+
+
+def getter(**sweeps):
+    return lambda name: sweeps.get(name)
+
+
+CRITICAL = {(0, 40): [3.0, 3.4, 2.6], (60, 40): [0.5, 0.3, 0.7], (0, 20): [1.6, 1.4, 1.5], (60, 20): [0.1, 0.0, 0.2]}
+FLAT = {(0, 40): [1.0, 0.8, 1.2], (60, 40): [1.1, 0.9, 1.0], (0, 20): [0.5, 0.4, 0.6], (60, 20): [0.5, 0.6, 0.4]}
+
+
+def test_stat_and_clear_against_hand_computation():
+    s = rp.stat(pd.Series([1.0, 2.0, 3.0]))
+    assert s.mean == 2.0 and s.n == 3 and s.sem == pytest.approx(1.0 / np.sqrt(3))
+    assert rp.clear(s)                               # 2.0 > 2 * 0.577 and >= 0.5
+    assert not rp.clear(rp.Stat(2.0, 1.5, 3))       # within two standard errors
+    assert not rp.clear(rp.Stat(0.3, 0.01, 3))      # too small to matter
+    assert not rp.clear(rp.Stat(5.0, float("nan"), 1))  # one seed: no verdict on noise
+
+
+def test_seed_sensitivity_pairs_each_window_with_its_own_seed():
+    ss = rp.seed_sensitivity(sweep({(0, 40): [3.0, 1.0, 2.0]}).trials)
+    assert ss.set_index("seed").sens.round(6).to_dict() == {0: 3.0, 1: 1.0, 2: 2.0}
+
+
+def test_early_vs_late_passes_a_critical_period_and_fails_a_flat_table():
+    c = rp.check_early_vs_late(getter(blur_grid=sweep(CRITICAL)))
+    assert c.verdict == "reproduced"
+    assert "length 40: onset 0 3.00 ± 0.23 vs onset 60 0.50 ± 0.12" in c.measured
+    assert rp.check_early_vs_late(getter(blur_grid=sweep(FLAT))).verdict == "not reproduced"
+    noisy = {(0, 40): [4.0, -1.0, 2.0], (60, 40): [0.0, 0.0, 0.0]}  # early > late on average, not clearly
+    assert rp.check_early_vs_late(getter(blur_grid=sweep(noisy))).verdict == "partly"
+    assert rp.check_early_vs_late(getter()).verdict == "not run"
+
+
+def test_removal_curve_check():
+    rising = {(0, 20): [1.0, 1.2, 0.8], (0, 40): [2.0, 2.2, 1.8], (0, 60): [4.0, 4.4, 3.6]}
+    c = rp.check_removal(getter(blur_removal=sweep(rising)))
+    assert c.verdict == "reproduced" and "k=60 minus k=20: 3.00 ± 0.12" in c.measured
+    assert "rising at every step" in c.measured
+    flat = {(0, 20): [1.0, 1.2, 0.8], (0, 40): [1.1, 0.9, 1.0], (0, 60): [0.9, 1.0, 1.1]}
+    assert rp.check_removal(getter(blur_removal=sweep(flat))).verdict == "not reproduced"
+
+
+def test_vflip_against_blur_same_window_same_seeds():
+    blur = sweep(CRITICAL)
+    harmless = sweep({(0, 40): [0.2, 0.1, 0.3]}, deficit="vflip")
+    c = rp.check_vflip(getter(blur_grid=blur, vflip=harmless))
+    assert c.verdict == "reproduced"
+    assert c.measured.startswith("window [0, 40): 0.20 ± 0.06 pts against blur's 3.00 ± 0.23 (blur minus it: "
+                                 "2.80 ± 0.29, n=3)")
+    harmful = sweep({(0, 40): [3.1, 3.3, 2.8]}, deficit="vflip")
+    assert rp.check_vflip(getter(blur_grid=blur, vflip=harmful)).verdict == "not reproduced"
+    half = sweep({(0, 40): [2.0, 2.1, 1.9]}, deficit="vflip")  # clearly less, but not "much" less
+    assert rp.check_vflip(getter(blur_grid=blur, vflip=half)).verdict == "partly"
+    assert rp.check_noise(getter(blur_grid=blur, noise=sweep({(0, 40): [2.0, 2.1, 1.9]}, deficit="noise"))
+                          ).verdict == "reproduced"
+
+
+def test_comparing_sweeps_with_different_settings_is_refused():
+    other = sweep({(0, 40): [0.2, 0.1, 0.3]}, deficit="vflip", fixed={**FIXED, "optim": {"name": "adam"}})
+    c = rp.check_vflip(getter(blur_grid=sweep(CRITICAL), vflip=other))
+    assert c.verdict == "not run" and c.measured == "settings differ from blur_grid: optim.lr, optim.name"
+
+
+def test_lr_restart_may_differ_from_blur_grid_only_in_the_restart():
+    restart = {**FIXED, "schedule": {"name": "exponential", "restart_after_deficit": True}}
+    closed = sweep({(0, 40): [0.3, 0.2, 0.4], (60, 40): [0.1, 0.0, 0.2]}, fixed=restart)
+    c = rp.check_lr_restart(getter(blur_grid=sweep(CRITICAL), lr_restart=closed))
+    assert c.verdict == "reproduced" and "0.30 ± 0.06 pts against blur's 3.00" in c.measured
+
+
+def test_adam_and_constant_lr_need_a_clear_early_minus_late_contrast():
+    assert rp.check_adam(getter(adam=sweep(CRITICAL))).verdict == "reproduced"
+    c = rp.check_constant_lr(getter(constant_lr=sweep(FLAT), blur_grid=sweep(CRITICAL)))
+    assert c.verdict == "not reproduced" and "blur_grid, for reference: early minus late 2.50" in c.measured
+
+
+def test_depth_check():
+    shallow = sweep({(0, 40): [1.0, 1.2, 0.8], (60, 40): [0.5, 0.4, 0.6]}, tags="model.hidden=(256,)")
+    deep = sweep({(0, 40): [3.0, 3.2, 2.8], (60, 40): [0.5, 0.4, 0.6]}, tags="model.hidden=(256, 256, 256)")
+    both = Results(pd.concat([shallow.trials, deep.trials]), pd.DataFrame(), pd.DataFrame(), {})
+    c = rp.check_depth(getter(mlp_depth=both))
+    assert c.verdict == "reproduced"
+    assert "1 hidden layer: " in c.measured and "3 hidden layers: " in c.measured
+    swapped = Results(pd.concat([shallow.trials.assign(tags="model.hidden=(256, 256, 256)",
+                                                       trial_id=lambda d: d.trial_id + "d",
+                                                       baseline_id=lambda d: d.baseline_id + "d"),
+                                 deep.trials.assign(tags="model.hidden=(256,)")]), pd.DataFrame(), pd.DataFrame(), {})
+    assert rp.check_depth(getter(mlp_depth=swapped)).verdict == "partly"  # deep has one, but smaller
+
+
+def fisher_sweep(peak_epoch: int, final_ratio: float, epochs: int = 30, shares_blur=None) -> Results:
+    """Baselines whose trace rises linearly to `peak_epoch` (value 100) and then decays to
+    100 * final_ratio at the last epoch; per-layer shares [0.4, 0.3, 0.2, 0.1] (+ seed noise)."""
+    trials, ep, layers = [], [], []
+    base_shares = np.array([0.4, 0.3, 0.2, 0.1])
+    for seed in range(3):
+        noise = np.array([0.01, -0.01, 0.0, 0.0]) * (seed - 1)
+        for tid, deficit, shares in ((f"baseline-s{seed}", "none", base_shares + noise),
+                                     (f"blur-o0-l10-s{seed}", "blur",
+                                      (np.array(shares_blur) if shares_blur is not None else base_shares) + noise)):
+            trials.append({"trial_id": tid, "baseline_id": f"baseline-s{seed}", "status": "ok", "deficit": deficit,
+                           "onset": 0, "length": 0 if deficit == "none" else 10, "seed": seed, "epochs": epochs,
+                           "tags": "", "final_test_acc": 0.9})
+            for e in range(epochs):
+                f = 100 * (e + 1) / (peak_epoch + 1) if e <= peak_epoch else \
+                    100 * final_ratio ** ((e - peak_epoch) / (epochs - 1 - peak_epoch))
+                ep.append({"trial_id": tid, "epoch": e, "fisher_trace": f})
+                layers += [{"trial_id": tid, "epoch": e, "order": i, "trace": s * f} for i, s in enumerate(shares)]
+    return Results(pd.DataFrame(trials), pd.DataFrame(ep), pd.DataFrame(layers), {})
+
+
+def test_fisher_peak_check():
+    c = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=0.2)))
+    assert c.verdict == "reproduced" and c.measured.startswith("peak at epoch 4, 4, 4 of 30")
+    assert "final/peak 0.20 ± 0.00" in c.measured
+    assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=0.9))
+                                ).verdict == "partly"            # peaks early, does not fall
+    assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=29, final_ratio=1.0))
+                                ).verdict == "not reproduced"    # rises all along
+
+
+def test_layer_shift_against_closed_form():
+    up = fisher_sweep(4, 0.2, shares_blur=[0.1, 0.2, 0.3, 0.4])
+    s = rp.layer_shift(up.fisher_layers, up.trials)
+    # Total variation between [.4 .3 .2 .1] and [.1 .2 .3 .4] is 0.4; the centre moves from 1/3 to 2/3.
+    assert s.epoch.tolist() == [9, 9, 9]
+    assert s.tv.to_numpy() == pytest.approx([0.4] * 3)
+    assert s.centre_shift.to_numpy() == pytest.approx([1 / 3] * 3)
+    assert s.noise_tv.to_numpy() == pytest.approx([0.015, 0.01, 0.015])  # seeds differ by 0.01 per entry
+    assert rp.check_layer_shift(getter(fisher_study=up)).verdict == "reproduced"
+    down = fisher_sweep(4, 0.2, shares_blur=[0.55, 0.3, 0.1, 0.05])
+    c = rp.check_layer_shift(getter(fisher_study=down))
+    assert c.verdict == "partly" and "towards the input" in c.measured
+    same = fisher_sweep(4, 0.2)
+    assert rp.check_layer_shift(getter(fisher_study=same)).verdict == "not reproduced"
+
+
+def test_a_sweep_still_running_counts_only_finished_pairs():
+    res = sweep({(0, 40): [3.0, 3.4, 2.6]}, deficit="vflip")
+    t = res.trials.copy()
+    t.loc[t.trial_id.str.startswith("baseline"), ["status", "final_test_acc"]] = ["pending", np.nan]
+    t = t.astype({"baseline_id": "string[pyarrow]"})  # as read back from Parquet
+    assert rp.seed_sensitivity(t).empty
+    c = rp.check_vflip(getter(blur_grid=sweep(CRITICAL), vflip=Results(t, res.epochs, res.fisher_layers, res.spec)))
+    assert c.verdict == "not run" and c.measured == "no finished window in common with blur_grid"
+
+
+def test_every_check_says_not_run_without_results():
+    table = rp.run_checks(getter())
+    assert len(table) == len(rp.CHECKS) and set(table.verdict) == {"not run"}
+
+
+def test_reproduce_script_on_a_results_root(tmp_path):
+    for name, res in {"mini_blur_grid": sweep(CRITICAL), "mini_vflip": sweep({(0, 40): [0.2, 0.1, 0.3]}, "vflip")
+                      }.items():
+        store = Store(str(tmp_path / name))
+        store.write_table(res.trials, "trials.parquet")
+        store.write_table(pd.DataFrame({"trial_id": [], "epoch": [], "fisher_trace": []}), "epochs.parquet")
+        store.write_table(pd.DataFrame({"trial_id": [], "epoch": [], "order": [], "trace": []}),
+                          "fisher_layers.parquet")
+        store.write_bytes(yaml.safe_dump({"fixed": res.spec["fixed"]}).encode(), "spec.yaml")
+    md = tmp_path / "table.md"
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "reproduce.py"), str(tmp_path), "--mini",
+                          "--markdown", str(md)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "verdict:  REPRODUCED" in out.stdout and "2 reproduced" in out.stdout
+    assert "11 not run" in out.stdout
+    text = md.read_text()
+    assert text.count("\n") == 2 + len(rp.CHECKS)
+    assert "| Vertical flip (keeps low-level statistics) has no lasting effect (claim 2) |" in text
+
+
+@pytest.mark.parametrize("mini", [True, False])
+def test_reproduce_script_on_a_root_without_sweeps(tmp_path, mini):
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "reproduce.py"), str(tmp_path),
+                          *(["--mini"] if mini else [])], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stdout == ""
+    prefix = "mini_" if mini else ""
+    assert out.stderr.startswith(f"reproduce: error: no {prefix}<experiment> results under {tmp_path} (e.g. "
+                                 f"{tmp_path}/{prefix}blur_grid)")

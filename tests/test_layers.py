@@ -1,0 +1,130 @@
+"""The layer rules of cpsweep/ (each subpackage's docstring states them), checked on the import graph.
+
+    config   what to run             may import: errors, config                      never torch, ray, pandas
+    results  what a trial produced   may import: errors, _io, config, results        never torch, ray
+    engine   how one trial trains    may import: errors, _io, config, results.records  never ray
+    sweep    where it runs (Ray)     anything; the only package that imports ray
+    cli, the package root            anything but ray
+
+Every import statement counts, also those inside functions (a lazy import is still a dependency). A
+private Ray module (`ray._...`) may only be imported where a comment on that line or the line above
+says why no public API exists ("no public API").
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "cpsweep")
+HEAVY = ("torch", "torchvision", "ray", "pandas", "pyarrow", "plotly")
+
+# layer -> (cpsweep modules it may import, third-party packages it must not import)
+RULES = {
+    "config": (("cpsweep.errors", "cpsweep.config"), HEAVY),
+    "results": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.results"),
+                ("torch", "torchvision", "ray")),
+    "engine": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.results.records", "cpsweep.engine"),
+               ("ray",)),
+    "sweep": (("cpsweep",), ()),
+    "": (("cpsweep",), ("ray",)),  # cli.py, __init__.py, errors.py, _io.py
+}
+
+
+def modules():
+    for folder, _, files in os.walk(PACKAGE):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                yield rel.removesuffix(".__init__"), path
+
+
+def imports(module: str, path: str) -> list[tuple[str, int]]:
+    """(absolute module name, line) of every import in the file."""
+    tree = ast.parse(open(path).read(), path)
+    package = module if path.endswith("__init__.py") else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module
+            for alias in node.names:  # `from .results import records` imports a module: name it
+                sub = f"{name}.{alias.name}"
+                found.append((sub if is_module(sub) or name == "cpsweep" else name, node.lineno))
+    return found
+
+
+def is_module(name: str) -> bool:
+    path = os.path.join(ROOT, *name.split("."))
+    return name.startswith("cpsweep") and (os.path.isfile(path + ".py") or os.path.isdir(path))
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RULES) else ""
+
+
+def within(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_package_has_the_four_layers():
+    layers = {layer_of(m) for m, _ in modules()}
+    assert {"config", "results", "engine", "sweep"} <= layers
+
+
+@pytest.mark.parametrize("module, path", list(modules()), ids=[m for m, _ in modules()])
+def test_layer_rules(module, path):
+    allowed, forbidden = RULES[layer_of(module)]
+    lines = open(path).read().splitlines()
+    for name, line in imports(module, path):
+        if name.startswith("cpsweep") and name != "cpsweep.__version__":
+            assert within(name, allowed), f"{path}:{line}: {module} may not import {name}"
+        top = name.split(".")[0]
+        assert top not in forbidden, f"{path}:{line}: the {layer_of(module) or 'top'} layer may not import {top}"
+        if name.startswith("ray._"):
+            context = " ".join(lines[max(0, line - 2):line])
+            assert "no public API" in context, f"{path}:{line}: private Ray module {name} without a comment " \
+                                               f"saying why no public API exists"
+
+
+def test_rules_hold_at_run_time():
+    """Importing the whole configuration layer (and the engine) loads none of the forbidden packages."""
+    code = ("import sys, cpsweep; assert not {'torch', 'ray'} & set(sys.modules), 'import cpsweep is lazy';"
+            "import cpsweep.config.sweep_file, cpsweep.config.sharing, cpsweep.config.timeline;"
+            "bad = [m for m in ('torch', 'ray', 'pandas') if m in sys.modules]; assert not bad, bad;"
+            "import cpsweep.engine.trial, cpsweep.engine.packed; assert 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_the_public_api_names_resolve():
+    import cpsweep
+
+    for name in cpsweep.__all__:
+        assert getattr(cpsweep, name) is not None, name
+    with pytest.raises(AttributeError):
+        cpsweep.no_such_name  # noqa: B018
+
+
+def test_the_checker_sees_violations(tmp_path):
+    """The rule test itself: a torch import in the configuration layer is caught, lazily or not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    import torch\n    from ..engine import trial\n    from ..results import records\n")
+    names = [n for n, _ in imports("cpsweep.config.bad", str(bad))]
+    assert names == ["torch", "cpsweep.engine.trial", "cpsweep.results.records"]
+    allowed, forbidden = RULES["config"]
+    assert "torch" in forbidden and not within(names[1], allowed) and not within(names[2], allowed)
+    assert within("cpsweep.results.records", RULES["engine"][0]) and not within("cpsweep.results.store",
+                                                                                 RULES["engine"][0])
