@@ -30,6 +30,7 @@ def results_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_each_script_writes_its_figure(script, results_dir, tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", f"{script}.py"), str(results_dir),
@@ -45,6 +46,7 @@ def test_each_script_writes_its_figure(script, results_dir, tmp_path):
         assert pixels.shape == (500, 1000) and pixels.std() > 10
 
 
+@pytest.mark.slow
 def test_script_on_a_folder_without_results(tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "fisher_trace.py"), str(tmp_path)],
                          capture_output=True, text=True, timeout=120)

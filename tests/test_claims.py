@@ -190,6 +190,7 @@ def test_every_check_says_not_run_without_results():
     assert len(table) == len(rp.CHECKS) and set(table.verdict) == {"not run"}
 
 
+@pytest.mark.slow
 def test_reproduce_script_on_a_results_root(tmp_path):
     for name, res in {"mini_blur_grid": sweep(CRITICAL), "mini_vflip": sweep({(0, 40): [0.2, 0.1, 0.3]}, "vflip")
                       }.items():
@@ -210,6 +211,7 @@ def test_reproduce_script_on_a_results_root(tmp_path):
     assert "| Vertical flip (keeps low-level statistics) has no lasting effect (claim 2) |" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mini", [True, False])
 def test_reproduce_script_on_a_root_without_sweeps(tmp_path, mini):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "reproduce.py"), str(tmp_path),

@@ -18,6 +18,7 @@ def cpsweep(*args, **kw):
                           cwd=kw.get("cwd", ROOT), timeout=300)
 
 
+@pytest.mark.slow
 def test_trial_prints_epochs_and_writes_parquet(tmp_path):
     out = tmp_path / "o0"
     res = cpsweep("trial", QUICKSTART, "--onset", "1", "--length", "2", "--epochs", "4", "--seed", "1",
@@ -70,6 +71,7 @@ def test_missing_spec_file():
     assert res.returncode == 2 and "no/such.yaml: (file): cannot read the spec" in res.stderr
 
 
+@pytest.mark.slow
 def test_launch_with_a_tracker_that_is_not_installed(tmp_path):
     res = cpsweep("launch", QUICKSTART, "--tracker", "wandb", "--storage", str(tmp_path))
     assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -85,6 +87,7 @@ def test_status_and_report_of_a_folder_without_results(tmp_path, command):
                                  f"the folder of one sweep, e.g. results/quickstart"
 
 
+@pytest.mark.slow
 def test_launch_to_an_unwritable_storage(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -92,6 +95,7 @@ def test_launch_to_an_unwritable_storage(tmp_path):
     assert res.returncode == 2 and "cannot write results to" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(open(QUICKSTART).read().replace("onset: [0, 20, 40, 60]", "onset: [0, 100]"))

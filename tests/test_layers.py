@@ -100,6 +100,7 @@ def test_layer_rules(module, path):
                                                f"saying why no public API exists"
 
 
+@pytest.mark.slow
 def test_rules_hold_at_run_time():
     """Importing the whole configuration layer (and the engine) loads none of the forbidden packages."""
     code = ("import sys, cpsweep; assert not {'torch', 'ray'} & set(sys.modules), 'import cpsweep is lazy';"

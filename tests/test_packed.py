@@ -36,6 +36,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_packed_members_match_their_single_runs():
     sweep = parse_sweep(SWEEP)
     trials = [sweep.make_trial(0, 0, 0), sweep.make_trial(1, 2, 0), sweep.make_trial(0, 0, 1),
@@ -53,6 +54,7 @@ def test_packed_members_match_their_single_runs():
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_packed_images_with_augmentation_batchnorm_and_random_deficit():
     raw = {**SWEEP, "model": {"name": "all_cnn_c", "width": 0.05}, "data": {"name": "cifar10", "augment": True},
            "deficit": {"name": "noise"}, "epochs": 3}

@@ -17,14 +17,14 @@ from cpsweep.config.registry import DATASETS, DEFICIT_OPTIONS, INPUT_DIMS, MODEL
 from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.engine import deficits, models
 from cpsweep.engine._readers import READERS
-from cpsweep.engine.data import load_dataset
+from cpsweep.engine.data import load_dataset, resolve_data_dir
 from cpsweep.engine.trial import train_trial
 from cpsweep.errors import SpecError
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """Tiny CIFAR-10 and MNIST files in their real formats, and MNIST-1D generated there."""
+    """Tiny CIFAR-10 and MNIST files in their real formats."""
     root = tmp_path_factory.mktemp("registry-data")
     write_cifar10(root)
     write_mnist(root)
@@ -33,11 +33,13 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(data_dir):
-    """Every registered data set, loaded by its reader (torchvision expecting the tiny files' sums)."""
+    """Every registered data set, loaded by its reader (torchvision expecting the tiny files' sums;
+    MNIST-1D generated once for the test session, in its data folder)."""
     with pytest.MonkeyPatch.context() as mp:
         for name, value in tiny_cifar_sums(data_dir).items():
             mp.setattr(CIFAR10, name, value)
-        return {name: load_dataset(name, data_dir=data_dir) for name in DATASETS}
+        return {name: load_dataset(name, data_dir=data_dir if name != "mnist1d" else resolve_data_dir(None))
+                for name in DATASETS}
 
 
 def test_the_engine_registers_exactly_the_configured_names():
@@ -76,6 +78,7 @@ def test_every_model_builds_for_every_data_set_it_accepts(model, loaded):
             parse_sweep(raw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODEL_OPTIONS))
 def test_every_model_trains_in_a_trial(model, loaded):
     """Two epochs of a real trial (blur window, BN refresh, Fisher per layer) on a data set it accepts."""
@@ -87,6 +90,7 @@ def test_every_model_trains_in_a_trial(model, loaded):
     assert all(math.isfinite(v) for r in records for v in (r.train_loss, r.test_loss, r.fisher_trace))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deficit", [d for d in DEFICIT_OPTIONS if d != "none"])
 @pytest.mark.parametrize("data", ["mnist1d", "cifar10"])
 def test_every_deficit_runs_in_a_trial(deficit, data, loaded):

@@ -34,6 +34,7 @@ def figures_expected(page: str) -> int:
     return page.count('class="plotly-graph-div"')
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 @pytest.mark.parametrize("kind", ["report", "compare"])
 def test_report_renders_in_headless_chromium(tmp_path, kind):

@@ -154,6 +154,7 @@ def test_a_task_survives_the_tune_config_unchanged():
                                    git_commit="").save) for t in trials)
 
 
+@pytest.mark.slow
 def test_branching_is_exact(tmp_path):
     """A window trial started from the baseline's prefix checkpoint (saved and read through storage, as
     under Tune) gives the records of the same trial trained from scratch, bit for bit."""

@@ -154,6 +154,7 @@ def image_trial(**engine):
                  **({"engine": engine} if engine else {}))
 
 
+@pytest.mark.slow
 def test_channels_last_gives_the_same_trial_within_rounding():
     """NHWC kernels round differently: equal within tolerances derived from the trial's sensitivity to
     rounding (tests/rounding.py), so on any CPU."""
@@ -165,6 +166,7 @@ def test_channels_last_gives_the_same_trial_within_rounding():
                                          lambda: train_trial(image_trial(channels_last=True), "cpu", data=data))
 
 
+@pytest.mark.slow
 def test_bf16_autocast_stays_close_to_fp32():
     """bf16 keeps 8 bits of mantissa: its records differ from fp32's, within what per-layer errors of the
     size bf16 makes on one step (measured) do to this trial."""
