@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
 from ..errors import SpecError
-from ._parse import check_name, coerce, parse, parse_options
-from .registry import DEFICIT_OPTIONS, MODEL_OPTIONS
+from ._parse import coerce, parse
+from .registry import DEFICIT_OPTIONS, MODEL_OPTIONS, deficit_options, model_options
 
 
 @dataclass(frozen=True)
@@ -206,20 +206,20 @@ class TrialSpec:
         return cls(**values)
 
 
-COMPONENT_TABLES = {"model": (MODEL_OPTIONS, "model"), "deficit": (DEFICIT_OPTIONS, "deficit")}
+# a component section -> (its registry's names and options, the function that checks them)
+COMPONENTS = {"model": (MODEL_OPTIONS, model_options), "deficit": (DEFICIT_OPTIONS, deficit_options)}
 
 
 def component(raw: Any, path: str) -> Component:
     """A model or deficit from its YAML form: a name, or a mapping with `name` and options."""
-    table, what = COMPONENT_TABLES[path.split(".")[0]]
+    what = path.split(".")[0]
+    table, check = COMPONENTS[what]
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, Mapping) or "name" not in raw:
         raise SpecError(path, f'expected a {what} name or a mapping with "name"; valid {what}s: '
                               f"{', '.join(table)}")
-    name = check_name(raw["name"], table, f"{path}.name", what)
-    opts = {k: v for k, v in raw.items() if k != "name"}
-    return Component(name, parse_options(opts, table[name], path))
+    return Component(raw["name"], check(raw["name"], {k: v for k, v in raw.items() if k != "name"}, path))
 
 
 def _tag(value: Any) -> str:
