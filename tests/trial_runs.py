@@ -23,15 +23,15 @@ COMPARE = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc
            "fisher_trace"]
 
 
-def reference_epochs(spec) -> pd.DataFrame:
-    """The trials of `spec` (a YAML path or a dict) run back to back in this process, uninterrupted, on one
-    thread like the trials of a sweep."""
+def reference_epochs(spec, ids=None) -> pd.DataFrame:
+    """The trials of `spec` (a YAML path or a dict; only those in `ids` if given) run back to back in this
+    process, uninterrupted, on one thread like the trials of a sweep."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     sweep = parse_sweep(spec) if isinstance(spec, dict) else load_sweep(spec)
     try:
         frames = []
-        for trial in sweep.trials():
+        for trial in (t for t in sweep.trials() if ids is None or t.trial_id in ids):
             recs = list(train_trial(trial, "cpu"))
             frames.append(pd.DataFrame([{**r.to_row(), "trial_id": trial.trial_id} for r in recs]))
         return pd.concat(frames).sort_values(["trial_id", "epoch"]).reset_index(drop=True)
