@@ -1,4 +1,4 @@
-"""Run the paper's reproduction checks on a results root and print claim, expected, measured, verdict.
+"""Run the paper's reproduction checks on a results root and print claim, source, test, measured, verdict.
 
     python analysis/reproduce.py results --mini            # the laptop-scale twins (sweeps/mini/)
     python analysis/reproduce.py s3://bucket/cpsweep       # the paper-scale sweeps (sweeps/)
@@ -21,10 +21,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling fi
 from _figure import write_figure  # noqa: E402
 
 from cpsweep.errors import CpsweepError  # noqa: E402
-from cpsweep.results.claims import MIN_EFFECT, SIGNIFICANCE, run_checks  # noqa: E402
+from cpsweep.results.claims import run_checks  # noqa: E402
+from cpsweep.results.stats import LEVEL, MARGIN, MIN_SEEDS  # noqa: E402
 from cpsweep.results.store import Results, Store, load_results  # noqa: E402
 from cpsweep.results.store import join_uri  # noqa: E402
 
+# The sweeps the checks read (sweeps/<name>.yaml, sweeps/mini/<name>.yaml as mini_<name>).
+SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
+          "mlp_depth", "resnet18", "adam", "constant_lr", "lr_restart"]
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
            "fisher_study": ["fisher_trace", "layer_fisher"], "mlp_depth": ["sliding_window"],
@@ -45,17 +49,17 @@ def getter(root: str, prefix: str):
 def print_table(table, width: int = 100) -> None:
     for i, row in enumerate(table.itertuples(), 1):
         print(f"{i:2d}. {row.claim}\n    verdict:  {row.verdict.upper()}")
-        for label, text in (("expected", row.expected), ("measured", row.measured or "-")):
+        for label, text in (("source", row.source), ("test", row.test), ("measured", row.measured or "-")):
             lines = textwrap.wrap(text, width - 14) or ["-"]
-            print(f"    {label}: " + "\n              ".join(lines))
+            print(f"    {label + ':':9} " + "\n              ".join(lines))
     counts = table.verdict.value_counts()
     print("\n" + ", ".join(f"{n} {v}" for v, n in counts.items()))
 
 
 def markdown(table) -> str:
-    lines = ["| claim | expected | measured (mean ± s.e. over seeds) | verdict |", "|---|---|---|---|"]
+    lines = ["| claim (source) | test | measured (mean [95 % CI] over seeds, n) | verdict |", "|---|---|---|---|"]
     for row in table.itertuples():
-        cells = [row.claim, row.expected, row.measured or "-", f"**{row.verdict}**"]
+        cells = [f"{row.claim} ({row.source})", row.test, row.measured or "-", f"**{row.verdict}**"]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -66,8 +70,7 @@ def write_figures(get, root: str, prefix: str, out_dir: str) -> list[str]:
     from cpsweep.results.report import write_report
 
     written = []
-    for name in ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise",
-                 "fisher_study", "mlp_depth", "resnet18", "adam", "constant_lr", "lr_restart"]:
+    for name in SWEEPS:
         if get(name) is None:
             continue
         folder = os.path.join(out_dir, prefix + name)
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
     get = getter(args.root, prefix)
     try:
         table = run_checks(get)
-        if (table.verdict == "not run").all() and not any(table.measured):
+        if not any(get(name) is not None for name in SWEEPS):
             raise CpsweepError(f"no {'mini_' if args.mini else ''}<experiment> results under {args.root} (e.g. "
                                f"{join_uri(args.root, prefix + 'blur_grid')}); pass the --storage root the sweeps "
                                f"were launched with{'' if args.mini else ', and --mini for the laptop-scale twins'}")
@@ -100,8 +103,9 @@ def main(argv=None) -> int:
     except CpsweepError as e:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
-    print(f"Reproduction checks on {args.root} ({'laptop-scale twins' if args.mini else 'paper scale'}); a "
-          f"difference is clear above {SIGNIFICANCE:g} s.e. over seeds and {MIN_EFFECT:g} points.\n")
+    print(f"Reproduction checks on {args.root} ({'laptop-scale twins' if args.mini else 'paper scale'}): paired "
+          f"by seed, {LEVEL:.0%} t-intervals, 'no effect' = equivalence within +-{MARGIN:g} pts, at least "
+          f"{MIN_SEEDS} seeds for any verdict.\n")
     print_table(table)
     if args.markdown:
         with open(args.markdown, "w") as f:

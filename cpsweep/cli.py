@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
                     help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
     rp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                    help="points of accuracy lost above which a window belongs to the critical period "
-                         f"(default {DEFAULT_THRESHOLD:g})")
+                    help="a window belongs to the critical period when the 95%% interval of the accuracy it "
+                         "costs lies above this many points (default 0: the interval excludes zero)")
     rp.add_argument("--per-parameter", action="store_true",
                     help="normalise per-layer Fisher traces by the layer's parameter count")
     rp.set_defaults(func=cmd_report)

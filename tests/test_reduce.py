@@ -32,8 +32,10 @@ def test_sensitivity_averages_seeds_against_each_seeds_baseline():
     assert s.loc[0, "sensitivity"] == pytest.approx(8.0)  # seed 0 lost 10 pts, seed 1 lost 6
     assert s.loc[0, "sem"] == pytest.approx(np.std([10.0, 6.0], ddof=1) / math.sqrt(2))
     assert s.loc[0, "n_seeds"] == 2 and s.loc[0, "baseline_acc"] == pytest.approx(91.0)
+    # its 95 % t-interval: 8 +- t(0.975, 1 dof) * se = 8 +- 12.706 * 2 (a printed t table)
+    assert (s.loc[0, "low"], s.loc[0, "high"]) == pytest.approx((8 - 12.706 * 2, 8 + 12.706 * 2), abs=1e-2)
     assert s.loc[20, "sensitivity"] == pytest.approx(1.0) and s.loc[20, "n_seeds"] == 1  # failed seed left out
-    assert math.isnan(s.loc[20, "sem"]) and 40 not in s.index
+    assert math.isnan(s.loc[20, "sem"]) and math.isnan(s.loc[20, "low"]) and 40 not in s.index
 
 
 def test_missing_cells_stay_missing_in_the_grid():
@@ -47,14 +49,19 @@ def test_window_without_its_baseline_is_left_out():
     assert s.loc[0, "n_seeds"] == 1 and s.loc[0, "sensitivity"] == pytest.approx(10.0)
 
 
-def test_critical_period_detector_on_a_made_up_curve():
+def test_critical_period_is_the_onsets_whose_interval_lies_above_zero():
     sens = pd.DataFrame({"deficit": "blur", "tags": "", "length": 10, "onset": [0, 10, 20, 30, 40, 50],
-                         "sensitivity": [4.0, 3.5, 1.2, 0.4, 0.2, 0.1]})
-    cp = critical_period(sens, threshold=1.0).iloc[0]
+                         "sensitivity": [4.0, 3.5, 1.2, 0.4, 0.2, 0.1], "low": [2.0, 0.5, 0.1, -0.3, -0.5, -0.4],
+                         "high": [6.0, 6.5, 2.3, 1.1, 0.9, 0.6], "n_seeds": 3})
+    cp = critical_period(sens).iloc[0]
     assert (cp.first_onset, cp.last_onset, cp.peak_onset, cp.peak) == (0, 20, 0, 4.0)
-    flat = sens.assign(sensitivity=0.3)
-    cp = critical_period(flat, threshold=1.0).iloc[0]
-    assert math.isnan(cp.first_onset) and math.isnan(cp.last_onset) and cp.peak == 0.3
+    assert cp.onsets == [0, 10, 20] and (cp.peak_low, cp.peak_high, cp.min_seeds) == (2.0, 6.0, 3)
+    assert critical_period(sens, threshold=1.0).iloc[0].onsets == [0]  # a minimal loss of interest
+    flat = sens.assign(sensitivity=0.3, low=-0.2)
+    cp = critical_period(flat).iloc[0]
+    assert math.isnan(cp.first_onset) and math.isnan(cp.last_onset) and cp.peak == 0.3 and cp.onsets == []
+    one_seed = sens.assign(low=np.nan, high=np.nan, n_seeds=1)
+    assert critical_period(one_seed).iloc[0].onsets == []  # nothing is shown from one seed
 
 
 def test_removal_curve_uses_windows_from_epoch_zero():

@@ -16,18 +16,22 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 
 def test_report_contents_and_critical_period_in_the_header():
-    page = render(make_results(onsets=(0, 10, 20, 30)), threshold=1.0)
+    page = render(make_results(onsets=(0, 10, 20, 30)))
     assert page.startswith("<!DOCTYPE html>") and "cpsweep report: hand" in page
-    # sensitivity 6 - onset/5 (+0.5 for seed 1): mean 6.25, 4.25, 2.25, 0.25
-    assert "critical period (blur, length 10): onsets 0–20</b>, where a window costs more than 1 pts" in page
-    assert "peak 6.25 at onset 0" in page
+    # sensitivity 6 - onset/5 (+0.5 for seed 1): mean 6.25, 4.25, 2.25, 0.25, each +- t(0.975, 1) * 0.25 =
+    # +- 3.18 over the two seeds: the intervals of onsets 0 and 10 lie above zero
+    assert ("critical period (blur, length 10): onsets 0, 10</b>, where the window's 95% interval of lost "
+            "accuracy lies above zero (largest 6.25 at onset 0, 95% CI [3.07, 9.43]; n=2+ seeds)") in page
     assert "<script src=" not in page and len(page) > 3_000_000  # plotly.js (~4.6 MB) embedded, nothing fetched
     assert "data mnist1d, model cnn1d, optimiser sgd (lr 0.05" in page
 
 
 def test_report_without_a_critical_period_says_so():
-    page = render(make_results(onsets=(40, 50)), threshold=1.0)
-    assert "critical period (blur, length 10): none</b>: no window costs more than 1 pts" in page
+    page = render(make_results(onsets=(40, 50)))
+    assert "critical period (blur, length 10): none shown</b>: no window's 95% interval lies above zero" in page
+    one_seed = render(make_results(onsets=(0, 10), seeds=(0,)))
+    assert "critical period (blur, length 10): not shown</b>: 1 seed per window, an interval needs at least 2" in \
+        one_seed
 
 
 def figures_expected(page: str) -> int:

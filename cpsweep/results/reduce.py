@@ -1,7 +1,7 @@
 """Reducers: the computation behind every figure of the report (DataFrame in, DataFrame out).
 
-Each is pure and tested on small hand-made tables (tests/test_reduce.py); `report.py` only draws and
-`claims.py` grades.
+Each is pure and tested on small hand-made tables (tests/test_reduce.py, tests/test_claims.py);
+`report.py` only draws and `claims.py` grades. Intervals over seeds come from `stats.py`.
 Accuracies come in as fractions (the tables' unit) and go out in percent; sensitivities are percentage
 points of final test accuracy lost against the seed's no-deficit baseline ("final" = median of the last
 10 epochs, as the authors' plotting code).
@@ -12,8 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .stats import interval
+
 GROUP = ["deficit", "tags", "onset", "length"]
-DEFAULT_THRESHOLD = 1.0  # percentage points: a window "matters" if it costs more than this
+DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if its interval lies
+                         # above this (0: the interval excludes zero); a larger value asks for a minimal loss
 
 
 def sem(values: pd.Series) -> float:
@@ -42,16 +45,20 @@ def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     """Sensitivity of every window, mean over seeds.
 
     Only `ok` trials whose baseline is also `ok` count. Returns one row per (deficit, tags, onset, length)
-    with `sensitivity` (mean over seeds), `sem` (standard error over seeds, NaN with one seed), `n_seeds`,
-    `acc` and `baseline_acc` (mean final accuracies, in %).
+    with `sensitivity` (mean over seeds), `sem` (standard error over seeds, NaN with one seed), `low` and
+    `high` (its two-sided `stats.LEVEL` t-interval, NaN with one seed), `n_seeds`, `acc` and
+    `baseline_acc` (mean final accuracies, in %).
     """
-    columns = [*GROUP, "sensitivity", "sem", "n_seeds", "acc", "baseline_acc"]
+    columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc"]
     win = seed_sensitivity(trials)
     if win.empty:
         return pd.DataFrame(columns=columns)
     g = win.groupby(GROUP, sort=True)
-    out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": g.sens.agg(sem), "n_seeds": g.sens.count(),
-                        "acc": 100 * g.acc.mean(), "baseline_acc": 100 * g.baseline_acc.mean()})
+    est = g.sens.agg(interval)
+    out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": g.sens.agg(sem),
+                        "low": est.map(lambda e: e.low), "high": est.map(lambda e: e.high),
+                        "n_seeds": g.sens.count(), "acc": 100 * g.acc.mean(),
+                        "baseline_acc": 100 * g.baseline_acc.mean()})
     return out.reset_index()[columns]
 
 
@@ -66,22 +73,26 @@ def heatmap_grid(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: s
 
 
 def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Per (deficit, tags, length): the range of onsets whose mean sensitivity exceeds `threshold`.
+    """Per (deficit, tags, length): the onsets whose window is shown to cost accuracy, i.e. whose
+    sensitivity interval (`low`, see `sensitivity`) lies above `threshold` (0: excludes zero).
 
-    Columns: `first_onset`, `last_onset` (NaN when no onset exceeds it), `peak_onset`, `peak` (the
-    largest sensitivity), `threshold`.
+    Columns: `first_onset`, `last_onset` (NaN when none is shown), `onsets` (all shown, in order),
+    `peak_onset`, `peak`, `peak_low`, `peak_high` (the largest mean sensitivity and its interval),
+    `min_seeds` (the fewest seeds behind any onset: below 2 nothing can be shown), `threshold`.
     """
     rows = []
     for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
         part = part.sort_values("onset")
-        above = part[part.sensitivity > threshold]
+        shown = part[part.low > threshold]
         peak = part.loc[part.sensitivity.idxmax()]
         rows.append({"deficit": deficit, "tags": tags, "length": length,
-                     "first_onset": above.onset.min() if len(above) else np.nan,
-                     "last_onset": above.onset.max() if len(above) else np.nan,
-                     "peak_onset": peak.onset, "peak": peak.sensitivity, "threshold": threshold})
-    return pd.DataFrame(rows, columns=["deficit", "tags", "length", "first_onset", "last_onset", "peak_onset",
-                                       "peak", "threshold"])
+                     "first_onset": shown.onset.min() if len(shown) else np.nan,
+                     "last_onset": shown.onset.max() if len(shown) else np.nan,
+                     "onsets": [int(o) for o in shown.onset], "peak_onset": peak.onset, "peak": peak.sensitivity,
+                     "peak_low": peak.low, "peak_high": peak.high, "min_seeds": int(part.n_seeds.min()),
+                     "threshold": threshold})
+    return pd.DataFrame(rows, columns=["deficit", "tags", "length", "first_onset", "last_onset", "onsets",
+                                       "peak_onset", "peak", "peak_low", "peak_high", "min_seeds", "threshold"])
 
 
 def removal_curve(trials: pd.DataFrame) -> pd.DataFrame:
@@ -147,3 +158,56 @@ def chosen_trials(trials: pd.DataFrame, sens: pd.DataFrame) -> dict[str, str | N
                     & (own.length == row.length)]
         out[key] = match.trial_id.iloc[0] if len(match) else None
     return out
+
+
+def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """Per baseline seed: the trace at initialisation (epoch -1, before any training step; NaN in results
+    that did not record it), the epoch and value of its peak over the training epochs, the final value and
+    the epochs trained. Columns: seed, init, peak_epoch, peak, final, epochs."""
+    rows = []
+    base = trials[(trials.status == "ok") & (trials.deficit == "none")]
+    for _, t in base.iterrows():
+        f = epochs[epochs.trial_id == t.trial_id].dropna(subset=["fisher_trace"]).sort_values("epoch")
+        init = f[f.epoch < 0].fisher_trace
+        f = f[f.epoch >= 0]
+        if len(f):
+            top = f.loc[f.fisher_trace.idxmax()]
+            rows.append({"seed": t.seed, "init": float(init.iloc[0]) if len(init) else np.nan,
+                         "peak_epoch": int(top.epoch), "peak": float(top.fisher_trace),
+                         "final": float(f.fisher_trace.iloc[-1]), "epochs": int(t.epochs)})
+    return pd.DataFrame(rows, columns=["seed", "init", "peak_epoch", "peak", "final", "epochs"])
+
+
+def shares_at(layers: pd.DataFrame, trial_id: str, epoch: int) -> pd.Series:
+    """Each layer's share of the Fisher trace at `epoch` (or the last measured epoch before it),
+    indexed by the layer's order from the input."""
+    part = layers[(layers.trial_id == trial_id) & (layers.epoch <= epoch)]
+    part = part[part.epoch == part.epoch.max()]
+    s = part.set_index("order").trace.sort_index()
+    return s / s.sum()
+
+
+def centre(shares: pd.Series) -> float:
+    """Where the Fisher mass sits: 0 = the first layer, 1 = the last (share-weighted layer position)."""
+    pos = np.arange(len(shares)) / max(len(shares) - 1, 1)
+    return float((shares.to_numpy() * pos).sum())
+
+
+def layer_shift(layers: pd.DataFrame, trials: pd.DataFrame, at: str = "window_end") -> pd.DataFrame:
+    """Per deficit trial: the total-variation distance between its per-layer Fisher shares and its
+    baseline's, and the shift of the Fisher mass's centre (positive: towards the output), at the window's
+    last epoch (`at="window_end"`) or at the last epoch (`"final"`). Also `noise_tv`: the mean distance
+    between the baselines of different seeds at the same epoch, the yardstick for "a shift"."""
+    ok = trials[trials.status == "ok"]
+    base = ok[ok.deficit == "none"]
+    rows = []
+    for _, t in ok[ok.deficit != "none"].iterrows():
+        epoch = t.onset + t.length - 1 if at == "window_end" else t.epochs - 1
+        w, b = shares_at(layers, t.trial_id, epoch), shares_at(layers, t.baseline_id, epoch)
+        if w.empty or b.empty:
+            continue
+        others = [shares_at(layers, o, epoch) for o in base.trial_id if o != t.baseline_id]
+        noise = [0.5 * (b - o).abs().sum() for o in others if not o.empty]
+        rows.append({"trial_id": t.trial_id, "seed": t.seed, "epoch": epoch, "tv": 0.5 * (w - b).abs().sum(),
+                     "centre_shift": centre(w) - centre(b), "noise_tv": np.mean(noise) if noise else np.nan})
+    return pd.DataFrame(rows, columns=["trial_id", "seed", "epoch", "tv", "centre_shift", "noise_tv"])

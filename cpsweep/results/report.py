@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 
 from .reduce import (DEFAULT_THRESHOLD, chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares,
                      removal_curve, sensitivity)
+from .stats import LEVEL
 from .store import Results, Store, load_results
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -55,8 +56,8 @@ def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags:
             cell = windows[(windows.onset == onset) & (windows.length == length)]
             if (length, onset) in info.index:
                 r = info.loc[(length, onset)]
-                sem = "" if math.isnan(r["sem"]) else f" ± {r['sem']:.2f}"
-                row.append(f"onset {onset}, length {length}<br>sensitivity {r['sensitivity']:.2f}{sem} pts<br>"
+                ci = "" if math.isnan(r["low"]) else f" [{r['low']:.2f}, {r['high']:.2f}] ({LEVEL:.0%} CI)"
+                row.append(f"onset {onset}, length {length}<br>sensitivity {r['sensitivity']:.2f}{ci} pts<br>"
                            f"accuracy {r['acc']:.2f}% vs baseline {r['baseline_acc']:.2f}%<br>"
                            f"{int(r['n_seeds'])} seed(s)")
             else:
@@ -86,7 +87,8 @@ def sensitivity_curve_figure(sens: pd.DataFrame, name: str = "") -> go.Figure:
     for i, ((deficit, tags, length), part) in enumerate(sens.groupby(["deficit", "tags", "length"], sort=True)):
         part = part.sort_values("onset")
         label = f"{name + ': ' if name else ''}{_label(deficit, tags)}, length {int(length)}"
-        _band(fig, part.onset.tolist(), part.sensitivity, part["sem"], COLORS[i % len(COLORS)], label, label)
+        half = part["high"] - part.sensitivity  # the t-interval is symmetric about the mean
+        _band(fig, part.onset.tolist(), part.sensitivity, half, COLORS[i % len(COLORS)], label, label)
     fig.add_hline(y=0, line={"color": "#999", "dash": "dot"})
     fig.update_layout(title="Sensitivity against window onset", xaxis_title="deficit onset (epoch)",
                       yaxis_title="accuracy lost (pts)", height=380)
@@ -148,14 +150,21 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
              f"batch {optim.get('batch_size')}), schedule {(fixed.get('schedule') or {}).get('name', '?')}, "
              f"epochs {epochs}",
              "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
+    rule = f"above {threshold:g} pts" if threshold else "above zero"
     for r in critical_period(sens, threshold).itertuples(index=False):
         what = f"{_label(r.deficit, r.tags)}, length {int(r.length)}"
-        if math.isnan(r.first_onset):
-            lines.append(f"<b>critical period ({what}): none</b>: no window costs more than {threshold:g} pts "
-                         f"(largest {r.peak:.2f} at onset {int(r.peak_onset)})")
+        peak = (f"largest {r.peak:.2f} at onset {int(r.peak_onset)}"
+                + ("" if math.isnan(r.peak_low) else f", {LEVEL:.0%} CI [{r.peak_low:.2f}, {r.peak_high:.2f}]"))
+        if r.min_seeds < 2:
+            lines.append(f"<b>critical period ({what}): not shown</b>: {int(r.min_seeds)} seed per window, an "
+                         f"interval needs at least 2 ({peak})")
+        elif math.isnan(r.first_onset):
+            lines.append(f"<b>critical period ({what}): none shown</b>: no window's {LEVEL:.0%} interval lies "
+                         f"{rule} ({peak}; n={int(r.min_seeds)}+ seeds)")
         else:
-            lines.append(f"<b>critical period ({what}): onsets {int(r.first_onset)}–{int(r.last_onset)}</b>, where a "
-                         f"window costs more than {threshold:g} pts (peak {r.peak:.2f} at onset {int(r.peak_onset)})")
+            onsets = ", ".join(str(o) for o in r.onsets)
+            lines.append(f"<b>critical period ({what}): onsets {onsets}</b>, where the window's {LEVEL:.0%} "
+                         f"interval of lost accuracy lies {rule} ({peak}; n={int(r.min_seeds)}+ seeds)")
     return (f"<h1>cpsweep report: {html.escape(str(spec.get('name', 'sweep')))}</h1><ul>"
             + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
 
@@ -184,13 +193,14 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
     for deficit, tags in windows.itertuples(index=False):
         sections.append(("Each cell is a deficit window (onset across, length up) coloured by the points of final "
-                         "test accuracy it cost against the same seed's baseline, mean over seeds (hover: standard "
-                         "error, accuracies, seed count); an x marks a window with no finished result.",
+                         "test accuracy it cost against the same seed's baseline, mean over seeds (hover: its "
+                         f"{LEVEL:.0%} t-interval, accuracies, seed count); an x marks a window with no finished "
+                         "result.",
                          heatmap_figure(sens, trials, deficit, tags)))
     if not sens.empty:
         sections.append(("The paper's sliding-window curve: accuracy lost against the window's onset, one line per "
-                         "window length, the band one standard error across seeds; a critical period is where it "
-                         "is high.", sensitivity_curve_figure(sens)))
+                         f"window length, the band its {LEVEL:.0%} t-interval across seeds (none with one seed); the "
+                         "critical period is where the band lies above zero.", sensitivity_curve_figure(sens)))
     removal = removal_curve(trials)
     if removal.removal.nunique() > 1:
         sections.append(("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to the "
