@@ -5,8 +5,9 @@ a did-you-mean suggestion, values are type-checked against the field annotations
 an int is accepted where a float is expected), `Literal` fields list their valid values. Every failure
 is a `SpecError` naming the dotted field path and the fix.
 
-Plumbing of the configuration layer: `spec.py` and `sweep_file.py` parse with it, and the engine's
-registries check their options with `check_name` / `parse_options` (one did-you-mean for the whole tool).
+Plumbing of the configuration layer: `spec.py`, `sweep_file.py` and `registry.py` parse with it
+(`unknown_name` is the one did-you-mean wording of the whole tool; the engine reaches it through
+`registry.py`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The registries' names and options, declared once for the whole tool (no torch).
 
 Spec validation reads these tables without importing torch; the engine pairs each name with its builder
-(`engine.models.BUILDERS`, `engine.deficits.TRANSFORMS`, `engine.data.LOADERS`) and a test ties the two
+(`engine.models.BUILDERS`, `engine.deficits.BUILDERS`, `engine._readers.READERS`) and a test ties the two
 sides together: every name here builds, runs or loads there, and nothing is registered there alone.
 """
 
@@ -31,7 +31,8 @@ MODEL_OPTIONS: dict[str, dict[str, Any]] = {
 # Which inputs a model accepts: "image" (N, C, H, W), "signal" (N, 1, L) or "any" (flattened).
 MODEL_INPUT: dict[str, str] = {"all_cnn_c": "image", "resnet18": "image", "mlp": "any", "cnn1d": "signal"}
 # Each input kind's dimensions without the batch, and its name in messages.
-INPUT_DIMS: dict[str, tuple[int, str]] = {"image": (3, "image inputs (C, H, W)"), "signal": (2, "1-D signals (C, L)")}
+INPUT_DIMS: dict[str, tuple[int, str]] = {"image": (3, "image inputs (C, H, W)"),
+                                          "signal": (2, "1-D signals (C, L)")}
 
 DEFICIT_OPTIONS: dict[str, dict[str, Any]] = {
     "none": {},

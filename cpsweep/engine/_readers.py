@@ -45,8 +45,7 @@ MNIST1D_CACHE = "mnist1d.npz"
 # RuntimeError for failed checksums and failed MNIST mirrors; truncated pickles and archives raise the
 # rest (its IDX reader even uses `assert`).
 LOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, KeyError, IndexError, TypeError,
-                AssertionError, pickle.UnpicklingError, tarfile.TarError)
-
+               AssertionError, pickle.UnpicklingError, tarfile.TarError)
 
 
 class Reader(NamedTuple):

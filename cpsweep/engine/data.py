@@ -29,6 +29,7 @@ from ..errors import DataError
 from ._readers import LOAD_ERRORS, NORMALISATION, READERS, load_error
 from .sampling import balanced_order, derive_seed
 
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A whole data set as tensors on one device.

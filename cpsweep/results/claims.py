@@ -167,13 +167,13 @@ def check_removal(get: Getter) -> Check:
                  f"{per_k} pts; k={ks[-1]} minus k={ks[0]}: {stats.interval(diff)}: {reason}", verdict)
 
 
-def _blur_at(get: Getter, r: Results, onset: int, length: int, allowed: tuple[str, ...]) -> str:
-    """Blur's sensitivity over the same window, for context (when blur_grid has it, with equal settings)."""
+def _blur_context(get: Getter, r: Results, allowed: tuple[str, ...]) -> pd.DataFrame:
+    """blur_grid's per-seed sensitivities, for context, when its settings equal `r`'s but for `allowed`
+    (else empty)."""
     b = get("blur_grid")
     if b is None or settings_differ(r, b, allowed):
-        return ""
-    blur = window(seed_sensitivity(b.trials), onset, length, deficit="blur")
-    return f" (blur over the same window: {stats.interval(blur)})" if len(blur) else ""
+        return pd.DataFrame(columns=["onset", "length", "deficit", "seed", "sens"])
+    return seed_sensitivity(b.trials)
 
 
 def _no_lasting_effect(get: Getter, key: str, name: str, claim: str, source: str) -> Check:
@@ -184,11 +184,13 @@ def _no_lasting_effect(get: Getter, key: str, name: str, claim: str, source: str
     if missing:
         return missing
     parts, verdicts = [], []
+    blur_ss = _blur_context(get, get(name), ("deficit",))
     for (onset, length), part in ss.groupby(["onset", "length"], sort=True):
         values = part.set_index("seed").sens
         verdict, reason = stats.no_effect_verdict(values)
         verdicts.append(verdict)
-        context = _blur_at(get, get(name), onset, length, ("deficit",))
+        blur = window(blur_ss, onset, length, deficit="blur")
+        context = f" (blur over the same window: {stats.interval(blur)})" if len(blur) else ""
         parts.append(f"window [{onset}, {onset + length}): {stats.interval(values)} pts{context}: {reason}")
     return Check(key, claim, source, test, "; ".join(parts), combine(verdicts))
 

@@ -120,18 +120,17 @@ class Store:
                     spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> None:
         """A finished trial's three tables; `trial.parquet` last, as the completion marker."""
         self.write_trial(trial, records, status, error, spec_hash, git_commit, node, shared,
-                         names=("shards", trial.trial_id, "trial.parquet"))
+                         folder=("shards", trial.trial_id), table="trial.parquet")
 
     def write_trial(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
                     spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
-                    names: tuple[str, ...] = ("trials.parquet",)) -> None:
-        """One trial's three tables in the folder of `names` (its last part names the trial table, written
-        last); `cpsweep trial` writes them at the top of its own folder."""
-        folder = names[:-1]
+                    folder: tuple[str, ...] = (), table: str = "trials.parquet") -> None:
+        """One trial's three tables in `folder` (the store's top by default, as `cpsweep trial` writes them),
+        the trial's row (`table`) last."""
         self.write_table(epochs_frame(trial.trial_id, records), *folder, "epochs.parquet")
         self.write_table(layers_frame(trial.trial_id, records), *folder, "fisher_layers.parquet")
         row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared)
-        self.write_table(pd.DataFrame([row]), *names)
+        self.write_table(pd.DataFrame([row]), *folder, table)
 
     def finished_ids(self) -> set[str]:
         """Trials whose shard is complete (status ok or diverged)."""
