@@ -13,7 +13,7 @@ from cpsweep.results.report import layer_figure
 
 
 def build(results, args):
-    trial = args.trial or chosen_trials(results.trials, sensitivity(results.trials))["worst"]
+    trial = args.trial or chosen_trials(results.trials, sensitivity(results.trials, results.epochs))["worst"]
     shares = layer_shares(results.fisher_layers, trial, args.per_parameter) if trial else None
     if shares is None or shares.empty:
         raise CpsweepError(f"no per-layer Fisher traces for trial {trial}")

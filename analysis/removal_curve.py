@@ -13,7 +13,7 @@ from cpsweep.results.report import removal_figure
 
 
 def build(results, args):
-    curve = removal_curve(results.trials)
+    curve = removal_curve(results.trials, results.epochs)
     if curve.removal.nunique() < 2:
         raise CpsweepError("no windows that start at epoch 0 with their baseline: run a removal sweep "
                            "(deficit from epoch 0 to k)")

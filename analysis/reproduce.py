@@ -28,11 +28,11 @@ from cpsweep.results.store import join_uri  # noqa: E402
 
 # The sweeps the checks read (sweeps/<name>.yaml, sweeps/mini/<name>.yaml as mini_<name>).
 SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
-          "mlp_depth", "resnet18", "adam", "constant_lr", "lr_restart"]
+          "mlp_depth", "resnet18", "adam"]
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
-           "fisher_study": ["fisher_trace", "layer_fisher"], "mlp_depth": ["sliding_window"],
-           "adam": ["sliding_window"], "constant_lr": ["sliding_window"], "lr_restart": ["sliding_window"]}
+           "fisher_study": ["fisher_trace", "layer_fisher"], "mlp_depth": ["removal_curve"],
+           "adam": ["sliding_window"]}
 
 
 def getter(root: str, prefix: str):

@@ -18,7 +18,7 @@ def build(results, args):
     if windows.empty:
         raise CpsweepError(f"no windows of deficit {args.deficit or '(any)'} in these results")
     deficit, tags = windows.deficit.iloc[0], windows.tags.iloc[0]
-    return heatmap_figure(sensitivity(trials), trials, deficit, tags)
+    return heatmap_figure(sensitivity(trials, results.epochs), trials, deficit, tags)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from cpsweep.results.report import sensitivity_curve_figure
 
 
 def build(results, args):
-    sens = sensitivity(results.trials)
+    sens = sensitivity(results.trials, results.epochs)
     if sens.empty:
         raise CpsweepError("no finished window with a finished baseline yet")
     return sensitivity_curve_figure(sens)

@@ -64,7 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = res.trials.status.value_counts()
     print(f"{args.results}: {len(res.trials)} trials: "
           + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in STATUSES))
-    sens = sensitivity(res.trials)
+    sens = sensitivity(res.trials, res.epochs)
     if not sens.empty:
         ranked = sens.sort_values("sensitivity")
         for label, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):
@@ -86,6 +86,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def format_record(r, epochs: int) -> str:
     fisher = f"{r.fisher_trace:10.4g}" if r.fisher_trace == r.fisher_trace else "         -"
+    if r.epoch < 0:  # the record at initialisation
+        return (f"{'init':<15} {'':<12} {'':<12}  {'':<17}  test {r.test_loss:.3f} {100 * r.test_acc:5.1f}%  "
+                f"fisher {fisher}  {r.seconds:5.2f}s")
     return (f"epoch {r.epoch + 1:>4}/{epochs:<4} lr {r.lr:<9.4g} deficit {'on ' if r.deficit_active else 'off'}  "
             f"train {r.train_loss:.3f} {100 * r.train_acc:5.1f}%  test {r.test_loss:.3f} {100 * r.test_acc:5.1f}%  "
             f"fisher {fisher}  {r.seconds:5.2f}s")

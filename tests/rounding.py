@@ -80,11 +80,13 @@ def perturb_layers(run, delta: float, seed: int) -> None:
 
 
 def records(run, epochs: int | None = None) -> dict[str, np.ndarray]:
-    """The first `epochs` records of a run (all by default) as column arrays; per-layer Fisher traces as
-    `layer:<name>` columns (NaN where not measured)."""
+    """The first `epochs` trained records of a run (all by default; not the record at initialisation) as
+    column arrays; per-layer Fisher traces as `layer:<name>` columns (NaN where not measured)."""
     out: dict[str, list] = {c: [] for c in EXACT + CLOSE}
     layers: list[dict[str, float]] = []
     for rec in run:
+        if rec.epoch < 0:
+            continue
         for c in EXACT + CLOSE:
             out[c].append(getattr(rec, c))
         layers.append(rec.fisher_layers)
@@ -98,7 +100,7 @@ def records(run, epochs: int | None = None) -> dict[str, np.ndarray]:
 
 def records_from_tables(epochs, layers, trial_id: str) -> dict[str, np.ndarray]:
     """The same columns as `records`, from a results folder's epochs and fisher_layers tables."""
-    e = epochs[epochs.trial_id == trial_id].sort_values("epoch")
+    e = epochs[(epochs.trial_id == trial_id) & (epochs.epoch >= 0)].sort_values("epoch")
     cols = {c: e[c].to_numpy(dtype=float) for c in EXACT + CLOSE}
     part = layers[layers.trial_id == trial_id]
     for name, rows in part.sort_values("order").groupby("layer", sort=False):

@@ -118,29 +118,68 @@ def test_blur_context_needs_equal_settings():
     assert c.verdict == "reproduced" and "blur over the same window" not in c.measured
 
 
-def test_lr_restart_may_differ_from_blur_grid_only_in_the_restart():
-    restart = {**FIXED, "schedule": {"name": "exponential", "restart_after_deficit": True}}
-    closed = sweep({(0, 40): [0.3, 0.2, 0.4], (60, 40): [0.1, 0.0, 0.2]}, fixed=restart)
-    c = rp.check_lr_restart(getter(blur_grid=sweep(CRITICAL), lr_restart=closed))
+def schedules(**parts: dict) -> Results:
+    """One blur_grid with a grid.schedule axis: {label: windows} (the labels' trials tagged schedule=label)."""
+    frames = [sweep(windows, tags=f"schedule={label}").trials for label, windows in parts.items()]
+    return Results(pd.concat(frames, ignore_index=True), pd.DataFrame(), pd.DataFrame(), {"fixed": FIXED})
+
+
+def test_early_vs_late_says_which_schedules_show_it():
+    grid = schedules(exponential=CRITICAL, restart=FLAT, constant=CRITICAL)
+    c = rp.check_early_vs_late(getter(blur_grid=grid))
+    assert c.verdict == "reproduced" and c.measured.startswith("shown under: constant, exponential |")
+    assert "restart: onset 0" in c.measured
+    # the paper's claim is graded under the paper's schedule only
+    c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=FLAT, restart=CRITICAL)))
+    assert c.verdict == "not reproduced" and c.measured.startswith("shown under: restart |")
+    # late windows: only the paper's schedule counts (the restarted late windows here cost ~1 pt)
+    late = rp.check_late_windows(getter(blur_grid=schedules(exponential=CRITICAL, restart=FLAT)))
+    assert late.verdict == "reproduced"
+
+
+def test_annealing_check_says_when_the_effect_is_the_decayed_rate():
+    zero = {(0, 40): [1.0, 0.9, 1.1], (60, 40): [1.0, 1.0, 1.0], (0, 20): [0.5, 0.5, 0.6], (60, 20): [0.5, 0.6, 0.5]}
+    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=zero, constant=zero)))
+    assert c.verdict == "not reproduced" and c.measured.startswith("mostly annealing: the difference vanishes "
+                                                                   "under restart, constant.")
+    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL, constant=CRITICAL)))
+    assert c.verdict == "reproduced" and "mostly annealing" not in c.measured
+    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL, constant=zero)))
+    assert c.verdict == "partly" and "vanishes under constant." in c.measured
+    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=NOISY)))
+    assert c.verdict == "not shown" and "mostly annealing" not in c.measured
+    c = rp.check_annealing(getter(blur_grid=sweep(CRITICAL)))
+    assert c.verdict == "not run" and "no schedule controls" in c.measured
+
+
+def test_lr_restart_compares_the_schedules_of_blur_grid():
+    closed = {(0, 40): [0.3, 0.2, 0.4], (60, 40): [0.1, 0.0, 0.2]}
+    c = rp.check_lr_restart(getter(blur_grid=schedules(exponential=CRITICAL, restart=closed)))
     assert c.verdict == "reproduced" and "restarted 0.30 [" in c.measured
-    narrower = sweep({(0, 40): [1.3, 1.2, 1.4]}, fixed=restart)  # the gap narrows but stays open
-    assert rp.check_lr_restart(getter(blur_grid=sweep(CRITICAL), lr_restart=narrower)).verdict == "partly"
-    same = sweep({(0, 40): [3.0, 3.4, 2.6]}, fixed=restart)
-    assert rp.check_lr_restart(getter(blur_grid=sweep(CRITICAL), lr_restart=same)).verdict == "not reproduced"
-    other = sweep({(0, 40): [0.3, 0.2, 0.4]}, fixed={**restart, "optim": {"name": "adam"}})
-    c = rp.check_lr_restart(getter(blur_grid=sweep(CRITICAL), lr_restart=other))
-    assert c.verdict == "not run" and c.measured == "settings differ from blur_grid: optim.lr, optim.name"
+    # blur minus restarted at [0, 40): 2.7, 3.2, 2.2 -> 2.70 +- 4.303 * 0.5 / sqrt(3)
+    assert "without minus restarted 2.70 [1.46, 3.94] (95% CI, n=3)" in c.measured
+    narrower = {(0, 40): [1.3, 1.2, 1.4]}  # the gap narrows but stays open
+    assert rp.check_lr_restart(getter(blur_grid=schedules(exponential=CRITICAL, restart=narrower))).verdict == "partly"
+    same = {(0, 40): [3.0, 3.4, 2.6]}
+    assert rp.check_lr_restart(getter(blur_grid=schedules(exponential=CRITICAL, restart=same))
+                               ).verdict == "not reproduced"
+    assert rp.check_lr_restart(getter(blur_grid=sweep(CRITICAL))).verdict == "not run"
 
 
-def test_adam_architecture_and_constant_lr_test_early_against_late():
+def test_adam_and_architecture_test_early_against_late():
     assert rp.check_adam(getter(adam=sweep(CRITICAL))).verdict == "reproduced"
     assert rp.check_architecture(getter(resnet18=sweep(CRITICAL))).verdict == "reproduced"
     # only the earliest window costing accuracy is not enough: the late one must cost less
     early_only = {(0, 40): [3.0, 3.4, 2.6], (60, 40): [3.0, 3.3, 2.7]}
     assert rp.check_architecture(getter(resnet18=sweep(early_only))).verdict == "not reproduced"
     assert rp.check_adam(getter(adam=sweep(NOISY))).verdict == "not shown"
-    c = rp.check_constant_lr(getter(constant_lr=sweep(FLAT)))
-    assert c.verdict == "measured" and "no claim" in c.source
+
+
+def test_unmatched_baselines_decide_nothing():
+    old = sweep(CRITICAL)
+    old.trials.loc[old.trials.deficit == "none", "epochs"] = 60  # trained fewer epochs than the windows
+    c = rp.check_early_vs_late(getter(blur_grid=old))
+    assert c.verdict == "not shown" and "fewer epochs than its windows" in c.measured
 
 
 def depth_sweep(shallow_early, deep_early) -> Results:
@@ -156,6 +195,19 @@ def test_depth_check_pairs_the_two_contrasts_by_seed():
     assert rp.check_depth(getter(mlp_depth=depth_sweep([3.0, 3.2, 2.8], [1.0, 1.2, 0.8]))).verdict == \
         "not reproduced"
     assert rp.check_depth(getter(mlp_depth=depth_sweep([1.0, 1.2, 0.8], [3.0, 0.2, 2.8]))).verdict == "not shown"
+
+
+def test_depth_check_on_the_removal_protocol_compares_the_longest_deficit():
+    def removal(shallow, deep):
+        a = sweep({(0, 40): [0.5, 0.4, 0.6], (0, 80): shallow}, tags="model.hidden=(256,)")
+        b = sweep({(0, 40): [0.5, 0.4, 0.6], (0, 80): deep}, tags="model.hidden=(256, 256, 256, 256)")
+        return Results(pd.concat([a.trials, b.trials]), pd.DataFrame(), pd.DataFrame(), {})
+
+    c = rp.check_depth(getter(mlp_depth=removal([1.0, 1.2, 0.8], [4.0, 4.4, 3.3])))
+    # deep minus shallow at k = 80: 3.0, 3.2, 2.5 -> 2.90 +- 4.303 * 0.3606 / sqrt(3)
+    assert c.verdict == "reproduced" and "4 hidden layers: [0, 80) 3.90 [" in c.measured
+    assert "deepest minus shallowest 2.90 [2.00, 3.80] (95% CI, n=3)" in c.measured
+    assert rp.check_depth(getter(mlp_depth=removal([1.0, 1.2, 0.8], [1.0, 1.1, 0.9]))).verdict == "not reproduced"
 
 
 def fisher_sweep(peak_epoch: int, final_ratio: float, epochs: int = 30, shares_blur=None, init: float | None = 5.0,

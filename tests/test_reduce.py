@@ -15,7 +15,7 @@ from results_fixture import make_results
 
 def row(tid, deficit, onset, length, seed, acc, status="ok"):
     return {"trial_id": tid, "baseline_id": f"baseline-s{seed}", "status": status, "deficit": deficit,
-            "onset": onset, "length": length, "seed": seed, "tags": "", "final_test_acc": acc}
+            "onset": onset, "length": length, "seed": seed, "epochs": 60, "tags": "", "final_test_acc": acc}
 
 
 TRIALS = pd.DataFrame([
@@ -98,3 +98,38 @@ def test_chosen_trials():
     res = make_results(onsets=(0, 10, 20))
     pick = chosen_trials(res.trials, sensitivity(res.trials))
     assert pick == {"baseline": "baseline-s0", "worst": "blur-o0-l10-s0", "best": "blur-o20-l10-s0"}
+
+
+def long_baseline(epochs=40):
+    """baseline-s0 trained `epochs` epochs, its test accuracy at epoch e being e / 100."""
+    final = float(np.median([e / 100 for e in range(epochs - 10, epochs)]))
+    trials = pd.DataFrame([{**row("baseline-s0", "none", 0, 0, 0, final), "epochs": epochs}])
+    curve = pd.DataFrame({"trial_id": "baseline-s0", "epoch": range(-1, epochs), "test_acc": [0.1] + [
+        e / 100 for e in range(epochs)]})  # epoch -1: the record at initialisation, never part of "final"
+    return trials, curve
+
+
+def test_sensitivity_reads_the_long_baseline_after_the_windows_epochs():
+    base, curve = long_baseline(40)
+    wins = pd.DataFrame([{**row("blur-o0-l10-s0", "blur", 0, 10, 0, 0.10), "epochs": 20},
+                         {**row("blur-o10-l20-s0", "blur", 10, 20, 0, 0.30), "epochs": 40}])
+    s = sensitivity(pd.concat([base, wins]), curve).set_index("length")
+    # 20 epochs: median of epochs 10..19 = 0.145; 40 epochs: median of 30..39 = 0.345 (its own final)
+    assert s.loc[10, "baseline_acc"] == pytest.approx(14.5) and s.loc[10, "sensitivity"] == pytest.approx(4.5)
+    assert s.loc[20, "sensitivity"] == pytest.approx(4.5) and s.matched.all()
+    with pytest.raises(ValueError, match="pass the epochs table"):
+        sensitivity(pd.concat([base, wins]))
+    # results from before length-matched baselines: the baseline trained less, flagged, compared as it is
+    old = pd.concat([base.assign(epochs=20, final_test_acc=0.145), wins])
+    s = sensitivity(old, curve).set_index("length")
+    assert s.loc[10, "matched"] and not s.loc[20, "matched"] and s.loc[20, "sensitivity"] == pytest.approx(-15.5)
+
+
+def test_removal_curve_reads_the_baseline_after_its_own_length():
+    base, curve = long_baseline(40)
+    wins = pd.DataFrame([{**row("blur-o0-l10-s0", "blur", 0, 10, 0, 0.10), "epochs": 30},    # clean_after: 20
+                         {**row("blur-o0-l20-s0", "blur", 0, 20, 0, 0.05), "epochs": 40}])
+    curve_ = removal_curve(pd.concat([base, wins]), curve)
+    assert curve_.acc.tolist() == pytest.approx([14.5, 10.0, 5.0])  # k = 0: 20 epochs, median of 10..19
+    fixed = wins.assign(epochs=40)                                    # epochs: 40 for every window
+    assert removal_curve(pd.concat([base, fixed]), curve).acc.iloc[0] == pytest.approx(34.5)

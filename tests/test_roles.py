@@ -92,7 +92,7 @@ def test_the_roles_of_todays_fields():
     """The table in cpsweep/config/spec.py, checked against the declarations."""
     roles = {f.name: f.metadata["role"].name for f in dataclasses.fields(S.TrialSpec)}
     assert roles == {"sweep": "setting", "data": "setting", "model": "setting", "optim": "setting",
-                     "schedule": "setting", "deficit": "deficit", "fisher": "setting", "onset": "window",
+                     "schedule": "schedule", "deficit": "deficit", "fisher": "setting", "onset": "window",
                      "length": "window", "epochs": "duration", "seed": "seed", "bn_refresh": "setting",
                      "checkpoint_every": "place", "tags": "label", "engine": "setting"}
     assert dataclasses.fields(S.DataSpec)[1].name == "data_dir"

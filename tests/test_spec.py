@@ -114,8 +114,30 @@ def test_grid_expands_with_one_baseline_per_seed():
 def test_clean_after_sets_each_trials_length():
     raw = spec(epochs=DELETE, clean_after=7)
     trials = {t.trial_id: t for t in parse_sweep(raw).trials()}
-    assert trials["baseline-s0"].epochs == 7
     assert trials["blur-o10-l5-s1"].epochs == 10 + 5 + 7
+    # one baseline per seed, as long as its longest window (the shorter baselines are its first epochs)
+    assert trials["baseline-s0"].epochs == max(t.epochs for t in trials.values()) == 22
+
+
+def test_schedule_axis_names_presets_and_refuses_duplicates():
+    raw = spec(**{"grid__schedule": ["exponential", "restart", {"name": "step", "step_size": 5}, "constant"]})
+    trials = {t.trial_id: t for t in parse_sweep(raw).trials()}
+    r = trials["blur-o10-l5-schedulerestart-s0"]
+    assert r.schedule.name == "exponential" and r.schedule.restart_after_deficit
+    assert r.tags == (("schedule", "restart"),)
+    assert r.baseline_id == "baseline-r15-schedulerestart-s0" and r.baseline_id in trials
+    assert trials["blur-o0-l5-schedulestep-s1"].schedule.step_size == 5
+    assert not trials["blur-o0-l5-scheduleconstant-s0"].schedule.restart_after_deficit
+    with pytest.raises(SpecError, match=r"grid.schedule.*\"exponential\" appears twice.*schedule.gamma"):
+        parse_sweep(spec(**{"grid__schedule": ["exponential", {"name": "exponential", "gamma": 0.9}]}))
+    with pytest.raises(SpecError, match=r"grid.schedule\[0\]"):
+        parse_sweep(spec(**{"grid__schedule": [3]}))
+
+
+def test_cosine_needs_a_fixed_total_for_length_matched_baselines():
+    with pytest.raises(SpecError, match="schedule.name.*cosine.*epochs: \\(a fixed total\\)"):
+        parse_sweep(spec(epochs=DELETE, clean_after=7, schedule={"name": "cosine"}))
+    assert parse_sweep(spec(schedule={"name": "cosine"})).trials()  # epochs: 20 for every trial
 
 
 def test_extra_axes_and_overrides():

@@ -15,10 +15,11 @@ from trial_runs import comparable, image_data
 
 from cpsweep.config.spec import ScheduleSpec
 from cpsweep.config.sweep_file import parse_sweep
-from cpsweep.config.timeline import lr_at
+from cpsweep.config.timeline import lr_at, trial_lr
 from cpsweep.engine.checkpoint import load_checkpoint, save_checkpoint
 from cpsweep.engine.trial import train_trial
 from cpsweep.errors import CpsweepError, SpecError, TrialDiverged
+from cpsweep.results.records import trained
 
 
 def trial(onset=1, length=2, seed=0, **changes):
@@ -38,10 +39,13 @@ def test_schedule_restart_after_deficit():
     s = ScheduleSpec(name="exponential", gamma=0.9, restart_after_deficit=True)
     assert [lr_at(s, 1.0, e, 10, restart_at=3) for e in (0, 2, 3, 5)] == pytest.approx([1, 0.81, 1, 0.81])
     t = trial(onset=1, length=2, schedule={"restart_after_deficit": True})
-    records = list(train_trial(t, "cpu"))
+    records = trained(list(train_trial(t, "cpu")))
     assert [r.lr for r in records] == pytest.approx([0.05, 0.05 * 0.97, 0.05 * 0.97 ** 2, 0.05])
-    base = list(train_trial(trial(length=0, schedule={"restart_after_deficit": True}), "cpu"))
-    assert [r.lr for r in base] == pytest.approx([0.05 * 0.97 ** e for e in range(4)])
+    plain = trial(length=0, schedule={"restart_after_deficit": True})
+    assert [lr for lr in (trial_lr(plain, e) for e in range(4))] == pytest.approx([0.05 * 0.97 ** e for e in range(4)])
+    # the window's own baseline restarts where the window ends, so the two see the same rate every epoch
+    assert t.baseline_id == "baseline-r3-s0" and t.baseline().restart_at == 3
+    assert [trial_lr(t.baseline(), e) for e in range(4)] == [r.lr for r in records]
 
 
 def test_two_runs_are_identical_and_seeds_differ():
@@ -56,11 +60,11 @@ def test_resumed_trial_reproduces_the_uninterrupted_one(tmp_path):
     t = trial(onset=1, length=2)
     full = comparable(train_trial(t, "cpu"))
     run = train_trial(t, "cpu")
-    first = [next(run), next(run)]
+    first = [next(run), next(run), next(run)]  # initialisation, epochs 0 and 1
     save_checkpoint(run.state_dict(), tmp_path / "ckpt.pt")
     del run
     rest = list(train_trial(t, "cpu", resume=str(tmp_path / "ckpt.pt")))
-    assert [r.epoch for r in rest] == [2, 3]
+    assert [r.epoch for r in first] == [-1, 0, 1] and [r.epoch for r in rest] == [2, 3]
     assert comparable(first + rest) == full
 
 
@@ -70,7 +74,7 @@ def test_resume_with_augmentation_and_noise_deficit(tmp_path):
     data = image_data()
     full = comparable(train_trial(t, "cpu", data=data))
     run = train_trial(t, "cpu", data=data)
-    first = [next(run)]
+    first = [next(run), next(run)]
     state = load_checkpoint_roundtrip(run.state_dict(), tmp_path)
     rest = list(train_trial(t, "cpu", resume=state, data=data))
     assert comparable(first + rest) == full
@@ -83,7 +87,7 @@ def load_checkpoint_roundtrip(state, tmp_path):
 
 def test_checkpoint_of_another_trial_is_refused(tmp_path):
     run = train_trial(trial(onset=1), "cpu")
-    next(run)
+    next(run), next(run)
     state = run.state_dict()
     for other in (trial(onset=2), trial(optim={"lr": 0.04, "batch_size": 64})):
         with pytest.raises(CpsweepError, match="checkpoint belongs to another trial"):
@@ -108,8 +112,8 @@ def test_checkpoints_load_with_weights_only(tmp_path):
 
 
 def test_deficit_changes_nothing_outside_its_window():
-    window = comparable(train_trial(trial(onset=2, length=1), "cpu"))
-    base = comparable(train_trial(trial(length=0), "cpu"))
+    window = trained(comparable(train_trial(trial(onset=2, length=1), "cpu")))
+    base = trained(comparable(train_trial(trial(length=0), "cpu")))
     assert [r.deficit_active for r in window] == [False, False, True, False]
     strip = lambda r: dataclasses.replace(r, trial_id="")  # noqa: E731
     assert [strip(r) for r in window[:2]] == [strip(r) for r in base[:2]]
@@ -119,7 +123,9 @@ def test_deficit_changes_nothing_outside_its_window():
 def test_records_carry_fisher_every_k_epochs_and_the_last():
     records = list(train_trial(trial(fisher={"every": 3, "probe_per_class": 3}), "cpu"))
     measured = [r.epoch for r in records if not math.isnan(r.fisher_trace)]
-    assert measured == [2, 3]
+    assert measured == [-1, 2, 3]  # at initialisation, every 3 epochs, and at the last
+    assert records[0].lr == 0 and math.isnan(records[0].train_loss) and not records[0].deficit_active
+    records = trained(records)
     r = records[2]
     assert r.fisher_trace > 0 and sum(r.fisher_layers.values()) == pytest.approx(r.fisher_trace, rel=1e-9)
     assert records[0].fisher_layers == {}
@@ -131,7 +137,7 @@ def test_bn_refresh_estimates_statistics_on_clean_training_data():
               data={"name": "cifar10", "augment": False})
     data = image_data(n=96, augment=False)
     run = train_trial(t, "cpu", data=data)
-    next(run)
+    next(run), next(run)  # initialisation, epoch 0
     linear, bn = run.model[1], run.model[2]
     with torch.no_grad():
         h = linear(data.x_train.flatten(1))
@@ -209,3 +215,41 @@ def test_cuda_trial_matches_cpu(engine):
     for a, b in zip(cpu, gpu):
         assert b.train_loss == pytest.approx(a.train_loss, rel=rel)
         assert b.test_loss == pytest.approx(a.test_loss, rel=rel)
+
+
+@pytest.mark.parametrize("schedule", [{"name": "exponential"}, {"name": "exponential", "restart_after_deficit": True}])
+def test_one_long_baseline_gives_every_length_matched_baseline(schedule):
+    """Brute force: baselines trained separately to each window's length give the same records, and so
+    the same sensitivities, as the sweep's one long baseline read after that many epochs."""
+    import pandas as pd
+
+    from cpsweep.results.records import trial_row
+    from cpsweep.results.reduce import seed_sensitivity
+
+    spec = tiny_sweep(UNIT, epochs=None, clean_after=2, schedule=schedule,
+                      fisher={"every": 2, "probe_per_class": 2}, grid={"onset": [0, 2], "length": [1, 3]})
+    sweep = parse_sweep(spec)
+    trials = sweep.trials()
+    windows = [t for t in trials if not t.is_baseline]
+    assert {t.epochs for t in windows} == {3, 5, 7}  # onset + length + 2
+    ran = {t.trial_id: list(train_trial(t, "cpu")) for t in trials}
+    epochs = pd.DataFrame([r.to_row() for recs in ran.values() for r in recs])
+    table = pd.DataFrame([trial_row(t, ran[t.trial_id], "ok") for t in trials])
+    got = seed_sensitivity(table, epochs).set_index("onset length".split()).sens
+    for w in windows:
+        alone = dataclasses.replace(w.baseline(), epochs=w.epochs)  # trained to exactly the window's length
+        records = list(train_trial(alone, "cpu"))
+        long = ran[w.baseline_id]
+        # every epoch the same, but for the Fisher that a trial also measures at its own last epoch
+        no_fisher = {"fisher_trace": 0.0, "fisher_layers": {}, "layer_params": {}, "layer_kinds": {}}
+        assert (comparable(dataclasses.replace(r, **no_fisher) for r in trained(records))
+                == comparable(dataclasses.replace(r, **no_fisher) for r in trained(long)[:w.epochs]))
+        expected = 100 * (trial_row(alone, records)["final_test_acc"] - table.set_index("trial_id")
+                          .final_test_acc[w.trial_id])
+        assert got[(w.onset, w.length)] == expected  # bit for bit: the same epochs, the same median
+    bases = [t for t in trials if t.is_baseline]
+    if schedule.get("restart_after_deficit"):  # one baseline per window end, restarted there
+        assert sorted(t.trial_id for t in bases) == ["baseline-r1-s0", "baseline-r3-s0", "baseline-r5-s0",
+                                                     "baseline-s0"]
+    else:
+        assert [(t.trial_id, t.epochs) for t in bases] == [("baseline-s0", 7)]

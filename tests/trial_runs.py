@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import pandas as pd
@@ -47,8 +48,13 @@ def read(folder):
 
 
 def comparable(records):
-    """Records without their wall-clock times (everything else must match bit for bit)."""
-    return [dataclasses.replace(r, seconds=0.0, fisher_seconds=0.0) for r in records]
+    """Records without their wall-clock times (everything else must match bit for bit), NaN (an unmeasured
+    Fisher trace, the training loss at initialisation) as None so that equal records compare equal."""
+    def plain(v):
+        return None if isinstance(v, float) and math.isnan(v) else v
+    return [dataclasses.replace(r, **{f.name: plain(getattr(r, f.name)) for f in dataclasses.fields(r)
+                                      if isinstance(getattr(r, f.name), float) and "seconds" not in f.name},
+                                seconds=0.0, fisher_seconds=0.0) for r in records]
 
 
 def image_data(n=96, augment=True, nan=False) -> Dataset:

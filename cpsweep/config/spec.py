@@ -6,8 +6,9 @@ declaration:
 
 | role      | fields                               | sweep hash | prefix key | pack members | checkpoint |
 |-----------|--------------------------------------|------------|------------|--------------|------------|
-| SETTING   | sweep, data, model, optim, schedule, | yes        | yes        | shared       | yes        |
-|           | fisher, bn_refresh, engine           |            |            |              |            |
+| SETTING   | sweep, data, model, optim, fisher,   | yes        | yes        | shared       | yes        |
+|           | bn_refresh, engine                   |            |            |              |            |
+| SCHEDULE  | schedule                             | yes        | per epoch  | shared       | yes        |
 | DEFICIT   | deficit                              | yes        | per epoch  | may differ   | yes        |
 | WINDOW    | onset, length                        | no         | per epoch  | may differ   | yes        |
 | DURATION  | epochs                               | no (1)     | per epoch  | shared       | yes        |
@@ -17,7 +18,9 @@ declaration:
 
 (1) the sweep hashes its `epochs` / `clean_after` instead; (2) tags restate grid values already resolved
 into the other fields. "Per epoch": the field enters the prefix key through the per-epoch signature of
-`timeline.py` (learning rate, deficit or none, Fisher measured or not), not as a setting. Nested sections
+`timeline.py` (learning rate, deficit or none, Fisher measured or not), not as a setting. The schedule acts
+only through each epoch's learning rate, so trials under two schedules share the epochs where their rates
+agree (a restarted schedule branches from the plain one at the window's end). Nested sections
 (`DataSpec`, ...) take their parent's role unless a field declares its own.
 
     hashed_settings(trial)   -> the sweep hash's view (`SweepSpec.fixed_settings`)
@@ -50,13 +53,14 @@ class Role:
 
 
 SETTING = Role("setting", hashed=True, computed=True, per_member=False, identity=True)
+SCHEDULE = Role("schedule", hashed=True, computed=False, per_member=False, identity=True)
 DEFICIT = Role("deficit", hashed=True, computed=False, per_member=True, identity=True)
 WINDOW = Role("window", hashed=False, computed=False, per_member=True, identity=True)
 DURATION = Role("duration", hashed=False, computed=False, per_member=False, identity=True)
 SEED = Role("seed", hashed=False, computed=True, per_member=True, identity=True)
 LABEL = Role("label", hashed=False, computed=False, per_member=True, identity=False)
 PLACE = Role("place", hashed=False, computed=False, per_member=False, identity=False)
-ROLES = (SETTING, DEFICIT, WINDOW, DURATION, SEED, LABEL, PLACE)
+ROLES = (SETTING, SCHEDULE, DEFICIT, WINDOW, DURATION, SEED, LABEL, PLACE)
 
 
 def role(r: Role, *, hashed_at_default: bool = True) -> dict[str, Any]:
@@ -135,7 +139,7 @@ class TrialSpec:
     data: DataSpec = field(metadata=role(SETTING))
     model: Component = field(metadata=role(SETTING))
     optim: OptimSpec = field(metadata=role(SETTING))
-    schedule: ScheduleSpec = field(metadata=role(SETTING))
+    schedule: ScheduleSpec = field(metadata=role(SCHEDULE))
     deficit: Component = field(metadata=role(DEFICIT))
     fisher: FisherSpec = field(metadata=role(SETTING))
     onset: int = field(metadata=role(WINDOW))       # first epoch with the deficit, 0-based
@@ -163,18 +167,34 @@ class TrialSpec:
         return not self.is_baseline and self.onset <= epoch < self.window_end
 
     @property
+    def restart_at(self) -> int | None:
+        """The epoch the learning-rate schedule starts again at (`schedule.restart_after_deficit`): the
+        window's end; for a baseline, the end of the window it is matched with (its `onset`)."""
+        return self.window_end if self.schedule.restart_after_deficit and self.window_end > 0 else None
+
+    @property
     def trial_id(self) -> str:
-        """Stable, readable name, e.g. `blur-o20-l40-s0` or `baseline-s0`."""
+        """Stable, readable name, e.g. `blur-o20-l40-s0`, `baseline-s0`, or `baseline-r60-s0` (a baseline
+        whose schedule restarts at epoch 60)."""
         extra = "".join(f"-{k.split('.')[-1]}{_tag(v)}" for k, v in self.tags)
         if self.is_baseline:
-            return f"baseline{extra}-s{self.seed}"
+            restart = f"-r{self.restart_at}" if self.restart_at is not None else ""
+            return f"baseline{restart}{extra}-s{self.seed}"
         return f"{self.deficit.name}-o{self.onset}-l{self.length}{extra}-s{self.seed}"
+
+    def baseline(self) -> TrialSpec:
+        """The no-deficit trial this one is compared with: the same seed, settings and non-deficit axes, the
+        same learning rate at every epoch (a restarted schedule restarts at the same epoch), trained as
+        long. Trials whose baselines share an id share one baseline, trained as long as the longest needs
+        (`SweepSpec.trials`): its first epochs are the shorter baselines, epoch for epoch."""
+        tags = tuple((k, v) for k, v in self.tags if not k.startswith("deficit"))
+        restart = self.window_end if self.schedule.restart_after_deficit else 0
+        return dataclasses.replace(self, onset=restart, length=0, deficit=Component("none", {}), tags=tags)
 
     @property
     def baseline_id(self) -> str:
-        """Id of the no-deficit trial this one is compared with (same seed and non-deficit axes)."""
-        tags = tuple((k, v) for k, v in self.tags if not k.startswith("deficit"))
-        return dataclasses.replace(self, onset=0, length=0, deficit=Component("none", {}), tags=tags).trial_id
+        """Id of the no-deficit trial this one is compared with (`baseline()`)."""
+        return self.baseline().trial_id
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (what checkpoints, Tune configs and spec.yaml hold)."""

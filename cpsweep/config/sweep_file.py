@@ -1,10 +1,13 @@
 """A sweep file: YAML -> a validated `SweepSpec` -> its grid of `TrialSpec`s (no torch, no ray).
 
 A sweep file names the fixed trial settings (data, model, optim, schedule, deficit, fisher, epochs), the
-grid axes (`onset`, `length`, and optionally `seed`, `deficit`, `model` or any dotted setting such as
-`optim.lr`) and the resources of one trial. `load_sweep(path)` validates everything at once: every
+grid axes (`onset`, `length`, and optionally `seed`, `deficit`, `model`, `schedule` or any dotted setting
+such as `optim.lr`) and the resources of one trial. `load_sweep(path)` validates everything at once: every
 mistake is a `SpecError` naming the field and the fix. `SweepSpec.trials()` expands the grid into
-`TrialSpec`s, always including each seed's no-deficit baseline (sensitivity is measured against it).
+`TrialSpec`s, always including each seed's no-deficit baseline (sensitivity is measured against it),
+length-matched: one baseline per seed (and schedule) trained as long as the longest trial compared with
+it, so every window is compared with the baseline's accuracy after as many epochs as the window trained;
+with a restarted schedule, one baseline per window end, restarted there (`TrialSpec.baseline`).
 `smoke_sweep` shrinks any sweep for a quick end-to-end check (`cpsweep launch --smoke`).
 
 Epoch conventions: epochs are 0-based; a window [onset, onset + length) is the set of epochs with the
@@ -37,7 +40,7 @@ SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fis
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
             "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid", "resources",
             "tracking"]
-GRID_AXES = ["onset", "length", "seed", "deficit", "model"]
+GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 
 
@@ -61,10 +64,19 @@ class SweepSpec:
         for combo in itertools.product(*(self.grid[k] for k in extra)):
             settings = dict(zip(extra, combo))
             for seed in self.grid.get("seed", self.seeds):
+                plain = self.make_trial(0, 0, seed, settings=settings)
+                _keep_longest(out, plain)
                 for deficit, onset, length in itertools.product(deficits, self.grid["onset"], self.grid["length"]):
-                    for t in (self.make_trial(0, 0, seed, settings=settings),
-                              self.make_trial(onset, length, seed, deficit=deficit, settings=settings)):
-                        out.setdefault(t.trial_id, t)
+                    t = self.make_trial(onset, length, seed, deficit=deficit, settings=settings)
+                    out.setdefault(t.trial_id, t)
+                    _keep_longest(out, t.baseline())
+        for t in out.values():
+            base = out[t.baseline_id]
+            if t.schedule.name == "cosine" and base.epochs != t.epochs:
+                raise SpecError("schedule.name", f"cosine's rate depends on a trial's total epochs, so {t.trial_id} "
+                                                 f"({t.epochs} epochs) cannot be compared with its seed's baseline "
+                                                 f"({base.epochs}); with cosine give epochs: (a fixed total) "
+                                                 f"instead of clean_after")
         return sorted(out.values(), key=lambda t: (not t.is_baseline, t.deficit.name, t.onset, t.length,
                                                    repr(t.tags), t.seed))
 
@@ -81,7 +93,10 @@ class SweepSpec:
             settings = {k: v for k, v in (settings or {}).items() if not k.startswith("deficit")}
             deficit = None
         for key, value in (settings or {}).items():
-            _set_dotted(raw, key, value)
+            if key == "schedule":
+                raw["schedule"], value = schedule_axis(raw.get("schedule"), value)
+            else:
+                _set_dotted(raw, key, value)
             tags.append((key, freeze(value)))
         if deficit is not None:
             raw["deficit"] = deficit
@@ -110,9 +125,37 @@ class SweepSpec:
         return sum(t.epochs for t in self.trials())
 
 
+def _keep_longest(out: dict[str, TrialSpec], baseline: TrialSpec) -> None:
+    """Add a baseline, or lengthen the one with its id: one baseline serves every trial matched with it,
+    trained as long as the longest of them (the shorter ones are its first epochs)."""
+    have = out.get(baseline.trial_id)
+    if have is None or have.epochs < baseline.epochs:
+        out[baseline.trial_id] = baseline
+
+
 def _digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+SCHEDULE_PRESETS = {"restart": {"restart_after_deficit": True}}  # grid.schedule shorthands
+
+
+def schedule_axis(base: Any, value: Any) -> tuple[dict[str, Any], str]:
+    """A `grid.schedule` value -> (the schedule section it gives, its label for ids and tables).
+
+    A name (`exponential`, `constant`, `step`, `cosine`) sets the file's schedule's name, without a restart;
+    `restart` is the file's schedule restarted after each deficit; a mapping is merged over the file's
+    schedule and labelled by its name (plus `-restart`)."""
+    section = dict(base or {})
+    if isinstance(value, str) and value in SCHEDULE_PRESETS:
+        return {**section, **SCHEDULE_PRESETS[value]}, value
+    if isinstance(value, str):
+        section.pop("restart_after_deficit", None)
+        return {**section, "name": value}, value
+    section = {**section, **(value or {})}
+    label = str(section.get("name", ScheduleSpec.name))
+    return section, label + ("-restart" if section.get("restart_after_deficit") else "")
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
@@ -231,11 +274,15 @@ def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
             check_keys({key: 0}, GRID_AXES, "grid")
         if not isinstance(values, list) or not values:
             raise SpecError(f"grid.{key}", "must be a non-empty list of values")
-        if key in ("deficit", "model"):  # trial ids name components, so a name may appear once
-            names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
+        if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
+            if key == "schedule":
+                names = [_schedule_label(v, i) for i, v in enumerate(values)]
+            else:
+                names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
             dup = next((n for n in names if names.count(n) > 1), None)
             if dup:
-                example = "deficit.factor: [2, 4]" if key == "deficit" else "model.hidden: [[256], [256, 256]]"
+                example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
+                           "schedule": "schedule.gamma: [0.97, 0.9]"}[key]
                 raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
                                                f"axis instead, e.g. grid: {{{example}}}")
         if key in ("onset", "length", "seed"):
@@ -246,6 +293,13 @@ def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
         if key not in grid:
             raise SpecError(f"grid.{key}", "required: a list of epochs, e.g. [0, 10, 20]")
     return grid
+
+
+def _schedule_label(value: Any, i: int) -> str:
+    if not isinstance(value, (str, Mapping)):
+        raise SpecError(f"grid.schedule[{i}]", 'expected a schedule name, "restart", or a mapping of schedule '
+                                               "settings")
+    return schedule_axis({}, value)[1]
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:

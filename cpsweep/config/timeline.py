@@ -30,8 +30,7 @@ def lr_at(schedule: ScheduleSpec, lr0: float, epoch: int, epochs: int, restart_a
 
 def trial_lr(trial: TrialSpec, epoch: int) -> float:
     """The learning rate `trial` trains `epoch` with."""
-    restart = trial.window_end if trial.schedule.restart_after_deficit and not trial.is_baseline else None
-    return lr_at(trial.schedule, trial.optim.lr, epoch, trial.epochs, restart)
+    return lr_at(trial.schedule, trial.optim.lr, epoch, trial.epochs, trial.restart_at)
 
 
 def fisher_due(trial: TrialSpec, epoch: int) -> bool:

@@ -54,11 +54,20 @@ class PackedRun:
         self.optimizer = make_optimizer(first, self.params.values())
         self.epochs = first.epochs
         self.epoch = 0
+        self.init_due = first.fisher.every > 0  # every member's record at initialisation, as `TrialRun`
+        for m in self.members:
+            m.init_due = False
 
     def __iter__(self) -> Iterator[list[EpochRecord]]:
         return self
 
     def __next__(self) -> list[EpochRecord]:
+        if self.init_due:
+            self.init_due = False
+            self._unstack()
+            records = [m.initial_record() for m in self.members]
+            self._restack()
+            return records
         if self.epoch >= self.epochs:
             raise StopIteration
         records = self.run_epoch(self.epoch)

@@ -12,7 +12,11 @@ test, Fisher), `lr`, `autocast`.
 Each epoch: train on the shuffled training set (order from (seed, epoch)), with the deficit applied to
 every batch while the epoch is in [onset, onset + length); re-estimate BatchNorm statistics on clean
 training data (as the authors do before testing); evaluate on the clean test set; measure the trace of
-the Fisher Information on a fixed class-balanced probe set of clean training examples. All randomness
+the Fisher Information on a fixed class-balanced probe set of clean training examples. When the Fisher
+is on, a fresh (not resumed) run first yields a record at initialisation: epoch -1, before any training
+step (BN refresh, test, Fisher; train loss and accuracy NaN, lr 0), so "the trace rises" can be tested
+against the untrained network. It does not change training: every BN refresh starts from reset
+statistics. All randomness
 (initialisation, data order, augmentation, deficit noise, sampled Fisher labels) derives from
 (seed, purpose, epoch), so a trial resumed from its epoch-k checkpoint reproduces the uninterrupted run
 exactly (bit for bit on CPU). A non-finite training loss raises `TrialDiverged`.
@@ -42,6 +46,7 @@ from .models import build_model
 from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
+INIT_EPOCH = -1    # the record at initialisation, before any training step
 
 
 def make_optimizer(trial: TrialSpec, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
@@ -67,6 +72,7 @@ class TrialRun:
         self.probe = self._fisher_probe()
         self.layer_params, self.layer_kinds = self._layer_table()
         self.epoch = 0  # next epoch to run
+        self.init_due = resume is None and trial.fisher.every > 0  # the record at initialisation (epoch -1)
         if resume is not None:
             self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)
 
@@ -131,6 +137,9 @@ class TrialRun:
         return self
 
     def __next__(self) -> EpochRecord:
+        if self.init_due:
+            self.init_due = False
+            return self.initial_record()
         if self.epoch >= self.trial.epochs:
             raise StopIteration
         record = self.run_epoch(self.epoch)
@@ -139,6 +148,11 @@ class TrialRun:
 
     def lr(self, epoch: int) -> float:
         return trial_lr(self.trial, epoch)
+
+    def initial_record(self) -> EpochRecord:
+        """The untrained network measured like a trained epoch: epoch -1, lr 0, no training loss."""
+        record = self.evaluate_epoch(INIT_EPOCH, float("nan"), float("nan"))
+        return replace(record, lr=0.0, deficit_active=False)
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         start = time.perf_counter()
@@ -160,7 +174,7 @@ class TrialRun:
         test_loss, test_acc = self.evaluate(d.x_test, d.y_test)
         fisher_start = time.perf_counter()
         total, layers = float("nan"), {}
-        if fisher_due(t, epoch):
+        if epoch == INIT_EPOCH or fisher_due(t, epoch):
             ft = fisher_trace(self.model, d.inputs(d.x_train[self.probe]), method=t.fisher.method,
                               labels=d.y_train[self.probe] if t.fisher.method == "empirical" else None,
                               samples=t.fisher.samples, backend=t.fisher.backend,

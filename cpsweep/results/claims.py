@@ -99,11 +99,14 @@ def _sens(get: Getter, name: str, key: str, claim: str, source: str, test: str,
     r = get(name)
     if r is None:
         return None, Check(key, claim, source, test, f"no {name} results", "not run")
-    ss = seed_sensitivity(r.trials)
+    ss = seed_sensitivity(r.trials, r.epochs)
     if deficit is not None:
         ss = ss[ss.deficit == deficit]
     if ss.empty:
         return None, Check(key, claim, source, test, f"no finished window of {name} with its baseline", "not run")
+    if not ss.matched.all():
+        return None, Check(key, claim, source, test, f"{name}'s baselines trained fewer epochs than its windows "
+                                                     "(results from before length-matched baselines)", "not shown")
     return ss, None
 
 
@@ -127,9 +130,91 @@ def _contrast_check(get: Getter, key: str, name: str, claim: str, source: str, p
     return Check(key, claim, source, test, "; ".join(parts), "measured" if measured_only else combine(verdicts))
 
 
+SCHEDULE_TAG = re.compile(r"(?:^|,)schedule=([^,]+)")
+CONTROLS = ("restart", "constant")  # grid.schedule values that remove the learning-rate confound
+
+
+def schedule_of(tags: str) -> str:
+    """The `grid.schedule` label in a trial's tags ("" where the sweep has no schedule axis)."""
+    m = SCHEDULE_TAG.search(tags or "")
+    return m.group(1) if m else ""
+
+
+def by_schedule(ss: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per-seed sensitivities split by schedule label (sorted; "" = the sweep's only schedule)."""
+    labels = ss.tags.map(schedule_of)
+    return {label: ss[labels == label] for label in sorted(labels.unique())}
+
+
+def paper_schedule(ss: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivities under the paper's schedule: every schedule but the controls (restart, constant)."""
+    return ss[~ss.tags.map(schedule_of).isin(CONTROLS)]
+
+
+def _schedule_contrasts(ss: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
+    """Per schedule: the early-minus-late verdict and text at every window length."""
+    out = {}
+    for label, part in by_schedule(ss).items():
+        verdicts, texts = [], []
+        if part.onset.nunique() < 2:
+            out[label] = (["not shown"], ["needs an early and a late window"])
+            continue
+        for length in sorted(part.length.unique()):
+            diff, text = contrast(part, length)
+            verdict, reason = stats.effect_verdict(diff)
+            verdicts.append(verdict)
+            texts.append(f"{text}; early minus late {stats.interval(diff)}: {reason}")
+        out[label] = (verdicts, texts)
+    return out
+
+
 def check_early_vs_late(get: Getter) -> Check:
-    return _contrast_check(get, "early_vs_late", "blur_grid", "Blur: an early window costs more than a late one",
-                           f"{PAPER} (claim 1)", per_length=True)
+    key, claim, source = "early_vs_late", "Blur: an early window costs more than a late one", f"{PAPER} (claim 1)"
+    test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length, under the "
+            "paper's schedule (the sweep's own, never restarted); 95 % t-interval above zero, >= 3 seeds. "
+            "Every other schedule of the sweep is tested the same way and listed")
+    ss, missing = _sens(get, "blur_grid", key, claim, source, test, deficit="blur")
+    if missing:
+        return missing
+    per = _schedule_contrasts(ss)
+    main = [label for label in per if label not in CONTROLS]
+    if not main:
+        return Check(key, claim, source, test, "no window under the paper's schedule", "not run")
+    shows = [label or "the sweep's schedule" for label, (v, _) in per.items() if combine(v) == "reproduced"]
+    parts = [f"shown under: {', '.join(shows) or 'none'}"]
+    parts += [f"{label or 'schedule'}: {'; '.join(texts)}" for label, (_, texts) in per.items()]
+    return Check(key, claim, source, test, " | ".join(parts), combine([v for m in main for v in per[m][0]]))
+
+
+def check_annealing(get: Getter) -> Check:
+    key = "annealing"
+    claim = "The early-late difference is not the decayed learning rate: it holds with the rate restarted " \
+            "after the deficit and with a constant rate"
+    source = "PAPER.md (the learning-rate confound of late windows; a constant rate as a control)"
+    test = ("per seed, earliest minus latest onset at every length under grid.schedule restart and constant: "
+            "95 % t-interval above zero (holds), or equivalent to zero within +-0.5 pts (two one-sided t-tests; "
+            "then the difference is mostly annealing), >= 3 seeds")
+    ss, missing = _sens(get, "blur_grid", key, claim, source, test, deficit="blur")
+    if missing:
+        return missing
+    per = _schedule_contrasts(ss)
+    controls = [c for c in CONTROLS if c in per]
+    if not controls:
+        return Check(key, claim, source, test, "blur_grid has no schedule controls (grid.schedule: "
+                                               "[exponential, restart, constant])", "not run")
+    parts, verdicts, gone = [], [], []
+    for c in controls:
+        verdict = combine(per[c][0])
+        if verdict != "reproduced":  # no effect shown: is it shown absent?
+            part = by_schedule(ss)[c]
+            absent = [stats.no_effect_verdict(contrast(part, length)[0])[0] for length in sorted(part.length.unique())]
+            if absent and all(a == "reproduced" for a in absent):
+                verdict = "not reproduced"
+                gone.append(c)
+        verdicts.append(verdict)
+        parts.append(f"{c}: {'; '.join(per[c][1])}")
+    lead = (f"mostly annealing: the difference vanishes under {', '.join(gone)}. " if gone else "")
+    return Check(key, claim, source, test, lead + " | ".join(parts), combine(verdicts))
 
 
 def check_late_windows(get: Getter) -> Check:
@@ -139,6 +224,7 @@ def check_late_windows(get: Getter) -> Check:
     ss, missing = _sens(get, "blur_grid", "late_windows", claim, source, test, deficit="blur")
     if missing:
         return missing
+    ss = paper_schedule(ss)
     parts, verdicts = [], []
     for length in sorted(ss.length.unique()):
         late = ss[ss.length == length].onset.max()
@@ -173,7 +259,7 @@ def _blur_context(get: Getter, r: Results, allowed: tuple[str, ...]) -> pd.DataF
     b = get("blur_grid")
     if b is None or settings_differ(r, b, allowed):
         return pd.DataFrame(columns=["onset", "length", "deficit", "seed", "sens"])
-    return seed_sensitivity(b.trials)
+    return paper_schedule(seed_sensitivity(b.trials, b.epochs))
 
 
 def _no_lasting_effect(get: Getter, key: str, name: str, claim: str, source: str) -> Check:
@@ -270,19 +356,26 @@ def _depth_of(tags: str) -> int:
 
 def check_depth(get: Getter) -> Check:
     claim, source = "Deeper networks show a more pronounced critical period", f"{PAPER} (claim 1)"
-    test = ("per seed, (early minus late sensitivity) of the deepest net minus that of the shallowest; 95 % "
-            "t-interval above zero, >= 3 seeds")
+    test = ("per seed, the deepest net's loss minus the shallowest's: after the longest deficit [0, k) (the "
+            "removal protocol), or of (early minus late sensitivity) for sliding windows; 95 % t-interval above "
+            "zero, >= 3 seeds")
     ss, missing = _sens(get, "mlp_depth", "depth", claim, source, test)
     if missing:
         return missing
     by_depth = {_depth_of(t): part for t, part in ss.groupby("tags")}
     if len(by_depth) < 2:
         return Check("depth", claim, source, test, "needs at least two depths (grid model.hidden)", "not run")
-    contrasts = {d: contrast(part) for d, part in sorted(by_depth.items())}
-    diff = stats.paired(contrasts[max(contrasts)][0], contrasts[min(contrasts)][0])
+    if ss.onset.nunique() == 1:  # the removal protocol: the loss after the longest deficit
+        onset, k = int(ss.onset.iloc[0]), int(ss.length.max())
+        effects = {d: (window(part, onset, k), f"[{onset}, {k}) {stats.interval(window(part, onset, k))} pts")
+                   for d, part in sorted(by_depth.items())}
+    else:
+        effects = {d: contrast(part) for d, part in sorted(by_depth.items())}
+    diff = stats.paired(effects[max(effects)][0], effects[min(effects)][0])
     verdict, reason = stats.effect_verdict(diff)
-    parts = [f"{d} hidden layer{'s' * (d > 1)}: {text}, early minus late {stats.interval(c)}"
-             for d, (c, text) in contrasts.items()]
+    parts = [f"{d} hidden layer{'s' * (d > 1)}: {text}" + ("" if ss.onset.nunique() == 1 else
+                                                          f", early minus late {stats.interval(c)}")
+             for d, (c, text) in effects.items()]
     return Check("depth", claim, source, test,
                  "; ".join(parts) + f"; deepest minus shallowest {stats.interval(diff)}: {reason}", verdict)
 
@@ -296,44 +389,38 @@ def check_adam(get: Getter) -> Check:
     return _contrast_check(get, "adam", "adam", "The critical period persists with Adam", f"{PAPER} (claim 4)")
 
 
-def check_constant_lr(get: Getter) -> Check:
-    return _contrast_check(get, "constant_lr", "constant_lr", "A constant learning rate (a control)",
-                           "PAPER.md (a control; no claim)", measured_only=True)
-
-
 def check_lr_restart(get: Getter) -> Check:
     claim = "Restarting the learning rate after the deficit almost closes the gap"
     source = "PAPER.md (a 2025 study)"
-    test = ("per seed at the earliest window: blur's sensitivity minus the restarted schedule's, 95 % "
-            "t-interval above zero (the gap narrows), and the restarted sensitivity equivalent to zero within "
-            "+-0.5 pts (closed)")
-    r, b = get("lr_restart"), get("blur_grid")
-    if r is None or b is None:
-        return Check("lr_restart", claim, source, test, "needs lr_restart and blur_grid results", "not run")
-    differ = settings_differ(r, b, ("schedule.restart_after_deficit",))
-    if differ:
-        return Check("lr_restart", claim, source, test, f"settings differ from blur_grid: {', '.join(differ)}",
-                     "not run")
-    ss, sb = seed_sensitivity(r.trials), seed_sensitivity(b.trials)
-    common = sorted(set(zip(ss.onset, ss.length)) & set(zip(sb[sb.deficit == "blur"].onset,
-                                                            sb[sb.deficit == "blur"].length)),
-                    key=lambda w: (w[0], -w[1]))
+    test = ("per seed at the earliest window: its sensitivity under the paper's schedule minus under the "
+            "restarted one (grid.schedule of blur_grid), 95 % t-interval above zero (the gap narrows), and the "
+            "restarted sensitivity equivalent to zero within +-0.5 pts (closed)")
+    ss, missing = _sens(get, "blur_grid", "lr_restart", claim, source, test, deficit="blur")
+    if missing:
+        return missing
+    parts = by_schedule(ss)
+    main = next((label for label in parts if label not in CONTROLS), None)
+    if "restart" not in parts or main is None:
+        return Check("lr_restart", claim, source, test, "blur_grid has no restart schedule beside the paper's "
+                                                       "(grid.schedule: [exponential, restart])", "not run")
+    r, b = parts["restart"], parts[main]
+    common = sorted(set(zip(r.onset, r.length)) & set(zip(b.onset, b.length)), key=lambda w: (w[0], -w[1]))
     if not common:
-        return Check("lr_restart", claim, source, test, "no finished window in common with blur_grid", "not run")
+        return Check("lr_restart", claim, source, test, "no window under both schedules", "not run")
     onset, length = common[0]
-    restart, blur = window(ss, onset, length), window(sb, onset, length, deficit="blur")
+    restart, blur = window(r, onset, length), window(b, onset, length)
     narrows, narrow_reason = stats.effect_verdict(stats.paired(blur, restart))
     closed, closed_reason = stats.no_effect_verdict(restart)
     measured = (f"window [{onset}, {onset + length}): restarted {stats.interval(restart)} pts, without restart "
-                f"{stats.interval(blur)}; blur minus restarted {stats.interval(stats.paired(blur, restart))}: "
+                f"{stats.interval(blur)}; without minus restarted {stats.interval(stats.paired(blur, restart))}: "
                 f"{narrow_reason}; closed: {closed_reason}")
     return Check("lr_restart", claim, source, test, measured, combine([narrows, closed]))
 
 
 CHECKS: list[Callable[[Getter], Check]] = [
-    check_early_vs_late, check_late_windows, check_removal, check_vflip, check_label_permutation,
-    check_label_shuffle, check_noise, check_fisher_peak, check_layer_shift, check_depth, check_architecture,
-    check_adam, check_constant_lr, check_lr_restart]
+    check_early_vs_late, check_annealing, check_lr_restart, check_late_windows, check_removal, check_vflip,
+    check_label_permutation, check_label_shuffle, check_noise, check_fisher_peak, check_layer_shift, check_depth,
+    check_architecture, check_adam]
 
 
 def run_checks(get: Getter) -> pd.DataFrame:

@@ -30,7 +30,7 @@ TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset
 class EpochRecord:
     """What one epoch of one trial produced (one row of epochs.parquet, plus per-layer Fisher)."""
     trial_id: str
-    epoch: int                      # 0-based
+    epoch: int                      # 0-based; -1: the record at initialisation, before any training step
     lr: float                       # learning rate used during this epoch
     deficit_active: bool
     train_loss: float               # mean cross-entropy over the epoch's (possibly deficit) batches
@@ -65,9 +65,14 @@ def records_from_json(text: str | bytes, trial_id: str | None = None) -> list[Ep
     return [EpochRecord(**{**r, **rename}) for r in json.loads(text)]
 
 
+def trained(records: Sequence[EpochRecord]) -> list[EpochRecord]:
+    """The records of trained epochs (without the record at initialisation, epoch -1)."""
+    return [r for r in records if r.epoch >= 0]
+
+
 def final_accuracy(records: Sequence[EpochRecord], last: int = FINAL_EPOCHS) -> float:
-    """Median test accuracy of the last `last` epochs (NaN with no records)."""
-    accs = [r.test_acc for r in records[-last:]]
+    """Median test accuracy of the last `last` trained epochs (NaN with none)."""
+    accs = [r.test_acc for r in trained(records)[-last:]]
     return statistics.median(accs) if accs else float("nan")
 
 
@@ -76,13 +81,14 @@ def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str
     """One row of trials.parquet: the trial's axes, its status and outcome, and provenance (`node`: the Ray
     node id of the process that finished the trial, empty outside Ray; `shared_epochs`: how many of its
     first epochs it took from another trial's prefix checkpoint instead of training them)."""
+    done = trained(records)
     return {"trial_id": trial.trial_id, "baseline_id": trial.baseline_id, "sweep": trial.sweep, "status": status,
             "deficit": "none" if trial.is_baseline else trial.deficit.name,
             "onset": trial.onset, "length": trial.length, "seed": trial.seed, "epochs": trial.epochs,
-            "epochs_done": len(records), "model": trial.model.name, "data": trial.data.name,
+            "epochs_done": len(done), "model": trial.model.name, "data": trial.data.name,
             "tags": ",".join(f"{k}={v}" for k, v in trial.tags),
             "final_test_acc": final_accuracy(records),
-            "best_test_acc": max((r.test_acc for r in records), default=float("nan")),
+            "best_test_acc": max((r.test_acc for r in done), default=float("nan")),
             "wall_seconds": float(sum(r.seconds for r in records)), "error": error,
             "spec_hash": spec_hash, "cpsweep_version": __version__, "git_commit": git_commit, "node": node,
             "shared_epochs": shared}

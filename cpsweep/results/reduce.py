@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .records import FINAL_EPOCHS
 from .stats import interval
 
 GROUP = ["deficit", "tags", "onset", "length"]
@@ -25,32 +26,60 @@ def sem(values: pd.Series) -> float:
     return float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
 
 
-def seed_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
+def accuracy_after(curve: pd.Series, trained: int, last: int = FINAL_EPOCHS) -> float:
+    """A trial's "final" test accuracy had it stopped after `trained` epochs, from its test accuracy per
+    epoch (`curve`, indexed by epoch): the median over epochs [trained - last, trained), what
+    `records.final_accuracy` gives a trial of that length; NaN unless the curve holds them all."""
+    part = curve[(curve.index >= max(trained - last, 0)) & (curve.index < trained)].dropna()
+    return float(part.median()) if len(part) == min(last, trained) else float("nan")
+
+
+def accuracy_curves(epochs: pd.DataFrame, trial_ids) -> dict[str, pd.Series]:
+    """Test accuracy per epoch (indexed by epoch) of each of `trial_ids`."""
+    part = epochs[epochs.trial_id.isin(set(trial_ids))]
+    return {tid: g.set_index("epoch").test_acc for tid, g in part.groupby("trial_id")}
+
+
+def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per finished window trial whose baseline also finished: `sens` = the baseline's final test
-    accuracy minus the window's, in percentage points. Columns: deficit, tags, onset, length, seed, sens,
-    acc and baseline_acc (final accuracies, fractions)."""
-    columns = [*GROUP, "seed", "sens", "acc", "baseline_acc"]
+    accuracy minus the window's, in percentage points, length-matched: the baseline's accuracy after as
+    many epochs as the window trained (read from `epochs` when the baseline trained longer, which it
+    does when it serves several lengths). `matched` is False where the baseline trained fewer epochs
+    than the window (results from before length-matched baselines): there `sens` also holds the extra
+    epochs the window trained. Columns: deficit, tags, onset, length, seed, sens, acc and baseline_acc
+    (final accuracies, fractions), epochs, matched."""
+    columns = [*GROUP, "seed", "sens", "acc", "baseline_acc", "epochs", "matched"]
     ok = trials[trials.status == "ok"]
-    base = ok[ok.deficit == "none"].set_index("trial_id").final_test_acc
+    base = ok[ok.deficit == "none"].set_index("trial_id")
     win = ok[ok.deficit != "none"].copy()
     # astype: with no finished baseline the mapped column comes back with the ids' (string) dtype
-    win["baseline_acc"] = win.baseline_id.map(base).astype(float)
+    win["baseline_acc"] = win.baseline_id.map(base.final_test_acc).astype(float)
+    base_epochs = win.baseline_id.map(base.epochs).astype(float)
+    win["matched"] = (base_epochs >= win.epochs).astype(bool)
+    longer = win.index[base_epochs > win.epochs]
+    if len(longer):
+        if epochs is None:
+            raise ValueError("the baselines trained longer than their windows: pass the epochs table")
+        curves = accuracy_curves(epochs, win.loc[longer, "baseline_id"])
+        empty = pd.Series(dtype=float)
+        win.loc[longer, "baseline_acc"] = [accuracy_after(curves.get(b, empty), int(e))
+                                           for b, e in zip(win.loc[longer, "baseline_id"], win.loc[longer, "epochs"])]
     win["acc"] = win.final_test_acc.astype(float)
     win = win.dropna(subset=["baseline_acc"])
     win["sens"] = 100 * (win.baseline_acc - win.acc)
     return win[columns]
 
 
-def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
-    """Sensitivity of every window, mean over seeds.
+def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Sensitivity of every window, mean over seeds (`seed_sensitivity`: length-matched).
 
     Only `ok` trials whose baseline is also `ok` count. Returns one row per (deficit, tags, onset, length)
     with `sensitivity` (mean over seeds), `sem` (standard error over seeds, NaN with one seed), `low` and
     `high` (its two-sided `stats.LEVEL` t-interval, NaN with one seed), `n_seeds`, `acc` and
-    `baseline_acc` (mean final accuracies, in %).
+    `baseline_acc` (mean final accuracies, in %) and `matched` (every seed's baseline length-matched).
     """
-    columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc"]
-    win = seed_sensitivity(trials)
+    columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc", "matched"]
+    win = seed_sensitivity(trials, epochs)
     if win.empty:
         return pd.DataFrame(columns=columns)
     g = win.groupby(GROUP, sort=True)
@@ -58,7 +87,7 @@ def sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": g.sens.agg(sem),
                         "low": est.map(lambda e: e.low), "high": est.map(lambda e: e.high),
                         "n_seeds": g.sens.count(), "acc": 100 * g.acc.mean(),
-                        "baseline_acc": 100 * g.baseline_acc.mean()})
+                        "baseline_acc": 100 * g.baseline_acc.mean(), "matched": g.matched.all()})
     return out.reset_index()[columns]
 
 
@@ -95,17 +124,26 @@ def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) ->
                                        "peak_onset", "peak", "peak_low", "peak_high", "min_seeds", "threshold"])
 
 
-def removal_curve(trials: pd.DataFrame) -> pd.DataFrame:
+def removal_curve(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Final test accuracy against the deficit's removal epoch, for windows that start at epoch 0 (the
-    paper's first figure); the baseline is removal epoch 0. Columns: deficit, tags, removal, acc (%),
-    sem (% over seeds), n_seeds."""
+    paper's first figure); the baseline is removal epoch 0, read after the epochs a window of length 0
+    would train (with `clean_after: K`, K; with `epochs: E`, E) when `epochs` is given and the baseline
+    trained longer to serve the other lengths. Columns: deficit, tags, removal, acc (%), sem (% over
+    seeds), n_seeds."""
     ok = trials[trials.status == "ok"]
     base = ok[ok.deficit == "none"]
     win = ok[(ok.deficit != "none") & (ok.onset == 0)]
     rows = []
     for (deficit, tags), part in win.groupby(["deficit", "tags"], sort=True):
         bases = base[base.trial_id.isin(part.baseline_id)]
-        for removal, accs in [(0, bases.final_test_acc), *((k, g.final_test_acc) for k, g in part.groupby("length"))]:
+        # a fixed total gives every window the same length; clean_after gives each K more than its window
+        zero = int(part.epochs.iloc[0]) if part.epochs.nunique() == 1 else int((part.epochs - part.length).min())
+        accs0 = bases.final_test_acc
+        if epochs is not None and len(bases) and (bases.epochs > zero).any():
+            curves, empty = accuracy_curves(epochs, bases.trial_id), pd.Series(dtype=float)
+            accs0 = pd.Series([accuracy_after(curves.get(b, empty), zero) if e > zero else a
+                               for b, e, a in zip(bases.trial_id, bases.epochs, bases.final_test_acc)], dtype=float)
+        for removal, accs in [(0, accs0), *((k, g.final_test_acc) for k, g in part.groupby("length"))]:
             rows.append({"deficit": deficit, "tags": tags, "removal": int(removal), "acc": 100 * accs.mean(),
                          "sem": 100 * sem(accs), "n_seeds": int(accs.count())})
     return pd.DataFrame(rows, columns=["deficit", "tags", "removal", "acc", "sem", "n_seeds"])

@@ -150,6 +150,10 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
              f"batch {optim.get('batch_size')}), schedule {(fixed.get('schedule') or {}).get('name', '?')}, "
              f"epochs {epochs}",
              "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
+    if len(sens) and not sens.matched.all():
+        lines.append("<b>baselines not length-matched</b>: some baselines trained fewer epochs than their windows "
+                     "(results from before length-matched baselines), so those sensitivities also hold the extra "
+                     "epochs the windows trained; run the sweep again into a new results folder for matched ones")
     rule = f"above {threshold:g} pts" if threshold else "above zero"
     for r in critical_period(sens, threshold).itertuples(index=False):
         what = f"{_label(r.deficit, r.tags)}, length {int(r.length)}"
@@ -186,7 +190,7 @@ def _page(title: str, sections: list[tuple[str, go.Figure | None]], intro: str) 
 def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter: bool = False) -> str:
     """The report of one sweep as a standalone HTML page."""
     trials, epochs, layers = results.trials, results.epochs, results.fisher_layers
-    sens = sensitivity(trials)
+    sens = sensitivity(trials, epochs)
     pick = chosen_trials(trials, sens)
     worst_window = _window(trials, pick["worst"])
     sections: list[tuple[str, go.Figure | None]] = []
@@ -201,7 +205,7 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
         sections.append(("The paper's sliding-window curve: accuracy lost against the window's onset, one line per "
                          f"window length, the band its {LEVEL:.0%} t-interval across seeds (none with one seed); the "
                          "critical period is where the band lies above zero.", sensitivity_curve_figure(sens)))
-    removal = removal_curve(trials)
+    removal = removal_curve(trials, epochs)
     if removal.removal.nunique() > 1:
         sections.append(("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to the "
                          "removal epoch; a falling curve means later removal leaves a permanent deficit.",
@@ -239,7 +243,7 @@ def render_compare(named: Sequence[tuple[str, Results]]) -> str:
     sens_fig = go.Figure()
     fisher_fig = go.Figure()
     for i, (name, res) in enumerate(named):
-        sens = sensitivity(res.trials)
+        sens = sensitivity(res.trials, res.epochs)
         for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
             part = part.sort_values("onset")
             label = f"{name}: {_label(deficit, tags)}, length {int(length)}"

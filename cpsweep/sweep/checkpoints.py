@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 from ..config.spec import TrialSpec
 from ..engine.checkpoint import dump_state, load_checkpoint, load_state, save_checkpoint
 from ..errors import CpsweepError
-from ..results.records import EpochRecord, records_from_json, records_to_json
+from ..results.records import EpochRecord, records_from_json, records_to_json, trained
 from ..results.store import Store
 
 CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
@@ -62,9 +62,9 @@ def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any
     plan matched the prefix keys, so the state is the one this trial would have reached)."""
     state = load_state(store.read_bytes("prefixes", key, "state.pt"))
     records = records_from_json(store.read_bytes("prefixes", key, "records.json"), trial.trial_id)
-    if len(records) != state["epoch"]:
+    if len(trained(records)) != state["epoch"]:
         raise CpsweepError(f"prefix checkpoint {store.uri}/prefixes/{key} is inconsistent "
-                           f"({len(records)} records for epoch {state['epoch']}); remove it and relaunch")
+                           f"({len(trained(records))} records for epoch {state['epoch']}); remove it and relaunch")
     state["trial"] = trial.to_dict()
     return state, records
 

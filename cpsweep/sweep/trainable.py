@@ -1,6 +1,7 @@
 """The Ray Tune function trainable: a short adapter from a `TrialTask` and Tune's checkpoints to the engine.
 
-Each epoch's record is reported to Tune; every `checkpoint_every` epochs (and at the last) together with
+Each trained epoch's record is reported to Tune (the record at initialisation, epoch -1, only goes into the
+trial's records, checkpoints and shard); every `checkpoint_every` epochs (and at the last) together with
 a checkpoint (`checkpoints.py`). A retried trial resumes from Tune's latest checkpoint; a trial of a
 relaunched sweep from its task's `resume_from`; a trial that branches from a shared prefix from that
 prefix checkpoint, and a trial others branch from saves theirs before it reports the branch epoch. When
@@ -21,7 +22,7 @@ from ray import tune
 from ..engine.data import load_data
 from ..engine.trial import train_trial
 from ..errors import TrialDiverged
-from ..results.records import EpochRecord
+from ..results.records import EpochRecord, trained
 from ..results.store import Store
 from .checkpoints import load_prefix, read_checkpoint, save_prefix, write_checkpoint
 from .task import TrialTask
@@ -47,7 +48,7 @@ def starting_point(task: TrialTask, store: Store) -> tuple[dict | None, list[Epo
     if task.branch_key:
         try:
             state, records = load_prefix(store, task.branch_key, task.trial)
-            return state, records, len(records)
+            return state, records, len(trained(records))
         except OSError:  # removed or unreadable: train the prefix again (the same records, later)
             pass
     return None, [], 0
@@ -73,6 +74,8 @@ def run_trial(config: dict[str, Any]) -> None:
     try:
         for record in run:
             records.append(record)
+            if record.epoch < 0:  # the record at initialisation: kept with the records, not a Tune iteration
+                continue
             metrics = record_metrics(record)
             if run.epoch in save:  # before the report that releases the trials branching here
                 save_prefix(store, save[run.epoch], run.state_dict(), records)
