@@ -28,7 +28,7 @@ from cpsweep.results.store import join_uri  # noqa: E402
 
 # The sweeps the checks read (sweeps/<name>.yaml, sweeps/mini/<name>.yaml as mini_<name>).
 SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
-          "mlp_depth", "resnet18", "adam"]
+          "mlp_depth", "resnet18", "adam", "robust_kernel", "robust_width", "robust_bias"]
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
            "fisher_study": ["fisher_trace", "layer_fisher"], "mlp_depth": ["removal_curve"],

@@ -249,8 +249,29 @@ def test_fisher_peak_needs_the_rise_and_the_fall():
     falls_only = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, init=None)))
     assert falls_only.verdict == "partly" and "no measurement at initialisation (epoch -1)" in falls_only.measured
     high_start = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, init=500.0)))
-    assert high_start.verdict == "partly" and "rise: 95% interval below zero" in high_start.measured
+    assert high_start.verdict == "partly" and "rise: init/peak 5.44 [" in high_start.measured
+    assert "[4.35, 6.54] (95% CI, n=3): 95% interval below zero; fall" in high_start.measured
     assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, seeds=2))).verdict == "not shown"
+
+
+def test_robustness_grades_every_variant():
+    def variant(tags, early, fisher_init=5.0):
+        grid = sweep({(0, 40): early, (60, 40): [0.1, 0.0, 0.2]}, tags=tags)
+        f = fisher_sweep(4, 0.2, init=fisher_init)
+        ep = f.epochs.assign(trial_id=f.epochs.trial_id.str.replace("-s", f"-{tags}-s", regex=False))
+        ep = ep[ep.trial_id.str.startswith("baseline")]
+        return grid.trials, ep
+
+    kept, kept_ep = variant("model.kernel=3", [3.0, 3.4, 2.6])
+    lost, lost_ep = variant("model.kernel=7", [0.1, 0.1, 0.1])
+    kernel = Results(pd.concat([kept, lost]), pd.concat([kept_ep, lost_ep]), pd.DataFrame(), {})
+    c = rp.check_robustness(getter(robust_kernel=kernel))
+    # early minus late per seed: 2.9, 3.4, 2.4 -> 2.90 +- 4.303 * 0.5 / sqrt(3)
+    assert c.verdict == "partly" and "model.kernel=3: early minus late 2.90 [1.66, 4.14]" in c.measured
+    assert "model.kernel=7: early minus late 0.00 [" in c.measured and "Fisher reproduced" in c.measured
+    only_kept = Results(kept, kept_ep, pd.DataFrame(), {})
+    assert rp.check_robustness(getter(robust_bias=only_kept)).verdict == "reproduced"
+    assert rp.check_robustness(getter()).verdict == "not run"
 
 
 def test_layer_shift_against_closed_form():

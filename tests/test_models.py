@@ -80,3 +80,13 @@ def test_unknown_models_options_and_inputs_are_refused():
         build_model("cnn1d", {}, (3, 32, 32), 10)
     with pytest.raises(SpecError, match="model.hidden\\[1\\]: expected an integer"):
         build_model("mlp", {"hidden": [3, "x"]}, (40,), 10)
+
+
+def test_cnn1d_conv_bias_option():
+    from cpsweep.engine.models import build_model
+
+    plain = build_model("cnn1d", {"channels": 4, "depth": 2, "kernel": 3}, (1, 40), 10)
+    biased = build_model("cnn1d", {"channels": 4, "depth": 2, "kernel": 3, "bias": True}, (1, 40), 10)
+    convs = lambda m: [c for c in m.modules() if isinstance(c, torch.nn.Conv1d)]  # noqa: E731
+    assert all(c.bias is None for c in convs(plain)) and all(c.bias is not None for c in convs(biased))
+    assert sum(p.numel() for p in biased.parameters()) == sum(p.numel() for p in plain.parameters()) + 2 * 4

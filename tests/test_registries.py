@@ -19,6 +19,7 @@ from cpsweep.engine import deficits, models
 from cpsweep.engine._readers import READERS
 from cpsweep.engine.data import load_dataset, resolve_data_dir
 from cpsweep.engine.trial import train_trial
+from cpsweep.results.records import trained
 from cpsweep.errors import SpecError
 
 
@@ -86,7 +87,8 @@ def test_every_model_trains_in_a_trial(model, loaded):
     raw = tiny_sweep(UNIT, epochs=2, model={"name": model, **SMALL[model]}, data={"name": data},
                      grid={"onset": [0], "length": [1]})
     records = list(train_trial(parse_sweep(raw).make_trial(0, 1, 0), "cpu", data=loaded[data]))
-    assert [r.epoch for r in records] == [0, 1] and records[-1].fisher_layers
+    assert [r.epoch for r in records] == [-1, 0, 1] and records[-1].fisher_layers  # -1: at initialisation
+    records = trained(records)
     assert all(math.isfinite(v) for r in records for v in (r.train_loss, r.test_loss, r.fisher_trace))
 
 
@@ -99,6 +101,6 @@ def test_every_deficit_runs_in_a_trial(deficit, data, loaded):
     raw = tiny_sweep(UNIT, epochs=2, deficit=deficit, model=model, data={"name": data},
                      grid={"onset": [0], "length": [1]})
     trial = parse_sweep(raw).make_trial(0, 1, 0)
-    records = list(train_trial(trial, "cpu", data=loaded[data]))
+    records = trained(list(train_trial(trial, "cpu", data=loaded[data])))
     assert [r.deficit_active for r in records] == [True, False]
     assert all(torch.isfinite(torch.tensor([r.train_loss, r.test_loss, r.fisher_trace])).all() for r in records)

@@ -34,6 +34,26 @@ def test_report_without_a_critical_period_says_so():
         one_seed
 
 
+def test_schedules_side_by_side_and_unmatched_baselines_flagged():
+    import pandas as pd
+
+    from cpsweep.results.reduce import sensitivity
+    from cpsweep.results.report import sensitivity_curve_figure
+    from cpsweep.results.store import Results
+
+    res = make_results(onsets=(0, 10, 20, 30))
+    both = pd.concat([res.trials.assign(tags="schedule=exponential"),
+                      res.trials.assign(tags="schedule=restart", trial_id=res.trials.trial_id + "-r",
+                                        baseline_id=res.trials.baseline_id + "-r")])
+    fig = sensitivity_curve_figure(sensitivity(both))
+    assert [a.text for a in fig.layout.annotations] == ["schedule: exponential", "schedule: restart"]
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}  # each schedule's lines in its own panel
+    short = res.trials.copy()
+    short.loc[short.deficit == "none", "epochs"] = 20  # baselines trained less than their windows
+    page = render(Results(short, res.epochs, res.fisher_layers, res.spec))
+    assert "baselines not length-matched</b>" in page
+
+
 def figures_expected(page: str) -> int:
     return page.count('class="plotly-graph-div"')
 

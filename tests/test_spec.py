@@ -211,3 +211,14 @@ def test_validate_command(tmp_path):
                                   f"clean_after, data, model, optim, schedule, deficit, fisher, engine, bn_refresh, "
                                   f"checkpoint_every, grid, resources, tracking")
     assert "Traceback" not in out.stderr
+
+
+def test_an_option_added_later_keeps_old_hashes_at_its_default():
+    """cnn1d's conv `bias` came after results folders existed: omitted or false, the sweep hash is the old
+    one; true, it is a new sweep."""
+    plain = parse_sweep(spec())
+    assert parse_sweep(spec(model={"name": "cnn1d", "bias": False})).hash() == plain.hash()
+    biased = parse_sweep(spec(model={"name": "cnn1d", "bias": True}))
+    assert biased.hash() != plain.hash() and biased.base.model.options["bias"] is True
+    with pytest.raises(SpecError, match="model.bias"):
+        parse_sweep(spec(model={"name": "cnn1d", "bias": "maybe"}))

@@ -97,13 +97,15 @@ def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int], bn: bo
     return nn.Sequential(*layers)
 
 
-def cnn1d(in_shape: Sequence[int], num_classes: int, channels: int, depth: int, kernel: int) -> nn.Module:
-    """Small 1-D conv net for MNIST-1D: conv-BN-ReLU blocks (stride 2 on blocks 2, 4, ...), GAP, Linear."""
+def cnn1d(in_shape: Sequence[int], num_classes: int, channels: int, depth: int, kernel: int,
+          bias: bool = False) -> nn.Module:
+    """Small 1-D conv net for MNIST-1D: conv-BN-ReLU blocks (stride 2 on blocks 2, 4, ...), GAP, Linear;
+    `bias`: a bias in every conv (redundant before BN, but it changes the optimisation)."""
     layers: list[nn.Module] = []
     c_in = in_shape[0]
     for i in range(depth):
         stride = 2 if i % 2 == 1 else 1
-        layers += [nn.Conv1d(c_in, channels, kernel, stride, kernel // 2, bias=False), nn.BatchNorm1d(channels),
+        layers += [nn.Conv1d(c_in, channels, kernel, stride, kernel // 2, bias=bias), nn.BatchNorm1d(channels),
                    nn.ReLU()]
         c_in = channels
     layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..config.spec import diff_settings
 from . import stats
-from .reduce import fisher_peak, layer_shift, seed_sensitivity
+from .reduce import fisher_peak, layer_shift, schedule_of, seed_sensitivity
 from .store import Results
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "not shown", "measured", "not run")
@@ -130,14 +130,7 @@ def _contrast_check(get: Getter, key: str, name: str, claim: str, source: str, p
     return Check(key, claim, source, test, "; ".join(parts), "measured" if measured_only else combine(verdicts))
 
 
-SCHEDULE_TAG = re.compile(r"(?:^|,)schedule=([^,]+)")
 CONTROLS = ("restart", "constant")  # grid.schedule values that remove the learning-rate confound
-
-
-def schedule_of(tags: str) -> str:
-    """The `grid.schedule` label in a trial's tags ("" where the sweep has no schedule axis)."""
-    m = SCHEDULE_TAG.search(tags or "")
-    return m.group(1) if m else ""
 
 
 def by_schedule(ss: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -304,6 +297,22 @@ def check_label_shuffle(get: Getter) -> Check:
     return c if c.verdict == "not run" else Check(c.key, c.claim, c.source, c.test, c.measured, "measured")
 
 
+def _rise_and_fall(p: pd.DataFrame) -> tuple[list[str], str]:
+    """The Fisher-peak verdicts (rise from initialisation, fall to the end, an early peak) of `fisher_peak`'s
+    per-seed table, and their text."""
+    early = bool((p.peak_epoch < PEAK_PART * p.epochs).all())
+    fall, fall_reason = stats.effect_verdict(stats.log_ratio(p.peak, p.final), margin=FISHER_MARGIN)
+    if p.init.isna().all():
+        rise, rise_reason = "not shown", "not shown: no measurement at initialisation (epoch -1) in these results"
+    else:
+        rise, rise_reason = stats.effect_verdict(stats.log_ratio(p.peak, p.init), margin=FISHER_MARGIN)
+    text = (f"peak at epoch {', '.join(str(e) for e in p.peak_epoch)} of {p.epochs.iloc[0]} "
+            f"({'within' if early else 'not all within'} the first {PEAK_PART:.0%}); rise: init/peak "
+            f"{stats.interval(p.init / p.peak)}: {rise_reason}; fall: final/peak {stats.interval(p.final / p.peak)}: "
+            f"{fall_reason}")
+    return [rise, fall] + ([] if early else ["not reproduced"]), text
+
+
 def check_fisher_peak(get: Getter) -> Check:
     claim, source = "The baseline's Fisher trace rises fast early in training, then falls", f"{PAPER} (claim 3)"
     test = (f"per seed, log(peak / value at initialisation) and log(peak / final value): both 95 % t-intervals "
@@ -315,17 +324,40 @@ def check_fisher_peak(get: Getter) -> Check:
     p = fisher_peak(r.epochs, r.trials).set_index("seed")
     if p.empty:
         return Check("fisher_peak", claim, source, test, "no baseline with a Fisher trace", "not run")
-    early = bool((p.peak_epoch < PEAK_PART * p.epochs).all())
-    fall, fall_reason = stats.effect_verdict(stats.log_ratio(p.peak, p.final), margin=FISHER_MARGIN)
-    if p.init.isna().all():
-        rise, rise_reason = "not shown", "not shown: no measurement at initialisation (epoch -1) in these results"
-    else:
-        rise, rise_reason = stats.effect_verdict(stats.log_ratio(p.peak, p.init), margin=FISHER_MARGIN)
-    measured = (f"peak at epoch {', '.join(str(e) for e in p.peak_epoch)} of {p.epochs.iloc[0]} "
-                f"({'within' if early else 'not all within'} the first {PEAK_PART:.0%}); rise: {rise_reason}; "
-                f"final/peak {stats.interval(p.final / p.peak)}: {fall_reason}")
-    return Check("fisher_peak", claim, source, test, measured,
-                 combine([rise, fall] + ([] if early else ["not reproduced"])))
+    verdicts, text = _rise_and_fall(p)
+    return Check("fisher_peak", claim, source, test, text, combine(verdicts))
+
+
+ROBUSTNESS = ("robust_kernel", "robust_width", "robust_bias")
+
+
+def check_robustness(get: Getter) -> Check:
+    key = "robustness"
+    claim = "The early-late blur contrast and the Fisher rise and fall survive small architecture changes"
+    source = "issue 13 (an independent loop: kernel 3 shrinks the MNIST-1D contrast)"
+    test = ("per variant of kernel size, width and conv bias (sweeps/mini/robust_*.yaml), the early_vs_late "
+            "test at the longest window and the fisher_peak test on its baselines; each as in those checks")
+    found = [(name, get(name)) for name in ROBUSTNESS]
+    found = [(name, r) for name, r in found if r is not None]
+    if not found:
+        return Check(key, claim, source, test, "no robust_* results", "not run")
+    parts, verdicts = [], []
+    for name, r in found:
+        ss = seed_sensitivity(r.trials, r.epochs)
+        for tags in sorted(r.trials[r.trials.deficit == "none"].tags.unique()):
+            part = ss[ss.tags == tags]
+            if part.onset.nunique() < 2:
+                parts.append(f"{tags}: no early and late window finished")
+                verdicts.append("not shown")
+                continue
+            diff, text = contrast(part)
+            contrast_verdict, reason = stats.effect_verdict(diff)
+            p = fisher_peak(r.epochs, r.trials[r.trials.tags == tags]).set_index("seed")
+            fisher_verdicts, fisher_text = _rise_and_fall(p) if len(p) else (["not shown"], "no Fisher trace")
+            verdicts += [contrast_verdict, combine(fisher_verdicts)]
+            parts.append(f"{tags}: early minus late {stats.interval(diff)}: {reason} ({text}); Fisher "
+                         f"{combine(fisher_verdicts)}: {fisher_text}")
+    return Check(key, claim, source, test, " | ".join(parts), combine(verdicts))
 
 
 def check_layer_shift(get: Getter) -> Check:
@@ -420,7 +452,7 @@ def check_lr_restart(get: Getter) -> Check:
 CHECKS: list[Callable[[Getter], Check]] = [
     check_early_vs_late, check_annealing, check_lr_restart, check_late_windows, check_removal, check_vflip,
     check_label_permutation, check_label_shuffle, check_noise, check_fisher_peak, check_layer_shift, check_depth,
-    check_architecture, check_adam]
+    check_architecture, check_adam, check_robustness]
 
 
 def run_checks(get: Getter) -> pd.DataFrame:

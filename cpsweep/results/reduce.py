@@ -9,6 +9,8 @@ points of final test accuracy lost against the seed's no-deficit baseline ("fina
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,15 @@ from .stats import interval
 GROUP = ["deficit", "tags", "onset", "length"]
 DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if its interval lies
                          # above this (0: the interval excludes zero); a larger value asks for a minimal loss
+
+
+SCHEDULE_TAG = re.compile(r"(?:^|,)schedule=([^,]+)")
+
+
+def schedule_of(tags: str) -> str:
+    """The `grid.schedule` label in a trial's tags ("" where the sweep has no schedule axis)."""
+    m = SCHEDULE_TAG.search(tags or "")
+    return m.group(1) if m else ""
 
 
 def sem(values: pd.Series) -> float:

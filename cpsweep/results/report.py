@@ -16,9 +16,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .reduce import (DEFAULT_THRESHOLD, chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares,
-                     removal_curve, sensitivity)
+                     removal_curve, schedule_of, sensitivity)
 from .stats import LEVEL
 from .store import Results, Store, load_results
 
@@ -33,16 +34,17 @@ def _label(deficit: str, tags: str, onset=None, length=None) -> str:
     return f"{deficit}{window}" + (f" ({tags})" if tags else "")
 
 
-def _band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str) -> None:
-    """A line with a shaded band of one standard error (where known)."""
+def _band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, **cell) -> None:
+    """A line with a shaded band of one standard error (where known); `cell`: row and col of a subplot."""
     sem = np.nan_to_num(np.asarray(sem, dtype=float))
     x, mean = list(x), np.asarray(mean, dtype=float)
     fig.add_trace(go.Scatter(x=x + x[::-1], y=list(mean + sem) + list((mean - sem)[::-1]), fill="toself",
                              fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
-                             legendgroup=group))
+                             legendgroup=group), **cell)
     fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, line={"color": color},
                              legendgroup=group, customdata=sem,
-                             hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>" + html.escape(name) + "</extra>"))
+                             hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>" + html.escape(name) + "</extra>"),
+                  **cell)
 
 
 def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str) -> go.Figure:
@@ -83,15 +85,22 @@ def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags:
 
 
 def sensitivity_curve_figure(sens: pd.DataFrame, name: str = "") -> go.Figure:
-    fig = go.Figure()
+    """Sensitivity against onset, a line per (deficit, tags, length) with its t-interval band; with a
+    `grid.schedule` axis, one panel per schedule side by side (shared y axis)."""
+    labels = sorted(sens.tags.map(schedule_of).unique()) if len(sens) else [""]
+    fig = make_subplots(rows=1, cols=len(labels), shared_yaxes=True, subplot_titles=[
+        f"schedule: {label}" for label in labels] if labels != [""] else None)
     for i, ((deficit, tags, length), part) in enumerate(sens.groupby(["deficit", "tags", "length"], sort=True)):
         part = part.sort_values("onset")
+        col = labels.index(schedule_of(tags)) + 1
         label = f"{name + ': ' if name else ''}{_label(deficit, tags)}, length {int(length)}"
         half = part["high"] - part.sensitivity  # the t-interval is symmetric about the mean
-        _band(fig, part.onset.tolist(), part.sensitivity, half, COLORS[i % len(COLORS)], label, label)
+        _band(fig, part.onset.tolist(), part.sensitivity, half, COLORS[i % len(COLORS)], label, label,
+              row=1, col=col)
     fig.add_hline(y=0, line={"color": "#999", "dash": "dot"})
-    fig.update_layout(title="Sensitivity against window onset", xaxis_title="deficit onset (epoch)",
+    fig.update_layout(title="Sensitivity against window onset" + (" under each schedule" if len(labels) > 1 else ""),
                       yaxis_title="accuracy lost (pts)", height=380)
+    fig.update_xaxes(title_text="deficit onset (epoch)")
     return fig
 
 
