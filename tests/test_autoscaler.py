@@ -81,7 +81,7 @@ def test_autoscaler_adds_workers_for_the_trials_and_removes_them_after(tmp_path,
     assert (trials.status == "ok").all() and len(trials) == 3
     # every trial ran on a node the autoscaler added
     assert set(trials.node) <= added and cluster.head_node_id not in set(trials.node)
-    assert len(epochs) == 18 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.epoch >= 0).sum() == 18 and not epochs.duplicated(["trial_id", "epoch"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
 
 

@@ -320,7 +320,7 @@ def test_reproduce_script_on_a_results_root(tmp_path):
                           "--markdown", str(md)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "verdict:  REPRODUCED" in out.stdout and "3 reproduced" in out.stdout  # early vs late, late, vflip
-    assert "11 not run" in out.stdout
+    assert "12 not run" in out.stdout
     text = md.read_text()
     assert text.count("\n") == 2 + len(rp.CHECKS)
     assert "| Vertical flip (keeps low-level statistics) has no lasting effect (paper, abstract (claim 2)) |" in text

@@ -31,10 +31,11 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
     assert "deficit off" in epoch_lines[0] and "deficit on" in epoch_lines[1]
     assert lines[-1].startswith("final test accuracy (median of the last 10 epochs):")
     epochs = pd.read_parquet(out / "epochs.parquet")
-    assert list(epochs.epoch) == [0, 1, 2, 3] and (epochs.trial_id == "blur-o1-l2-s1").all()
-    assert list(epochs.deficit_active) == [False, True, True, False]
+    assert list(epochs.epoch) == [-1, 0, 1, 2, 3] and (epochs.trial_id == "blur-o1-l2-s1").all()  # -1: at init
+    assert list(epochs.deficit_active) == [False, False, True, True, False]
+    assert lines[1].startswith("init ") and "fisher" in lines[1]
     layers = pd.read_parquet(out / "fisher_layers.parquet")
-    assert set(layers.epoch) == {1, 3}  # quickstart measures the Fisher every 2 epochs and at the last
+    assert set(layers.epoch) == {-1, 1, 3}  # at initialisation, every 2 epochs and at the last
     assert set(layers.kind) == {"Conv1d", "BatchNorm1d", "Linear"}
     first = layers[layers.epoch == 1].sort_values("order")
     assert first.params.tolist()[:3] == [1 * 32 * 5, 2 * 32, 32 * 32 * 5]  # conv, BN (weight + bias), conv
@@ -46,7 +47,8 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--onset", "100", "--length", "30"], "--onset/--length: window [100, 130) ends after the last epoch (120 epochs)"),
+    (["--onset", "100", "--length", "30", "--epochs", "120"],
+     "--onset/--length: window [100, 130) ends after the last epoch (120 epochs)"),
     (["--onset", "-2", "--length", "3"], "onset: expected a whole number of epochs >= 0, got -2"),
     (["--onset", "0", "--length", "3", "--epochs", "0"], "epochs: must be at least 1 epoch"),
 ])
@@ -98,7 +100,7 @@ def test_launch_to_an_unwritable_storage(tmp_path):
 @pytest.mark.slow
 def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(open(QUICKSTART).read().replace("onset: [0, 20, 40, 60]", "onset: [0, 100]"))
+    bad.write_text(open(QUICKSTART).read().replace("clean_after: 40", "epochs: 120"))  # [100, 140) too late
     res = cpsweep("launch", QUICKSTART, str(bad), "--storage", str(tmp_path / "out"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "bad.yaml: grid.onset/length: window [100, 140) ends after the last epoch" in res.stderr

@@ -105,7 +105,7 @@ def test_two_node_sweep_survives_losing_the_worker_node(tmp_path, ray_cluster):
     # trials ran on both nodes; the interrupted one finished on the head
     assert set(trials.node) == {head, worker}
     assert trials.set_index("trial_id").node[victim["trial_id"]] == head
-    assert len(epochs) == 80 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.epoch >= 0).sum() == 80 and not epochs.duplicated(["trial_id", "epoch"]).any()
     # it resumed from its checkpoint rather than restarting: Tune's result log shows its first epoch (its
     # branch epoch from a shared prefix, or 0) only once
     progress = pd.concat(pd.read_csv(p) for p in folder.glob(f"tune/*/{victim['trial_id']}/progress.csv"))

@@ -127,7 +127,7 @@ def test_sweep_on_s3_resumes_from_the_bucket_and_reports(tmp_path, s3):
     assert {"spec.yaml", "trials.parquet", "epochs.parquet", "fisher_layers.parquet"} <= set(files)
     assert [r for r in files if r.startswith("tune/launch-") and f"/{victim['trial_id']}/checkpoint_" in r]
     done = finished(s3, folder)
-    assert len(done) == 1 and len(s3.read_table(f"{folder}/epochs.parquet")) == 12
+    assert len(done) == 1 and (s3.read_table(f"{folder}/epochs.parquet").epoch >= 0).sum() == 12
 
     # 2. a relaunch with one more window runs only the missing trials, the interrupted one from its checkpoint
     spec2 = write_spec(tmp_path, name="tiny2.yaml", **LONGER, grid={"onset": [0, 4, 8, 10], "length": [2]})
@@ -156,7 +156,7 @@ def test_sweep_on_s3_resumes_from_the_bucket_and_reports(tmp_path, s3):
     trials = s3.read_table(f"{folder}/trials.parquet")
     epochs = s3.read_table(f"{folder}/epochs.parquet").sort_values(["trial_id", "epoch"]).reset_index(drop=True)
     assert len(trials) == 5 and (trials.status == "ok").all() and trials.trial_id.is_unique
-    assert len(epochs) == 60 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.epoch >= 0).sum() == 60 and not epochs.duplicated(["trial_id", "epoch"]).any()
     # the interrupted trial's records are those of an undisturbed run (the others ran undisturbed)
     interrupted = epochs[epochs.trial_id == victim["trial_id"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(interrupted[COMPARE], reference_epochs(spec2, {victim["trial_id"]})[COMPARE])

@@ -67,7 +67,7 @@ def test_smoke_runs_every_sweep_file(path, tiny_ray, tmp_path):
     assert summary.counts["ok"] == expected, summary.counts
     trials = pd.read_parquet(os.path.join(summary.uri, "trials.parquet"))
     epochs = pd.read_parquet(os.path.join(summary.uri, "epochs.parquet"))
-    assert (trials.status == "ok").all() and len(epochs) == 3 * expected
+    assert (trials.status == "ok").all() and (epochs.epoch >= 0).sum() == 3 * expected
     assert os.path.exists(os.path.join(summary.uri, "report.html"))
     if path.endswith("blur_grid.yaml"):  # the golden All-CNN trial (tests/golden/record.py), as Ray ran it
         doc = rounding.golden("allcnn_smoke")

@@ -201,7 +201,7 @@ def test_validate_command(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", os.path.join(ROOT, "sweeps", "quickstart.yaml")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "10 trials (2 baselines), 1200 training epochs without sharing, 960 with shared prefixes" in ok.stdout
+    assert "9 trials (3 baselines), 1320 training epochs without sharing, 1020 with shared prefixes" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec(replicate=2)))
     out = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", str(bad)], capture_output=True, text=True)

@@ -34,7 +34,7 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
     trials, epochs = read(folder)
     assert sorted(trials.trial_id) == ["baseline-s0", "blur-o0-l2-s0", "blur-o3-l2-s0"]
     assert (trials.status == "ok").all() and (trials.epochs_done == 6).all()
-    assert len(epochs) == 18 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.epoch >= 0).sum() == 18 and not epochs.duplicated(["trial_id", "epoch"]).any()
     layers = pd.read_parquet(folder / "fisher_layers.parquet")
     assert not layers.duplicated(["trial_id", "epoch", "layer"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(tiny_sweep())[COMPARE])
@@ -55,7 +55,7 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
     out = capsys.readouterr().out
     assert "4 trials, 3 already done, 1 to run" in out and "blur-o4-l2-s0" in out and "baseline-s0 " not in out
     trials3, epochs3 = read(folder)
-    assert len(trials3) == 4 and len(epochs3) == 24 and not epochs3.duplicated(["trial_id", "epoch"]).any()
+    assert len(trials3) == 4 and (epochs3.epoch >= 0).sum() == 24 and not epochs3.duplicated(["trial_id", "epoch"]).any()
 
     # a changed fixed setting under the same name is refused, naming what changed
     spec3 = write_spec(tmp_path, optim={"lr": 0.1, "batch_size": 50})
@@ -110,7 +110,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     assert killed, "the worker was never killed"
     assert summary.counts["ok"] == 2
     trials, epochs = read(folder)
-    assert len(epochs) == 16 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.epoch >= 0).sum() == 16 and not epochs.duplicated(["trial_id", "epoch"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
     # it branched from the baseline at its onset, and resumed rather than restarting after the kill: Tune's
     # result log of the trial starts at epoch 2 and shows it only once
@@ -142,7 +142,7 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     assert f"5 trials, {done_before} already done" in res.stdout
     trials, epochs = read(folder)
     assert (trials.status == "ok").all() and len(trials) == 5
-    assert len(epochs) == 30 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (epochs.epoch >= 0).sum() == 30 and not epochs.duplicated(["trial_id", "epoch"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
 
 

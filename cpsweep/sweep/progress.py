@@ -9,6 +9,7 @@ imported only there, when a launch builds it).
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Sequence, TextIO
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from ..config.spec import TrialSpec
 from ..results.records import STATUSES, trial_row
+from ..results.reduce import accuracy_after
 from ..results.store import Store, empty_table
 from .task import TrialTask
 
@@ -35,6 +37,8 @@ class Progress:
         self.layers = [shards["fisher_layers"]]
         for tid, row in self.rows.items():
             self.status[tid] = row["status"]
+        self.curves: dict[str, pd.Series] = {}  # baseline id -> test accuracy per epoch
+        self._keep_curves(shards["epochs"])
         self.finished_now = 0
         self.to_run = sum(1 for s in self.status.values() if s == "pending")
 
@@ -42,8 +46,21 @@ class Progress:
         return {s: sum(1 for v in self.status.values() if v == s) for s in STATUSES}
 
     def baseline_acc(self, trial: TrialSpec) -> float | None:
+        """The final accuracy of `trial`'s baseline after as many epochs as `trial` trained (length-matched,
+        `reduce.seed_sensitivity`), once the baseline has finished."""
         row = self.rows.get(trial.baseline_id)
-        return row["final_test_acc"] if row is not None and row["status"] == "ok" else None
+        if row is None or row["status"] != "ok":
+            return None
+        if row["epochs"] <= trial.epochs:
+            return row["final_test_acc"]
+        acc = accuracy_after(self.curves.get(trial.baseline_id, pd.Series(dtype=float)), trial.epochs)
+        return None if math.isnan(acc) else acc
+
+    def _keep_curves(self, epochs: pd.DataFrame) -> None:
+        """Keep the test accuracy per epoch of the baselines among `epochs`' trials."""
+        for tid, part in epochs.groupby("trial_id"):
+            if tid in self.trials and self.trials[tid].is_baseline:
+                self.curves[tid] = part.set_index("epoch").test_acc
 
     # -- events --------------------------------------------------------------------------------------
     def started(self, tid: str) -> None:
@@ -61,6 +78,7 @@ class Progress:
         self.status[tid] = row["status"]
         self.epochs.append(shard["epochs"])
         self.layers.append(shard["fisher_layers"])
+        self._keep_curves(shard["epochs"])
         self.finished_now += 1
         acc = row["final_test_acc"]
         base = self.baseline_acc(self.trials[tid])
