@@ -5,7 +5,7 @@
     python analysis/reproduce.py results --mini --markdown table.md --figures figures/
 
 Each check reads the sweeps it needs from ROOT/<name> (ROOT/mini_<name> with --mini); a missing sweep
-makes its checks "not run". The rules behind the verdicts are in cpsweep/results/claims.py. With --figures,
+makes its checks "not run". The rules behind the verdicts are in cpsweep/results/checks.py. With --figures,
 each sweep found also gets its report (report.html) and the figures of analysis/ for it.
 """
 

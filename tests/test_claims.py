@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from cpsweep.results import claims as rp
+from cpsweep.results.reduce import layer_shift
 from cpsweep.results.store import Results, Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -276,7 +277,7 @@ def test_robustness_grades_every_variant():
 
 def test_layer_shift_against_closed_form():
     up = fisher_sweep(4, 0.2, shares_blur=[0.1, 0.2, 0.3, 0.4])
-    s = rp.layer_shift(up.fisher_layers, up.trials)
+    s = layer_shift(up.fisher_layers, up.trials)
     # Total variation between [.4 .3 .2 .1] and [.1 .2 .3 .4] is 0.4; the centre moves from 1/3 to 2/3.
     assert s.epoch.tolist() == [9, 9, 9]
     assert s.tv.to_numpy() == pytest.approx([0.4] * 3)
