@@ -130,6 +130,9 @@ def test_schedule_axis_names_presets_and_refuses_duplicates():
     assert not trials["blur-o0-l5-scheduleconstant-s0"].schedule.restart_after_deficit
     with pytest.raises(SpecError, match=r"grid.schedule.*\"exponential\" appears twice.*schedule.gamma"):
         parse_sweep(spec(**{"grid__schedule": ["exponential", {"name": "exponential", "gamma": 0.9}]}))
+    # a mapping without a name takes the file's schedule's name, so it collides with that name
+    with pytest.raises(SpecError, match=r"grid.schedule.*\"step\" appears twice"):
+        parse_sweep(spec(schedule={"name": "step"}, **{"grid__schedule": ["step", {"gamma": 0.9}]}))
     with pytest.raises(SpecError, match=r"grid.schedule\[0\]"):
         parse_sweep(spec(**{"grid__schedule": [3]}))
 

@@ -254,7 +254,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     if epochs == 0 or clean_after == 0:
         raise SpecError("epochs" if epochs == 0 else "clean_after", "must be at least 1 epoch")
     base = _resolve_fixed(raw, name, source)
-    grid = _parse_grid(raw.get("grid"))
+    grid = _parse_grid(raw.get("grid"), raw.get("schedule"))
     resources = parse(Resources, raw.get("resources"), "resources")
     if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
         raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
@@ -264,7 +264,8 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     return sweep
 
 
-def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
+def _parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
+    """The grid axes; `schedule`: the file's schedule section, which `grid.schedule` values are labelled against."""
     if not isinstance(raw, Mapping) or not raw:
         raise SpecError("grid", "required: at least grid.onset and grid.length, each a list of epochs")
     grid: dict[str, tuple[Any, ...]] = {}
@@ -276,7 +277,7 @@ def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
             raise SpecError(f"grid.{key}", "must be a non-empty list of values")
         if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
             if key == "schedule":
-                names = [_schedule_label(v, i) for i, v in enumerate(values)]
+                names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
             else:
                 names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
             dup = next((n for n in names if names.count(n) > 1), None)
@@ -295,11 +296,12 @@ def _parse_grid(raw: Any) -> dict[str, tuple[Any, ...]]:
     return grid
 
 
-def _schedule_label(value: Any, i: int) -> str:
+def _schedule_label(schedule: Any, value: Any, i: int) -> str:
+    """The label `make_trial` gives `value` over the file's `schedule` (so duplicates are caught as ids)."""
     if not isinstance(value, (str, Mapping)):
         raise SpecError(f"grid.schedule[{i}]", 'expected a schedule name, "restart", or a mapping of schedule '
                                                "settings")
-    return schedule_axis({}, value)[1]
+    return schedule_axis(schedule, value)[1]
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
