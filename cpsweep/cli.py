@@ -45,8 +45,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .sweep.launch import launch
 
+    errors = []
     for spec in args.spec:  # every file is checked before anything runs
-        load_sweep(spec)
+        try:
+            load_sweep(spec)
+        except SpecError as e:
+            errors.append(str(e))
+    if errors:
+        raise CpsweepError("\n".join(errors))
     failed = 0
     for spec in args.spec:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
