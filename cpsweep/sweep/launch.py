@@ -63,9 +63,14 @@ def read_spec(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec) -> SweepS
 
 
 def git_commit() -> str:
+    """The commit of the code this launch runs, recorded in every result row: $CPSWEEP_GIT_COMMIT if set
+    (a driver whose files came without .git), else the checkout's HEAD (also when the folder belongs to
+    another user, as in a container the cluster launcher synced it into), else ''."""
+    if os.environ.get("CPSWEEP_GIT_COMMIT"):
+        return os.environ["CPSWEEP_GIT_COMMIT"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__), capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(["git", "-c", "safe.directory=*", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__),
+                             capture_output=True, text=True, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
