@@ -94,7 +94,9 @@ def pins() -> dict[str, str]:
     from packaging.utils import canonicalize_name
 
     out = {}
-    for line in open(os.path.join(ROOT, "cluster", "requirements.txt")):
+    with open(os.path.join(ROOT, "cluster", "requirements.txt")) as f:
+        text = f.read()
+    for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             req = Requirement(line.strip())
             out[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
@@ -167,12 +169,12 @@ def test_pip_resolves_the_pins_for_every_images_python(tmp_path):
     import json
 
     have = pins()
-    lines = [line.strip() for line in open(os.path.join(ROOT, "cluster", "requirements.txt"))
-             if line.strip() and not line.startswith("#")]
+    with open(os.path.join(ROOT, "cluster", "requirements.txt")) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     for python in sorted(set(image_pythons().values())):
         res = resolve(lines, python, tmp_path)
         assert res.returncode == 0, f"the pins do not install under Python {python}:\n{res.stderr[-2000:]}"
-        report = json.load(open(tmp_path / f"report-{python}.json"))
+        report = json.loads((tmp_path / f"report-{python}.json").read_text())
         chosen = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in report["install"]}
         assert all(chosen[name] == version for name, version in have.items()), (python, chosen)
     # the check can fail: pandas 3.1 has no wheel for the Python 3.10 of the Deep Learning images

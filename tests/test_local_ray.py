@@ -13,7 +13,6 @@ import urllib.request
 
 import psutil
 import pytest
-
 from tiny_specs import write_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -39,6 +39,7 @@ from ..errors import SpecError
 from ..results.store import Store, join_uri
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoints import newest_checkpoints, stored_prefixes
+from .live import Live
 from .progress import Progress, tune_callback
 from .task import TrialTask
 from .trackers import make_trackers
@@ -196,6 +197,8 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
     from .trainable import run_trial
 
     tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out)
+    progress.live = Live(store, {t.trial_id: t.epochs for t in pending}, {t: s.epoch for t, s in starts.items()},
+                         progress.out)
     searcher = PrefixSearcher(tasks, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
     trainable = tune.with_resources(run_trial, {"cpu": resources["CPU"], "gpu": resources["GPU"]})
     # (the caller's environment comes back when `launch` returns)
@@ -217,4 +220,7 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   verbose=1 if verbose else 0,
                                   callbacks=[tune_callback(progress), *callbacks]))
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        progress.live.close()
