@@ -35,11 +35,12 @@ import yaml
 from ..config.sharing import plan, subtree_epochs
 from ..config.spec import TrialSpec, diff_settings
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep, smoke_sweep
-from ..errors import SpecError
+from ..errors import DataError, SpecError
 from ..results.store import Store, join_uri
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoints import newest_checkpoints, stored_prefixes
 from .live import Live
+from .preflight import check_data, check_data_on_nodes, data_needs
 from .progress import Progress, tune_callback
 from .task import TrialTask
 from .trackers import make_trackers
@@ -135,11 +136,13 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         tracker_callbacks = make_trackers(sweep, trackers)
         uri = join_uri(storage, sweep.name)
         store = Store(uri)
-        store.check_writable()
         check_same_fixed_settings(store, sweep)
         trials = sweep.trials()
         done = store.finished_ids()
         pending = [t for t in trials if t.trial_id not in done]
+        needs = data_needs(pending)
+        check_data(needs)  # here, before Ray starts or anything is written
+        store.check_writable()
         print(f"sweep {sweep.name}: {len(trials)} trials, {len(trials) - len(pending)} already done, "
               f"{len(pending)} to run -> {uri}", file=out, flush=True)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
@@ -151,6 +154,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
                 resources["GPU"] = resources["GPU"] if ray.cluster_resources().get("GPU", 0) else 0.0
             check_shared_storage(storage, shared_storage)
             check_fits(resources)
+            check_data_on_nodes(needs, resources)
         write_spec(store, sweep)
         progress = Progress(store, trials, done, sweep.hash(), out)
         progress.write_tables()
@@ -163,6 +167,10 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
 
             path = write_report(uri)
         counts = progress.counts()
+        if progress.data_errors:  # trials on nodes that joined after the preflight
+            first = next(iter(progress.data_errors.values()))
+            raise DataError(f"{len(progress.data_errors)} trial(s) of sweep {sweep.name} could not load their data "
+                            f"(not retried; the others' results are in {uri}): {first}")
         print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
               + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else ""),
               file=out, flush=True)

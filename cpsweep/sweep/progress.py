@@ -20,6 +20,7 @@ from ..results.records import STATUSES, trial_row
 from ..results.reduce import accuracy_after
 from ..results.store import Store, empty_table
 from .live import Live
+from .preflight import DATA_ERROR
 from .task import TrialTask
 
 
@@ -32,6 +33,7 @@ class Progress:
         self.trials = {t.trial_id: t for t in trials}
         self.status = {tid: "pending" for tid in self.trials}
         self.errors: dict[str, str] = {}
+        self.data_errors: dict[str, str] = {}  # trials that could not load their data set (not retried)
         shards = store.read_shards(set(self.trials) & done)
         self.rows = {r["trial_id"]: r for r in shards["trials"].to_dict("records")}
         self.epochs = [shards["epochs"]]
@@ -72,8 +74,8 @@ class Progress:
 
     def finished(self, tid: str) -> None:
         shard = self.store.read_shards({tid})
-        if shard["trials"].empty:  # the trial ended without a shard: treat as failed
-            self.failed(tid, "ended without writing its results")
+        if shard["trials"].empty:  # the trial ended without a shard: a data error it reported, or unknown
+            self.failed(tid, self.data_errors.get(tid) or "ended without writing its results")
             return
         row = shard["trials"].iloc[0].to_dict()
         self.rows[tid] = row
@@ -140,13 +142,16 @@ def tune_callback(progress: Progress):
                 progress.live.started(TrialTask.id_of(trial.config))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get(DATA_ERROR):
+                progress.data_errors[TrialTask.id_of(trial.config)] = result[DATA_ERROR]
             if progress.live is not None and isinstance(result.get("epoch"), int):
                 progress.live.epoch(TrialTask.id_of(trial.config), result["epoch"])
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.finished(TrialTask.id_of(trial.config))
+            tid = TrialTask.id_of(trial.config)
+            progress.finished(tid)
             if progress.live is not None:
-                progress.live.ended(TrialTask.id_of(trial.config))
+                progress.live.ended(tid, trained=progress.status[tid] != "failed")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             progress.failed(TrialTask.id_of(trial.config), f"failed after retries; see {trial.path}/error.txt")
