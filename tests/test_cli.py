@@ -94,10 +94,16 @@ def test_launch_reports_every_mistake_of_every_file_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_launch_with_a_tracker_that_is_not_installed(tmp_path):
-    res = cpsweep("launch", QUICKSTART, "--tracker", "wandb", "--storage", str(tmp_path))
+    missing = tmp_path / "site"  # a wandb that fails to import, as an absent one does
+    (missing / "wandb").mkdir(parents=True)
+    (missing / "wandb" / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(missing), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", QUICKSTART, "--tracker", "wandb",
+                          "--storage", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=env, check=False)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "the wandb tracker needs its package: pip install 'cpsweep[wandb]'" in res.stderr
-    assert not any(tmp_path.iterdir())  # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize("command", ["status", "report"])

@@ -43,7 +43,7 @@ from .live import Live
 from .preflight import check_data, check_data_on_nodes, data_needs
 from .progress import Progress, tune_callback
 from .task import TrialTask
-from .trackers import make_trackers
+from .trackers import make_trackers, tracker_callback
 
 
 @dataclass
@@ -205,6 +205,7 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
     from .trainable import run_trial
 
     tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out)
+    trackers = [tracker_callback(callbacks, store, {t.trial_id: t for t in pending})] if callbacks else []
     progress.live = Live(store, {t.trial_id: t.epochs for t in pending}, {t: s.epoch for t, s in starts.items()},
                          progress.out)
     searcher = PrefixSearcher(tasks, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
@@ -227,7 +228,7 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
                                   failure_config=tune.FailureConfig(max_failures=3),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   verbose=1 if verbose else 0,
-                                  callbacks=[tune_callback(progress), *callbacks]))
+                                  callbacks=[tune_callback(progress), *trackers]))
     try:
         tuner.fit()
     finally:
