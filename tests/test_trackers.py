@@ -12,9 +12,9 @@ from collections import defaultdict
 
 import pandas as pd
 import pytest
+from tiny_specs import tiny_sweep
 
 from cpsweep.sweep.trackers import run_id
-from tiny_specs import tiny_sweep
 
 pytest.importorskip("wandb")
 pytest.importorskip("mlflow")
