@@ -120,11 +120,10 @@ def test_storage_errors_are_one_line(tmp_path):
     corrupt.mkdir()
     (corrupt / "trials.parquet").write_bytes(b"PAR1 this is not parquet")
     cases = [(["status", unreachable], f"cannot read {unreachable}: ", "Could not connect"),
-             (["report", unreachable], f"cannot read {unreachable}: ", "Could not connect"),
              (["status", "nosuchfs://x/y"], "cannot open nosuchfs://x/y: ", "Unrecognized filesystem"),
              (["status", str(corrupt)], f"cannot read {corrupt}: ", "Parquet"),
-             (["launch", QUICKSTART, "--storage", unreachable],
-              "cannot write results to s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
+             (["launch", QUICKSTART, "--storage", unreachable],  # reads what the folder holds first
+              "cannot read s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
               "Could not connect")]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
     for args, start, detail in cases:

@@ -16,7 +16,7 @@ from ..errors import CpsweepError, SpecError
 
 
 def connect(address: str | None, verbose: bool) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray sized to this machine."""
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a new local Ray sized to this machine."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -25,7 +25,9 @@ def connect(address: str | None, verbose: bool) -> None:
     if address is None:
         local_ray_environment()
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+        # "local": always a new Ray of this launch, never the cluster a `ray start` on this machine left in
+        # /tmp/ray/ray_current_cluster (which a bare ray.init() would join, or wait for if it is gone)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
