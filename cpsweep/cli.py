@@ -45,8 +45,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .sweep.launch import launch
 
+    errors = []
     for spec in args.spec:  # every file is checked before anything runs
-        load_sweep(spec)
+        try:
+            load_sweep(spec)
+        except SpecError as e:
+            errors.append(str(e))
+    if errors:
+        raise CpsweepError("\n".join(errors))
     failed = 0
     for spec in args.spec:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
@@ -58,12 +64,16 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .results.reduce import sensitivity
-    from .results.store import load_results
+    from .results.store import Store, load_results
+    from .sweep.live import describe, read_live
 
     res = load_results(args.results)
     counts = res.trials.status.value_counts()
     print(f"{args.results}: {len(res.trials)} trials: "
           + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in STATUSES))
+    live = read_live(Store(args.results))
+    if live is not None and (counts.get("running", 0) or not live.get("finished")):
+        print("\n".join(describe(live)))
     sens = sensitivity(res.trials, res.epochs)
     if not sens.empty:
         ranked = sens.sort_values("sensitivity")

@@ -7,6 +7,9 @@ became non-finite; the sweep records it as `diverged` and goes on.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class CpsweepError(Exception):
     """A problem the user can fix; the message says what and how."""
@@ -25,8 +28,55 @@ class SpecError(CpsweepError):
         self.field = field
         self.message = message
         self.source = source
+        self.problems: tuple[SpecError, ...] = (self,)  # every mistake found; several with `SpecError.of`
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{field}: {message}")
+
+    @classmethod
+    def of(cls, errors: list[SpecError], source: str | None = None) -> SpecError:
+        """One error for every mistake in `errors` (flattened), naming `source`: the first mistake's field
+        and message, and a message listing up to `SHOWN` of them, one per line."""
+        problems = tuple(dict.fromkeys((p.field, p.message) for e in errors for p in e.problems))
+        first = cls(*problems[0], source)
+        if len(problems) > 1:
+            where = f"{source}: " if source else ""
+            lines = [f"  {field}: {message}" for field, message in problems[:SHOWN]]
+            if len(problems) > SHOWN:
+                lines.append(f"  ... and {len(problems) - SHOWN} more")
+            first.args = (f"{where}{len(problems)} problems; fix them and run again:\n" + "\n".join(lines),)
+        first.problems = tuple(cls(f, m, source) for f, m in problems)
+        return first
+
+
+SHOWN = 8  # mistakes listed in one error; the rest are counted
+
+
+class Problems:
+    """Collects `SpecError`s so that a file's independent parts are all checked before one error is raised.
+
+        problems = Problems()
+        with problems.check():
+            parse_section(...)
+        problems.raise_any(source)
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[SpecError] = []
+
+    @contextlib.contextmanager
+    def check(self) -> Iterator[None]:
+        try:
+            yield
+        except SpecError as e:
+            self.errors.append(e)
+
+    def raise_any(self, source: str | None = None) -> None:
+        if self.errors:
+            raise SpecError.of(self.errors, source)
+
+
+class StorageError(CpsweepError):
+    """A results folder or bucket that cannot be reached, listed, read or written."""
 
 
 class DataError(CpsweepError):

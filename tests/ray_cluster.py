@@ -120,26 +120,37 @@ class LocalCluster:
         self.port = free_port()
         self.address = ""
         self.head_node_id = ""
+        self.dashboard = ""
 
-    def ray(self, *args: str, timeout: float = 120) -> str:
-        res = subprocess.run([RAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+    def ray(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+        res = subprocess.run([RAY, *args], env={**self.env, **(env or {})}, capture_output=True, text=True,
+                             timeout=timeout)
         if res.returncode != 0:
             raise RuntimeError(f"ray {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res.stdout + res.stderr
 
-    def start_head(self, *args: str) -> None:
+    def start_head(self, *args: str, dashboard: bool = False) -> None:
+        """Start the head; with `dashboard`, its dashboard (and so the Jobs API) on loopback at
+        `self.dashboard` (http://127.0.0.1:<port>)."""
+        view = ["--include-dashboard=false"]
+        if dashboard:
+            port = free_port()
+            view = ["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={port}",
+                    f"--dashboard-agent-listen-port={free_port()}"]  # not the default 52365: another Ray may hold it
+            self.dashboard = f"http://127.0.0.1:{port}"
         self.ray("start", "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
-                 "--include-dashboard=false", *args)
+                 *view, *args)
         with open(os.path.join(self.temp_dir, "ray_current_cluster")) as f:
             self.address = f.read().strip()  # <head ip>:<port>
         (pid,) = raylet_pids(self.token)
         self.head_node_id = raylet_node_id(pid)
 
-    def add_worker(self, *args: str) -> int:
-        """Start one more node; returns its raylet's pid (the one raylet that was not there before)."""
+    def add_worker(self, *args: str, env: dict[str, str] | None = None) -> int:
+        """Start one more node (its processes see `env` on top of the cluster's); returns its raylet's pid
+        (the one raylet that was not there before)."""
         before = raylet_pids()
         self.ray("start", f"--address={self.address}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
-                 *args)
+                 *args, env=env)
         (pid,) = raylet_pids(self.token) - before
         return pid
 

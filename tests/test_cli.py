@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -73,12 +74,36 @@ def test_missing_spec_file():
     assert res.returncode == 2 and "no/such.yaml: (file): cannot read the spec" in res.stderr
 
 
+def test_launch_reports_every_mistake_of_every_file_at_once(tmp_path):
+    typos = tmp_path / "typos.yaml"
+    typos.write_text(Path(QUICKSTART).read_text().replace("replicates:", "replicate:").replace("lr:", "lrr:"))
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ngrid: {onset: [0, length: [1]}\n")
+    res = cpsweep("launch", str(typos), str(binary), str(broken), "--storage", str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stdout == "" and "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0] == f"cpsweep: error: {typos}: 2 problems; fix them and run again:"
+    assert lines[1].startswith('  replicate: unknown key "replicate" (did you mean "replicates"?)')
+    assert lines[2].startswith('  optim.lrr: unknown key "lrr" (did you mean "lr"?)')
+    assert lines[3].startswith(f"{binary}: (file): not UTF-8 text (byte 0: b'\\x89')")
+    assert lines[4].startswith(f"{broken}: (file): not valid YAML: line 2, column")
+    assert len(lines) == 5 and not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_launch_with_a_tracker_that_is_not_installed(tmp_path):
-    res = cpsweep("launch", QUICKSTART, "--tracker", "wandb", "--storage", str(tmp_path))
+    missing = tmp_path / "site"  # a wandb that fails to import, as an absent one does
+    (missing / "wandb").mkdir(parents=True)
+    (missing / "wandb" / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(missing), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", QUICKSTART, "--tracker", "wandb",
+                          "--storage", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=env, check=False)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "the wandb tracker needs its package: pip install 'cpsweep[wandb]'" in res.stderr
-    assert not any(tmp_path.iterdir())  # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize("command", ["status", "report"])
@@ -87,6 +112,26 @@ def test_status_and_report_of_a_folder_without_results(tmp_path, command):
     assert res.returncode == 2
     assert res.stderr.strip() == f"cpsweep: error: {tmp_path} holds no cpsweep results (no trials.parquet); pass " \
                                  f"the folder of one sweep, e.g. results/quickstart"
+
+
+def test_storage_errors_are_one_line(tmp_path):
+    unreachable = "s3://bucket/sweep?endpoint_override=http://127.0.0.1:9&scheme=http"  # nothing listens on 9
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "trials.parquet").write_bytes(b"PAR1 this is not parquet")
+    cases = [(["status", unreachable], f"cannot read {unreachable}: ", "Could not connect"),
+             (["status", "nosuchfs://x/y"], "cannot open nosuchfs://x/y: ", "Unrecognized filesystem"),
+             (["status", str(corrupt)], f"cannot read {corrupt}: ", "Parquet"),
+             (["launch", QUICKSTART, "--storage", unreachable],  # reads what the folder holds first
+              "cannot read s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
+              "Could not connect")]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
+    for args, start, detail in cases:
+        res = subprocess.run([sys.executable, "-m", "cpsweep.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120, env=env, check=False)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith(f"cpsweep: error: {start}") and detail in res.stderr, res.stderr
+        assert len(res.stderr.splitlines()) == 1 and res.stdout == "", res.stderr
 
 
 @pytest.mark.slow

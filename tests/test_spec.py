@@ -98,6 +98,50 @@ def test_error_names_the_file(tmp_path):
         load_sweep(path)
 
 
+def test_all_mistakes_of_a_file_are_reported_together(tmp_path):
+    raw = spec(replicate=2, optim__momentun=0.9, optim__lr="fast", model__chanels=64, grid__onsets=[0],
+               resources__gpu=1.5)
+    with pytest.raises(SpecError) as info:
+        parse_sweep(raw, "s.yaml")
+    fields = [p.field for p in info.value.problems]
+    assert fields == ["replicate", "optim.momentun", "optim.lr", "model.chanels", "grid.onsets", "resources"]
+    text = str(info.value)
+    assert text.startswith("s.yaml: 6 problems; fix them and run again:\n")
+    assert '  optim.momentun: unknown key "momentun" (did you mean "momentum"?)' in text
+    assert "  optim.lr: expected a number, got 'fast'" in text
+    assert info.value.field == "replicate"  # the first one, for callers that read one field
+    # more than a handful: the first ones listed, the rest counted
+    many = spec(**{f"optim__x{i}": 1 for i in range(12)})
+    with pytest.raises(SpecError) as info:
+        parse_sweep(many)
+    assert len(info.value.problems) == 12 and str(info.value).endswith("  ... and 4 more")
+    # a window that does not fit is checked once the parts it depends on are valid
+    assert len(error_of(spec(grid__onset=[0, 16])).splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: t\ngrid:\n  onset: [0\n  length: [1]\n", ("(file): not valid YAML: line 4, column 9: expected ',' or ']', "
+                                                   "but got ':' (while parsing a flow sequence at line 3, column 10)")),
+    ("name: t\n  epochs: 3\n", "(file): not valid YAML: line 2, column 9: mapping values are not allowed here"),
+    ("- name: t\n", "(top level): a sweep file must be a mapping of settings (name:, grid:, ...), got a YAML list"),
+    ("just words", "(top level): a sweep file must be a mapping of settings (name:, grid:, ...), got a YAML str"),
+    ("", "(top level): a sweep file must be a mapping of settings (name:, grid:, ...), got an empty file"),
+])
+def test_a_file_that_is_not_a_yaml_mapping(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    assert str(info.value).startswith(f"{path}: {expected}"), str(info.value)
+
+
+def test_a_file_that_is_not_utf8_text(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"name: t\n\xff\xfe\x00binary")
+    with pytest.raises(SpecError, match=r"bad.yaml: \(file\): not UTF-8 text \(byte 8: b'\\xff'\)"):
+        load_sweep(path)
+
+
 def test_grid_expands_with_one_baseline_per_seed():
     sweep = parse_sweep(spec(**{"grid__length": [0, 5]}))
     ids = [t.trial_id for t in sweep.trials()]

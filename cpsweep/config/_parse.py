@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any, Literal, Mapping
 
-from ..errors import SpecError
+from ..errors import Problems, SpecError
 
 
 def suggest(word: str, valid: typing.Iterable[str]) -> str:
@@ -28,13 +28,13 @@ def suggest(word: str, valid: typing.Iterable[str]) -> str:
 
 
 def check_keys(raw: Mapping[str, Any], valid: typing.Iterable[str], path: str) -> None:
-    """Fail on the first key of `raw` that is not in `valid`, suggesting the closest."""
+    """Fail on the keys of `raw` that are not in `valid` (all of them in one error), suggesting the closest."""
     valid = list(valid)
-    for key in raw:
-        if key not in valid:
-            where = f"{path}.{key}" if path else str(key)
-            raise SpecError(where, f'unknown key "{key}"{suggest(str(key), valid)}; '
-                                   f"valid keys here: {', '.join(valid)}")
+    unknown = [SpecError(f"{path}.{key}" if path else str(key),
+                         f'unknown key "{key}"{suggest(str(key), valid)}; valid keys here: {", ".join(valid)}')
+               for key in raw if key not in valid]
+    if unknown:
+        raise SpecError.of(unknown)
 
 
 def unknown_name(name: Any, valid: typing.Iterable[str], what: str) -> str:
@@ -111,8 +111,15 @@ def parse(cls: type, raw: Any, path: str, **fixed: Any) -> Any:
         raise SpecError(path, f"expected a mapping of settings, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
-    check_keys(raw, names, path)
-    values = {k: coerce(v, hints[k], f"{path}.{k}" if path else k) for k, v in raw.items()}
+    problems = Problems()
+    with problems.check():
+        check_keys(raw, names, path)
+    values = {}
+    for k, v in raw.items():
+        if k in names:
+            with problems.check():
+                values[k] = coerce(v, hints[k], f"{path}.{k}" if path else k)
+    problems.raise_any()
     return cls(**values, **fixed)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..errors import SpecError
+from ..errors import Problems, SpecError
 from ._parse import check_keys, check_name, coerce, parse
 from .registry import DATASETS, MODEL_INPUT
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
@@ -212,40 +212,78 @@ def _check_ranges(t: TrialSpec) -> None:
 
 
 def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> TrialSpec:
+    """The fixed settings as a `TrialSpec` (window and seed zero); every section is checked, and all their
+    mistakes raised together."""
+    problems, parts = Problems(), {}
+    steps = {**{k: (lambda k=k, cls=cls: parse(cls, raw.get(k), k)) for k, cls in SECTIONS.items()},
+             "model": lambda: component(raw.get("model", "cnn1d"), "model"),
+             "deficit": lambda: component(raw.get("deficit", "blur"), "deficit"),
+             "bn_refresh": lambda: coerce(raw.get("bn_refresh", 50), int, "bn_refresh"),
+             "checkpoint_every": lambda: coerce(raw.get("checkpoint_every", 1), int, "checkpoint_every")}
+    for key, step in steps.items():
+        with problems.check():
+            parts[key] = step()
+    if "data" in parts:
+        with problems.check():
+            check_name(parts["data"].name, DATASETS, "data.name", "data set")
+    problems.raise_any(source)
+    t = TrialSpec(sweep=name, onset=0, length=0, epochs=0, seed=0, **parts)
     try:
-        sections = {k: parse(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
-        check_name(sections["data"].name, DATASETS, "data.name", "data set")
-        t = TrialSpec(sweep=name, model=component(raw.get("model", "cnn1d"), "model"),
-                      deficit=component(raw.get("deficit", "blur"), "deficit"),
-                      onset=0, length=0, epochs=0, seed=0,
-                      bn_refresh=coerce(raw.get("bn_refresh", 50), int, "bn_refresh"),
-                      checkpoint_every=coerce(raw.get("checkpoint_every", 1), int, "checkpoint_every"),
-                      **sections)
         _check_ranges(t)
-        return t
     except SpecError as e:
-        raise SpecError(e.field, e.message, source) from None
+        raise SpecError.of([e], source) from None
+    return t
 
 
 def parse_sweep(raw: Any, source: str | None = None) -> SweepSpec:
-    """Validate a sweep mapping (as read from YAML) and resolve it into a `SweepSpec`."""
+    """Validate a sweep mapping (as read from YAML) and resolve it into a `SweepSpec`: the file's
+    independent parts (top-level keys, name, epochs, each settings section, the grid, the resources) are
+    all checked, and their mistakes raised together as one `SpecError`; the grid's trials are resolved
+    only when those pass."""
     try:
         return _parse_sweep(raw, source)
     except SpecError as e:
-        raise SpecError(e.field, e.message, source) from None
+        raise SpecError.of([e], source) from None
 
 
 def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     if not isinstance(raw, Mapping):
-        raise SpecError("(top level)", "a sweep file must be a mapping of settings")
-    check_keys(raw, TOP_KEYS, "")
+        kind = "an empty file" if raw is None else f"a YAML {type(raw).__name__}"
+        raise SpecError("(top level)", f"a sweep file must be a mapping of settings (name:, grid:, ...), "
+                                       f"got {kind}; see sweeps/quickstart.yaml")
+    problems = Problems()
+    with problems.check():
+        check_keys(raw, TOP_KEYS, "")
     name = raw.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise SpecError("name", "required: a name for the sweep (letters, digits, - _ .), used for its folder")
-    seed = coerce(raw.get("seed", 0), int, "seed")
-    replicates = coerce(raw.get("replicates", 1), int, "replicates")
-    if replicates < 1:
-        raise SpecError("replicates", "must be >= 1")
+    with problems.check():
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise SpecError("name", "required: a name for the sweep (letters, digits, - _ .), used for its folder")
+    seed = replicates = epochs = clean_after = base = grid = resources = None
+    with problems.check():
+        seed = coerce(raw.get("seed", 0), int, "seed")
+    with problems.check():
+        replicates = coerce(raw.get("replicates", 1), int, "replicates")
+        if replicates < 1:
+            raise SpecError("replicates", "must be >= 1")
+    with problems.check():
+        epochs, clean_after = _epoch_rule(raw)
+    with problems.check():
+        base = _resolve_fixed(raw, str(name), None)
+    with problems.check():
+        grid = _parse_grid(raw.get("grid"), raw.get("schedule"))
+    with problems.check():
+        resources = parse(Resources, raw.get("resources"), "resources")
+        if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
+            raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
+    problems.raise_any(source)
+    sweep = SweepSpec(name=name, raw=dict(raw), base=base, seeds=tuple(seed + r for r in range(replicates)),
+                      grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source)
+    sweep.trials()  # resolves every grid point: every window and every override is checked here
+    return sweep
+
+
+def _epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(epochs, clean_after): exactly one of them given, at least 1."""
     if ("epochs" in raw) == ("clean_after" in raw):
         raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
                                   "(clean epochs after each window)")
@@ -253,15 +291,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     clean_after = _nonneg_int(raw["clean_after"], "clean_after") if "clean_after" in raw else None
     if epochs == 0 or clean_after == 0:
         raise SpecError("epochs" if epochs == 0 else "clean_after", "must be at least 1 epoch")
-    base = _resolve_fixed(raw, name, source)
-    grid = _parse_grid(raw.get("grid"), raw.get("schedule"))
-    resources = parse(Resources, raw.get("resources"), "resources")
-    if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
-        raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
-    sweep = SweepSpec(name=name, raw=dict(raw), base=base, seeds=tuple(seed + r for r in range(replicates)),
-                      grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source)
-    sweep.trials()  # resolves every grid point: every window and every override is checked here
-    return sweep
+    return epochs, clean_after
 
 
 def _parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
@@ -269,31 +299,39 @@ def _parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
     if not isinstance(raw, Mapping) or not raw:
         raise SpecError("grid", "required: at least grid.onset and grid.length, each a list of epochs")
     grid: dict[str, tuple[Any, ...]] = {}
+    problems = Problems()
     for key, values in raw.items():
-        if key not in GRID_AXES and not ("." in key and key.split(".")[0] in
-                                         ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")):
-            check_keys({key: 0}, GRID_AXES, "grid")
-        if not isinstance(values, list) or not values:
-            raise SpecError(f"grid.{key}", "must be a non-empty list of values")
-        if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
-            if key == "schedule":
-                names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
-            else:
-                names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
-            dup = next((n for n in names if names.count(n) > 1), None)
-            if dup:
-                example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
-                           "schedule": "schedule.gamma: [0.97, 0.9]"}[key]
-                raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
-                                               f"axis instead, e.g. grid: {{{example}}}")
-        if key in ("onset", "length", "seed"):
-            what = "a seed" if key == "seed" else "a whole number of epochs"
-            values = [_nonneg_int(v, f"grid.{key}[{i}]", what) for i, v in enumerate(values)]
-        grid[key] = tuple(freeze(v) for v in values)
+        with problems.check():
+            grid[key] = _parse_axis(key, values, schedule)
     for key in ("onset", "length"):
-        if key not in grid:
-            raise SpecError(f"grid.{key}", "required: a list of epochs, e.g. [0, 10, 20]")
+        if key not in raw:
+            problems.errors.append(SpecError(f"grid.{key}", "required: a list of epochs, e.g. [0, 10, 20]"))
+    problems.raise_any()
     return grid
+
+
+def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
+    """One grid axis's values, checked (`_parse_grid`)."""
+    if key not in GRID_AXES and not ("." in key and key.split(".")[0] in
+                                     ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")):
+        check_keys({key: 0}, GRID_AXES, "grid")
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"grid.{key}", "must be a non-empty list of values")
+    if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
+        if key == "schedule":
+            names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
+        else:
+            names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
+                       "schedule": "schedule.gamma: [0.97, 0.9]"}[key]
+            raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
+                                           f"axis instead, e.g. grid: {{{example}}}")
+    if key in ("onset", "length", "seed"):
+        what = "a seed" if key == "seed" else "a whole number of epochs"
+        values = [_nonneg_int(v, f"grid.{key}[{i}]", what) for i, v in enumerate(values)]
+    return tuple(freeze(v) for v in values)
 
 
 def _schedule_label(schedule: Any, value: Any, i: int) -> str:
@@ -308,13 +346,30 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     """Read and validate a sweep YAML file (with `yaml.safe_load`)."""
     path = os.fspath(path)
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+        raw = yaml.safe_load(text)
     except OSError as e:
         raise SpecError("(file)", f"cannot read the spec: {e.strerror}", path) from None
+    except UnicodeDecodeError as e:
+        raise SpecError("(file)", f"not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); a sweep "
+                                  f"file is a YAML text file, e.g. sweeps/quickstart.yaml", path) from None
     except yaml.YAMLError as e:
-        raise SpecError("(file)", f"not valid YAML: {str(e).splitlines()[0]}", path) from None
+        raise SpecError("(file)", f"not valid YAML: {_yaml_problem(e)}", path) from None
     return parse_sweep(raw, path)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """'line 3, column 7: mapping values are not allowed here' from a PyYAML error."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f"{at(mark)}: " if mark is not None else ""
+    if getattr(e, "context", None):
+        problem += f" ({e.context}" + (f" at {at(context)})" if context is not None else ")")
+    return where + problem
 
 
 SMOKE = {"epochs": 3, "subset": 256, "probe_per_class": 2, "bn_refresh": 2, "batch_size": 64}

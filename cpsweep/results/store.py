@@ -17,19 +17,21 @@ top-level tables are rebuilt from the shards, so a row can neither be lost nor d
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
 from .._io import atomic_write
 from ..config.spec import TrialSpec
-from ..errors import CpsweepError
+from ..errors import CpsweepError, StorageError
 from .records import EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS, EpochRecord, trial_row
 
 TABLES = ("trials", "epochs", "fisher_layers")
@@ -73,10 +75,23 @@ class Store:
         if filesystem is not None:
             self.fs, self.root = filesystem, uri
         elif "://" in uri:
-            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+            with self.errors("open", "use a local folder or s3://bucket/prefix (gs://, hdfs:// as pyarrow knows them)"):
+                self.fs, self.root = pafs.FileSystem.from_uri(uri)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(uri)
         self.root = self.root.rstrip("/")
+
+    @contextlib.contextmanager
+    def errors(self, doing: str, fix: str | None = None):
+        """Turn a file-system failure (unreachable endpoint, missing bucket, no permission, a corrupt file)
+        into one `StorageError` line naming the results folder, what was being done and the fix."""
+        try:
+            yield
+        except (OSError, pa.ArrowException) as e:
+            detail = " ".join(str(e).split())
+            raise StorageError(f"cannot {doing} {self.uri}: {detail}; "
+                               f"{fix or 'check the path or URI, the endpoint, your credentials and permissions'}"
+                               ) from None
 
     def path(self, *parts: str) -> str:
         """A path inside the store's file system."""
@@ -88,17 +103,18 @@ class Store:
 
     # -- raw files -----------------------------------------------------------------------------------
     def exists(self, *parts: str) -> bool:
-        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        with self.errors("read"):
+            return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
         """Write atomically (`_io.atomic_write`: a temporary sibling, then a rename)."""
         try:
             atomic_write(self.path(*parts), data, self.fs)
-        except OSError as e:
-            raise CpsweepError(f"cannot write results to {self.uri}: {e}; {self.fix}") from None
+        except (OSError, pa.ArrowException) as e:
+            raise StorageError(f"cannot write results to {self.uri}: {' '.join(str(e).split())}; {self.fix}") from None
 
     def read_bytes(self, *parts: str) -> bytes:
-        with self.fs.open_input_stream(self.path(*parts)) as f:
+        with self.errors("read"), self.fs.open_input_stream(self.path(*parts)) as f:
             return f.read()
 
     def write_table(self, df: pd.DataFrame, *parts: str) -> None:
@@ -107,13 +123,14 @@ class Store:
         self.write_bytes(buf.getvalue(), *parts)
 
     def read_table(self, *parts: str) -> pd.DataFrame:
-        with self.fs.open_input_file(self.path(*parts)) as f:
+        with self.errors("read"), self.fs.open_input_file(self.path(*parts)) as f:
             return pq.read_table(f).to_pandas()
 
     def check_writable(self) -> None:
         """Fail before any work if the results folder cannot be written (`CpsweepError` with `fix`)."""
         self.write_bytes(b"", ".write-test")
-        self.fs.delete_file(self.path(".write-test"))
+        with self.errors("write results to", self.fix):
+            self.fs.delete_file(self.path(".write-test"))
 
     # -- shards: one finished trial each -------------------------------------------------------------
     def write_shard(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
@@ -139,7 +156,8 @@ class Store:
     def read_shards(self, ids: set[str] | None = None) -> dict[str, pd.DataFrame]:
         frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
         if self.exists("shards"):
-            infos = self.fs.get_file_info(pafs.FileSelector(self.path("shards"), allow_not_found=True))
+            with self.errors("list"):
+                infos = self.fs.get_file_info(pafs.FileSelector(self.path("shards"), allow_not_found=True))
             for info in sorted(infos, key=lambda i: i.base_name):
                 sid = info.base_name
                 if info.type != pafs.FileType.Directory or (ids is not None and sid not in ids):

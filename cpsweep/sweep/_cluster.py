@@ -16,20 +16,35 @@ from ..errors import CpsweepError, SpecError
 
 
 def connect(address: str | None, verbose: bool) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray sized to this machine."""
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a new local Ray sized to this machine."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return
+    if address is None:
+        local_ray_environment()
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+        # "local": always a new Ray of this launch, never the cluster a `ray start` on this machine left in
+        # /tmp/ray/ray_current_cluster (which a bare ray.init() would join, or wait for if it is gone)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise CpsweepError(f"cannot reach {where}: {str(e).splitlines()[0]}; start one with `ray start --head` "
                            f"(or `ray up cluster/aws.yaml`) and pass its address, or drop --address to run "
                            f"locally") from None
+
+
+def local_ray_environment() -> None:
+    """Settings for a Ray that a launch starts on this machine, whose servers listen on every interface:
+    Ray's token authentication always on (a `RAY_AUTH_MODE` other than `token` is dropped, and `ray.init`
+    turns the mode on and makes a token in ~/.ray/auth_token, as it does by default since Ray 2.59), and
+    no Prometheus metrics exporter, the one port that would answer without a token. The caller restores
+    the environment afterwards (`launch.restored_environment`)."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        del os.environ["RAY_AUTH_MODE"]
+    os.environ["RAY_enable_metrics_collection"] = "0"
 
 
 def check_shared_storage(storage: str, shared: bool) -> None:

@@ -73,9 +73,10 @@ def stored_prefixes(store: Store) -> set[str]:
     """Keys of the complete prefix checkpoints in the results folder."""
     if not store.exists("prefixes"):
         return set()
-    folders = store.fs.get_file_info(pafs.FileSelector(store.path("prefixes")))
-    keys = [f.base_name for f in folders if f.type == pafs.FileType.Directory]
-    metas = store.fs.get_file_info([store.path("prefixes", k, "meta.json") for k in keys])
+    with store.errors("list the prefix checkpoints in"):
+        folders = store.fs.get_file_info(pafs.FileSelector(store.path("prefixes")))
+        keys = [f.base_name for f in folders if f.type == pafs.FileType.Directory]
+        metas = store.fs.get_file_info([store.path("prefixes", k, "meta.json") for k in keys])
     return {k for k, m in zip(keys, metas) if m.type == pafs.FileType.File and m.size}
 
 
@@ -85,24 +86,25 @@ def newest_checkpoints(store: Store, ids: Sequence[str]) -> dict[str, tuple[int,
     if not store.exists("tune"):
         return {}
     wanted = set(ids)
-    for launch in store.fs.get_file_info(pafs.FileSelector(store.path("tune"))):
-        if launch.type != pafs.FileType.Directory:
-            continue
-        for tid in wanted:
-            folder = f"{launch.path}/{tid}"
-            infos = store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-            for ckpt in infos:
-                if not ckpt.base_name.startswith("checkpoint_"):
-                    continue
-                files = store.fs.get_file_info([f"{ckpt.path}/{name}" for name in CHECKPOINT_FILES])
-                if any(info.type != pafs.FileType.File or not info.size for info in files):
-                    continue  # cut off while Tune uploaded it, one file after the other (a killed driver or node)
-                try:
-                    with store.fs.open_input_stream(f"{ckpt.path}/meta.json") as f:
-                        epoch = int(json.loads(f.read())["epoch"])
-                except (OSError, ValueError, KeyError):
-                    continue  # an incomplete checkpoint
-                if epoch > best.get(tid, (-1, ""))[0]:
-                    rel = ckpt.path[len(store.root):]
-                    best[tid] = (epoch, store.uri_of(rel.strip("/")))
+    with store.errors("list the checkpoints in"):
+        for launch in store.fs.get_file_info(pafs.FileSelector(store.path("tune"))):
+            if launch.type != pafs.FileType.Directory:
+                continue
+            for tid in wanted:
+                folder = f"{launch.path}/{tid}"
+                infos = store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+                for ckpt in infos:
+                    if not ckpt.base_name.startswith("checkpoint_"):
+                        continue
+                    files = store.fs.get_file_info([f"{ckpt.path}/{name}" for name in CHECKPOINT_FILES])
+                    if any(info.type != pafs.FileType.File or not info.size for info in files):
+                        continue  # cut off while Tune uploaded it, one file after the other (a killed driver or node)
+                    try:
+                        with store.fs.open_input_stream(f"{ckpt.path}/meta.json") as f:
+                            epoch = int(json.loads(f.read())["epoch"])
+                    except (OSError, ValueError, KeyError):
+                        continue  # an incomplete checkpoint
+                    if epoch > best.get(tid, (-1, ""))[0]:
+                        rel = ckpt.path[len(store.root):]
+                        best[tid] = (epoch, store.uri_of(rel.strip("/")))
     return best

@@ -35,13 +35,15 @@ import yaml
 from ..config.sharing import plan, subtree_epochs
 from ..config.spec import TrialSpec, diff_settings
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep, smoke_sweep
-from ..errors import SpecError
+from ..errors import DataError, SpecError
 from ..results.store import Store, join_uri
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoints import newest_checkpoints, stored_prefixes
+from .live import Live
+from .preflight import check_data, check_data_on_nodes, data_needs
 from .progress import Progress, tune_callback
 from .task import TrialTask
-from .trackers import make_trackers
+from .trackers import make_trackers, tracker_callback
 
 
 @dataclass
@@ -63,9 +65,14 @@ def read_spec(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec) -> SweepS
 
 
 def git_commit() -> str:
+    """The commit of the code this launch runs, recorded in every result row: $CPSWEEP_GIT_COMMIT if set
+    (a driver whose files came without .git), else the checkout's HEAD (also when the folder belongs to
+    another user, as in a container the cluster launcher synced it into), else ''."""
+    if os.environ.get("CPSWEEP_GIT_COMMIT"):
+        return os.environ["CPSWEEP_GIT_COMMIT"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__), capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(["git", "-c", "safe.directory=*", "rev-parse", "HEAD"], cwd=os.path.dirname(__file__),
+                             capture_output=True, text=True, timeout=5)
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -129,11 +136,13 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         tracker_callbacks = make_trackers(sweep, trackers)
         uri = join_uri(storage, sweep.name)
         store = Store(uri)
-        store.check_writable()
         check_same_fixed_settings(store, sweep)
         trials = sweep.trials()
         done = store.finished_ids()
         pending = [t for t in trials if t.trial_id not in done]
+        needs = data_needs(pending)
+        check_data(needs)  # here, before Ray starts or anything is written
+        store.check_writable()
         print(f"sweep {sweep.name}: {len(trials)} trials, {len(trials) - len(pending)} already done, "
               f"{len(pending)} to run -> {uri}", file=out, flush=True)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
@@ -145,6 +154,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
                 resources["GPU"] = resources["GPU"] if ray.cluster_resources().get("GPU", 0) else 0.0
             check_shared_storage(storage, shared_storage)
             check_fits(resources)
+            check_data_on_nodes(needs, resources)
         write_spec(store, sweep)
         progress = Progress(store, trials, done, sweep.hash(), out)
         progress.write_tables()
@@ -157,6 +167,10 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
 
             path = write_report(uri)
         counts = progress.counts()
+        if progress.data_errors:  # trials on nodes that joined after the preflight
+            first = next(iter(progress.data_errors.values()))
+            raise DataError(f"{len(progress.data_errors)} trial(s) of sweep {sweep.name} could not load their data "
+                            f"(not retried; the others' results are in {uri}): {first}")
         print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
               + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else ""),
               file=out, flush=True)
@@ -191,6 +205,9 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
     from .trainable import run_trial
 
     tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out)
+    trackers = [tracker_callback(callbacks, store, {t.trial_id: t for t in pending})] if callbacks else []
+    progress.live = Live(store, {t.trial_id: t.epochs for t in pending}, {t: s.epoch for t, s in starts.items()},
+                         progress.out)
     searcher = PrefixSearcher(tasks, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
     trainable = tune.with_resources(run_trial, {"cpu": resources["CPU"], "gpu": resources["GPU"]})
     # (the caller's environment comes back when `launch` returns)
@@ -211,5 +228,8 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
                                   failure_config=tune.FailureConfig(max_failures=3),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   verbose=1 if verbose else 0,
-                                  callbacks=[tune_callback(progress), *callbacks]))
-    tuner.fit()
+                                  callbacks=[tune_callback(progress), *trackers]))
+    try:
+        tuner.fit()
+    finally:
+        progress.live.close()

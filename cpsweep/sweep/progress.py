@@ -19,6 +19,8 @@ from ..config.spec import TrialSpec
 from ..results.records import STATUSES, trial_row
 from ..results.reduce import accuracy_after
 from ..results.store import Store, empty_table
+from .live import Live
+from .preflight import DATA_ERROR
 from .task import TrialTask
 
 
@@ -31,6 +33,7 @@ class Progress:
         self.trials = {t.trial_id: t for t in trials}
         self.status = {tid: "pending" for tid in self.trials}
         self.errors: dict[str, str] = {}
+        self.data_errors: dict[str, str] = {}  # trials that could not load their data set (not retried)
         shards = store.read_shards(set(self.trials) & done)
         self.rows = {r["trial_id"]: r for r in shards["trials"].to_dict("records")}
         self.epochs = [shards["epochs"]]
@@ -41,6 +44,7 @@ class Progress:
         self._keep_curves(shards["epochs"])
         self.finished_now = 0
         self.to_run = sum(1 for s in self.status.values() if s == "pending")
+        self.live: Live | None = None  # the epoch-level progress of a running launch (`live.py`)
 
     def counts(self) -> dict[str, int]:
         return {s: sum(1 for v in self.status.values() if v == s) for s in STATUSES}
@@ -70,8 +74,8 @@ class Progress:
 
     def finished(self, tid: str) -> None:
         shard = self.store.read_shards({tid})
-        if shard["trials"].empty:  # the trial ended without a shard: treat as failed
-            self.failed(tid, "ended without writing its results")
+        if shard["trials"].empty:  # the trial ended without a shard: a data error it reported, or unknown
+            self.failed(tid, self.data_errors.get(tid) or "ended without writing its results")
             return
         row = shard["trials"].iloc[0].to_dict()
         self.rows[tid] = row
@@ -101,7 +105,10 @@ class Progress:
         total = f"[{self.finished_now:>{len(str(self.to_run))}}/{self.to_run}]"
         tail = f"| {c['ok']} ok, {c['running']} running, {c['pending']} pending" + \
                (f", {c['diverged']} diverged" if c["diverged"] else "") + (f", {c['failed']} failed" if c["failed"] else "")
-        print(f"{total} {text}  {tail}", file=self.out or sys.stdout, flush=True)
+        if self.live is not None:
+            self.live.write(f"{total} {text}  {tail}")
+        else:
+            print(f"{total} {text}  {tail}", file=self.out or sys.stdout, flush=True)
 
     def finish(self) -> None:
         for tid, s in self.status.items():
@@ -131,11 +138,24 @@ def tune_callback(progress: Progress):
     class ProgressCallback(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
             progress.started(TrialTask.id_of(trial.config))
+            if progress.live is not None:
+                progress.live.started(TrialTask.id_of(trial.config))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get(DATA_ERROR):
+                progress.data_errors[TrialTask.id_of(trial.config)] = result[DATA_ERROR]
+            if progress.live is not None and isinstance(result.get("epoch"), int):
+                progress.live.epoch(TrialTask.id_of(trial.config), result["epoch"])
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.finished(TrialTask.id_of(trial.config))
+            tid = TrialTask.id_of(trial.config)
+            progress.finished(tid)
+            if progress.live is not None:
+                progress.live.ended(tid, trained=progress.status[tid] != "failed")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             progress.failed(TrialTask.id_of(trial.config), f"failed after retries; see {trial.path}/error.txt")
+            if progress.live is not None:
+                progress.live.ended(TrialTask.id_of(trial.config), trained=False)
 
     return ProgressCallback()

@@ -21,10 +21,11 @@ from ray import tune
 
 from ..engine.data import load_data
 from ..engine.trial import train_trial
-from ..errors import TrialDiverged
+from ..errors import DataError, TrialDiverged
 from ..results.records import EpochRecord, trained
 from ..results.store import Store
 from .checkpoints import load_prefix, read_checkpoint, save_prefix, write_checkpoint
+from .preflight import DATA_ERROR
 from .task import TrialTask
 
 
@@ -65,7 +66,12 @@ def run_trial(config: dict[str, Any]) -> None:
     state, records, shared = starting_point(task, store)
     node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
     every = trial.checkpoint_every
-    run = train_trial(trial, device, resume=state, data=load_data(trial.data, device))
+    try:
+        data = load_data(trial.data, device)
+    except DataError as e:  # fails the same on every retry: reported, not raised (`preflight.py`)
+        tune.report({DATA_ERROR: str(e)})
+        return
+    run = train_trial(trial, device, resume=state, data=data)
     if run.epoch in save:  # a trial that starts exactly where others branch
         save_prefix(store, save[run.epoch], run.state_dict(), records)
     if run.epoch >= trial.epochs:  # every epoch came from a shared prefix

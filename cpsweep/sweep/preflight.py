@@ -1,0 +1,75 @@
+"""Preflight: the data sets a launch needs are checked before any trial is scheduled.
+
+A trial that cannot load its data set fails the same way on every retry and on every trial after it, so
+the launch checks first: on the driver (before Ray starts or anything is written), and, once connected,
+through Ray on every node that can run a trial (unless the driver's node is the only one). Each check loads the data set as a trial would
+(`engine.data.load_dataset`), downloading it once under the data folder's lock if it is missing. A failure
+is one `DataError` line naming the data set, the folder, the node and the fix (exit 2).
+
+A node that joins later (an autoscaler adding GPU workers) is not checked in advance; there a trial that
+cannot load its data reports the `DataError` to the driver instead of raising (`trainable.run_trial`), so
+Tune never retries it, and the trial is marked failed with that one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..config.spec import DataSpec, TrialSpec
+from ..errors import DataError
+
+DATA_ERROR = "data_error"  # the metric a trial reports instead of raising a DataError
+
+
+def data_needs(trials: Sequence[TrialSpec]) -> list[DataSpec]:
+    """The distinct data sets (name and folder) `trials` read, in a stable order."""
+    seen: dict[tuple[str, str | None], DataSpec] = {}
+    for t in trials:
+        seen.setdefault((t.data.name, t.data.data_dir), DataSpec(name=t.data.name, data_dir=t.data.data_dir))
+    return [seen[k] for k in sorted(seen, key=lambda k: (k[0], k[1] or ""))]
+
+
+def check_data(needs: Sequence[DataSpec]) -> None:
+    """Load every data set of `needs` here (downloading or generating what is missing).
+
+    Raises:
+        DataError: one line naming the data set, the folder and the fix.
+    """
+    from ..engine.data import load_dataset, resolve_data_dir
+
+    for spec in needs:
+        load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu")
+
+
+def _check_on_node(needs: list[dict]) -> str | None:
+    """Run on one node by Ray: None, or the DataError's line."""
+    try:
+        check_data([DataSpec(**d) for d in needs])
+    except DataError as e:
+        return str(e)
+    return None
+
+
+def check_data_on_nodes(needs: Sequence[DataSpec], resources: dict[str, float]) -> int:
+    """`check_data` through Ray on every alive node that can run one trial (`resources`), all at once,
+    unless the driver's own node is the only one; returns how many nodes were checked.
+
+    Raises:
+        DataError: the first node's failure, naming the node.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    nodes = [n for n in ray.nodes() if n.get("Alive")
+             and all(n["Resources"].get(k, 0) >= v for k, v in resources.items() if v)]
+    if not nodes or [n["NodeID"] for n in nodes] == [here]:  # a local Ray: the driver's check was the check
+        return 0
+    probe = ray.remote(num_cpus=0)(_check_on_node)
+    payload = [{"name": s.name, "data_dir": s.data_dir} for s in needs]
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(payload)
+            for n in nodes]
+    for node, error in zip(nodes, ray.get(refs)):
+        if error:
+            raise DataError(f"on node {node['NodeManagerAddress']}: {error}")
+    return len(nodes)

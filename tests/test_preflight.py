@@ -1,0 +1,88 @@
+"""Preflight (issue 14, item 2): a data set that cannot be loaded stops a launch before any trial, in one
+line naming the data set, the folder and the fix (exit 2); inside a trial the same error is never retried."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from tiny_specs import tiny_sweep, write_spec
+
+from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.errors import DataError
+from cpsweep.sweep.preflight import data_needs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CIFAR = {"model": {"name": "all_cnn_c", "width": 0.25}, "fisher": {"every": 0}}
+
+
+def test_data_needs_are_the_distinct_sets_and_folders():
+    raw = tiny_sweep(grid={"onset": [0], "length": [2], "data.data_dir": ["/a", "/b"]})
+    needs = data_needs(parse_sweep(raw).trials())
+    assert [(n.name, n.data_dir) for n in needs] == [("mnist1d", "/a"), ("mnist1d", "/b")]
+
+
+@pytest.mark.slow
+def test_an_offline_launch_stops_before_any_trial_with_one_line(tmp_path):
+    empty = tmp_path / "data"
+    spec = write_spec(tmp_path, data={"name": "cifar10", "data_dir": str(empty)}, **CIFAR)
+    # offline: every download goes to a proxy that refuses connections
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "http_proxy": "http://127.0.0.1:9",
+           "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    start = time.time()
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(tmp_path / "out")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == "" and "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"cpsweep: error: cannot load data set cifar10 from data_dir {empty} (")
+    assert "download" in lines[0]  # the fix: where to put the files, or how to download them
+    assert not (tmp_path / "out").exists()  # nothing written, no Ray started, no trial tried
+    assert time.time() - start < 120
+
+
+@pytest.mark.slow
+def test_a_data_error_inside_a_trial_is_not_retried(tmp_path, ray_local, monkeypatch, capsys):
+    """A node that joined after the preflight (here: the preflight skipped) cannot load the data: each trial
+    reports it once, Tune does not retry it, and the launch ends with the one line (exit 2 from the CLI)."""
+    from cpsweep.sweep import launch as launch_module
+
+    monkeypatch.setattr(launch_module, "check_data", lambda needs: None)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data folder should be")
+    raw = tiny_sweep(data={"name": "cifar10", "data_dir": str(blocker / "data")}, **CIFAR)
+    with pytest.raises(DataError, match=r"^3 trial\(s\) of sweep tiny could not load their data \(not retried;.*"
+                                        r"cannot load data set cifar10 from data_dir "):
+        launch_module.launch(raw, storage=str(tmp_path / "out"), report=False)
+    out = capsys.readouterr().out
+    assert out.count("failed ") == 3 and "cannot load data set cifar10" in out and "after retries" not in out
+    trials = pd.read_parquet(tmp_path / "out" / "tiny" / "trials.parquet")
+    assert (trials.status == "failed").all() and trials.error.str.contains("cannot load data set cifar10").all()
+    errors = list((tmp_path / "out" / "tiny" / "tune").rglob("error.txt"))
+    assert errors == []  # Tune recorded no error: nothing was raised, so nothing was retried
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_load_the_data_stops_the_launch_before_any_trial(tmp_path, ray_cluster):
+    """Checked through Ray on each node that can run a trial: here the worker node's data folder (its own
+    $CPSWEEP_DATA_DIR) holds a corrupt MNIST-1D cache, while the driver's is fine."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mnist1d.npz").write_bytes(b"not an npz archive")
+    cluster = ray_cluster()
+    cluster.start_head("--num-cpus=1")
+    cluster.add_worker("--num-cpus=1", env={"CPSWEEP_DATA_DIR": str(bad)})
+    spec = write_spec(tmp_path)
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--address", cluster.address,
+                          "--storage", str(tmp_path / "out"), "--shared-storage"], cwd=ROOT, env=cluster.env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout, res.stderr
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("cpsweep: error:")]
+    assert line.startswith("cpsweep: error: on node ") and f"cannot read the MNIST-1D cache {bad / 'mnist1d.npz'}" in line
+    assert line.endswith("delete it and it will be generated again")
+    assert not list((tmp_path / "out").rglob("shards")) and not list((tmp_path / "out").rglob("tune"))

@@ -1,0 +1,93 @@
+"""Trackers end to end (issue 14, item 4): W&B in offline mode and MLflow with a local file store, fed by a
+real launch whose trials branch from shared prefixes; the logged steps are read back: every trial's run
+holds each of its epochs (the record at initialisation and the prefix epochs included) once, at the
+trial's own epoch, with the values of epochs.parquet; a relaunch logs into the same runs."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import struct
+from collections import defaultdict
+
+import pandas as pd
+import pytest
+from tiny_specs import tiny_sweep
+
+from cpsweep.sweep.trackers import run_id
+
+pytest.importorskip("wandb")
+pytest.importorskip("mlflow")
+pytestmark = pytest.mark.slow
+
+
+def wandb_history(root) -> dict[str, list[dict]]:
+    """run id -> the history rows of every offline run folder under `root` (W&B's .wandb files: a header,
+    then LevelDB-log records of 32 KiB blocks holding protobuf `Record`s)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    rows = defaultdict(list)
+    for path in glob.glob(f"{root}/wandb/offline-run-*/run-*.wandb"):
+        with open(path, "rb") as f:
+            data = f.read()
+        assert data[:4] == b":W&B"
+        pos, block, buf = 7, 32768, b""
+        while pos + 7 <= len(data):
+            if block - pos % block < 7:
+                pos += block - pos % block
+                continue
+            _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+            buf += data[pos + 7:pos + 7 + length]
+            pos += 7 + length
+            if kind in (1, 4):  # a full record, or the last part of one
+                record = pb.Record()
+                record.ParseFromString(buf)
+                buf = b""
+                if record.WhichOneof("record_type") == "history":
+                    rows[path.rsplit("run-", 1)[1][:-6]].append(
+                        {item.key or "/".join(item.nested_key): float(item.value_json) for item in record.history.item})
+    return rows
+
+
+def test_trackers_log_every_epoch_at_its_epoch_into_stable_runs(tmp_path, ray_local, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from cpsweep.sweep.launch import launch
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store only on request
+    mlruns = f"file://{tmp_path}/mlruns"
+    raw = tiny_sweep(tracking={"wandb": {"project": "cps-test"}, "mlflow": {"tracking_uri": mlruns}})
+    launch(raw, storage=str(tmp_path / "res"), report=False)
+    folder = tmp_path / "res" / "tiny"
+    epochs = pd.read_parquet(folder / "epochs.parquet")
+    trials = pd.read_parquet(folder / "trials.parquet").set_index("trial_id")
+    assert trials.shared_epochs.max() > 0  # some trial branched from a shared prefix
+
+    client = MlflowClient(tracking_uri=mlruns)
+    exp = client.get_experiment_by_name("tiny")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == set(trials.index)
+    history = wandb_history(tmp_path)
+    for tid, part in epochs.groupby("trial_id"):
+        expected = part.set_index("epoch").test_acc.sort_index()
+        assert list(expected.index) == list(range(-1, 6))
+        logged = client.get_metric_history(runs[tid].info.run_id, "test_acc")
+        assert sorted(m.step for m in logged) == list(range(-1, 6))  # each epoch once, at its epoch
+        assert {m.step: m.value for m in logged} == pytest.approx(expected.to_dict())
+        rows = history[run_id("tiny", tid)]
+        assert sorted(int(r["epoch"]) for r in rows) == list(range(-1, 6))
+        assert {int(r["epoch"]): r["test_acc"] for r in rows} == pytest.approx(expected.to_dict())
+        assert any("fisher/0" in r for r in rows)  # per-layer Fisher traces too
+    first_ids = {tid: r.info.run_id for tid, r in runs.items()}
+
+    # a relaunch that trains a trial again (its shard removed) logs into that trial's runs, not new ones
+    again = "blur-o3-l2-s0"
+    shutil.rmtree(folder / "shards" / again)
+    launch(raw, storage=str(tmp_path / "res"), report=False)
+    runs = {r.info.run_name: r.info.run_id for r in client.search_runs([exp.experiment_id])}
+    assert runs == first_ids
+    folders = glob.glob(f"{tmp_path}/wandb/offline-run-*/run-{run_id('tiny', again)}.wandb")
+    assert len(folders) == 2 and len(glob.glob(f"{tmp_path}/wandb/offline-run-*")) == len(first_ids) + 1
