@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import yaml
 
@@ -40,11 +41,28 @@ def local_ray_environment() -> None:
     """Settings for a Ray that a launch starts on this machine, whose servers listen on every interface:
     Ray's token authentication always on (a `RAY_AUTH_MODE` other than `token` is dropped, and `ray.init`
     turns the mode on and makes a token in ~/.ray/auth_token, as it does by default since Ray 2.59), and
-    no Prometheus metrics exporter, the one port that would answer without a token. The caller restores
+    no Prometheus metrics exporters, the only ports that would answer without a token. The caller restores
     the environment afterwards (`launch.restored_environment`)."""
     if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
         del os.environ["RAY_AUTH_MODE"]
     os.environ["RAY_enable_metrics_collection"] = "0"
+    # Ray's autoscaler monitor and dashboard start read-only Prometheus exporters on every interface with
+    # no switch to turn them off; point both at a port this process holds, so that they cannot bind
+    # (each logs the failure and runs on without it)
+    port = str(_held_port())
+    os.environ["AUTOSCALER_METRIC_PORT"] = os.environ["DASHBOARD_METRIC_PORT"] = port
+
+
+_HELD: list[socket.socket] = []
+
+
+def _held_port() -> int:
+    """A TCP port bound (not listening) on every interface by this process for its lifetime."""
+    if not _HELD:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("0.0.0.0", 0))
+        _HELD.append(sock)
+    return _HELD[0].getsockname()[1]
 
 
 def check_shared_storage(storage: str, shared: bool) -> None:
