@@ -108,10 +108,8 @@ class Store:
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
         """Write atomically (`_io.atomic_write`: a temporary sibling, then a rename)."""
-        try:
+        with self.errors("write results to", self.fix):
             atomic_write(self.path(*parts), data, self.fs)
-        except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"cannot write results to {self.uri}: {' '.join(str(e).split())}; {self.fix}") from None
 
     def read_bytes(self, *parts: str) -> bytes:
         with self.errors("read"), self.fs.open_input_stream(self.path(*parts)) as f:
