@@ -67,7 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .results.store import Store, load_results
     from .sweep.live import describe, read_live
 
-    res = load_results(args.results)
+    res = load_results(args.results, fisher_layers=False)  # (the largest table: not needed here)
     counts = res.trials.status.value_counts()
     print(f"{args.results}: {len(res.trials)} trials: "
           + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in STATUSES))

@@ -1,12 +1,11 @@
 """Trackers end to end (issue 14, item 4): W&B in offline mode and MLflow with a local file store, fed by a
 real launch whose trials branch from shared prefixes; the logged steps are read back: every trial's run
 holds each of its epochs (the record at initialisation and the prefix epochs included) once, at the
-trial's own epoch, with the values of epochs.parquet; a relaunch logs into the same runs."""
+trial's own epoch, with the values of epochs.parquet; a later launch of the sweep logs into the same runs."""
 
 from __future__ import annotations
 
 import glob
-import shutil
 import struct
 from collections import defaultdict
 
@@ -83,11 +82,11 @@ def test_trackers_log_every_epoch_at_its_epoch_into_stable_runs(tmp_path, ray_lo
         assert any("fisher/0" in r for r in rows)  # per-layer Fisher traces too
     first_ids = {tid: r.info.run_id for tid, r in runs.items()}
 
-    # a relaunch that trains a trial again (its shard removed) logs into that trial's runs, not new ones
+    # a launch of the same sweep that trains trials again (here a window and its baseline, into another
+    # results folder) logs into those trials' runs, not new ones
     again = "blur-o3-l2-s0"
-    shutil.rmtree(folder / "shards" / again)
-    launch(raw, storage=str(tmp_path / "res"), report=False)
+    launch({**raw, "grid": {"onset": [3], "length": [2]}}, storage=str(tmp_path / "res2"), report=False)
     runs = {r.info.run_name: r.info.run_id for r in client.search_runs([exp.experiment_id])}
     assert runs == first_ids
     folders = glob.glob(f"{tmp_path}/wandb/offline-run-*/run-{run_id('tiny', again)}.wandb")
-    assert len(folders) == 2 and len(glob.glob(f"{tmp_path}/wandb/offline-run-*")) == len(first_ids) + 1
+    assert len(folders) == 2 and len(glob.glob(f"{tmp_path}/wandb/offline-run-*")) == len(first_ids) + 2

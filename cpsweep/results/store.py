@@ -4,15 +4,15 @@ Layout of one sweep (docs/results.md lists every column, its type, unit and mean
 
     <storage>/<sweep>/spec.yaml               the resolved spec and its hash
     <storage>/<sweep>/trials.parquet          one row per trial of the grid (status pending ... ok)
-    <storage>/<sweep>/epochs.parquet          one row per (trial, epoch)
-    <storage>/<sweep>/fisher_layers.parquet   one row per (trial, epoch, layer)
+    <storage>/<sweep>/epochs.parquet/         one row per (trial, epoch): a folder of parts (`tables.py`)
+    <storage>/<sweep>/fisher_layers.parquet/  one row per (trial, epoch, layer): a folder of parts
     <storage>/<sweep>/shards/<trial>/...      the same three tables for one finished trial: the source of
                                               truth, written by the trial itself when it ends
     <storage>/<sweep>/tune/...                Ray Tune's experiment state and checkpoints
 
-Every file is written atomically (a temporary name, then a rename), so a reader never sees half a file and
-a sweep stopped at any point leaves valid tables. A trial's shard is replaced, never appended to, and the
-top-level tables are rebuilt from the shards, so a row can neither be lost nor duplicated.
+Every file is written atomically (a temporary name, then a rename), so a reader never sees half a file.
+A trial's shard is replaced, never appended to; the top-level tables take each finished trial's rows from
+its shard once (`tables.py` says how), so a row can neither be lost nor duplicated.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class Store:
                  fix: str = "check --storage and its permissions"):
         self.uri = uri
         self.fix = fix  # what a write failure tells the user to do
-        if filesystem is not None:
-            self.fs, self.root = filesystem, uri
+        if filesystem is not None:  # (a wrapper of the file system `uri` names: its path inside)
+            self.fs, self.root = filesystem, pafs.FileSystem.from_uri(uri)[1] if "://" in uri else uri
         elif "://" in uri:
             with self.errors("open", "use a local folder or s3://bucket/prefix (gs://, hdfs:// as pyarrow knows them)"):
                 self.fs, self.root = pafs.FileSystem.from_uri(uri)
@@ -147,31 +147,31 @@ class Store:
         row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared)
         self.write_table(pd.DataFrame([row]), *folder, table)
 
-    def finished_ids(self) -> set[str]:
-        """Trials whose shard is complete (status ok or diverged)."""
-        return set(self.read_shards()["trials"].trial_id) if self.exists("shards") else set()
+    def read_shard(self, trial_id: str, tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame] | None:
+        """`tables` of one trial's shard, read by path (no listing); None if the shard is not complete."""
+        if not self.exists("shards", trial_id, "trial.parquet"):
+            return None  # not finished, or died while writing its shard: it will be rerun
+        files = {"trials": "trial.parquet", "epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}
+        return {t: self.read_table("shards", trial_id, files[t]) for t in tables}
 
-    def read_shards(self, ids: set[str] | None = None) -> dict[str, pd.DataFrame]:
-        frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
-        if self.exists("shards"):
-            with self.errors("list"):
-                infos = self.fs.get_file_info(pafs.FileSelector(self.path("shards"), allow_not_found=True))
-            for info in sorted(infos, key=lambda i: i.base_name):
-                sid = info.base_name
-                if info.type != pafs.FileType.Directory or (ids is not None and sid not in ids):
-                    continue
-                if not self.exists("shards", sid, "trial.parquet"):
-                    continue  # a trial that died while writing its shard: it will be rerun
-                frames["trials"].append(self.read_table("shards", sid, "trial.parquet"))
-                frames["epochs"].append(self.read_table("shards", sid, "epochs.parquet"))
-                frames["fisher_layers"].append(self.read_table("shards", sid, "fisher_layers.parquet"))
-        return {t: pd.concat(frames[t], ignore_index=True) if frames[t] else empty_table(t) for t in TABLES}
+    def shard_ids(self) -> set[str]:
+        """The trial ids that have a shard folder, complete or not (one listing of `shards/`)."""
+        with self.errors("list"):
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path("shards"), allow_not_found=True))
+        return {i.base_name for i in infos if i.type == pafs.FileType.Directory}
 
-    # -- the top-level tables ------------------------------------------------------------------------
+    def complete_shards(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` whose shard is complete (its `trial.parquet`, written last, exists)."""
+        with self.errors("read"):
+            infos = self.fs.get_file_info([self.path("shards", tid, "trial.parquet") for tid in ids])
+        return {tid for tid, info in zip(ids, infos) if info.type == pafs.FileType.File}
+
+    # -- the top-level tables (`tables.py`) ------------------------------------------------------------------
     def write_tables(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
-        self.write_table(epochs, "epochs.parquet")
-        self.write_table(layers, "fisher_layers.parquet")
-        self.write_table(trials, "trials.parquet")
+        """A results folder from whole tables (hand-made results, tests): one part per table."""
+        from .tables import Tables
+
+        Tables(self).write_frames(trials, epochs, layers)
 
 
 @dataclass
@@ -182,16 +182,20 @@ class Results:
     spec: dict[str, Any]
 
 
-def load_results(uri: str) -> Results:
-    """The tables of a sweep's results folder (local or a pyarrow URI).
+def load_results(uri: str, fisher_layers: bool = True) -> Results:
+    """The tables of a sweep's results folder (local or a pyarrow URI), as its manifest has them
+    (`tables.py`); without the per-layer rows if not `fisher_layers` (they are the largest table).
 
     Raises:
         CpsweepError: the folder holds no cpsweep results.
     """
+    from .tables import Tables
+
     store = Store(uri)
-    if not store.exists("trials.parquet"):
+    tables, trials = Tables.read(store)
+    if trials is None:
         raise CpsweepError(f"{uri} holds no cpsweep results (no trials.parquet); pass the folder of one sweep, "
                            f"e.g. results/quickstart")
     spec = yaml.safe_load(store.read_bytes("spec.yaml")) if store.exists("spec.yaml") else {}
-    return Results(store.read_table("trials.parquet"), store.read_table("epochs.parquet"),
-                   store.read_table("fisher_layers.parquet"), spec or {})
+    layers = tables.read_table("fisher_layers") if fisher_layers else empty_table("fisher_layers")
+    return Results(trials, tables.read_table("epochs"), layers, spec or {})

@@ -70,41 +70,53 @@ def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any
 
 
 def stored_prefixes(store: Store) -> set[str]:
-    """Keys of the complete prefix checkpoints in the results folder."""
-    if not store.exists("prefixes"):
-        return set()
+    """Keys of the complete prefix checkpoints in the results folder (one recursive listing)."""
     with store.errors("list the prefix checkpoints in"):
-        folders = store.fs.get_file_info(pafs.FileSelector(store.path("prefixes")))
-        keys = [f.base_name for f in folders if f.type == pafs.FileType.Directory]
-        metas = store.fs.get_file_info([store.path("prefixes", k, "meta.json") for k in keys])
-    return {k for k, m in zip(keys, metas) if m.type == pafs.FileType.File and m.size}
+        infos = store.fs.get_file_info(pafs.FileSelector(store.path("prefixes"), recursive=True,
+                                                         allow_not_found=True))
+    base = store.path("prefixes") + "/"
+    return {i.path[len(base):].split("/")[0] for i in infos
+            if i.base_name == "meta.json" and i.type == pafs.FileType.File and i.size
+            and i.path[len(base):].count("/") == 1}
 
 
 def newest_checkpoints(store: Store, ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """Each trial's newest complete checkpoint from earlier launches: trial id -> (epoch, checkpoint URI)."""
-    best: dict[str, tuple[int, str]] = {}
-    if not store.exists("tune"):
-        return {}
+    """Each trial's newest complete checkpoint from earlier launches: trial id -> (epoch, checkpoint URI).
+
+    Storage requests: one listing of `tune/`, one of each launch folder's trial folders, then for each of
+    `ids` that a launch folder holds, one recursive listing of its folder and one read of the `meta.json`
+    of its last complete checkpoint there: nothing per trial that has no checkpoint."""
     wanted = set(ids)
+    best: dict[str, tuple[int, str]] = {}
     with store.errors("list the checkpoints in"):
-        for launch in store.fs.get_file_info(pafs.FileSelector(store.path("tune"))):
-            if launch.type != pafs.FileType.Directory:
+        launches = store.fs.get_file_info(pafs.FileSelector(store.path("tune"), allow_not_found=True))
+        for launch in launches:
+            if launch.type != pafs.FileType.Directory or not wanted:
                 continue
-            for tid in wanted:
-                folder = f"{launch.path}/{tid}"
-                infos = store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-                for ckpt in infos:
-                    if not ckpt.base_name.startswith("checkpoint_"):
-                        continue
-                    files = store.fs.get_file_info([f"{ckpt.path}/{name}" for name in CHECKPOINT_FILES])
-                    if any(info.type != pafs.FileType.File or not info.size for info in files):
-                        continue  # cut off while Tune uploaded it, one file after the other (a killed driver or node)
-                    try:
-                        with store.fs.open_input_stream(f"{ckpt.path}/meta.json") as f:
-                            epoch = int(json.loads(f.read())["epoch"])
-                    except (OSError, ValueError, KeyError):
-                        continue  # an incomplete checkpoint
-                    if epoch > best.get(tid, (-1, ""))[0]:
-                        rel = ckpt.path[len(store.root):]
-                        best[tid] = (epoch, store.uri_of(rel.strip("/")))
+            held = [f for f in store.fs.get_file_info(pafs.FileSelector(launch.path))
+                    if f.type == pafs.FileType.Directory and f.base_name in wanted]
+            for folder in held:
+                found = _last_complete(store, folder.path)
+                if found is not None and found[0] > best.get(folder.base_name, (-1, ""))[0]:
+                    best[folder.base_name] = found
     return best
+
+
+def _last_complete(store: Store, folder: str) -> tuple[int, str] | None:
+    """The newest checkpoint in one trial folder of one launch with all of `CHECKPOINT_FILES` (Tune
+    uploads them one after the other: a killed driver or node can cut a checkpoint off): (epoch, URI)."""
+    files: dict[str, dict[str, int]] = {}
+    for info in store.fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
+        parent, _, name = info.path[len(folder) + 1:].rpartition("/")
+        if parent.startswith("checkpoint_") and "/" not in parent and info.type == pafs.FileType.File:
+            files.setdefault(parent, {})[name] = info.size or 0
+    for ckpt in sorted(files, reverse=True):  # checkpoint_000012: Tune numbers them in order
+        if not all(files[ckpt].get(name) for name in CHECKPOINT_FILES):
+            continue
+        try:
+            with store.fs.open_input_stream(f"{folder}/{ckpt}/meta.json") as f:
+                epoch = int(json.loads(f.read())["epoch"])
+        except (OSError, ValueError, KeyError):
+            continue  # an incomplete checkpoint
+        return epoch, store.uri_of(f"{folder}/{ckpt}"[len(store.root):].strip("/"))
+    return None

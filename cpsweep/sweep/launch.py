@@ -13,8 +13,9 @@ One launch = one Tune experiment over the trials that the results folder does no
    (`config.sharing.plan`; `searcher.PrefixSearcher` hands Tune each trial once its branch point exists);
    each Tune trial gets a typed `TrialTask`; Tune reuses its worker processes and retries a failed trial
    from its last checkpoint (`FailureConfig`);
-4. as each trial ends, print one line and rebuild the top-level tables from the shards (`progress.py`); at
-   the end write `report.html` and print a summary.
+4. as each trial ends, print one line; every few seconds append the rows of the trials that ended to the
+   top-level tables (`progress.py`, `results/tables.py`); at the end write `report.html` and print a
+   summary.
 
 Why not `Tuner.restore`: it cannot add trials, and its experiment state lags up to ~10 s behind the
 checkpoints; finding each trial's newest checkpoint in storage covers crashes and grid extensions alike.
@@ -41,7 +42,7 @@ from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, c
 from .checkpoints import newest_checkpoints, stored_prefixes
 from .live import Live
 from .preflight import check_data, check_data_on_nodes, data_needs
-from .progress import Progress, tune_callback
+from .progress import FINISHED, Progress, tune_callback
 from .task import TrialTask
 from .trackers import make_trackers, tracker_callback
 
@@ -138,8 +139,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         store = Store(uri)
         check_same_fixed_settings(store, sweep)
         trials = sweep.trials()
-        done = store.finished_ids()
-        pending = [t for t in trials if t.trial_id not in done]
+        progress = Progress(store, trials, sweep.hash(), out)  # reads what the folder holds; writes nothing yet
+        pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
         needs = data_needs(pending)
         check_data(needs)  # here, before Ray starts or anything is written
         store.check_writable()
@@ -156,8 +157,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             check_fits(resources)
             check_data_on_nodes(needs, resources)
         write_spec(store, sweep)
-        progress = Progress(store, trials, done, sweep.hash(), out)
-        progress.write_tables()
+        progress.flush()
         if pending:
             run_tune(sweep, pending, store, resources, max_concurrent, progress, tracker_callbacks, verbose, share)
         progress.finish()

@@ -34,6 +34,7 @@ class Live:
         self.epochs = dict(epochs)                      # trial id -> its total epochs
         self.start = {t: int(starts.get(t, 0)) for t in epochs}  # epochs it does not train here
         self.done: dict[str, int] = {t: 0 for t in epochs}       # epochs trained in this launch
+        self.done_sum = 0                               # their sum (kept, not summed per event)
         self.at: dict[str, int] = {}                    # running trial -> epochs it has reached
         self.total = sum(self.epochs[t] - self.start[t] for t in epochs)
         self.tty = tty
@@ -53,8 +54,12 @@ class Live:
         if self.began is None:
             self.began = now
         self.at[tid] = epoch + 1
-        self.done[tid] = min(max(self.done[tid], epoch + 1 - self.start[tid]), self.epochs[tid])
+        self._set_done(tid, min(max(self.done[tid], epoch + 1 - self.start[tid]), self.epochs[tid]))
         self.show(now)
+
+    def _set_done(self, tid: str, done: int) -> None:
+        self.done_sum += done - self.done[tid]
+        self.done[tid] = done
 
     def started(self, tid: str) -> None:
         if tid in self.epochs:
@@ -69,15 +74,15 @@ class Live:
             return
         self.at.pop(tid, None)
         if trained:
-            self.done[tid] = self.epochs[tid] - self.start[tid]
+            self._set_done(tid, self.epochs[tid] - self.start[tid])
         else:
             self.total -= self.epochs[tid] - self.start[tid] - self.done[tid]
             self.epochs[tid] = self.start[tid] + self.done[tid]
-        self.show(self.clock(), force_save=True)
+        self.show(self.clock())
 
     # -- figures -----------------------------------------------------------------------------------------
     def epochs_done(self) -> int:
-        return sum(self.done.values())
+        return self.done_sum
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left at the rate of this launch so far; None before the first epoch."""

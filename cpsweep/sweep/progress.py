@@ -1,53 +1,95 @@
-"""Progress of a running sweep: one line per finished trial, and the tables rebuilt as trials end.
+"""Progress of a running sweep: one line per finished trial, and the tables extended as trials end.
 
-`Progress` holds the sweep's status board (trial id -> pending | running | ok | diverged | failed) and the
-rows of the finished trials. Its Tune callback marks trials running, reads each finished trial's shard,
-prints one line with a running total, and rewrites the top-level Parquet tables (atomically), so a sweep
-stopped at any moment leaves valid tables. `tune_callback` wraps the board in a Tune callback (ray is
-imported only there, when a launch builds it).
+`Progress` holds the sweep's status board (trial id -> pending | running | ok | diverged | failed), each
+trial's row of `trials.parquet`, and the per-epoch test accuracy of the finished baselines (for the
+"pts vs baseline" of each line); never the epoch rows of other trials, so the driver's memory does not grow
+with their epochs. Its Tune callback marks trials running, reads each finished trial's row from its shard,
+prints one line with a running total, and flushes the tables (`results/tables.py`: the rows of the trials
+finished since the last flush appended as one part, `trials.parquet` rewritten) at most every
+`flush_every` seconds and when the launch ends. Every event costs the same at any number of trials.
+`tune_callback` wraps the board in a Tune callback (ray is imported only there, when a launch builds it).
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from typing import Sequence, TextIO
+import time
+from collections import Counter
+from typing import Callable, Sequence, TextIO
 
 import pandas as pd
 
 from ..config.spec import TrialSpec
 from ..results.records import STATUSES, trial_row
 from ..results.reduce import accuracy_after
-from ..results.store import Store, empty_table
+from ..results.store import Store
+from ..results.tables import Tables
 from .live import Live
 from .preflight import DATA_ERROR
 from .task import TrialTask
+
+FINISHED = ("ok", "diverged")  # statuses of trials with a complete shard
+FLUSH_EVERY = 10.0             # seconds between two flushes of the tables while trials end
+
+
+def finished_trials(store: Store) -> tuple[Tables, dict[str, dict], set[str]]:
+    """What a results folder holds: its tables' manifest, the rows of the trials its tables hold (finished
+    or not), and the finished trials whose rows they do not hold yet (their shard complete, the flush that
+    would have added them cut off). One read of `trials.parquet`, one listing of `shards/`, and one check
+    per shard the tables do not know."""
+    tables, trials = Tables.read(store)
+    rows = {r["trial_id"]: r for r in trials.to_dict("records")} if trials is not None and not tables.legacy else {}
+    indexed = {tid for tid, r in rows.items() if r["status"] in FINISHED}
+    unknown = sorted(store.shard_ids() - indexed)
+    return tables, rows, store.complete_shards(unknown) if unknown else set()
 
 
 class Progress:
     """The status board of one launch (pickled by Tune with its callback: it holds no open stream)."""
 
-    def __init__(self, store: Store, trials: Sequence[TrialSpec], done: set[str], spec_hash: str,
-                 out: TextIO | None = None):
+    def __init__(self, store: Store, trials: Sequence[TrialSpec], spec_hash: str, out: TextIO | None = None,
+                 flush_every: float = FLUSH_EVERY, clock: Callable[[], float] = time.monotonic):
         self.store, self.out, self.spec_hash = store, out, spec_hash
+        self.flush_every, self.clock = flush_every, clock
+        self.tables, old_rows, unindexed = finished_trials(store)
         self.trials = {t.trial_id: t for t in trials}
-        self.status = {tid: "pending" for tid in self.trials}
+        # rows: every trial the tables list (those of an earlier grid of this sweep too) and every grid trial
+        self.rows = {tid: r for tid, r in old_rows.items() if r["status"] in FINISHED}
         self.errors: dict[str, str] = {}
         self.data_errors: dict[str, str] = {}  # trials that could not load their data set (not retried)
-        shards = store.read_shards(set(self.trials) & done)
-        self.rows = {r["trial_id"]: r for r in shards["trials"].to_dict("records")}
-        self.epochs = [shards["epochs"]]
-        self.layers = [shards["fisher_layers"]]
-        for tid, row in self.rows.items():
-            self.status[tid] = row["status"]
-        self.curves: dict[str, pd.Series] = {}  # baseline id -> test accuracy per epoch
-        self._keep_curves(shards["epochs"])
+        self.unflushed = sorted(unindexed)  # finished trials whose rows no part of the tables holds yet
+        for tid in self.unflushed:
+            shard = store.read_shard(tid, ("trials",))
+            if shard is not None:
+                self.rows[tid] = shard["trials"].iloc[0].to_dict()
+        self.status = {tid: r["status"] for tid, r in self.rows.items()}
+        self.status.update({tid: "pending" for tid in self.trials if tid not in self.rows})
+        self.tally = Counter(self.status[tid] for tid in self.trials)
+        self.done = {tid for tid in self.trials if self.status[tid] in FINISHED}
+        baselines = [tid for tid in self.done if self.trials[tid].is_baseline]
+        self.curves: dict[str, pd.Series] = {}  # finished baseline id -> test accuracy per epoch
+        indexed = [tid for tid in baselines if tid not in unindexed]
+        if indexed:
+            self._keep_curves(self.tables.read_table("epochs", ["trial_id", "epoch", "test_acc"], indexed))
+        for tid in set(baselines) & unindexed:
+            self._keep_curves(store.read_shard(tid, ("epochs",))["epochs"])
         self.finished_now = 0
-        self.to_run = sum(1 for s in self.status.values() if s == "pending")
+        self.to_run = self.tally["pending"]
+        self.flushed_at = float("-inf")
+        self.dirty = True
         self.live: Live | None = None  # the epoch-level progress of a running launch (`live.py`)
 
     def counts(self) -> dict[str, int]:
-        return {s: sum(1 for v in self.status.values() if v == s) for s in STATUSES}
+        """Trials of the grid per status."""
+        return {s: self.tally[s] for s in STATUSES}
+
+    def set_status(self, tid: str, status: str) -> None:
+        if tid in self.trials:
+            self.tally[self.status[tid]] -= 1
+            self.tally[status] += 1
+        self.status[tid] = status
+        self.dirty = True
 
     def baseline_acc(self, trial: TrialSpec) -> float | None:
         """The final accuracy of `trial`'s baseline after as many epochs as `trial` trained (length-matched,
@@ -69,36 +111,38 @@ class Progress:
     # -- events --------------------------------------------------------------------------------------
     def started(self, tid: str) -> None:
         if self.status.get(tid) == "pending":
-            self.status[tid] = "running"
-            self.write_tables()
+            self.set_status(tid, "running")
 
     def finished(self, tid: str) -> None:
-        shard = self.store.read_shards({tid})
-        if shard["trials"].empty:  # the trial ended without a shard: a data error it reported, or unknown
+        trial = self.trials.get(tid)
+        shard = self.store.read_shard(tid, ("trials", "epochs") if trial is not None and trial.is_baseline
+                                      else ("trials",))
+        if shard is None:  # the trial ended without a shard: a data error it reported, or unknown
             self.failed(tid, self.data_errors.get(tid) or "ended without writing its results")
             return
         row = shard["trials"].iloc[0].to_dict()
         self.rows[tid] = row
-        self.status[tid] = row["status"]
-        self.epochs.append(shard["epochs"])
-        self.layers.append(shard["fisher_layers"])
-        self._keep_curves(shard["epochs"])
+        self.set_status(tid, row["status"])
+        if tid not in self.done:
+            self.done.add(tid)
+            self.unflushed.append(tid)
+        if "epochs" in shard:
+            self._keep_curves(shard["epochs"])
         self.finished_now += 1
         acc = row["final_test_acc"]
-        base = self.baseline_acc(self.trials[tid])
-        delta = f"  {100 * (acc - base):+6.2f} pts vs baseline" if base is not None and tid in self.trials and \
-            not self.trials[tid].is_baseline else ""
+        base = self.baseline_acc(trial) if trial is not None else None
+        delta = f"  {100 * (acc - base):+6.2f} pts vs baseline" if base is not None and not trial.is_baseline else ""
         shared = int(row.get("shared_epochs") or 0)
         branched = f" (first {shared} epoch{'s' if shared > 1 else ''} shared)" if shared else ""
         self.line(f"{row['status']:8} {tid:28} final {100 * acc:6.2f}%{delta}  {row['wall_seconds']:6.0f} s{branched}")
-        self.write_tables()
+        self.tick()
 
     def failed(self, tid: str, error: str) -> None:
-        self.status[tid] = "failed"
+        self.set_status(tid, "failed")
         self.errors[tid] = error
         self.finished_now += 1
         self.line(f"{'failed':8} {tid:28} {error}")
-        self.write_tables()
+        self.tick()
 
     def line(self, text: str) -> None:
         c = self.counts()
@@ -110,25 +154,40 @@ class Progress:
         else:
             print(f"{total} {text}  {tail}", file=self.out or sys.stdout, flush=True)
 
+    def tick(self) -> None:
+        """Flush the tables if something changed and the last flush is `flush_every` seconds old."""
+        if self.dirty and self.clock() - self.flushed_at >= self.flush_every:
+            self.flush()
+
     def finish(self) -> None:
-        for tid, s in self.status.items():
+        for tid, s in list(self.status.items()):
             if s == "running":  # Tune ended without reporting it (e.g. the run was interrupted)
-                self.status[tid] = "pending"
-        self.write_tables()
+                self.set_status(tid, "pending")
+        self.flush()
 
     # -- tables --------------------------------------------------------------------------------------
-    def write_tables(self) -> None:
+    def trials_frame(self) -> pd.DataFrame:
+        """trials.parquet: every grid trial (a finished one's row from its shard), then the finished trials
+        of an earlier grid of this sweep."""
         rows = []
         for tid, trial in self.trials.items():
-            if tid in self.rows and self.status[tid] in ("ok", "diverged"):
+            if tid in self.rows and self.status[tid] in FINISHED:
                 rows.append(self.rows[tid])
             else:
                 rows.append(trial_row(trial, status=self.status[tid], error=self.errors.get(tid, ""),
                                       spec_hash=self.spec_hash))
-        epochs = pd.concat([e for e in self.epochs if not e.empty] or [empty_table("epochs")], ignore_index=True)
-        layers = pd.concat([x for x in self.layers if not x.empty] or [empty_table("fisher_layers")],
-                           ignore_index=True)
-        self.store.write_tables(pd.DataFrame(rows), epochs, layers)
+        rows += [r for tid, r in self.rows.items() if tid not in self.trials]
+        return pd.DataFrame(rows)
+
+    def flush(self) -> None:
+        """Append the rows of the trials finished since the last flush and rewrite trials.parquet
+        (`Tables.commit`); the first flush of a launch first deletes what a cut-off flush left."""
+        if self.flushed_at == float("-inf"):
+            self.tables.open()
+        self.tables.commit(self.trials_frame(), self.unflushed)
+        self.unflushed = []
+        self.dirty = False
+        self.flushed_at = self.clock()
 
 
 def tune_callback(progress: Progress):
@@ -136,6 +195,9 @@ def tune_callback(progress: Progress):
     from ray.tune import Callback
 
     class ProgressCallback(Callback):
+        def on_step_end(self, iteration, trials, **info):
+            progress.tick()
+
         def on_trial_start(self, iteration, trials, trial, **info):
             progress.started(TrialTask.id_of(trial.config))
             if progress.live is not None:

@@ -185,8 +185,8 @@ def tracker_callback(trackers: list, store: Store, specs: Mapping[str, TrialSpec
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             tid = TrialTask.id_of(trial.config)
-            shard = store.read_shards({tid})
-            if not shard["trials"].empty:
+            shard = store.read_shard(tid)
+            if shard is not None:
                 shared = int(shard["trials"].iloc[0].get("shared_epochs") or 0)
                 layers = shard["fisher_layers"]
                 for row in shard["epochs"].to_dict("records"):

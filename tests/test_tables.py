@@ -1,0 +1,164 @@
+"""The top-level tables (cpsweep/results/tables.py) fed by the progress board, without Ray: synthetic
+shards through the real store, flushes and compactions, checked after every event against a brute-force
+concatenation of the shards; flushes cut off at each step; a relaunch's storage requests counted."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+from tiny_specs import tiny_sweep
+
+from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.results import tables as tables_mod
+from cpsweep.results._synthetic import CountingHandler, SyntheticShards
+from cpsweep.results.store import Store, load_results
+from cpsweep.results.tables import Tables
+from cpsweep.sweep.progress import Progress
+
+KEYS = ["trial_id", "epoch"]
+
+
+def grid(onsets=range(0, 20, 2), seeds=2):
+    sweep = parse_sweep(tiny_sweep(replicates=seeds, epochs=max(onsets) + 4,
+                                   grid={"onset": list(onsets), "length": [2]}))
+    return sweep.trials()
+
+
+def shards_concat(store: Store, ids, name: str) -> pd.DataFrame:
+    """The reference: the shards of `ids`, read one by one and concatenated."""
+    frames = [pd.read_parquet(os.path.join(store.root, "shards", t, f"{name}.parquet")) for t in sorted(ids)]
+    return tidy(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=KEYS))
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("trial_id", "epoch", "layer") if c in df.columns]
+    return df.sort_values(cols).reset_index(drop=True)
+
+
+def check(store: Store, finished) -> None:
+    """The tables hold exactly the rows of `finished`, once each, and the folders hold only named parts."""
+    res = load_results(store.uri)
+    for name, got in (("epochs", res.epochs), ("fisher_layers", res.fisher_layers)):
+        want = shards_concat(store, finished, name)
+        pd.testing.assert_frame_equal(tidy(got)[list(want.columns)], want, check_dtype=False)
+        assert sorted(os.listdir(os.path.join(store.root, f"{name}.parquet"))) == sorted(
+            Tables.read(store)[0].parts[name])
+    assert set(res.trials[res.trials.status == "ok"].trial_id) == set(finished)
+
+
+def run(store: Store, trials, writer: SyntheticShards, progress: Progress, each=None):
+    for i, t in enumerate(trials):
+        progress.started(t.trial_id)
+        writer.write(t)
+        progress.finished(t.trial_id)
+        if each is not None:
+            each(i)
+
+
+def test_every_flush_appends_the_finished_trials_rows_once_and_compaction_keeps_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(tables_mod, "FANIN", 3)  # compactions at 3, 6, 9 ... flushes: two levels in 22 trials
+    trials = grid()
+    store = Store(str(tmp_path / "s"))
+    writer = SyntheticShards(store, epochs=64, layers=4)
+    progress = Progress(store, trials, "h", flush_every=0)
+    progress.flush()
+    run(store, trials, writer, progress, lambda i: check(store, [t.trial_id for t in trials[:i + 1]]))
+    parts = Tables.read(store)[0].parts["epochs"]
+    assert len(parts) < 2 * 3 and max(tables_mod.level_of(p) for p in parts) == 2  # 22 = 2*9 + 1*3 + 1
+    # every reader of the folder sees the same table: pandas, pyarrow, polars, DuckDB
+    epochs = shards_concat(store, [t.trial_id for t in trials], "epochs")
+    folder = os.path.join(store.root, "epochs.parquet")
+    polars, duckdb = pytest.importorskip("polars"), pytest.importorskip("duckdb")
+    for got in (pd.read_parquet(folder), polars.read_parquet(folder).to_pandas(),
+                duckdb.sql(f"select * from read_parquet('{folder}/*.parquet')").df()):
+        pd.testing.assert_frame_equal(tidy(got)[list(epochs.columns)], epochs, check_dtype=False)
+
+
+def test_flushes_are_throttled_and_the_last_one_completes_the_tables(tmp_path):
+    trials = grid(onsets=(0, 2, 4), seeds=1)
+    store = Store(str(tmp_path / "s"))
+    now = [0.0]
+    progress = Progress(store, trials, "h", flush_every=10, clock=lambda: now[0])
+    progress.flush()
+    writer = SyntheticShards(store, epochs=64, layers=2)
+    run(store, trials[:2], writer, progress)  # at t = 0: within 10 s of the first flush
+    check(store, [])
+    now[0] = 10.0
+    progress.tick()
+    check(store, [t.trial_id for t in trials[:2]])
+    run(store, trials[2:], writer, progress)
+    progress.finish()
+    check(store, [t.trial_id for t in trials])
+
+
+@pytest.mark.parametrize("cut", ["before_commit", "after_commit"])
+def test_a_flush_cut_off_anywhere_leaves_no_row_lost_or_twice_after_the_relaunch(tmp_path, monkeypatch, cut):
+    monkeypatch.setattr(tables_mod, "FANIN", 2)
+    trials = grid(onsets=(0, 2, 4, 6), seeds=1)
+    handler = CountingHandler(pafs.LocalFileSystem())
+    store = Store(str(tmp_path / "s"), filesystem=pafs.PyFileSystem(handler))
+    writer = SyntheticShards(store, epochs=64, layers=2)
+    progress = Progress(store, trials, "h", flush_every=0)
+    progress.flush()
+    run(store, trials[:2], writer, progress)  # flushes so far: the empty part, then 2 parts merged into one
+    if cut == "before_commit":  # the new part and the merged parts written, trials.parquet not
+        handler.kill = lambda method, path: method == "move" and path.endswith("trials.parquet")
+    else:  # committed, the merged-away parts not deleted yet
+        handler.kill = lambda method, path: method == "delete_file"
+    with pytest.raises(KeyboardInterrupt):
+        run(store, trials[2:3], writer, progress)  # its flush merges two level-0 parts, then two level-1
+    handler.kill = None
+    names = set(os.listdir(os.path.join(store.root, "epochs.parquet")))
+    assert names != set(Tables.read(store)[0].parts["epochs"])  # a part the manifest does not name
+    again = Progress(store, trials, "h", flush_every=0)  # the relaunch
+    assert again.counts()["ok"] == 3 and again.counts()["pending"] == 2
+    again.flush()
+    check(store, [t.trial_id for t in trials[:3]])
+    run(store, trials[3:], writer, again)
+    check(store, [t.trial_id for t in trials])
+
+
+def test_a_folder_of_single_file_tables_is_read_and_then_converted(tmp_path):
+    """Results of cpsweep 0.2.0 (single-file tables, no manifest) read as they are; a launch into the folder
+    indexes the shards again."""
+    trials = grid(onsets=(0, 2), seeds=1)
+    store = Store(str(tmp_path / "s"))
+    writer = SyntheticShards(store, epochs=64, layers=2)
+    for t in trials:
+        writer.write(t)
+    ids = [t.trial_id for t in trials]
+    old = {name: shards_concat(store, ids, name) for name in ("epochs", "fisher_layers")}
+    rows = pd.concat([pd.read_parquet(os.path.join(store.root, "shards", t, "trial.parquet")) for t in ids])
+    rows.to_parquet(os.path.join(store.root, "trials.parquet"))
+    for name, df in old.items():
+        df.to_parquet(os.path.join(store.root, f"{name}.parquet"))
+    res = load_results(store.uri)
+    pd.testing.assert_frame_equal(tidy(res.epochs), old["epochs"], check_dtype=False)
+    progress = Progress(store, trials, "h")
+    assert progress.counts()["ok"] == len(trials) and sorted(progress.unflushed) == sorted(ids)
+    progress.flush()
+    assert os.path.isdir(os.path.join(store.root, "epochs.parquet"))
+    check(store, ids)
+
+
+def test_relaunch_of_a_finished_sweep_costs_the_same_requests_at_any_size(tmp_path):
+    """Requests to find what a folder holds: one read of trials.parquet, one listing of shards/, the
+    baselines' curves from the parts: the same for 10 trials as for 42."""
+    counts = []
+    for onsets in (range(0, 8, 2), range(0, 40, 2)):
+        trials = grid(onsets=onsets, seeds=2)
+        store = Store(str(tmp_path / f"s{len(trials)}"))
+        writer = SyntheticShards(store, epochs=64, layers=2)
+        progress = Progress(store, trials, "h")
+        progress.flush()
+        run(store, trials, writer, progress)
+        progress.finish()
+        handler = CountingHandler(pafs.LocalFileSystem())
+        again = Progress(Store(store.root, filesystem=pafs.PyFileSystem(handler)), trials, "h")
+        assert again.counts()["ok"] == len(trials) and not again.unflushed
+        counts.append(handler.calls)
+    print(counts)
+    assert counts[0] == counts[1] and counts[0]["list"] == 1, counts
