@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "report_scale.json"))
     args = parser.parse_args()
+    render(make_results())  # warm up: plotly's first figure loads its validators and template (~1 s)
     with tempfile.TemporaryDirectory() as folder:
         rows = [measure(n, folder) for n in args.windows]
     print(f"{'windows':>7} {'trials':>6} {'render s':>8} {'report MB':>9} {'data MB':>7} {'load s':>6} "
