@@ -8,8 +8,20 @@ import pandas as pd
 from cpsweep.results.store import Results
 
 
-def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, missing=(), failed=()) -> Results:
-    """Trials whose damage falls with onset: sensitivity (pts) = 6 - onset / 5 (+ seed * 0.5)."""
+def falling(onset: int, length: int, seed: int) -> float:
+    """The default damage: sensitivity (pts) = 6 - onset / 5 (+ seed * 0.5), whatever the length."""
+    return 6 - onset / 5 + seed * 0.5
+
+
+def peaked(onset: int, length: int, seed: int) -> float:
+    """A damage that peaks at onset 37 and grows with the length (the worst window: onset 37, the longest)."""
+    return 8 * float(np.exp(-((onset - 37) / 30) ** 2)) * length / 25 + seed * 0.5
+
+
+def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, missing=(), failed=(),
+                 damage=falling) -> Results:
+    """Trials whose sensitivity (pts) is `damage(onset, length, seed)`: by default 6 - onset / 5 (+ seed * 0.5),
+    falling with onset. Every trial trains `epochs` epochs, a Fisher trace and per-layer rows every other one."""
     trials, ep, layers = [], [], []
 
     def add(tid, deficit, onset, length, seed, acc, status="ok"):
@@ -37,7 +49,7 @@ def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, mis
             for length in lengths:
                 tid = f"blur-o{onset}-l{length}-s{seed}"
                 status = "failed" if (onset, length) in failed else "pending" if (onset, length) in missing else "ok"
-                add(tid, "blur", onset, length, seed, 0.95 - (6 - onset / 5 + seed * 0.5) / 100, status)
+                add(tid, "blur", onset, length, seed, 0.95 - damage(onset, length, seed) / 100, status)
     spec = {"hash": "0123456789ab", "spec": {"name": "hand"},
             "fixed": {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"},
                       "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128},

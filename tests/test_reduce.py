@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
-
-from cpsweep.results.reduce import (chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares, removal_curve,
-                            sensitivity)
 from results_fixture import make_results
+
+from cpsweep.results.reduce import (
+    chosen_trials,
+    critical_period,
+    group_curves,
+    heatmap_grid,
+    layer_shares,
+    removal_curve,
+    sample_windows,
+    sensitivity,
+)
 
 
 def row(tid, deficit, onset, length, seed, acc, status="ok"):
@@ -98,6 +107,59 @@ def test_chosen_trials():
     res = make_results(onsets=(0, 10, 20))
     pick = chosen_trials(res.trials, sensitivity(res.trials))
     assert pick == {"baseline": "baseline-s0", "worst": "blur-o0-l10-s0", "best": "blur-o20-l10-s0"}
+
+
+def windows_table(deficits, lengths, onsets, sensitivity):
+    """One row per window, `sensitivity(deficit, length, onset)` its mean loss, rows shuffled."""
+    rows = [{"deficit": d, "tags": "", "onset": o, "length": n, "sensitivity": sensitivity(d, n, o)}
+            for d in deficits for n in lengths for o in onsets]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+def brute_sample(sens: pd.DataFrame, k: int) -> list[tuple]:
+    """The slow obvious choice: sort the windows by hand, take the ones at j / (k - 3) of the way along
+    (floored) and the first largest and smallest sensitivity."""
+    keys = sorted((r.deficit, r.tags, r.length, r.onset, r.sensitivity) for r in sens.itertuples())
+    if len(keys) <= k:
+        return [key[:4] for key in keys]
+    chosen = set()
+    for j in range(k - 2):
+        chosen.add(math.floor(Fraction(j * (len(keys) - 1), max(k - 3, 1))))
+    known = [i for i in range(len(keys)) if not math.isnan(keys[i][4])]
+    if known:
+        top = max(keys[i][4] for i in known)
+        bottom = min(keys[i][4] for i in known)
+        chosen.add(next(i for i in known if keys[i][4] == top))
+        chosen.add(next(i for i in known if keys[i][4] == bottom))
+    return [keys[i][:4] for i in sorted(chosen)]
+
+
+def picked(sens: pd.DataFrame, k: int) -> list[tuple]:
+    return [(r.deficit, r.tags, r.length, r.onset) for r in sample_windows(sens, k).itertuples()]
+
+
+def test_sample_windows_takes_the_extremes_and_spreads_the_rest():
+    # 2 lengths x 10 onsets, worst at (10, 3), best at (5, 8): ordered by length then onset, k = 6 takes
+    # positions 0, 6, 12, 19 (j * 19 / 3 floored) and the two extremes
+    extremes = {(10, 3): 6.0, (5, 8): -2.0}
+    sens = windows_table(["blur"], [5, 10], range(10), lambda d, n, o: extremes.get((n, o), 1.0))
+    assert picked(sens, 6) == [("blur", "", 5, 0), ("blur", "", 5, 6), ("blur", "", 5, 8), ("blur", "", 10, 2),
+                               ("blur", "", 10, 3), ("blur", "", 10, 9)]
+    assert picked(sens, 6) == brute_sample(sens, 6)
+    assert len(picked(sens, 20)) == 20 and picked(sens, 25) == brute_sample(sens, 25)  # all: they fit
+
+
+@pytest.mark.parametrize("k", [3, 4, 12, 13])
+@pytest.mark.parametrize("grid", [(["blur"], [5, 10, 15, 20, 25], range(200)), (["blur", "noise"], [7], range(9)),
+                                  (["blur"], [10, 20], range(0, 60, 10))])
+def test_sample_windows_against_brute_force(grid, k):
+    rng = np.random.default_rng(len(grid[2]) + k)
+    values = {}
+    sens = windows_table(*grid, lambda d, n, o: values.setdefault((d, n, o), float(rng.integers(0, 5))))  # ties
+    sens.loc[sens.index[::7], "sensitivity"] = np.nan  # windows without a baseline yet: never an extreme
+    got = picked(sens, k)
+    assert got == brute_sample(sens, k) and len(got) <= k
+    assert len(got) == k or len(sens) > k or len(got) == len(sens)  # every window when they fit
 
 
 def long_baseline(epochs=40):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
 
 import numpy as np
 import pytest
+from results_fixture import make_results, peaked
 
 from cpsweep.results.report import render, render_compare
-from results_fixture import make_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -58,19 +60,11 @@ def figures_expected(page: str) -> int:
     return page.count('class="plotly-graph-div"')
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
-@pytest.mark.parametrize("kind", ["report", "compare"])
-def test_report_renders_in_headless_chromium(tmp_path, kind):
-    from PIL import Image
+def open_in_chromium(path, expected: int, screenshot=None) -> tuple[int, list[str], list[str], float]:
+    """Open the page at `path` in headless Chromium and wait until its `expected` figures are drawn.
+    Returns the figures drawn, the page's errors, the URLs it requested and the seconds it took."""
     from playwright.sync_api import sync_playwright
 
-    res = make_results(onsets=(0, 10, 20), lengths=(10, 20), missing={(20, 20)}, failed={(10, 20)})
-    page_html = render(res) if kind == "report" else render_compare([("a", res), ("b", make_results())])
-    path = tmp_path / "report.html"
-    path.write_text(page_html)
-    expected = figures_expected(page_html)
-    assert expected == (8 if kind == "report" else 2)
     errors, requests = [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # a fresh profile each launch
@@ -78,14 +72,95 @@ def test_report_renders_in_headless_chromium(tmp_path, kind):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("request", lambda r: requests.append(r.url))
+        start = time.perf_counter()
         page.goto(path.as_uri())
-        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {expected}")
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {expected}",
+                               timeout=120_000)
+        seconds = time.perf_counter() - start
         rendered = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
-        shot = tmp_path / "shot.png"
-        page.screenshot(path=str(shot), full_page=True)
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
+    return rendered, errors, requests, seconds
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.parametrize("kind", ["report", "compare"])
+def test_report_renders_in_headless_chromium(tmp_path, kind):
+    from PIL import Image
+
+    res = make_results(onsets=(0, 10, 20), lengths=(10, 20), missing={(20, 20)}, failed={(10, 20)})
+    page_html = render(res) if kind == "report" else render_compare([("a", res), ("b", make_results())])
+    path = tmp_path / "report.html"
+    path.write_text(page_html)
+    expected = figures_expected(page_html)
+    assert expected == (8 if kind == "report" else 2)
+    shot = tmp_path / "shot.png"
+    rendered, errors, requests, _ = open_in_chromium(path, expected, shot)
     assert errors == []
     assert rendered == expected
     assert all(u.startswith(("file:", "data:", "about:", "blob:")) for u in requests), requests
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # not blank
+
+
+@pytest.fixture(scope="module")
+def big_report():
+    """The report of a sweep of 1,000 windows (200 onsets x 5 lengths, 2 seeds, 50 epochs each, a Fisher
+    trace every other epoch, per-layer rows): the page and the seconds `render` took."""
+    res = make_results(onsets=tuple(range(200)), lengths=(5, 10, 15, 20, 25), seeds=(0, 1), epochs=50,
+                       damage=peaked)
+    assert (res.trials.deficit != "none").sum() == 2000 and len(res.fisher_layers) == 150_150
+    start = time.perf_counter()
+    page = render(res)
+    return page, time.perf_counter() - start
+
+
+def section(page: str, caption: str) -> str:
+    """The HTML of the first figure whose caption starts with `caption` (up to the next caption)."""
+    start = page.index("<p class='caption'>" + caption)
+    end = page.find("<p class='caption'>", start + 1)
+    return page[start:end if end > 0 else len(page)]
+
+
+def test_report_of_a_thousand_windows_stays_a_few_mb(big_report):
+    import plotly.offline
+
+    page, seconds = big_report
+    size, plotly_js = len(page.encode()), len(plotly.offline.get_plotlyjs().encode())
+    print(f"\n1,000 windows: rendered in {seconds:.1f} s, {size / 1e6:.2f} MB "
+          f"({(size - plotly_js) / 1e6:.2f} MB besides plotly.js)")
+    assert size < 7_000_000 and size - plotly_js < 1_000_000  # before sampling: 9.5 MB, 4.7 MB of it figure data
+    fisher = section(page, "Trace of the Fisher")
+    assert ("for the baseline (black) and 12 of the 1,000 windows (the most and least damaging, the others spread "
+            "over the lengths and onsets; every trial&#x27;s trace per epoch is in the epochs table, "
+            "epochs.parquet)") in fisher
+    names = re.findall(r'"name":"([^"]+)"', fisher)
+    # the damage peaks at onset 37 for the longest windows (25 epochs): that window is drawn, and shaded
+    assert len(names) == 13 and "baseline" in names and "blur [37, 62)" in names
+    assert '"x0":36.5,"x1":61.5' in fisher.replace(" ", "")
+    heat = section(page, "Each cell is a deficit window")
+    heat = heat[heat.rindex("Plotly.newPlot("):]  # its data and layout (plotly.js comes before them)
+    assert len(heat) < 250_000 and '"hovertemplate":"onset %{x}, length %{y}' in heat
+    assert '"texttemplate"' not in heat  # 1,000 cells, too narrow to print in: their values are in the hover
+
+
+def test_small_sweeps_draw_every_window():
+    page = render(make_results(onsets=(0, 10, 20), lengths=(10, 20)))
+    fisher = section(page, "Trace of the Fisher")
+    assert "for the baseline (black) and every window;" in fisher
+    assert len(re.findall(r'"name":"([^"]+)"', fisher)) == 1 + 6
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_of_a_thousand_windows_opens_in_headless_chromium(big_report, tmp_path):
+    page_html, _ = big_report
+    path = tmp_path / "report.html"
+    path.write_text(page_html)
+    expected = figures_expected(page_html)
+    rendered, errors, requests, seconds = open_in_chromium(path, expected)
+    print(f"\n1,000 windows: {expected} figures drawn in headless Chromium in {seconds:.1f} s")
+    assert errors == [] and rendered == expected == 8
+    assert all(u.startswith(("file:", "data:", "about:", "blob:")) for u in requests), requests

@@ -37,6 +37,12 @@ def sem(values: pd.Series) -> float:
     return float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
 
 
+def group_sem(values: pd.core.groupby.SeriesGroupBy) -> pd.Series:
+    """`sem` of every group at once (one vectorised pass: a sweep of 1,000 windows has 50,000 groups of
+    epochs); NaN below two values, as `std(ddof=1)` is."""
+    return values.std(ddof=1) / np.sqrt(values.count())
+
+
 def accuracy_after(curve: pd.Series, trained: int, last: int = FINAL_EPOCHS) -> float:
     """A trial's "final" test accuracy had it stopped after `trained` epochs, from its test accuracy per
     epoch (`curve`, indexed by epoch): the median over epochs [trained - last, trained), what
@@ -95,7 +101,7 @@ def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.
         return pd.DataFrame(columns=columns)
     g = win.groupby(GROUP, sort=True)
     est = g.sens.agg(interval)
-    out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": g.sens.agg(sem),
+    out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": group_sem(g.sens),
                         "low": est.map(lambda e: e.low), "high": est.map(lambda e: e.high),
                         "n_seeds": g.sens.count(), "acc": 100 * g.acc.mean(),
                         "baseline_acc": 100 * g.baseline_acc.mean(), "matched": g.matched.all()})
@@ -107,9 +113,10 @@ def heatmap_grid(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: s
     trial are NaN, never zero."""
     windows = trials[(trials.deficit == deficit) & (trials.tags == tags)]
     onsets, lengths = sorted(windows.onset.unique()), sorted(windows.length.unique())
-    part = sens[(sens.deficit == deficit) & (sens.tags == tags)].set_index(["length", "onset"]).sensitivity
-    return pd.DataFrame([[part.get((l, o), np.nan) for o in onsets] for l in lengths], index=lengths,
-                        columns=onsets, dtype=float)
+    part = sens[(sens.deficit == deficit) & (sens.tags == tags)]
+    grid = part.pivot(index="length", columns="onset", values="sensitivity").reindex(index=lengths, columns=onsets)
+    grid.index.name = grid.columns.name = None
+    return grid.astype(float)
 
 
 def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
@@ -168,7 +175,7 @@ def group_curves(epochs: pd.DataFrame, trials: pd.DataFrame, column: str) -> pd.
     if data.empty:
         return pd.DataFrame(columns=[*GROUP, "epoch", "mean", "sem", "n_seeds"])
     g = data.groupby([*GROUP, "epoch"], sort=True)[column]
-    out = pd.DataFrame({"mean": g.mean(), "sem": g.agg(sem), "n_seeds": g.count()}).reset_index()
+    out = pd.DataFrame({"mean": g.mean(), "sem": group_sem(g), "n_seeds": g.count()}).reset_index()
     if column.endswith("_acc"):
         out[["mean", "sem"]] *= 100
     return out
@@ -207,6 +214,26 @@ def chosen_trials(trials: pd.DataFrame, sens: pd.DataFrame) -> dict[str, str | N
                     & (own.length == row.length)]
         out[key] = match.trial_id.iloc[0] if len(match) else None
     return out
+
+
+def sample_windows(sens: pd.DataFrame, k: int = 12) -> pd.DataFrame:
+    """At most `k` windows of `sens` (one row per window, see `sensitivity`) to draw one curve each: all of
+    them when they are `k` or fewer; otherwise the most and the least damaging (largest and smallest mean
+    sensitivity) and `k - 2` more at evenly spaced positions of the windows ordered by (deficit, tags,
+    length, onset), which spreads them over the deficits, over the lengths and, within a length, over the
+    onsets. Ties between extremes go to the first in that order; windows with a NaN sensitivity (no
+    baseline yet) can be spread picks, never extremes. Returns those rows in that order (fewer than `k`
+    when a spread pick is also an extreme)."""
+    ordered = sens.sort_values(["deficit", "tags", "length", "onset"], kind="stable").reset_index(drop=True)
+    if len(ordered) <= k:
+        return ordered
+    assert k >= 3, "k counts the two extremes and at least one spread window"
+    n, m = len(ordered), k - 2
+    keep = {j * (n - 1) // max(m - 1, 1) for j in range(m)}  # evenly spaced from the first to the last, floored
+    known = ordered.sensitivity.astype(float).dropna()
+    if len(known):
+        keep |= {int(known.idxmax()), int(known.idxmin())}
+    return ordered.loc[sorted(keep)].reset_index(drop=True)
 
 
 def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:

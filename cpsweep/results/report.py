@@ -4,27 +4,51 @@
     write_compare([uri, ...], path)       several sweeps overlaid: sensitivity curves and Fisher traces
 
 Every figure draws what a reducer in `reduce.py` computed, with hover values and a one-sentence caption
-saying how to read it.
+saying how to read it. The page stays a few MB at any sweep size (benchmarks/report_scale.py): per-window
+curves are drawn for at most CURVE_WINDOWS windows (`reduce.sample_windows`, the caption says which and that
+every trial is in the Parquet tables), and figure data go out as float32 (7 significant digits; hovers show 2-3).
 """
 
 from __future__ import annotations
 
 import html
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .reduce import (DEFAULT_THRESHOLD, chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares,
-                     removal_curve, schedule_of, sensitivity)
+from .reduce import (
+    DEFAULT_THRESHOLD,
+    GROUP,
+    chosen_trials,
+    critical_period,
+    group_curves,
+    heatmap_grid,
+    layer_shares,
+    removal_curve,
+    sample_windows,
+    schedule_of,
+    sensitivity,
+)
 from .stats import LEVEL
 from .store import Results, Store, load_results
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
+CURVE_WINDOWS = 12      # per-window curves drawn at most (besides the baselines); the tables hold them all
+DENSE_COLUMNS = 30      # heatmap onsets beyond which the cells are too narrow to print their value in
+
+
+def _compact(values) -> np.ndarray:
+    """`values` as float32 (plotly embeds it as 4 bytes a value, not 8), or float64 where float32 would turn
+    a value into infinity or zero (no trace or accuracy comes near, but a diverged trial might)."""
+    a = np.asarray(values, dtype=float)
+    finite = np.abs(a[np.isfinite(a) & (a != 0)])
+    fits = not finite.size or (finite.max() < 1e38 and finite.min() > 1e-37)
+    return a.astype(np.float32) if fits else a
 
 
 def _label(deficit: str, tags: str, onset=None, length=None) -> str:
@@ -38,46 +62,52 @@ def _band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, **cel
     """A line with a shaded band of one standard error (where known); `cell`: row and col of a subplot."""
     sem = np.nan_to_num(np.asarray(sem, dtype=float))
     x, mean = list(x), np.asarray(mean, dtype=float)
-    fig.add_trace(go.Scatter(x=x + x[::-1], y=list(mean + sem) + list((mean - sem)[::-1]), fill="toself",
+    edge = _compact(np.concatenate([mean + sem, (mean - sem)[::-1]]))
+    fig.add_trace(go.Scatter(x=x + x[::-1], y=edge, fill="toself",
                              fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
                              legendgroup=group), **cell)
-    fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, line={"color": color},
-                             legendgroup=group, customdata=sem,
+    fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers", name=name, line={"color": color},
+                             legendgroup=group, customdata=_compact(sem),
                              hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>" + html.escape(name) + "</extra>"),
                   **cell)
 
 
 def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str) -> go.Figure:
     grid = heatmap_grid(sens, trials, deficit, tags)
-    info = sens[(sens.deficit == deficit) & (sens.tags == tags)].set_index(["length", "onset"])
+    part = sens[(sens.deficit == deficit) & (sens.tags == tags)]
+    info = {(r.length, r.onset): r for r in part.itertuples(index=False)}
     windows = trials[(trials.deficit == deficit) & (trials.tags == tags)]
-    hover, marks = [], []
+    states = {key: ", ".join(sorted(set(g))) for key, g in windows.groupby(["length", "onset"]).status}
+    dense = len(grid.columns) > DENSE_COLUMNS
+    hover, marks = [], []  # hover: one short line per cell (the template adds onset and length)
     for length in grid.index:
         row = []
         for onset in grid.columns:
-            cell = windows[(windows.onset == onset) & (windows.length == length)]
-            if (length, onset) in info.index:
-                r = info.loc[(length, onset)]
-                ci = "" if math.isnan(r["low"]) else f" [{r['low']:.2f}, {r['high']:.2f}] ({LEVEL:.0%} CI)"
-                row.append(f"onset {onset}, length {length}<br>sensitivity {r['sensitivity']:.2f}{ci} pts<br>"
-                           f"accuracy {r['acc']:.2f}% vs baseline {r['baseline_acc']:.2f}%<br>"
-                           f"{int(r['n_seeds'])} seed(s)")
+            r = info.get((length, onset))
+            if r is not None:
+                ci = "" if math.isnan(r.low) else f", {LEVEL:.0%} CI [{r.low:.2f}, {r.high:.2f}]"
+                row.append(f"lost {r.sensitivity:.2f} pts{ci}<br>accuracy {r.acc:.2f}% vs baseline "
+                           f"{r.baseline_acc:.2f}%, {int(r.n_seeds)} seed(s)")
             else:
-                states = ", ".join(sorted(set(cell.status))) or "not in the grid"
-                row.append(f"onset {onset}, length {length}<br>no result: {states}")
-                marks.append((str(onset), str(length), states))
+                state = states.get((length, onset)) or "not in the grid"
+                row.append(f"no result: {state}")
+                marks.append((str(onset), str(length), state))
         hover.append(row)
     finite = grid.values[np.isfinite(grid.values)]
     low = min(0.0, float(finite.min())) if finite.size else 0.0  # the scale starts at 0: no loss is white
     high = max(float(finite.max()), low + 0.1) if finite.size else 1.0
-    fig = go.Figure(go.Heatmap(z=grid.values, x=[str(o) for o in grid.columns], y=[str(l) for l in grid.index],
-                               text=hover, hoverinfo="text", texttemplate="%{z:.2f}", colorscale="Reds",
+    # a cell's value is printed in it unless the cells are too narrow to hold it (then: hover)
+    fig = go.Figure(go.Heatmap(z=_compact(grid.values), x=[str(o) for o in grid.columns],
+                               y=[str(l) for l in grid.index], text=hover,
+                               hovertemplate="onset %{x}, length %{y}<br>%{text}<extra></extra>",
+                               texttemplate=None if dense else "%{z:.2f}", colorscale="Reds",
                                zmin=low, zmax=high, colorbar={"title": "pts lost"}))
-    if marks:  # missing or failed cells are marked, not drawn as zero
-        fig.add_trace(go.Scatter(x=[m[0] for m in marks], y=[m[1] for m in marks], mode="markers+text",
-                                 marker={"symbol": "x", "size": 14, "color": "#555"},
-                                 text=[m[2] for m in marks], textposition="bottom center", hoverinfo="skip",
-                                 showlegend=False))
+    if marks:  # missing or failed cells are marked, not drawn as zero (their state in the hover when dense)
+        fig.add_trace(go.Scatter(x=[m[0] for m in marks], y=[m[1] for m in marks],
+                                 mode="markers" if dense else "markers+text",
+                                 marker={"symbol": "x", "size": 8 if dense else 14, "color": "#555"},
+                                 text=None if dense else [m[2] for m in marks], textposition="bottom center",
+                                 hoverinfo="skip", showlegend=False))
     fig.update_layout(title=f"{_label(deficit, tags)}: accuracy lost vs baseline (percentage points)",
                       xaxis_title="deficit onset (epoch)", yaxis_title="deficit length (epochs)", height=380,
                       xaxis={"type": "category"}, yaxis={"type": "category"})
@@ -130,8 +160,8 @@ def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = Fa
 
 
 def layer_figure(shares: pd.DataFrame, title: str, shade: tuple[int, int] | None = None) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=shares.values, x=list(shares.columns), y=list(shares.index), colorscale="Viridis",
-                               colorbar={"title": "share"},
+    fig = go.Figure(go.Heatmap(z=_compact(shares.values), x=list(shares.columns), y=list(shares.index),
+                               colorscale="Viridis", colorbar={"title": "share"},
                                hovertemplate="layer %{y}, epoch %{x}: %{z:.3f}<extra></extra>"))
     if shade is not None:
         fig.add_vrect(x0=shade[0] - 0.5, x1=shade[1] - 0.5, line={"color": "white", "dash": "dash"})
@@ -147,6 +177,26 @@ def _window(trials: pd.DataFrame, trial_id: str | None) -> tuple[int, int] | Non
     return int(row.onset.iloc[0]), int(row.onset.iloc[0] + row.length.iloc[0])
 
 
+def sampled_curves(curves: pd.DataFrame, sens: pd.DataFrame, trials: pd.DataFrame, worst: str | None,
+                   k: int = CURVE_WINDOWS) -> tuple[pd.DataFrame, str]:
+    """The rows of `curves` (a `group_curves` table) to draw: the baselines' and those of at most `k`
+    windows (`sample_windows`; the most damaging trial's window always among them), and the caption's
+    words for them ("every window", or "12 of the 1,000 windows (...)")."""
+    keys = curves[GROUP].drop_duplicates()
+    windows = keys[keys.deficit != "none"]
+    if len(windows) <= k:
+        return curves, "every window"
+    ranked = windows.merge(sens[[*GROUP, "sensitivity"]], on=GROUP, how="left")  # NaN: no baseline to compare
+    picked = sample_windows(ranked, k)[GROUP]
+    row = trials[trials.trial_id == worst][GROUP]
+    keep = curves.merge(pd.concat([keys[keys.deficit == "none"], picked, row]).drop_duplicates(), on=GROUP)
+    n = len(keep[keep.deficit != "none"][GROUP].drop_duplicates())
+    which = ("the most and least damaging, the others spread over the lengths and onsets"
+             if ranked.sensitivity.notna().any() else "spread over the lengths and onsets")
+    return keep, (f"{n} of the {len(windows):,} windows ({which}; every trial's trace per epoch is in the epochs "
+                  "table, epochs.parquet)")
+
+
 def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
     spec = results.spec.get("spec") or {}
     fixed = results.spec.get("fixed") or {}
@@ -154,10 +204,10 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
     epochs = f"{fixed['epochs']} per trial" if fixed.get("epochs") else f"onset + length + {fixed.get('clean_after')}"
     counts = results.trials.status.value_counts().to_dict()
     lines = [f"spec hash {results.spec.get('hash', '?')}",
-             f"data {data.get('name', '?')}, model {model.get('name', '?')}, optimiser {optim.get('name', '?')} "
-             f"(lr {optim.get('lr')}, momentum {optim.get('momentum')}, weight decay {optim.get('weight_decay')}, "
-             f"batch {optim.get('batch_size')}), schedule {(fixed.get('schedule') or {}).get('name', '?')}, "
-             f"epochs {epochs}",
+             (f"data {data.get('name', '?')}, model {model.get('name', '?')}, optimiser {optim.get('name', '?')} "
+              f"(lr {optim.get('lr')}, momentum {optim.get('momentum')}, weight decay {optim.get('weight_decay')}, "
+              f"batch {optim.get('batch_size')}), schedule {(fixed.get('schedule') or {}).get('name', '?')}, "
+              f"epochs {epochs}"),
              "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
     if len(sens) and not sens.matched.all():
         lines.append("<b>baselines not length-matched</b>: some baselines trained fewer epochs than their windows "
@@ -205,33 +255,34 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     sections: list[tuple[str, go.Figure | None]] = []
     windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
     for deficit, tags in windows.itertuples(index=False):
-        sections.append(("Each cell is a deficit window (onset across, length up) coloured by the points of final "
-                         "test accuracy it cost against the same seed's baseline, mean over seeds (hover: its "
-                         f"{LEVEL:.0%} t-interval, accuracies, seed count); an x marks a window with no finished "
-                         "result.",
+        sections.append((("Each cell is a deficit window (onset across, length up) coloured by the points of "
+                          "final test accuracy it cost against the same seed's baseline, mean over seeds (hover: "
+                          f"its {LEVEL:.0%} t-interval, accuracies, seed count); an x marks a window with no "
+                          "finished result."),
                          heatmap_figure(sens, trials, deficit, tags)))
     if not sens.empty:
-        sections.append(("The paper's sliding-window curve: accuracy lost against the window's onset, one line per "
-                         f"window length, the band its {LEVEL:.0%} t-interval across seeds (none with one seed); the "
-                         "critical period is where the band lies above zero.", sensitivity_curve_figure(sens)))
+        sections.append((("The paper's sliding-window curve: accuracy lost against the window's onset, one line "
+                          f"per window length, the band its {LEVEL:.0%} t-interval across seeds (none with one "
+                          "seed); the critical period is where the band lies above zero."),
+                         sensitivity_curve_figure(sens)))
     removal = removal_curve(trials, epochs)
     if removal.removal.nunique() > 1:
-        sections.append(("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to the "
-                         "removal epoch; a falling curve means later removal leaves a permanent deficit.",
+        sections.append((("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to the "
+                          "removal epoch; a falling curve means later removal leaves a permanent deficit."),
                          removal_figure(removal)))
     chosen = [t for t in (pick["baseline"], pick["worst"], pick["best"]) if t]
     acc = epochs[epochs.trial_id.isin(chosen)][["trial_id", "epoch", "test_acc"]].merge(
         trials[["trial_id", "deficit", "tags", "onset", "length"]], on="trial_id")
     if not acc.empty:
         acc = acc.assign(mean=100 * acc.test_acc, sem=np.nan)
-        sections.append(("Clean test accuracy per epoch of the first seed's baseline and of its most and least "
-                         "damaging windows (the most damaging window shaded).",
+        sections.append((("Clean test accuracy per epoch of the first seed's baseline and of its most and least "
+                          "damaging windows (the most damaging window shaded)."),
                          curves_figure(acc, "Test accuracy per epoch", "test accuracy (%)", shade=worst_window)))
-    fisher = group_curves(epochs, trials, "fisher_trace")
+    fisher, drawn = sampled_curves(group_curves(epochs, trials, "fisher_trace"), sens, trials, pick["worst"])
     if not fisher.empty:
         for log in (False, True):
             sections.append((("Log scale: " if log else "") + "Trace of the Fisher Information of the weights on the "
-                             "probe set, mean over seeds, for the baseline (black) and every window; the most "
+                             f"probe set, mean over seeds, for the baseline (black) and {drawn}; the most "
                              "damaging window is shaded. The paper: it rises fast early, then falls.",
                              curves_figure(fisher, "Fisher trace" + (" (log scale)" if log else ""), "tr F",
                                            log=log, shade=worst_window)))
@@ -239,8 +290,9 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     for key, title in (("baseline", "baseline"), ("worst", "most damaging window")):
         shares = layer_shares(layers, pick[key], per_parameter) if pick[key] else pd.DataFrame()
         if not shares.empty:
-            sections.append((f"Each layer's share of the Fisher trace ({norm}each epoch's column sums to one) for the "
-                             f"{title} ({pick[key]}); the paper: a blur deficit moves the mass towards higher layers.",
+            sections.append(((f"Each layer's share of the Fisher trace ({norm}each epoch's column sums to one) for "
+                              f"the {title} ({pick[key]}); the paper: a blur deficit moves the mass towards higher "
+                              "layers."),
                              layer_figure(shares, f"Per-layer Fisher: {pick[key]}", _window(trials, pick[key]))))
     name = str((results.spec.get("spec") or {}).get("name", "sweep"))
     return _page(f"cpsweep report: {name}", sections or [("No finished trial yet.", None)],
