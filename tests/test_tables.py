@@ -162,3 +162,19 @@ def test_relaunch_of_a_finished_sweep_costs_the_same_requests_at_any_size(tmp_pa
         counts.append(handler.calls)
     print(counts)
     assert counts[0] == counts[1] and counts[0]["list"] == 1, counts
+
+
+def test_the_report_reads_the_per_layer_rows_of_the_trials_it_shows_only(tmp_path, monkeypatch):
+    from cpsweep.results.report import results_for_report, write_report
+    from results_fixture import make_results
+
+    res = make_results(onsets=(0, 10, 20))
+    store = Store(str(tmp_path / "hand"))
+    store.write_tables(res.trials, res.epochs, res.fisher_layers)
+    shown = results_for_report(store.uri)
+    assert set(shown.fisher_layers.trial_id) == {"baseline-s0", "blur-o0-l10-s0", "blur-o20-l10-s0"}
+    pd.testing.assert_frame_equal(tidy(shown.fisher_layers)[list(res.fisher_layers.columns)],
+                                  tidy(res.fisher_layers[res.fisher_layers.trial_id.isin(
+                                      set(shown.fisher_layers.trial_id))]), check_dtype=False)
+    page = open(write_report(store.uri)).read()
+    assert "Per-layer Fisher: baseline-s0" in page and "Per-layer Fisher: blur-o0-l10-s0" in page

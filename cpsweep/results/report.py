@@ -35,6 +35,7 @@ from .reduce import (
 )
 from .stats import LEVEL
 from .store import Results, Store, load_results
+from .tables import Tables
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
@@ -331,10 +332,19 @@ def _write(page: str, path: str) -> str:
     return path
 
 
+def results_for_report(uri: str) -> Results:
+    """What `render` draws from: every trial and epoch, and the per-layer rows of only the trials it shows
+    in detail (`chosen_trials`): the largest table stays on disk at any scale."""
+    res = load_results(uri, fisher_layers=False)
+    pick = chosen_trials(res.trials, sensitivity(res.trials, res.epochs))
+    res.fisher_layers = Tables.read(Store(uri))[0].read_table("fisher_layers", trial_ids=[t for t in pick.values() if t])
+    return res
+
+
 def write_report(uri: str, path: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  per_parameter: bool = False) -> str:
     """Write the report of the results folder `uri` to `path` (default: `<uri>/report.html`)."""
-    page = render(load_results(uri), threshold, per_parameter)
+    page = render(results_for_report(uri), threshold, per_parameter)
     if path is None:
         Store(uri).write_bytes(page.encode(), "report.html")
         return f"{uri.split('?')[0].rstrip('/')}/report.html"

@@ -182,9 +182,10 @@ class Results:
     spec: dict[str, Any]
 
 
-def load_results(uri: str, fisher_layers: bool = True) -> Results:
+def load_results(uri: str, fisher_layers: bool | Sequence[str] = True) -> Results:
     """The tables of a sweep's results folder (local or a pyarrow URI), as its manifest has them
-    (`tables.py`); without the per-layer rows if not `fisher_layers` (they are the largest table).
+    (`tables.py`). `fisher_layers`: True reads every per-layer row, False none, a list of trial ids only
+    theirs (it is the largest table: 20 rows per epoch of a deep network).
 
     Raises:
         CpsweepError: the folder holds no cpsweep results.
@@ -197,5 +198,8 @@ def load_results(uri: str, fisher_layers: bool = True) -> Results:
         raise CpsweepError(f"{uri} holds no cpsweep results (no trials.parquet); pass the folder of one sweep, "
                            f"e.g. results/quickstart")
     spec = yaml.safe_load(store.read_bytes("spec.yaml")) if store.exists("spec.yaml") else {}
-    layers = tables.read_table("fisher_layers") if fisher_layers else empty_table("fisher_layers")
+    if fisher_layers is True or fisher_layers is False:
+        layers = tables.read_table("fisher_layers") if fisher_layers else empty_table("fisher_layers")
+    else:
+        layers = tables.read_table("fisher_layers", trial_ids=fisher_layers)
     return Results(trials, tables.read_table("epochs"), layers, spec or {})
