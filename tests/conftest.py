@@ -1,5 +1,6 @@
-"""Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), and Ray
-clusters of real raylets owned by one test."""
+"""Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), Ray
+clusters of real raylets owned by one test, and one local launch watched while it runs (shared by two
+test modules)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,12 @@ def ray_cluster():
     yield make
     for cluster in clusters:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def watched_launch(tmp_path_factory):
+    """One local `cpsweep launch`, looked at while it ran (tests/watched_launch.py); test_live.py and
+    test_local_ray.py assert on what was seen."""
+    from watched_launch import watch
+
+    return watch(tmp_path_factory.mktemp("watched"))

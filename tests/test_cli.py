@@ -126,12 +126,20 @@ def test_storage_errors_are_one_line(tmp_path):
               "cannot read s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
               "Could not connect")]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
-    for args, start, detail in cases:
-        res = subprocess.run([sys.executable, "-m", "cpsweep.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                             timeout=120, env=env, check=False)
-        assert res.returncode == 2, (args, res.stderr)
-        assert res.stderr.startswith(f"cpsweep: error: {start}") and detail in res.stderr, res.stderr
-        assert len(res.stderr.splitlines()) == 1 and res.stdout == "", res.stderr
+    # the commands run side by side: an unreachable S3 endpoint costs ~6 s of the S3 client's retry back-off
+    # (not settable in a URI), spent waiting
+    procs = [subprocess.Popen([sys.executable, "-m", "cpsweep.cli", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env) for args, _, _ in cases]
+    try:
+        outputs = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    for (args, start, detail), proc, (stdout, stderr) in zip(cases, procs, outputs):
+        assert proc.returncode == 2, (args, stderr)
+        assert stderr.startswith(f"cpsweep: error: {start}") and detail in stderr, stderr
+        assert len(stderr.splitlines()) == 1 and stdout == "", stderr
 
 
 @pytest.mark.slow

@@ -16,8 +16,11 @@ from tiny_specs import write_spec
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# ~0.2 s an epoch: 5 trials of 40 epochs on one CPU take long enough to stop the job in the middle
-LONGER = {"epochs": 40, "grid": {"onset": [0, 10, 20, 30], "length": [5]}, "resources": {"cpu": 1}}
+# ~0.2 s an epoch, one trial at a time (one CPU): 84 epochs to train (the baseline and [0, 3) from scratch,
+# the other windows from the baseline's prefixes at 6, 12 and 18); the first trial to end trains 24, which
+# leaves 60 epochs (~12 s) in which to stop the job (it stops a few seconds after the first shard appears)
+EPOCHS = 24
+LONGER = {"epochs": EPOCHS, "grid": {"onset": [0, 6, 12, 18], "length": [3]}, "resources": {"cpu": 1}}
 
 
 def job(cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -73,4 +76,4 @@ def test_a_sweep_as_a_ray_job_can_be_followed_stopped_and_resubmitted(tmp_path, 
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert (trials.status == "ok").all() and len(trials) == 5
     assert set(trials.node) == {cluster.head_node_id}  # the job joined the cluster (RAY_ADDRESS), no Ray of its own
-    assert not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.epoch >= 0).sum() == 5 * 40
+    assert not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.epoch >= 0).sum() == 5 * EPOCHS

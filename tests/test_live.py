@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
-import time
 
 import pytest
-from tiny_specs import write_spec
 
 from cpsweep.results.store import Store
 from cpsweep.sweep.live import Live, describe, format_seconds, read_live
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Clock:
@@ -99,28 +92,15 @@ def test_live_json_and_what_status_makes_of_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_launch_shows_progress_within_an_epoch_and_status_sees_running_trials(tmp_path):
-    spec = write_spec(tmp_path, epochs=120, grid={"onset": [0], "length": [10]})
-    out = tmp_path / "out"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(out)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        seen = None
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None and seen is None:
-            if (out / "tiny" / "live.json").exists() and (out / "tiny" / "trials.parquet").exists():
-                status = subprocess.run([sys.executable, "-m", "cpsweep.cli", "status", str(out / "tiny")], cwd=ROOT,
-                                        capture_output=True, text=True, timeout=120, check=False)
-                if "  running " in status.stdout:
-                    seen = status.stdout
-            time.sleep(1)
-    finally:
-        stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr
-    assert seen is not None, "status never showed a running trial"
-    assert "launch in progress" in seen and "ETA" in seen and ": epoch " in seen
-    lines = stdout.splitlines()
+def test_a_launch_shows_progress_within_an_epoch_and_status_sees_running_trials(watched_launch):
+    """A real local launch (the one shared with test_local_ray.py, tests/watched_launch.py): a progress line
+    before any trial ends, and `cpsweep status` run while it trained showed the running trials."""
+    seen = watched_launch
+    assert seen.returncode == 0, seen.stderr
+    assert seen.status_while_running is not None, "status never showed a running trial"
+    assert "launch in progress" in seen.status_while_running and "ETA" in seen.status_while_running
+    assert ": epoch " in seen.status_while_running
+    lines = seen.stdout.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("training: "))
     assert first < next(i for i, line in enumerate(lines) if line.startswith("[1/2]"))  # before any trial ends
-    assert json.loads((out / "tiny" / "live.json").read_text())["finished"]
+    assert json.loads((seen.out / "tiny" / "live.json").read_text())["finished"]

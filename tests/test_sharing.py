@@ -267,6 +267,46 @@ def test_shared_sweep_equals_unshared_and_trains_fewer_epochs(tmp_path, ray_loca
 
 
 @pytest.mark.slow
+def test_a_schedule_grid_launches_and_branches_across_schedules(tmp_path, ray_local):
+    """grid.schedule end to end on a real local Ray, in the shape of sweeps/blur_grid.yaml's smoke (3 epochs,
+    windows [0, 1) and [1, 2), the paper's schedule and both learning-rate controls, the restarted baselines
+    per window end; tests/test_smoke.py runs that file with the axis cut): every trial ok, each started where
+    the plan says (branching across schedules), only the planned epochs trained, and every trial's records
+    equal to the same trial trained alone from scratch in this process."""
+    import json
+
+    import pandas as pd
+    import yaml
+    from trial_runs import read, reference_epochs
+
+    from cpsweep.sweep.launch import launch
+
+    raw = {**GRID, "replicates": 1, "epochs": 3,
+           "grid": {"onset": [0, 1], "length": [1], "schedule": ["exponential", "restart", "constant"]}}
+    spec = tmp_path / "g.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    trials = load_sweep(str(spec)).trials()
+    starts = plan(trials)
+    assert "baseline-r1-schedulerestart-s0" in starts and "baseline-r2-schedulerestart-s0" in starts
+    schedule = {t.trial_id: dict(t.tags)["schedule"] for t in trials}
+    assert any(s.parent and schedule[s.parent] != schedule[t] for t, s in starts.items())  # across schedules
+    summary = launch(str(spec), storage=str(tmp_path / "res"))
+    assert summary.counts["ok"] == len(trials) == 11
+    folder = tmp_path / "res" / "g"
+    trained = {t.trial_id: list(range(starts[t.trial_id].epoch, t.epochs)) for t in trials}
+    assert sum(map(len, trained.values())) == sharing_summary(trials)[1] < sharing_summary(trials)[0]
+    for tid, planned in trained.items():  # Tune's result log holds the epochs trained; a trial whose every
+        # epoch came from a prefix (here the restarted baseline, which never restarts) reports the last, once
+        (log,) = folder.glob(f"tune/*/{tid}/result.json")
+        reported = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+        assert reported == (planned or [raw["epochs"] - 1]), tid
+    assert trained["baseline-schedulerestart-s0"] == []
+    got, epochs = read(folder)
+    assert got.set_index("trial_id").shared_epochs.to_dict() == {t: s.epoch for t, s in starts.items()}
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(raw)[COMPARE], check_exact=True)
+
+
+@pytest.mark.slow
 def test_children_of_a_diverged_parent_run_from_scratch(tmp_path, ray_local):
     """[2, 3) diverges in epoch 2 (noise of std 1e38), before [2, 5) could branch from it at epoch 3: the
     searcher starts [2, 5) from scratch, which diverges in the same epoch, and the sweep ends."""
