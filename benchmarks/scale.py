@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from cpsweep.results.store import join_uri
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "scale.json")
 WINDOWS = 99  # windows per seed: onsets 0 … 98, length 1, plus the seed's baseline: 100 trials a seed
@@ -201,16 +203,36 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(out))
 
 
+def child_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]),
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
 def run_child(kind: str, uri: str, n: int, args: argparse.Namespace) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]),
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+    env = child_env()
     cmd = [sys.executable, __file__, "--child", kind, "--uri", uri, "--n", str(n), "--epochs", str(args.epochs),
            "--layers", str(args.layers), "--slots", str(args.slots)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"{kind} {n} failed:\n{res.stderr[-3000:]}")
     return json.loads(next(line for line in res.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
+def relaunch_cli(storage: str, n: int, epochs: int, folder: str) -> dict:
+    """`cpsweep launch` of the finished sweep again, as a user would: finds nothing to run, flushes,
+    writes the report."""
+    import yaml
+
+    spec = os.path.join(folder, f"scale-{n}.yaml")
+    with open(spec, "w") as f:
+        yaml.safe_dump(sweep_raw(n, epochs, "scale"), f)
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", storage],
+                         capture_output=True, text=True, check=False, env=child_env())
+    if res.returncode != 0 or "0 to run" not in res.stdout:
+        raise SystemExit(f"relaunch failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    return {"cli_relaunch_s": time.perf_counter() - t0}
 
 
 # -- 3. a real launch of trivial trials -------------------------------------------------------------------
@@ -235,7 +257,7 @@ def real_launch(n: int, folder: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    p.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 10000])
     p.add_argument("--s3-sizes", type=int, nargs="*", default=[100, 1000])
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--layers", type=int, default=20)
@@ -250,20 +272,27 @@ def main() -> None:
     try:
         for where, sizes in (("local", args.sizes), ("s3", args.s3_sizes)):
             for n in sizes:
-                uri = os.path.join(work, f"local-{n}") if where == "local" else moto.uri(f"s{n}")
+                storage = os.path.join(work, f"local-{n}") if where == "local" else moto.uri(f"s{n}")
+                uri = join_uri(storage, "scale")
                 row = {"storage": where, **run_child("bookkeeping", uri, n, args)}
                 before = moto.requests() if where == "s3" else 0
                 row.update(run_child("relaunch", uri, n, args))
                 if where == "s3":
                     row["relaunch_http_requests"] = moto.requests() - before
+                before = moto.requests() if where == "s3" else 0
+                row.update(relaunch_cli(storage, n, args.epochs, work))
+                if where == "s3":
+                    row["cli_relaunch_http_requests"] = moto.requests() - before
                 rows.append(row)
                 print(f"{where:5} {row['trials']:>6} trials: driver {row['driver_ms_per_trial']:7.2f} ms/trial "
                       f"(plan {row['plan_s']:.1f} s), {row['ops_per_trial']:.2f} storage ops/trial, peak "
                       f"{row['peak_rss_mb']:.0f} MB, {sum(row['parts'].values())} part files; relaunch "
                       f"{row['relaunch_s']:.2f} s, {sum(row['relaunch_ops'].values())} ops"
-                      + (f", {row['relaunch_http_requests']} HTTP requests" if where == "s3" else ""), flush=True)
+                      + (f", {row['relaunch_http_requests']} HTTP requests" if where == "s3" else "")
+                      + f"; cpsweep launch again {row['cli_relaunch_s']:.1f} s"
+                      + (f", {row['cli_relaunch_http_requests']} HTTP requests" if where == "s3" else ""), flush=True)
                 if where == "local":
-                    shutil.rmtree(uri, ignore_errors=True)
+                    shutil.rmtree(storage, ignore_errors=True)
     finally:
         if moto is not None:
             moto.stop()
@@ -272,16 +301,25 @@ def main() -> None:
         print(f"launch {launch['trials']} trivial trials on a local Ray: {launch['wall_s']:.0f} s, "
               f"{launch['s_per_trial']:.2f} s/trial; {launch['summary']}")
     shutil.rmtree(work, ignore_errors=True)
+    old = {}
+    if os.path.exists(RESULTS):  # rows of sizes not measured this time are kept
+        with open(RESULTS) as f:
+            old = json.load(f)
+    measured = {(r["storage"], r["trials"]) for r in rows}
+    rows = sorted([r for r in old.get("rows", []) if (r["storage"], r["trials"]) not in measured] + rows,
+                  key=lambda r: (r["storage"], r["trials"]))
     print("\n| storage | trials | driver ms/trial | plan s | storage ops/trial | peak RSS MB | relaunch s "
-          "| relaunch ops | relaunch HTTP |\n|---|---|---|---|---|---|---|---|---|")
+          "| relaunch ops | relaunch HTTP | `cpsweep launch` again s | its HTTP |\n" + "|---" * 11 + "|")
     for r in rows:
         print(f"| {r['storage']} | {r['trials']:,} | {r['driver_ms_per_trial']:.2f} | {r['plan_s']:.1f} | "
               f"{r['ops_per_trial']:.2f} | {r['peak_rss_mb']:.0f} | {r['relaunch_s']:.2f} | "
-              f"{sum(r['relaunch_ops'].values())} | {r.get('relaunch_http_requests', '-')} |")
+              f"{sum(r['relaunch_ops'].values())} | {r.get('relaunch_http_requests', '-')} | "
+              f"{r.get('cli_relaunch_s', float('nan')):.1f} | {r.get('cli_relaunch_http_requests', '-')} |")
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:
         json.dump({"machine": os.uname().nodename, "cpus": os.cpu_count(), "epochs": args.epochs,
-                   "layers": args.layers, "slots": args.slots, "rows": rows, "launch": launch}, f, indent=1)
+                   "layers": args.layers, "slots": args.slots, "rows": rows,
+                   "launch": launch or old.get("launch")}, f, indent=1)
     print(f"wrote {RESULTS}")
 
 
