@@ -10,16 +10,8 @@ import pandas as pd
 import pytest
 from results_fixture import make_results
 
-from cpsweep.results.reduce import (
-    chosen_trials,
-    critical_period,
-    group_curves,
-    heatmap_grid,
-    layer_shares,
-    removal_curve,
-    sample_windows,
-    sensitivity,
-)
+from cpsweep.results.reduce import (chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares,
+                                    removal_curve, sample_windows, sensitivity)
 
 
 def row(tid, deficit, onset, length, seed, acc, status="ok"):

@@ -165,8 +165,9 @@ def test_relaunch_of_a_finished_sweep_costs_the_same_requests_at_any_size(tmp_pa
 
 
 def test_the_report_reads_the_per_layer_rows_of_the_trials_it_shows_only(tmp_path, monkeypatch):
-    from cpsweep.results.report import results_for_report, write_report
     from results_fixture import make_results
+
+    from cpsweep.results.report import results_for_report, write_report
 
     res = make_results(onsets=(0, 10, 20))
     store = Store(str(tmp_path / "hand"))
@@ -176,5 +177,6 @@ def test_the_report_reads_the_per_layer_rows_of_the_trials_it_shows_only(tmp_pat
     pd.testing.assert_frame_equal(tidy(shown.fisher_layers)[list(res.fisher_layers.columns)],
                                   tidy(res.fisher_layers[res.fisher_layers.trial_id.isin(
                                       set(shown.fisher_layers.trial_id))]), check_dtype=False)
-    page = open(write_report(store.uri)).read()
+    with open(write_report(store.uri)) as f:
+        page = f.read()
     assert "Per-layer Fisher: baseline-s0" in page and "Per-layer Fisher: blur-o0-l10-s0" in page

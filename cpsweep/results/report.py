@@ -20,19 +20,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .reduce import (
-    DEFAULT_THRESHOLD,
-    GROUP,
-    chosen_trials,
-    critical_period,
-    group_curves,
-    heatmap_grid,
-    layer_shares,
-    removal_curve,
-    sample_windows,
-    schedule_of,
-    sensitivity,
-)
+from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, critical_period, group_curves, heatmap_grid,
+                     layer_shares, removal_curve, sample_windows, schedule_of, sensitivity)
 from .stats import LEVEL
 from .store import Results, Store, load_results
 from .tables import Tables
