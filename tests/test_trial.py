@@ -132,6 +132,16 @@ def test_records_carry_fisher_every_k_epochs_and_the_last():
     assert all(0 <= x.test_acc <= 1 and 0 <= x.train_acc <= 1 for x in records)
 
 
+def test_without_the_fisher_no_probe_is_drawn():
+    """fisher.every 0 measures nothing, so a subset too small for the probe (30 per class by default:
+    here 10 per class) still trains, with no Fisher record; with the Fisher on it is refused."""
+    small = {"name": "mnist1d", "subset": 100}
+    records = list(train_trial(trial(fisher={"every": 0}, data=small, optim={"lr": 0.05, "batch_size": 50}), "cpu"))
+    assert [r.epoch for r in records] == [0, 1, 2, 3] and all(math.isnan(r.fisher_trace) for r in records)
+    with pytest.raises(CpsweepError, match="probe: 30 examples per class are needed"):
+        train_trial(trial(fisher={"every": 1}, data=small), "cpu")
+
+
 def test_bn_refresh_estimates_statistics_on_clean_training_data():
     t = trial(model={"name": "mlp", "hidden": [16]}, bn_refresh=-1, optim={"batch_size": 32}, length=0,
               data={"name": "cifar10", "augment": False})

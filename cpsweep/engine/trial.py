@@ -69,7 +69,7 @@ class TrialRun:
         self.forward = self._forward_pass()
         self.optimizer = make_optimizer(trial, self.model.parameters())
         self.deficit = self._bind_deficit()
-        self.probe = self._fisher_probe()
+        self.probe = self._fisher_probe() if trial.fisher.every > 0 else None  # (no Fisher: no probe needed)
         self.layer_params, self.layer_kinds = self._layer_table()
         self.epoch = 0  # next epoch to run
         self.init_due = resume is None and trial.fisher.every > 0  # the record at initialisation (epoch -1)

@@ -66,12 +66,12 @@ def run_trial(config: dict[str, Any]) -> None:
     state, records, shared = starting_point(task, store)
     node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
     every = trial.checkpoint_every
-    try:
-        data = load_data(trial.data, device)
-    except DataError as e:  # fails the same on every retry: reported, not raised (`preflight.py`)
+    try:  # a data set that cannot be loaded, or too small for the probe, fails the same on every retry:
+        # reported, not raised (`preflight.py`)
+        run = train_trial(trial, device, resume=state, data=load_data(trial.data, device))
+    except DataError as e:
         tune.report({DATA_ERROR: str(e)})
         return
-    run = train_trial(trial, device, resume=state, data=data)
     if run.epoch in save:  # a trial that starts exactly where others branch
         save_prefix(store, save[run.epoch], run.state_dict(), records)
     if run.epoch >= trial.epochs:  # every epoch came from a shared prefix
