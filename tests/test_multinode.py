@@ -31,7 +31,7 @@ def checkpoints(folder) -> list[dict]:
     for path in folder.glob("tune/*/*/checkpoint_*/meta.json"):
         try:
             metas.append(json.loads(path.read_text()))
-        except (OSError, ValueError):  # being written, or deleted by Tune (num_to_keep)
+        except (OSError, ValueError):  # being written, or deleted as no longer among the newest two
             pass
     return metas
 

@@ -94,7 +94,7 @@ def checkpoint_metas(s3: S3, folder: str) -> list[dict]:
             try:
                 with s3.fs.open_input_stream(f"{folder}/tune/{rel}") as f:
                     metas.append(json.loads(f.read()))
-            except (OSError, ValueError):  # deleted by Tune meanwhile (num_to_keep)
+            except (OSError, ValueError):  # deleted meanwhile (only the newest two are kept)
                 pass
     return metas
 
@@ -142,7 +142,7 @@ def test_sweep_on_s3_resumes_from_the_bucket_and_reports(tmp_path, s3):
     assert len(launches) == 2
     second = {r.split("/")[2] for r in files if r.startswith(f"tune/{launches[1]}/") and r.count("/") > 2}
     assert second == {"baseline-s0", "blur-o0-l2-s0", "blur-o4-l2-s0", "blur-o8-l2-s0", "blur-o10-l2-s0"} - done
-    # Tune's experiment state and the trials' checkpoints (at most num_to_keep=2 each) are in the bucket
+    # Tune's experiment state and the trials' checkpoints (the newest two of each, launch.keep_newest_checkpoints) are in the bucket
     state = [r for r in files if r.startswith(f"tune/{launches[1]}/experiment_state-") and r.endswith(".json")]
     assert state and f"tune/{launches[1]}/tuner.pkl" in files
     for trial in second:

@@ -160,3 +160,24 @@ def kill_processes(procs: list, session: int) -> None:
             p.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def test_only_each_trials_newest_two_checkpoints_are_kept(tmp_path):
+    """What Tune's num_to_keep did, without the experiment-state snapshot it forces (launch.py)."""
+    from ray.tune import Checkpoint
+
+    from cpsweep.sweep.launch import keep_newest_checkpoints
+
+    class Trial:
+        def __init__(self, trial_id):
+            self.trial_id = trial_id
+
+    keeper = keep_newest_checkpoints(2)
+    for i in range(5):
+        for tid in ("a", "b"):
+            folder = tmp_path / tid / f"checkpoint_{i:06d}"
+            folder.mkdir(parents=True)
+            (folder / "state.pt").write_bytes(b"x")
+            keeper.on_checkpoint(0, [], Trial(tid), Checkpoint.from_directory(str(folder)))
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["checkpoint_000003", "checkpoint_000004"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint_000003", "checkpoint_000004"]

@@ -196,6 +196,42 @@ def plan_tasks(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resourc
     return tasks, starts
 
 
+KEEP = 2  # checkpoints kept per trial in a launch folder: the newest, and the one before it
+
+
+def keep_newest_checkpoints(keep: int):
+    """A Tune callback that deletes a trial's checkpoints but its newest `keep` as Tune reports them.
+
+    Why not `CheckpointConfig(num_to_keep)`: with it Tune forces a snapshot of its experiment state (a JSON
+    of every trial: O(trials)) each time a trial has saved `num_to_keep` checkpoints since the last one,
+    past its own throttle (at most 5 % of the time); at 1,000 trivial trials that snapshot took most of
+    the driver (docs/benchmarks.md). cpsweep never restores from that state (a relaunch finds each
+    trial's newest complete checkpoint in storage: `checkpoints.newest_checkpoints`), and Tune restores a
+    retried trial from its newest checkpoint, which is always kept."""
+    from collections import deque
+
+    from ray.tune import Callback
+
+    class KeepNewest(Callback):
+        def __init__(self):
+            self.kept: dict[str, deque] = {}
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            kept = self.kept.setdefault(trial.trial_id, deque())
+            kept.append(checkpoint)
+            while len(kept) > keep:
+                old = kept.popleft()
+                with contextlib.suppress(OSError):  # already gone (a retried trial's folder, a user)
+                    old.filesystem.delete_dir(old.path)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.kept.pop(trial.trial_id, None)
+
+        on_trial_error = on_trial_complete
+
+    return KeepNewest()
+
+
 def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
              max_concurrent: int | None, progress: Progress, callbacks: list, verbose: bool,
              share: bool = True) -> None:
@@ -226,9 +262,8 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
         run_config=tune.RunConfig(name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=store.uri_of("tune"),
                                   failure_config=tune.FailureConfig(max_failures=3),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   verbose=1 if verbose else 0,
-                                  callbacks=[tune_callback(progress), *trackers]))
+                                  callbacks=[tune_callback(progress), keep_newest_checkpoints(KEEP), *trackers]))
     try:
         tuner.fit()
     finally:
