@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 
 from ..config.spec import TrialSpec
 from .records import EPOCH_COLUMNS, LAYER_COLUMNS, trial_row
-from .store import Store
+from .store import SHARD_TRIAL, TABLE_FILES, Store
 
 
 class SyntheticShards:
@@ -44,11 +44,11 @@ class SyntheticShards:
         acc = self.accuracy(trial)
         epochs = self.epochs[self.epochs.epoch < n].assign(trial_id=trial.trial_id, test_acc=acc)
         layers = self.layers[self.layers.epoch < n].assign(trial_id=trial.trial_id)
-        self.store.write_table(epochs, "shards", trial.trial_id, "epochs.parquet")
-        self.store.write_table(layers, "shards", trial.trial_id, "fisher_layers.parquet")
+        self.store.write_table(epochs, "shards", trial.trial_id, TABLE_FILES["epochs"])
+        self.store.write_table(layers, "shards", trial.trial_id, TABLE_FILES["fisher_layers"])
         row = trial_row(trial, status="ok")
         row.update(epochs_done=n, final_test_acc=acc, best_test_acc=acc)
-        self.store.write_table(pd.DataFrame([row]), "shards", trial.trial_id, "trial.parquet")
+        self.store.write_table(pd.DataFrame([row]), "shards", trial.trial_id, SHARD_TRIAL)
 
 
 class CountingHandler(pafs.FileSystemHandler):

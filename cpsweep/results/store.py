@@ -35,6 +35,8 @@ from ..errors import CpsweepError, StorageError
 from .records import EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS, EpochRecord, trial_row
 
 TABLES = ("trials", "epochs", "fisher_layers")
+TABLE_FILES = {"epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}  # in a shard and at the top
+SHARD_TRIAL = "trial.parquet"  # a shard's row of trials.parquet, written last: its completion marker
 
 
 def epochs_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
@@ -135,23 +137,23 @@ class Store:
                     spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> None:
         """A finished trial's three tables; `trial.parquet` last, as the completion marker."""
         self.write_trial(trial, records, status, error, spec_hash, git_commit, node, shared,
-                         folder=("shards", trial.trial_id), table="trial.parquet")
+                         folder=("shards", trial.trial_id), table=SHARD_TRIAL)
 
     def write_trial(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
                     spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
                     folder: tuple[str, ...] = (), table: str = "trials.parquet") -> None:
         """One trial's three tables in `folder` (the store's top by default, as `cpsweep trial` writes them),
         the trial's row (`table`) last."""
-        self.write_table(epochs_frame(trial.trial_id, records), *folder, "epochs.parquet")
-        self.write_table(layers_frame(trial.trial_id, records), *folder, "fisher_layers.parquet")
+        self.write_table(epochs_frame(trial.trial_id, records), *folder, TABLE_FILES["epochs"])
+        self.write_table(layers_frame(trial.trial_id, records), *folder, TABLE_FILES["fisher_layers"])
         row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared)
         self.write_table(pd.DataFrame([row]), *folder, table)
 
     def read_shard(self, trial_id: str, tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame] | None:
         """`tables` of one trial's shard, read by path (no listing); None if the shard is not complete."""
-        if not self.exists("shards", trial_id, "trial.parquet"):
+        if not self.exists("shards", trial_id, SHARD_TRIAL):
             return None  # not finished, or died while writing its shard: it will be rerun
-        files = {"trials": "trial.parquet", "epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}
+        files = {"trials": SHARD_TRIAL, **TABLE_FILES}
         return {t: self.read_table("shards", trial_id, files[t]) for t in tables}
 
     def shard_ids(self) -> set[str]:
@@ -163,7 +165,7 @@ class Store:
     def complete_shards(self, ids: Sequence[str]) -> set[str]:
         """Those of `ids` whose shard is complete (its `trial.parquet`, written last, exists)."""
         with self.errors("read"):
-            infos = self.fs.get_file_info([self.path("shards", tid, "trial.parquet") for tid in ids])
+            infos = self.fs.get_file_info([self.path("shards", tid, SHARD_TRIAL) for tid in ids])
         return {tid for tid, info in zip(ids, infos) if info.type == pafs.FileType.File}
 
     # -- the top-level tables (`tables.py`) ------------------------------------------------------------------

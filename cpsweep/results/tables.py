@@ -43,7 +43,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .records import TRIAL_COLUMNS
-from .store import Store
+from .store import TABLE_FILES, Store
 
 FORMAT = 2          # the layout version the manifest records
 FANIN = 8           # parts of one level merged into one of the next
@@ -57,7 +57,6 @@ LAYER_SCHEMA = pa.schema([("trial_id", pa.string()), ("epoch", pa.int64()), ("la
                           ("order", pa.int64()), ("trace", pa.float64()), ("params", pa.int64()),
                           ("kind", pa.string())])
 SCHEMAS = {"epochs": EPOCH_SCHEMA, "fisher_layers": LAYER_SCHEMA}
-SHARD_FILES = {"epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -103,9 +102,9 @@ class Tables:
         `trial_ids` when given."""
         schema = SCHEMAS[name]
         if self.legacy:
-            files = [self.store.path(SHARD_FILES[name])] if self.store.exists(SHARD_FILES[name]) else []
+            files = [self.store.path(TABLE_FILES[name])] if self.store.exists(TABLE_FILES[name]) else []
         else:
-            files = [self.store.path(SHARD_FILES[name], p) for p in self.parts[name]]
+            files = [self.store.path(TABLE_FILES[name], p) for p in self.parts[name]]
         if not files:
             return schema.empty_table().select(list(columns or schema.names)).to_pandas()
         with self.store.errors("read"):
@@ -119,7 +118,7 @@ class Tables:
         """Before a launch extends the tables: delete the parts no manifest names (left by a flush or a
         compaction cut off before its commit); in a legacy folder, drop the single-file tables (the
         launch indexes every shard again)."""
-        for name, file in SHARD_FILES.items():
+        for name, file in TABLE_FILES.items():
             with self.store.errors("tidy up"):
                 info = self.store.fs.get_file_info(self.store.path(file))
                 if info.type == pafs.FileType.File:
@@ -153,7 +152,7 @@ class Tables:
         self.parts = parts
         with self.store.errors("tidy up"):
             for name, p in dropped:
-                self.store.fs.delete_file(self.store.path(SHARD_FILES[name], p))
+                self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
 
     def write_frames(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
         """Whole tables as one part each (hand-made results, tests), replacing what the folder held."""
@@ -166,7 +165,7 @@ class Tables:
         with self.store.errors("tidy up"):
             for name, files in old.items():
                 for p in files:
-                    self.store.fs.delete_file(self.store.path(SHARD_FILES[name], p))
+                    self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
 
     def _write_trials(self, trials: pd.DataFrame, parts: dict[str, list[str]]) -> None:
         table = pa.Table.from_pandas(trials.reindex(columns=TRIAL_COLUMNS), preserve_index=False)
@@ -179,13 +178,13 @@ class Tables:
     def _shard_batches(self, name: str, ids: Sequence[str]) -> Iterable[pa.Table]:
         for tid in ids:
             with self.store.errors("read"), self.store.fs.open_input_file(
-                    self.store.path("shards", tid, SHARD_FILES[name])) as f:
+                    self.store.path("shards", tid, TABLE_FILES[name])) as f:
                 yield conform(pq.read_table(f), SCHEMAS[name])
 
     def _part_batches(self, name: str, parts: Sequence[str]) -> Iterable[pa.Table]:
         for p in parts:
             with self.store.errors("read"), self.store.fs.open_input_file(
-                    self.store.path(SHARD_FILES[name], p)) as f:
+                    self.store.path(TABLE_FILES[name], p)) as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):
                     yield conform(reader.read_row_group(i), SCHEMAS[name])
@@ -193,10 +192,10 @@ class Tables:
     def _write_part(self, name: str, level: int, tables: Iterable[pa.Table]) -> str:
         """Stream `tables` into one new part (row groups of up to ROW_GROUP rows); returns its name."""
         part = part_name(level)
-        path = self.store.path(SHARD_FILES[name], part)
+        path = self.store.path(TABLE_FILES[name], part)
         with self.store.errors("write results to", self.store.fix):
-            self.store.fs.create_dir(self.store.path(SHARD_FILES[name]), recursive=True)
-            tmp = self.store.path(SHARD_FILES[name], f".{part}.tmp")
+            self.store.fs.create_dir(self.store.path(TABLE_FILES[name]), recursive=True)
+            tmp = self.store.path(TABLE_FILES[name], f".{part}.tmp")
             with self.store.fs.open_output_stream(tmp) as out, pq.ParquetWriter(out, SCHEMAS[name]) as writer:
                 pending: list[pa.Table] = []
                 rows, groups = 0, 0
