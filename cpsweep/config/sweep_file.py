@@ -2,7 +2,8 @@
 
 A sweep file names the fixed trial settings (data, model, optim, schedule, deficit, fisher, epochs), the
 grid axes (`onset`, `length`, and optionally `seed`, `deficit`, `model`, `schedule` or any dotted setting
-such as `optim.lr`) and the resources of one trial. `load_sweep(path)` validates everything at once: every
+such as `optim.lr`) and the resources of one trial; `grid.onset` may be a range `{from, to, step}`, and a
+`search:` section (`search.py`) runs only the onsets of it that locate the end of the critical period. `load_sweep(path)` validates everything at once: every
 mistake is a `SpecError` naming the field and the fix. `SweepSpec.trials()` expands the grid into
 `TrialSpec`s, always including each seed's no-deficit baseline (sensitivity is measured against it),
 length-matched: one baseline per seed (and schedule) trained as long as the longest trial compared with
@@ -24,12 +25,13 @@ import itertools
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from ..errors import Problems, SpecError
 from ._parse import check_keys, check_name, coerce, parse
+from .search import SearchSpec, coarse_onsets, onset_range, parse_search
 from .registry import DATASETS, MODEL_INPUT
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
                    component, freeze, hashed_settings)
@@ -39,7 +41,7 @@ SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fis
             "engine": EngineSpec}
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
             "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid", "resources",
-            "tracking"]
+            "tracking", "search"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 
@@ -55,9 +57,13 @@ class SweepSpec:
     epochs: int | None
     clean_after: int | None
     source: str | None = None
+    search: SearchSpec | None = None  # adaptive onsets (`search.py`, `sweep/adaptive.py`); None: the whole grid
 
-    def trials(self) -> list[TrialSpec]:
-        """Every trial of the grid plus each seed's baseline, deduplicated, in a stable order."""
+    def trials(self, onsets: Callable[[TrialSpec], bool] | None = None) -> list[TrialSpec]:
+        """Every trial of the grid plus each seed's baseline, deduplicated, in a stable order.
+
+        `onsets`: keep only the window trials it accepts (an adaptive search's chosen onsets); the
+        baselines stay those of the whole grid, so every round compares with the same baselines."""
         extra = [k for k in self.grid if k not in ("onset", "length", "seed", "deficit")]
         deficits = self.grid.get("deficit", (None,))
         out: dict[str, TrialSpec] = {}
@@ -68,7 +74,8 @@ class SweepSpec:
                 _keep_longest(out, plain)
                 for deficit, onset, length in itertools.product(deficits, self.grid["onset"], self.grid["length"]):
                     t = self.make_trial(onset, length, seed, deficit=deficit, settings=settings)
-                    out.setdefault(t.trial_id, t)
+                    if onsets is None or onsets(t):
+                        out.setdefault(t.trial_id, t)
                     _keep_longest(out, t.baseline())
         for t in out.values():
             base = out[t.baseline_id]
@@ -258,7 +265,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     with problems.check():
         if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
             raise SpecError("name", "required: a name for the sweep (letters, digits, - _ .), used for its folder")
-    seed = replicates = epochs = clean_after = base = grid = resources = None
+    seed = replicates = epochs = clean_after = base = grid = resources = search = None
     with problems.check():
         seed = coerce(raw.get("seed", 0), int, "seed")
     with problems.check():
@@ -275,9 +282,14 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         resources = parse(Resources, raw.get("resources"), "resources")
         if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
             raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
+    with problems.check():
+        search = parse_search(raw.get("search"))
+        if search is not None and grid is not None:
+            coarse_onsets(search, grid["onset"])  # coarse onsets outside the grid are refused here
     problems.raise_any(source)
     sweep = SweepSpec(name=name, raw=dict(raw), base=base, seeds=tuple(seed + r for r in range(replicates)),
-                      grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source)
+                      grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source,
+                      search=search)
     sweep.trials()  # resolves every grid point: every window and every override is checked here
     return sweep
 
@@ -315,8 +327,11 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
     if key not in GRID_AXES and not ("." in key and key.split(".")[0] in
                                      ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")):
         check_keys({key: 0}, GRID_AXES, "grid")
+    if key == "onset" and isinstance(values, Mapping):  # a range: {from: 0, to: 100, step: 5}
+        return tuple(onset_range(values))
     if not isinstance(values, list) or not values:
-        raise SpecError(f"grid.{key}", "must be a non-empty list of values")
+        raise SpecError(f"grid.{key}", "must be a non-empty list of values" +
+                                       (" or a range {from: 0, to: 100, step: 5}" if key == "onset" else ""))
     if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
         if key == "schedule":
             names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
@@ -382,6 +397,7 @@ def smoke_sweep(sweep: SweepSpec) -> SweepSpec:
     raw = copy.deepcopy(sweep.raw)
     raw["name"] = f"{sweep.name}-smoke"
     raw.pop("clean_after", None)
+    raw.pop("search", None)  # two onsets: nothing to search
     raw["epochs"], raw["replicates"], raw["bn_refresh"] = SMOKE["epochs"], 1, SMOKE["bn_refresh"]
     grid = dict(raw["grid"])
     grid["onset"], grid["length"] = [0, 1], [1]

@@ -23,7 +23,7 @@ EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "tra
 LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
 TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset", "length", "seed", "epochs",
                  "epochs_done", "model", "data", "tags", "final_test_acc", "best_test_acc", "wall_seconds", "error",
-                 "spec_hash", "cpsweep_version", "git_commit", "node", "shared_epochs"]
+                 "spec_hash", "cpsweep_version", "git_commit", "node", "shared_epochs", "round", "reason"]
 
 
 @dataclass

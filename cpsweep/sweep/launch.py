@@ -38,6 +38,7 @@ from ..config.spec import TrialSpec, diff_settings
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep, smoke_sweep
 from ..errors import DataError, SpecError
 from ..results.store import Store, join_uri
+from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoints import newest_checkpoints, stored_prefixes
 from .live import Live
@@ -138,13 +139,19 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         uri = join_uri(storage, sweep.name)
         store = Store(uri)
         check_same_fixed_settings(store, sweep)
-        trials = sweep.trials()
+        search = Search(sweep, out) if sweep.search is not None else None
+        trials = search.trials() if search else sweep.trials()
         progress = Progress(store, trials, sweep.hash(), out)  # reads what the folder holds; writes nothing yet
+        if search:
+            replay(search, progress)  # the rounds a crashed or finished launch completed
+            trials = list(progress.trials.values())
         pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
         needs = data_needs(pending)
         check_data(needs)  # here, before Ray starts or anything is written
         store.check_writable()
-        print(f"sweep {sweep.name}: {len(trials)} trials, {len(trials) - len(pending)} already done, "
+        adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
+                    if search else "")
+        print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already done, "
               f"{len(pending)} to run -> {uri}", file=out, flush=True)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         if pending:
@@ -158,7 +165,11 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             check_data_on_nodes(needs, resources)
         write_spec(store, sweep)
         progress.flush()
-        if pending:
+        if search:
+            doc = run_rounds(search, progress, lambda todo, future, r: run_tune(
+                sweep, todo, store, resources, max_concurrent, progress, tracker_callbacks, verbose, share,
+                future=future, tag=f"-r{r}"), store)
+        elif pending:
             run_tune(sweep, pending, store, resources, max_concurrent, progress, tracker_callbacks, verbose, share)
         progress.finish()
         path = None
@@ -171,6 +182,9 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             first = next(iter(progress.data_errors.values()))
             raise DataError(f"{len(progress.data_errors)} trial(s) of sweep {sweep.name} could not load their data "
                             f"(not retried; the others' results are in {uri}): {first}")
+        if search:
+            print("\n".join([f"sweep {sweep.name}: the search's boundaries"] + summary_lines(doc)), file=out,
+                  flush=True)
         print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
               + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else ""),
               file=out, flush=True)
@@ -178,12 +192,19 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
 
 
 def plan_tasks(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
-               share: bool, out=None) -> tuple[dict[str, TrialTask], dict]:
+               share: bool, out=None, future: Sequence[TrialSpec] = ()) -> tuple[dict[str, TrialTask], dict]:
     """Each pending trial's task: where it starts (its own newest checkpoint, a shared prefix or scratch)
-    and which prefix checkpoints it leaves for others; also the plan's starts."""
+    and which prefix checkpoints it leaves for others; also the plan's starts.
+
+    `future`: trials a later round may add (an adaptive sweep): planned after the pending ones, so that
+    the pending trials also save the prefix checkpoints those would branch from; they run nothing here."""
     newest = newest_checkpoints(store, [t.trial_id for t in pending])
-    starts = plan(pending, stored=stored_prefixes(store) if share else (),
+    starts = plan([*pending, *future], stored=stored_prefixes(store) if share else (),
                   resume={tid: epoch for tid, (epoch, _) in newest.items()}, share=share)
+    ids = {t.trial_id for t in pending}
+    starts = {tid: s for tid, s in starts.items() if tid in ids}
+    for s in starts.values():
+        s.children = [c for c in s.children if c in ids]
     shared = sum(s.epoch for s in starts.values())
     if shared:
         total = sum(t.epochs for t in pending)
@@ -234,13 +255,13 @@ def keep_newest_checkpoints(keep: int):
 
 def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
              max_concurrent: int | None, progress: Progress, callbacks: list, verbose: bool,
-             share: bool = True) -> None:
+             share: bool = True, future: Sequence[TrialSpec] = (), tag: str = "") -> None:
     from ray import tune
 
     from .searcher import PrefixSearcher
     from .trainable import run_trial
 
-    tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out)
+    tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out, future)
     trackers = [tracker_callback(callbacks, store, {t.trial_id: t for t in pending})] if callbacks else []
     progress.live = Live(store, {t.trial_id: t.epochs for t in pending}, {t: s.epoch for t, s in starts.items()},
                          progress.out)
@@ -259,7 +280,7 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
                                     max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_name_creator=lambda trial: TrialTask.id_of(trial.config),
                                     trial_dirname_creator=lambda trial: TrialTask.id_of(trial.config)),
-        run_config=tune.RunConfig(name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_config=tune.RunConfig(name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}{tag}",
                                   storage_path=store.uri_of("tune"),
                                   failure_config=tune.FailureConfig(max_failures=3),
                                   verbose=1 if verbose else 0,

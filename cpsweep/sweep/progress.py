@@ -79,6 +79,22 @@ class Progress:
         self.flushed_at = float("-inf")
         self.dirty = True
         self.live: Live | None = None  # the epoch-level progress of a running launch (`live.py`)
+        self.notes: dict[str, tuple[int, str]] = {}  # trial id -> (round, reason) in an adaptive sweep
+
+    def extend(self, trials: Sequence[TrialSpec], notes: dict[str, tuple[int, str]] | None = None) -> None:
+        """Add trials to the board (an adaptive sweep's next round): pending unless already finished."""
+        for t in trials:
+            if t.trial_id in self.trials:
+                continue
+            self.trials[t.trial_id] = t
+            status = self.status.setdefault(t.trial_id, "pending")
+            self.tally[status] += 1
+            if status in FINISHED:
+                self.done.add(t.trial_id)
+            else:
+                self.to_run += 1
+        self.notes.update(notes or {})
+        self.dirty = True
 
     def counts(self) -> dict[str, int]:
         """Trials of the grid per status."""
@@ -177,7 +193,11 @@ class Progress:
                 rows.append(trial_row(trial, status=self.status[tid], error=self.errors.get(tid, ""),
                                       spec_hash=self.spec_hash))
         rows += [r for tid, r in self.rows.items() if tid not in self.trials]
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if self.notes:
+            frame["round"] = frame.trial_id.map(lambda t: self.notes.get(t, (None,))[0]).astype("Int64")
+            frame["reason"] = frame.trial_id.map(lambda t: self.notes.get(t, (None, ""))[1])
+        return frame
 
     def flush(self) -> None:
         """Append the rows of the trials finished since the last flush and rewrite trials.parquet

@@ -1,0 +1,166 @@
+"""Where does the critical period end? Classify each sampled onset, bracket the end, propose where to look.
+
+An adaptive sweep (`sweep/adaptive.py`) samples a few onsets of a lattice (`grid.onset` as a range) for one
+window length and seed set, and after each round asks this module three things, all pure functions of the
+per-seed sensitivities (`reduce.seed_sensitivity`: each window against its own seed's baseline):
+
+1. `classify`: is a window at this onset in the critical period, out of it, or can the seeds not tell?
+       in       the two-sided 95 % t-interval of the mean sensitivity lies above `threshold` (the test
+                `reduce.critical_period` uses: "shown to cost accuracy")
+       out      the one-sided 95 % upper bound (the upper end of the 90 % t-interval: one half of the
+                equivalence test of `stats.equivalent`) lies below `threshold + margin`: shown to cost less
+                than `margin` points more than the threshold
+       unclear  neither, or fewer than `stats.MIN_SEEDS` paired seeds
+   (both "in" and "out" can hold when the interval is narrow and inside (threshold, threshold + margin):
+   "in" wins, since the window is shown to cost something.)
+2. `locate`: the end of the critical period is where the last onset shown "in" (L) gives way to onsets
+   that are not: the end lies between L and the next onset of the lattice, which is the resolution, once
+   that onset has been sampled. `first_out` (F) is the first onset after L shown "out"; the onsets between
+   L and F are unclear with these seeds: the statistical uncertainty of the end, which more seeds narrow.
+   L is the last "in" of all sampled onsets (as `reduce.critical_period`'s `last_onset`), so a full grid of
+   the same lattice and seeds gives the same L when the search sampled every onset that the grid shows
+   "in"; an "in" after an "out" is reported as non-monotone.
+3. `propose`: between L and F (or the ends of the lattice when either is missing) every pair of
+   neighbouring sampled onsets with lattice onsets between them has classes that differ (in | unclear |
+   out) or are both unclear (too wide to tell): the lattice onset nearest their midpoint is added. Outside
+   [L, F] nothing can move the end unless the sensitivity is not monotone, and nothing is added there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from .stats import ALPHA_TOST, LEVEL, MIN_SEEDS, interval
+
+IN, OUT, UNCLEAR = "in", "out", "unclear"
+WINDOW = ["deficit", "tags", "length"]  # one search per window length (and deficit, and other axes' values)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sampled onset: its class and the numbers behind it (sensitivity in points, over seeds)."""
+    onset: int
+    cls: str
+    mean: float
+    low: float      # two-sided LEVEL t-interval
+    high: float
+    upper: float    # one-sided (1 - ALPHA_TOST) upper bound
+    n: int
+
+
+def classify(onset: int, values: Iterable[float], threshold: float, margin: float,
+             min_seeds: int = MIN_SEEDS) -> Point:
+    """The class of one onset from its per-seed sensitivities (see the module docstring)."""
+    values = list(values)
+    est = interval(values, LEVEL)
+    upper = interval(values, 1 - 2 * ALPHA_TOST).high
+    if est.n < min_seeds or math.isnan(est.low):
+        cls = UNCLEAR
+    elif est.low > threshold:
+        cls = IN
+    elif upper < threshold + margin:
+        cls = OUT
+    else:
+        cls = UNCLEAR
+    return Point(int(onset), cls, est.mean, est.low, est.high, upper, est.n)
+
+
+def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float) -> dict[tuple, list[Point]]:
+    """(deficit, tags, length) -> its sampled onsets' `Point`s, by onset, from `reduce.seed_sensitivity`."""
+    out: dict[tuple, list[Point]] = {}
+    for key, part in seed_sens.groupby(WINDOW, sort=True):
+        out[tuple(key)] = [classify(o, g.sens, threshold, margin) for o, g in part.groupby("onset", sort=True)]
+    return out
+
+
+@dataclass
+class Boundary:
+    """Where the critical period of one window length ends, as far as the sampled onsets show.
+
+    status: located  the end lies between `last_in` and the next lattice onset, both sampled (the
+                     resolution); `first_out` says from where later windows are shown not to cost
+            open     onsets that could move the end are not sampled yet (rounds or budget ran out)
+            beyond   the last onset of the lattice is still "in": the period lasts past the range
+            none     no onset is shown "in", and the first is shown "out": no critical period in the range
+            unclear  no onset is shown "in", every lattice onset that could be is sampled and unclear
+    """
+    status: str
+    last_in: int | None
+    next_onset: int | None          # the lattice onset after last_in
+    first_out: int | None
+    non_monotone: list[int] = field(default_factory=list)  # onsets shown "in" after an onset shown "out"
+    text: str = ""
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "last_in": self.last_in, "next_onset": self.next_onset,
+                "first_out": self.first_out, "non_monotone": self.non_monotone, "text": self.text}
+
+
+def _region(points: Sequence[Point], lattice: Sequence[int]) -> tuple[int | None, int | None, int, int]:
+    """(L, F, lo, hi): the last onset shown "in", the first "out" after it, and the onsets [lo, hi] between
+    which the end can still move."""
+    ins = [p.onset for p in points if p.cls == IN]
+    last_in = max(ins) if ins else None
+    outs = [p.onset for p in points if p.cls == OUT and (last_in is None or p.onset > last_in)]
+    first_out = min(outs) if outs else None
+    lo = last_in if last_in is not None else lattice[0]
+    hi = first_out if first_out is not None else lattice[-1]
+    return last_in, first_out, lo, hi
+
+
+def locate(points: Sequence[Point], lattice: Sequence[int]) -> Boundary:
+    """The `Boundary` the sampled `points` (any order) show on `lattice` (sorted onsets)."""
+    points, lattice = sorted(points, key=lambda p: p.onset), sorted(lattice)
+    sampled = {p.onset for p in points}
+    last_in, first_out, _, _ = _region(points, lattice)
+    first_any_out = min((p.onset for p in points if p.cls == OUT), default=None)
+    non_monotone = [p.onset for p in points if p.cls == IN and first_any_out is not None and p.onset > first_any_out]
+    following = [o for o in lattice if last_in is not None and o > last_in]
+    nxt = following[0] if following else None
+    pending = bool(propose(points, lattice))
+    if last_in is None:
+        first = next((p for p in points if p.onset == lattice[0]), None)
+        if first is not None and first.cls == OUT and not pending:
+            status, text = "none", f"no onset is shown to cost accuracy; onset {lattice[0]} is shown not to"
+        elif not pending:
+            status, text = "unclear", "no onset is shown to cost accuracy, nor the first shown not to: add seeds"
+        else:
+            status, text = "open", "no onset is shown to cost accuracy yet; unclear onsets remain unsampled"
+    elif nxt is None:
+        status, text = "beyond", f"the last onset ({last_in}) still costs accuracy: the period lasts past the range"
+    elif nxt in sampled and not pending:
+        status = "located"
+        text = f"ends after onset {last_in} and by onset {nxt}"
+        if first_out is None:
+            text += "; no later onset is shown to cost less than the margin"
+        elif first_out > nxt:
+            text += f"; onsets {nxt}-{first_out - 1} are unclear, shown out from {first_out}"
+        else:
+            text += f" (shown out at {first_out})"
+    else:
+        status, text = "open", f"last onset shown in: {last_in}; onsets that could move the end are not sampled"
+    if non_monotone:
+        text += f"; not monotone: onsets {non_monotone} are shown in after one shown out"
+    return Boundary(status, last_in, nxt, first_out, non_monotone, text)
+
+
+def propose(points: Sequence[Point], lattice: Sequence[int]) -> list[tuple[int, str]]:
+    """(onset, reason) to add next: the lattice onset nearest the midpoint (the lower on a tie) of every
+    pair of neighbouring sampled onsets in [L, F] that differ or are both unclear, with room between."""
+    points, lattice = sorted(points, key=lambda p: p.onset), sorted(lattice)
+    _, _, lo, hi = _region(points, lattice)
+    inside = [p for p in points if lo <= p.onset <= hi]
+    out = []
+    for a, b in zip(inside, inside[1:]):
+        between = [o for o in lattice if a.onset < o < b.onset]
+        if not between or (a.cls == b.cls and a.cls != UNCLEAR):
+            continue
+        mid = (a.onset + b.onset) / 2
+        onset = min(between, key=lambda o: (abs(o - mid), o))
+        why = "they differ" if a.cls != b.cls else "both unclear: too wide to tell"
+        out.append((onset, f"between {a.onset} ({a.cls}) and {b.onset} ({b.cls}): {why}"))
+    return out
