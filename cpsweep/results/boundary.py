@@ -20,10 +20,13 @@ per-seed sensitivities (`reduce.seed_sensitivity`: each window against its own s
    L is the last "in" of all sampled onsets (as `reduce.critical_period`'s `last_onset`), so a full grid of
    the same lattice and seeds gives the same L when the search sampled every onset that the grid shows
    "in"; an "in" after an "out" is reported as non-monotone.
-3. `propose`: between L and F (or the ends of the lattice when either is missing) every pair of
-   neighbouring sampled onsets with lattice onsets between them has classes that differ (in | unclear |
-   out) or are both unclear (too wide to tell): the lattice onset nearest their midpoint is added. Outside
-   [L, F] nothing can move the end unless the sensitivity is not monotone, and nothing is added there.
+3. `propose`: between L and F (or the ends of the lattice when either is missing) lies the zone where
+   the end can be. Its two edges are refined: the pair of neighbouring sampled onsets that starts at L
+   (or the lattice's first onset) and the pair that ends at F (or its last), when their classes differ
+   (in | unclear | out) or are both unclear (too wide to tell) and lattice onsets lie between them: the
+   lattice onset nearest their midpoint is added, a bisection from each side. Onsets strictly inside the
+   zone, between two unclear ones, could move the end only if the sensitivity is not monotone (or by a
+   false positive), so they are not added; outside [L, F] nothing is added either.
 """
 
 from __future__ import annotations
@@ -149,13 +152,15 @@ def locate(points: Sequence[Point], lattice: Sequence[int]) -> Boundary:
 
 
 def propose(points: Sequence[Point], lattice: Sequence[int]) -> list[tuple[int, str]]:
-    """(onset, reason) to add next: the lattice onset nearest the midpoint (the lower on a tie) of every
-    pair of neighbouring sampled onsets in [L, F] that differ or are both unclear, with room between."""
+    """(onset, reason) to add next: the lattice onset nearest the midpoint (the lower on a tie) of the first
+    and the last pair of neighbouring sampled onsets in [L, F], where they differ or are both unclear and
+    have room between them."""
     points, lattice = sorted(points, key=lambda p: p.onset), sorted(lattice)
     _, _, lo, hi = _region(points, lattice)
     inside = [p for p in points if lo <= p.onset <= hi]
+    pairs = list(zip(inside, inside[1:]))
     out = []
-    for a, b in zip(inside, inside[1:]):
+    for a, b in pairs[:1] + pairs[-1:] if len(pairs) > 1 else pairs:
         between = [o for o in lattice if a.onset < o < b.onset]
         if not between or (a.cls == b.cls and a.cls != UNCLEAR):
             continue

@@ -67,12 +67,17 @@ class Added:
 class Search:
     """The rounds of one adaptive sweep: which onsets of which window group are chosen, when and why."""
 
-    def __init__(self, sweep: SweepSpec, out=None):
+    def __init__(self, sweep: SweepSpec, out=None, costs: dict | None = None):
+        """`costs`: a cache of (trials, epochs) per chosen set, shared by searches of the same sweep (the
+        simulations run hundreds)."""
         if sweep.search is None:
             raise ValueError(f"sweep {sweep.name} has no search: section")
         self.sweep, self.settings, self.out = sweep, sweep.search, out
+        self.costs = {} if costs is None else costs
         self.lattice = sorted(sweep.grid["onset"])
-        self.all_trials = sweep.trials()
+        if "all" not in self.costs:
+            self.costs["all"] = sweep.trials()
+        self.all_trials = self.costs["all"]
         self.groups = sorted({group_of(t) for t in self.all_trials if not t.is_baseline})
         coarse = coarse_onsets(self.settings, self.lattice)
         self.chosen: dict[tuple, Added] = {(*g, o): Added(0, f"coarse: round 0 onsets {coarse}")
@@ -82,7 +87,7 @@ class Search:
                                                                      for o in coarse])]
         self.stop: str | None = None
         self.points: dict[Group, list] = {}
-        self.full_epochs = sharing_summary(self.all_trials)
+        self.full_epochs = self._cost(None, full=True)
 
     # -- the trials ----------------------------------------------------------------------------------
     def accepts(self, trial: TrialSpec) -> bool:
@@ -105,16 +110,24 @@ class Search:
         added = self.chosen[(*group_of(trial), trial.onset)]
         return added.round, added.reason
 
+    def _cost(self, chosen: dict | None, full: bool = False) -> tuple[int, int, int]:
+        """(trials, epochs from scratch, epochs with shared prefixes) of the chosen set (or the full grid)."""
+        key = "full" if full else frozenset(self.chosen if chosen is None else chosen)
+        if key not in self.costs:
+            trials = self.all_trials if full else self.trials(chosen)
+            self.costs[key] = (len(trials), *sharing_summary(trials))
+        return self.costs[key]
+
     def epochs(self, chosen: dict | None = None) -> int:
         """Epochs a fresh launch of the chosen trials trains, shared prefixes on."""
-        return sharing_summary(self.trials(chosen))[1]
+        return self._cost(chosen)[2]
 
     # -- the rounds ----------------------------------------------------------------------------------
     def _round_record(self, r: int, added: list[tuple[Group, int, str]], chosen: dict | None = None) -> dict:
-        trials = self.trials(chosen)
+        n, _, epochs = self._cost(chosen)
         return {"round": r, "added": [{"deficit": g[0], "tags": g[1], "length": int(g[2]), "onset": int(o),
                                        "reason": why} for g, o, why in added],
-                "trials": len(trials), "epochs": sharing_summary(trials)[1]}
+                "trials": n, "epochs": epochs}
 
     def sensitivities(self, progress: Progress) -> pd.DataFrame:
         """Per-seed sensitivity of every finished chosen window (`reduce.seed_sensitivity`)."""
@@ -191,9 +204,9 @@ class Search:
         spent = self.epochs()
         return {"settings": self.settings.to_dict(), "lattice": self.lattice, "rounds": self.rounds,
                 "stop": self.stop, "groups": groups,
-                "epochs": {"search": spent, "full_grid": self.full_epochs[1],
-                           "full_grid_no_sharing": self.full_epochs[0],
-                           "fraction": spent / self.full_epochs[1] if self.full_epochs[1] else None,
+                "epochs": {"search": spent, "full_grid": self.full_epochs[2],
+                           "full_grid_no_sharing": self.full_epochs[1],
+                           "fraction": spent / self.full_epochs[2] if self.full_epochs[2] else None,
                            "trained": trained},
                 "trials": {"search": len(ids), "full_grid": len(self.all_trials)}}
 

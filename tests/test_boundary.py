@@ -1,0 +1,165 @@
+"""The adaptive search's statistics and decisions (`results/boundary.py`, `sweep/adaptive.py` via
+`sweep/simulate.py`): each onset's class against t-intervals computed here by hand, the end and the
+proposals on hand-made classes, and a few hundred simulated searches on a step and a ramp plus noise."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cpsweep.config.search import SearchSpec, coarse_onsets, onset_range
+from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.errors import SpecError
+from cpsweep.results.boundary import IN, OUT, UNCLEAR, Point, classify, locate, propose
+from cpsweep.sweep.adaptive import Search
+from cpsweep.sweep.simulate import simulate, simulate_many, step, summarise
+
+# quantiles of Student's t, from a printed table (independent of scipy): t_{0.975, 2}, t_{0.95, 2}, t_{0.975, 4}
+T975_2, T95_2, T975_4 = 4.302653, 2.919986, 2.776445
+
+
+def hand_interval(values, t):
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean - t * sd / math.sqrt(n), mean + t * sd / math.sqrt(n)
+
+
+@pytest.mark.parametrize("values", [[1.0, 1.4, 1.2], [0.1, -0.2, 0.05], [0.3, 0.9, -0.1], [2.0, 2.1, 1.9, 2.2, 2.05]])
+@pytest.mark.parametrize("threshold,margin", [(0.0, 0.5), (0.5, 0.25)])
+def test_classify_matches_hand_intervals(values, threshold, margin):
+    t975 = T975_2 if len(values) == 3 else T975_4
+    low, high = hand_interval(values, t975)
+    upper = hand_interval(values, T95_2)[1] if len(values) == 3 else None
+    p = classify(10, values, threshold, margin)
+    assert p.low == pytest.approx(low, rel=1e-5) and p.high == pytest.approx(high, rel=1e-5)
+    if upper is not None:
+        assert p.upper == pytest.approx(upper, rel=1e-5)
+        expected = IN if low > threshold else OUT if upper < threshold + margin else UNCLEAR
+        assert p.cls == expected
+    assert p.n == len(values) and p.onset == 10
+
+
+def test_classify_needs_three_seeds_and_in_wins_over_out():
+    assert classify(0, [3.0, 3.1], 0.0, 0.5).cls == UNCLEAR  # two seeds decide nothing (stats.MIN_SEEDS)
+    assert classify(0, [0.20, 0.21, 0.22], 0.0, 0.5).cls == IN  # shown above 0 and below 0.5: "in" wins
+
+
+def pts(**classes):
+    """Points from onset=class keywords, e.g. pts(o0="in", o50="out")."""
+    return [Point(int(k[1:]), v, math.nan, math.nan, math.nan, math.nan, 3) for k, v in classes.items()]
+
+
+LATTICE = list(range(0, 101, 5))
+
+
+def test_propose_bisects_both_edges_of_the_zone():
+    assert propose(pts(o0=IN, o50=IN, o100=OUT), LATTICE) == [(75, "between 50 (in) and 100 (out): they differ")]
+    # the zone [50, 100] has an unclear onset in it: its two edges are refined, not the inside
+    got = propose(pts(o0=IN, o50=IN, o60=UNCLEAR, o80=UNCLEAR, o100=OUT), LATTICE)
+    assert [o for o, _ in got] == [55, 90]
+    assert "both unclear" in propose(pts(o0=UNCLEAR, o50=UNCLEAR, o100=OUT), LATTICE)[0][1]
+    # the midpoint of 50 and 65 is 57.5: the nearest lattice onsets are 55 and 60, the lower wins
+    assert propose(pts(o50=IN, o65=OUT), LATTICE)[0][0] == 55
+    assert propose(pts(o0=IN, o45=IN, o50=OUT, o100=OUT), LATTICE) == []  # adjacent: nothing to add
+    assert propose(pts(o0=OUT, o50=OUT, o100=OUT), LATTICE) == []         # nothing in: none
+
+
+def test_locate_statuses():
+    b = locate(pts(o0=IN, o50=IN, o75=IN, o80=OUT, o100=OUT), LATTICE)
+    assert (b.status, b.last_in, b.next_onset, b.first_out) == ("located", 75, 80, 80)
+    b = locate(pts(o0=IN, o70=IN, o75=UNCLEAR, o80=OUT, o100=OUT), LATTICE)
+    assert (b.status, b.last_in, b.next_onset, b.first_out) == ("located", 70, 75, 80)
+    assert "unclear" in b.text
+    assert locate(pts(o0=IN, o50=IN, o100=OUT), LATTICE).status == "open"
+    assert locate(pts(o0=IN, o50=IN, o100=IN), LATTICE).status == "beyond"
+    assert locate(pts(o0=OUT, o50=OUT, o100=OUT), LATTICE).status == "none"
+    b = locate(pts(o0=IN, o45=IN, o50=OUT, o55=IN, o60=OUT, o100=OUT), LATTICE)  # an "in" after an "out"
+    assert b.last_in == 55 and b.non_monotone == [55] and "not monotone" in b.text
+
+
+def test_onset_range_and_coarse():
+    assert onset_range({"from": 0, "to": 20, "step": 5}) == [0, 5, 10, 15, 20]
+    assert onset_range({"from": 3, "to": 12, "step": 4}) == [3, 7, 11]
+    with pytest.raises(SpecError, match="grid.onset.step"):
+        onset_range({"from": 0, "to": 20, "step": 0})
+    with pytest.raises(SpecError, match="grid.onset.to"):
+        onset_range({"from": 10, "to": 5, "step": 1})
+    with pytest.raises(SpecError, match="stepp"):
+        onset_range({"from": 0, "to": 5, "stepp": 1})
+    assert coarse_onsets(SearchSpec(coarse=50), LATTICE) == [0, 50, 100]
+    assert coarse_onsets(SearchSpec(coarse=40), LATTICE) == [0, 40, 80, 100]  # the last onset always
+    assert coarse_onsets(SearchSpec(), LATTICE) == [0, 25, 50, 75, 100]
+    assert coarse_onsets(SearchSpec(coarse=(0, 30, 100)), LATTICE) == [0, 30, 100]
+    with pytest.raises(SpecError, match="search.coarse"):
+        coarse_onsets(SearchSpec(coarse=(0, 33)), LATTICE)
+
+
+SEARCH_SWEEP = {"name": "sim", "epochs": 140, "replicates": 3, "data": {"name": "mnist1d"}, "model": "cnn1d",
+                "schedule": {"name": "exponential", "gamma": 0.97},
+                "grid": {"onset": {"from": 0, "to": 100, "step": 5}, "length": [20]},
+                "search": {"coarse": 50}}
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return parse_sweep(yaml.safe_load(yaml.safe_dump(SEARCH_SWEEP)))
+
+
+def test_search_rounds_follow_the_step(sweep):
+    """With no noise a step at 62.5 is found by bisection: 0/50/100, then 75, 60, 65 (each round adds
+    the onsets `propose` gives, every seed), and the epochs are those of a launch of the chosen trials."""
+    search = Search(sweep)
+    truth = step(62.5, 2.0)
+
+    def table():
+        return pd.DataFrame([{"deficit": "blur", "tags": "", "length": 20, "onset": k[3], "seed": s,
+                              "sens": truth(k[3]) + 0.01 * s} for k in search.chosen for s in (0, 1, 2)])
+
+    added = []
+    while (got := search.step(table())) is not None:
+        added.append([o for _, o, _ in got])
+    assert added == [[75], [60], [65]]
+    b = locate(search.points[search.groups[0]], search.lattice)
+    assert (b.status, b.last_in, b.next_onset, b.first_out) == ("located", 60, 65, 65)
+    assert [r["round"] for r in search.rounds] == [0, 1, 2, 3]
+    assert search.rounds[-1]["trials"] == 3 + 3 * 6  # baselines + 6 onsets x 3 seeds
+    # windows train from their onset (branching from the baseline) to epoch 140; the baselines 140 each
+    assert search.epochs() == 3 * (140 + sum(140 - o for o in (0, 50, 60, 65, 75, 100)))
+    assert search.full_epochs[2] == 3 * (140 + sum(140 - o for o in LATTICE))
+
+
+def test_search_budget_stops_before_a_round(sweep):
+    raw = yaml.safe_load(yaml.safe_dump(SEARCH_SWEEP))
+    raw["search"]["max_epochs"] = 3 * (140 + 140 + 90 + 40) + 10  # round 0 fits, round 1 (onset 75) does not
+    search = Search(parse_sweep(raw))
+    sens = pd.DataFrame([{"deficit": "blur", "tags": "", "length": 20, "onset": o, "seed": s,
+                          "sens": (2.0 if o < 60 else 0.0) + 0.01 * s} for o in (0, 50, 100) for s in (0, 1, 2)])
+    assert search.step(sens) is None and search.stop.startswith("budget") and search.round == 0
+
+
+@pytest.mark.parametrize("shape,sd,size,within,epochs", [("step", 0.25, 2.0, 0.85, 0.45),
+                                                        ("ramp", 0.25, 4.0, 0.75, 0.45)])
+def test_simulated_searches(sweep, shape, sd, size, within, epochs):
+    """200 simulated searches per shape (true end drawn in onsets 10-90, noise sd per seed): the search's
+    end is within the resolution of the truth (step) or of the full grid's end on the same draws (ramp:
+    its true end, where the effect reaches zero, is not detectable with 3 seeds) in most runs, never worse
+    than the full grid itself, for well under half the full grid's epochs on average."""
+    runs = simulate_many(sweep, shape, sd=sd, size=size, runs=200, seed=7)
+    s = summarise(runs)
+    print(shape, s)
+    assert s["located"] > 0.95
+    if shape == "step":
+        assert s["within_resolution"] >= within
+        assert s["within_resolution"] >= s["full_grid_within_resolution"] - 0.05
+    else:
+        assert s["near_full_grid"] >= within
+    assert s["epochs_fraction_mean"] <= epochs
+
+
+def test_simulation_draws_are_reproducible(sweep):
+    a = simulate(sweep, step(40.5, 2.0), 0.5, np.random.default_rng(3), 40.5)
+    b = simulate(sweep, step(40.5, 2.0), 0.5, np.random.default_rng(3), 40.5)
+    assert a == b
