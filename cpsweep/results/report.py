@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, critical_period, group_curves, heatmap_grid,
                      layer_shares, removal_curve, sample_windows, schedule_of, sensitivity)
+from .search_report import search_sections
 from .stats import LEVEL
 from .store import Results, Store, load_results
 from .tables import Tables
@@ -222,11 +223,14 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
             + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
 
 
-def _page(title: str, sections: list[tuple[str, go.Figure | None]], intro: str) -> str:
+def _page(title: str, sections: list[tuple[str, go.Figure | str | None]], intro: str) -> str:
     parts, first = [intro], True
     for caption, fig in sections:
         if fig is None:
             parts.append(f"<p><i>{html.escape(caption)}</i></p>")
+            continue
+        if isinstance(fig, str):  # a table, already HTML
+            parts.append(f"<p class='caption'>{html.escape(caption)}</p>{fig}")
             continue
         parts.append(f"<p class='caption'>{html.escape(caption)}</p>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False}))
@@ -242,7 +246,7 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     sens = sensitivity(trials, epochs)
     pick = chosen_trials(trials, sens)
     worst_window = _window(trials, pick["worst"])
-    sections: list[tuple[str, go.Figure | None]] = []
+    sections: list[tuple[str, go.Figure | str | None]] = search_sections(results.search)
     windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
     for deficit, tags in windows.itertuples(index=False):
         sections.append((("Each cell is a deficit window (onset across, length up) coloured by the points of "

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import pandas as pd
@@ -37,6 +38,7 @@ from .records import EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS, EpochRecord, t
 TABLES = ("trials", "epochs", "fisher_layers")
 TABLE_FILES = {"epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}  # in a shard and at the top
 SHARD_TRIAL = "trial.parquet"  # a shard's row of trials.parquet, written last: its completion marker
+SEARCH_FILE = "search.json"    # an adaptive sweep's rounds and boundaries (`sweep/adaptive.py`)
 
 
 def epochs_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
@@ -182,6 +184,7 @@ class Results:
     epochs: pd.DataFrame
     fisher_layers: pd.DataFrame
     spec: dict[str, Any]
+    search: dict[str, Any] = field(default_factory=dict)  # search.json of an adaptive sweep (`sweep/adaptive.py`)
 
 
 def load_results(uri: str, fisher_layers: bool | Sequence[str] = True) -> Results:
@@ -204,4 +207,5 @@ def load_results(uri: str, fisher_layers: bool | Sequence[str] = True) -> Result
         layers = tables.read_table("fisher_layers") if fisher_layers else empty_table("fisher_layers")
     else:
         layers = tables.read_table("fisher_layers", trial_ids=fisher_layers)
-    return Results(trials, tables.read_table("epochs"), layers, spec or {})
+    search = json.loads(store.read_bytes(SEARCH_FILE)) if store.exists(SEARCH_FILE) else {}
+    return Results(trials, tables.read_table("epochs"), layers, spec or {}, search)

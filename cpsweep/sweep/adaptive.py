@@ -42,10 +42,9 @@ from ..config.spec import TrialSpec
 from ..config.sweep_file import SweepSpec
 from ..results.boundary import WINDOW, classify_windows, locate, propose
 from ..results.reduce import seed_sensitivity
-from ..results.store import Store
+from ..results.store import SEARCH_FILE, Store
 from .progress import FINISHED, Progress
 
-SEARCH_FILE = "search.json"
 Group = tuple  # (deficit, tags, length)
 
 

@@ -1,0 +1,132 @@
+"""Adaptive sweeps on a real local Ray: the rounds inside one launch, the round and reason of every trial,
+prefix checkpoints shared across rounds, the trials identical to a grid's, a relaunch that replays the
+rounds and trains nothing, a killed driver resumed into the same search, and bad `search:` input.
+
+With two seeds every onset is "unclear" (three paired seeds are needed to decide anything), so the rounds
+do not depend on the trained numbers: coarse 0/4/8, then the zone's edges 2 and 6, then 1 and 7."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from test_sweep import kill_processes
+from tiny_specs import tiny_sweep
+from trial_runs import COMPARE, read, reference_epochs
+
+from cpsweep.config.sharing import sharing_summary
+from cpsweep.config.sweep_file import parse_sweep
+
+SEARCH = dict(name="tinysearch", replicates=2, epochs=10, fisher={"every": 0},
+              grid={"onset": {"from": 0, "to": 8, "step": 1}, "length": [2]}, search={"coarse": [0, 4, 8]})
+ROUNDS = {0: 0, 4: 0, 8: 0, 2: 1, 6: 1, 1: 2, 7: 2}  # onset -> round it is added in
+
+
+def spec_file(tmp_path, **changes) -> str:
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(tiny_sweep(SEARCH, **changes)))
+    return str(path)
+
+
+def grid_of_chosen() -> dict:
+    """The same sweep as a plain grid of the onsets the search chooses."""
+    return tiny_sweep(SEARCH, search=None, grid={"onset": sorted(ROUNDS), "length": [2]})
+
+
+def check_search_results(folder) -> None:
+    trials, epochs = read(folder)
+    assert (trials.status == "ok").all()
+    windows = trials[trials.deficit != "none"]
+    assert windows.groupby("onset").size().to_dict() == {o: 2 for o in sorted(ROUNDS)}
+    assert windows.set_index("trial_id").apply(lambda r: ROUNDS[r.onset] == r["round"], axis=1).all()
+    assert (trials[trials.deficit == "none"].reason == "baseline").all()
+    assert windows[windows["round"] == 2].reason.str.contains(r"between [06] \(unclear\) and [28] \(unclear\)").all()
+    # every window after round 0 branched from its seed's baseline at its onset: the baselines saved
+    # prefix checkpoints for rounds that did not exist yet, so the search trained what one launch of the
+    # chosen trials would
+    assert (windows.shared_epochs == windows.onset).all()
+    chosen = parse_sweep(grid_of_chosen()).trials()
+    trained = int((trials.epochs - trials.shared_epochs).sum())
+    assert trained == sharing_summary(chosen)[1]
+    # the same numbers as the chosen trials trained back to back, uninterrupted
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(grid_of_chosen())[COMPARE])
+    doc = json.loads((folder / "search.json").read_text())
+    assert [r["round"] for r in doc["rounds"]] == [0, 1, 2]
+    assert [sorted(a["onset"] for a in r["added"]) for r in doc["rounds"][1:]] == [[2, 6], [1, 7]]
+    assert doc["epochs"]["search"] == trained and doc["trials"] == {"search": 16, "full_grid": 20}
+    assert doc["epochs"]["full_grid"] == sharing_summary(parse_sweep(tiny_sweep(SEARCH)).trials())[1]
+    (group,) = doc["groups"]
+    assert group["boundary"]["status"] == "unclear" and {p["cls"] for p in group["points"]} == {"unclear"}
+    assert "every window group's end is settled" in doc["stop"]
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
+    from cpsweep.sweep.launch import launch
+
+    spec = spec_file(tmp_path)
+    summary = launch(spec, storage=str(tmp_path / "res"))
+    assert summary.counts["ok"] == 16
+    folder = tmp_path / "res" / "tinysearch"
+    check_search_results(folder)
+    out = capsys.readouterr().out
+    assert "round 1: adds blur l2 onset 2 (between 0 (unclear) and 4 (unclear)" in out
+    assert "3 round(s), 16 of 20 trials" in out
+    page = (folder / "report.html").read_text()
+    assert "Adaptive search" in page and "search-rounds" in page
+
+    # a relaunch replays the rounds from the results: nothing to run, the same search.json
+    before = (folder / "search.json").read_text()
+    launch(spec, storage=str(tmp_path / "res"))
+    assert "16 trials (adaptive: round 2, of the full grid's 20), 16 already done, 0 to run" in capsys.readouterr().out
+    assert json.loads((folder / "search.json").read_text()) == json.loads(before)
+
+
+def test_killed_driver_resumes_the_search(tmp_path):
+    spec = spec_file(tmp_path)
+    storage = tmp_path / "res"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(storage)]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    folder = storage / "tinysearch"
+    deadline = time.time() + 180
+    round1 = [folder / "shards" / f"blur-o{o}-l2-s{s}" / "trial.parquet" for o in (2, 6) for s in (0, 1)]
+    while time.time() < deadline and not any(p.exists() for p in round1):
+        time.sleep(0.1)
+    assert any(p.exists() for p in round1), "round 1 never started"
+    started = psutil.Process(driver.pid).children(recursive=True)
+    os.kill(driver.pid, signal.SIGKILL)  # in round 1: round 0 done, round 2 not chosen yet
+    driver.wait()
+    kill_processes(started, session=driver.pid)
+    assert not (folder / "shards" / "blur-o1-l2-s0" / "trial.parquet").exists()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "adaptive: round 1" in res.stdout and "round 2: adds" in res.stdout
+    check_search_results(folder)  # the same trials, rounds, reasons and numbers as without the kill
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"search": {"coarse": 4, "margn": 1}}, 'search.margn: unknown key "margn"'),
+    ({"search": {"coarse": [0, 9]}}, "search.coarse: onsets [9] are not in grid.onset"),
+    ({"search": {"margin": 0}}, "search.margin: must be > 0"),
+    ({"grid": {"onset": {"from": 0, "to": 8}, "length": [2]}}, "grid.onset.step: required"),
+])
+def test_bad_search_input_exits_2_naming_the_field(tmp_path, change, message):
+    spec = spec_file(tmp_path, **change)
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert message in res.stderr, res.stderr
+    assert not (tmp_path / "r").exists()
