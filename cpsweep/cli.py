@@ -1,6 +1,6 @@
 """The `cpsweep` command line: each command a few lines over library calls.
 
-    cpsweep launch SPEC.yaml... [--address A] [--storage S] [--max-concurrent N] [--smoke] [--no-share]
+    cpsweep launch SPEC.yaml... [--address A] [--storage S] [--max-concurrent N] [--smoke] [--full-grid] [--no-share]
                                                run (or finish) a sweep on Ray Tune; Parquet + report.html
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
     cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
@@ -38,6 +38,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
           f"({baselines} baseline{'s' if baselines != 1 else ''}), {alone} training epochs without sharing, {shared} with shared prefixes "
           f"({alone - shared} saved, {alone / shared:.2f}x fewer)")
+    if sweep.search is not None:
+        from .config.search import coarse_onsets
+
+        first = sweep.trials(lambda t: t.onset in coarse_onsets(sweep.search, sweep.grid["onset"]))
+        print(f"  adaptive search: round 0 runs onsets {coarse_onsets(sweep.search, sweep.grid['onset'])}: "
+              f"{len(first)} trials, {sharing_summary(first)[1]} epochs ({sharing_summary(first)[1] / shared:.0%} "
+              f"of the full grid's); later rounds add onsets only where the end can move "
+              f"(--full-grid runs them all)")
     return 0
 
 
@@ -56,7 +64,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     failed = 0
     for spec in args.spec:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
-                         smoke=args.smoke, trackers=args.tracker or (), verbose=args.verbose,
+                         smoke=args.smoke, full_grid=args.full_grid, trackers=args.tracker or (), verbose=args.verbose,
                          shared_storage=args.shared_storage, share=not args.no_share)
         failed += summary.counts.get("failed", 0) + summary.counts.get("pending", 0)
     return 0 if failed == 0 else 1
@@ -162,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     la.add_argument("--smoke", action="store_true", help="shrink every trial (3 epochs, 256 examples) for a "
                                                          "quick end-to-end check; results go to <name>-smoke")
+    la.add_argument("--full-grid", action="store_true", help="with a search: section, run every onset of the "
+                                                             "range instead of searching; results go to <name>-grid")
     la.add_argument("--tracker", action="append", choices=TRACKERS,
                     help="also log to W&B or MLflow (needs the package); repeatable")
     la.add_argument("--verbose", action="store_true", help="show Ray's own progress tables and worker logs")

@@ -256,7 +256,7 @@ def test_validate_command(tmp_path):
     assert out.stderr.strip() == (f'cpsweep: error: {bad}: replicate: unknown key "replicate" (did you mean '
                                   f'"replicates"?); valid keys here: name, description, seed, replicates, epochs, '
                                   f"clean_after, data, model, optim, schedule, deficit, fisher, engine, bn_refresh, "
-                                  f"checkpoint_every, grid, resources, tracking")
+                                  f"checkpoint_every, grid, resources, tracking, search")
     assert "Traceback" not in out.stderr
 
 

@@ -387,6 +387,18 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return where + problem
 
 
+def full_grid_sweep(sweep: SweepSpec) -> SweepSpec:
+    """An adaptive sweep as the plain grid of every onset of its range, under `<name>-grid` (`cpsweep launch
+    --full-grid`: the reference a search is checked against; the trials are the same, so results agree
+    bit for bit where both ran)."""
+    if sweep.search is None:
+        return sweep
+    raw = copy.deepcopy(sweep.raw)
+    raw["name"] = f"{sweep.name}-grid"
+    raw.pop("search")
+    return parse_sweep(raw, sweep.source)
+
+
 SMOKE = {"epochs": 3, "subset": 256, "probe_per_class": 2, "bn_refresh": 2, "batch_size": 64}
 
 

@@ -35,7 +35,7 @@ import yaml
 
 from ..config.sharing import plan, subtree_epochs
 from ..config.spec import TrialSpec, diff_settings
-from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep, smoke_sweep
+from ..config.sweep_file import SweepSpec, full_grid_sweep, load_sweep, parse_sweep, smoke_sweep
 from ..errors import DataError, SpecError
 from ..results.store import Store, join_uri
 from .adaptive import Search, replay, run_rounds, summary_lines
@@ -113,7 +113,7 @@ def restored_environment() -> Iterator[None]:
 
 
 def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: str | None = None,
-           storage: str = "results", max_concurrent: int | None = None, smoke: bool = False,
+           storage: str = "results", max_concurrent: int | None = None, smoke: bool = False, full_grid: bool = False,
            trackers: Sequence[str] = (), verbose: bool = False, report: bool = True, shared_storage: bool = False,
            share: bool = True, out=None) -> Summary:
     """Run (or finish) a sweep; see the module docstring. Returns the final status counts.
@@ -123,6 +123,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         address: the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray started here).
         storage: the results root (a folder, or s3://bucket/prefix); the sweep goes to <storage>/<name>.
         smoke: shrink every trial for a quick end-to-end check (results under <name>-smoke).
+        full_grid: run an adaptive sweep's every onset instead of searching (results under <name>-grid).
         share: branch trials that compute the same first epochs from one prefix checkpoint.
         out: where progress lines go (None: the current sys.stdout, looked up at each line).
 
@@ -133,6 +134,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
     with restored_environment():
         start = time.time()
         sweep = read_spec(spec)
+        if full_grid:
+            sweep = full_grid_sweep(sweep)
         if smoke:
             sweep = smoke_sweep(sweep)
         tracker_callbacks = make_trackers(sweep, trackers)
