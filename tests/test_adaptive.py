@@ -19,6 +19,7 @@ import psutil
 import pytest
 import yaml
 
+from test_report import CHROMIUM, figures_expected, open_in_chromium
 from test_sweep import kill_processes
 from tiny_specs import tiny_sweep
 from trial_runs import COMPARE, read, reference_epochs
@@ -85,6 +86,10 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
     assert "3 round(s), 16 of 20 trials" in out
     page = (folder / "report.html").read_text()
     assert "Adaptive search" in page and "search-rounds" in page
+    if CHROMIUM:  # the page, adaptive section included, draws every figure without an error
+        expected = figures_expected(page)
+        rendered, errors, _, _ = open_in_chromium(folder / "report.html", expected)
+        assert errors == [] and rendered == expected
 
     # a relaunch replays the rounds from the results: nothing to run, the same search.json
     before = (folder / "search.json").read_text()

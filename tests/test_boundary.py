@@ -143,11 +143,11 @@ def test_search_budget_stops_before_a_round(sweep):
 @pytest.mark.parametrize("shape,sd,size,within,epochs", [("step", 0.25, 2.0, 0.85, 0.45),
                                                         ("ramp", 0.25, 4.0, 0.75, 0.45)])
 def test_simulated_searches(sweep, shape, sd, size, within, epochs):
-    """200 simulated searches per shape (true end drawn in onsets 10-90, noise sd per seed): the search's
+    """150 simulated searches per shape (true end drawn in onsets 10-90, noise sd per seed): the search's
     end is within the resolution of the truth (step) or of the full grid's end on the same draws (ramp:
     its true end, where the effect reaches zero, is not detectable with 3 seeds) in most runs, never worse
     than the full grid itself, for well under half the full grid's epochs on average."""
-    runs = simulate_many(sweep, shape, sd=sd, size=size, runs=200, seed=7)
+    runs = simulate_many(sweep, shape, sd=sd, size=size, runs=150, seed=7)
     s = summarise(runs)
     print(shape, s)
     assert s["located"] > 0.95
