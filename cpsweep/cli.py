@@ -82,6 +82,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     live = read_live(Store(args.results))
     if live is not None and (counts.get("running", 0) or not live.get("finished")):
         print("\n".join(describe(live)))
+    if res.search:  # an adaptive sweep: where its search stands
+        from .sweep.adaptive import summary_lines
+
+        print("\n".join(summary_lines(res.search)))
     sens = sensitivity(res.trials, res.epochs)
     if not sens.empty:
         ranked = sens.sort_values("sensitivity")

@@ -8,19 +8,15 @@ do not depend on the trained numbers: coarse 0/4/8, then the zone's edges 2 and 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
-import psutil
 import pytest
 import yaml
 
 from test_report import CHROMIUM, figures_expected, open_in_chromium
-from test_sweep import kill_processes
+from test_sweep import launch_and_kill, relaunch
 from tiny_specs import tiny_sweep
 from trial_runs import COMPARE, read, reference_epochs
 
@@ -99,25 +95,14 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
 
 
 def test_killed_driver_resumes_the_search(tmp_path):
-    spec = spec_file(tmp_path)
     storage = tmp_path / "res"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(storage)]
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
     folder = storage / "tinysearch"
-    deadline = time.time() + 180
     round1 = [folder / "shards" / f"blur-o{o}-l2-s{s}" / "trial.parquet" for o in (2, 6) for s in (0, 1)]
-    while time.time() < deadline and not any(p.exists() for p in round1):
-        time.sleep(0.1)
-    assert any(p.exists() for p in round1), "round 1 never started"
-    started = psutil.Process(driver.pid).children(recursive=True)
-    os.kill(driver.pid, signal.SIGKILL)  # in round 1: round 0 done, round 2 not chosen yet
-    driver.wait()
-    kill_processes(started, session=driver.pid)
+    # killed in round 1: round 0 done, round 2 not chosen yet
+    cmd = launch_and_kill(spec_file(tmp_path), storage, lambda: any(p.exists() for p in round1), "round 1",
+                          timeout=180)
     assert not (folder / "shards" / "blur-o1-l2-s0" / "trial.parquet").exists()
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
+    res = relaunch(cmd)
     assert "adaptive: round 1" in res.stdout and "round 2: adds" in res.stdout
     check_search_results(folder)  # the same trials, rounds, reasons and numbers as without the kill
 

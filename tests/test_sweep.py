@@ -119,26 +119,40 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     assert trials.set_index("trial_id").shared_epochs.to_dict() == {"baseline-s0": 0, "blur-o2-l3-s0": 2}
 
 
-def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
-    spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
-    storage = tmp_path / "res"
+def launch_and_kill(spec: str, storage, when, what: str, timeout: float = 120) -> list[str]:
+    """Run `cpsweep launch spec` in a subprocess, SIGKILL it (and the Ray it started) once `when()` holds,
+    and return the command, to relaunch with."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(storage)]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
-    folder = storage / "tiny"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(folder.glob("shards/*/trial.parquet")):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not when():
         time.sleep(0.1)
-    assert list(folder.glob("shards/*/trial.parquet")), "no trial finished in time"
+    assert when(), f"{what} never happened"
     started = psutil.Process(driver.pid).children(recursive=True)  # the Ray it started, and its workers
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     kill_processes(started, session=driver.pid)  # Ray's processes left behind by the killed driver
-    done_before = len(list(folder.glob("shards/*/trial.parquet")))
-    assert done_before < 5
+    return cmd
+
+
+def relaunch(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
+    spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
+    storage = tmp_path / "res"
+    folder = storage / "tiny"
+    cmd = launch_and_kill(spec, storage, lambda: bool(list(folder.glob("shards/*/trial.parquet"))),
+                          "a finished trial")
+    done_before = len(list(folder.glob("shards/*/trial.parquet")))
+    assert done_before < 5
+    res = relaunch(cmd)
     assert f"5 trials, {done_before} already done" in res.stdout
     trials, epochs = read(folder)
     assert (trials.status == "ok").all() and len(trials) == 5
