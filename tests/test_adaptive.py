@@ -112,6 +112,7 @@ def test_killed_driver_resumes_the_search(tmp_path):
     ({"search": {"coarse": [0, 9]}}, "search.coarse: onsets [9] are not in grid.onset"),
     ({"search": {"margin": 0}}, "search.margin: must be > 0"),
     ({"grid": {"onset": {"from": 0, "to": 8}, "length": [2]}}, "grid.onset.step: required"),
+    ({"search": {"coarse": [0, 4, 8], "max_epochs": 20}}, "search.max_epochs: round 0 alone (onsets [0, 4, 8]) has"),
 ])
 def test_bad_search_input_exits_2_naming_the_field(tmp_path, change, message):
     spec = spec_file(tmp_path, **change)

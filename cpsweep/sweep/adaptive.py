@@ -40,6 +40,7 @@ from ..config.search import coarse_onsets
 from ..config.sharing import sharing_summary
 from ..config.spec import TrialSpec
 from ..config.sweep_file import SweepSpec
+from ..errors import SpecError
 from ..results.boundary import WINDOW, classify_windows, locate, propose
 from ..results.reduce import seed_sensitivity
 from ..results.store import SEARCH_FILE, Store
@@ -87,6 +88,12 @@ class Search:
         self.stop: str | None = None
         self.points: dict[Group, list] = {}
         self.full_epochs = self._cost(None, full=True)
+        first = self.rounds[0]
+        for key, what, limit in (("max_epochs", "epochs", self.settings.max_epochs),
+                                 ("max_trials", "trials", self.settings.max_trials)):
+            if limit is not None and first[what] > limit:
+                raise SpecError(f"search.{key}", f"round 0 alone (onsets {coarse}) has {first[what]:,} {what} > "
+                                                 f"{limit:,}; raise it, or give fewer coarse onsets", sweep.source)
 
     # -- the trials ----------------------------------------------------------------------------------
     def accepts(self, trial: TrialSpec) -> bool:
