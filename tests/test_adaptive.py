@@ -3,11 +3,13 @@ prefix checkpoints shared across rounds, the trials identical to a grid's, a rel
 rounds and trains nothing, a killed driver resumed into the same search, and bad `search:` input.
 
 With two seeds every onset is "unclear" (three paired seeds are needed to decide anything), so the rounds
-do not depend on the trained numbers: coarse 0/4/8, then the zone's edges 2 and 6, then 1 and 7."""
+do not depend on the trained numbers: coarse 0/4/8, then the zone's upper edge bisected (nothing is shown
+"in", so only that edge): 6, then 7."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,7 +27,8 @@ from cpsweep.config.sweep_file import parse_sweep
 
 SEARCH = dict(name="tinysearch", replicates=2, epochs=10, fisher={"every": 0},
               grid={"onset": {"from": 0, "to": 8, "step": 1}, "length": [2]}, search={"coarse": [0, 4, 8]})
-ROUNDS = {0: 0, 4: 0, 8: 0, 2: 1, 6: 1, 1: 2, 7: 2}  # onset -> round it is added in
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUNDS = {0: 0, 4: 0, 8: 0, 6: 1, 7: 2}  # onset -> round it is added in
 
 
 def spec_file(tmp_path, **changes) -> str:
@@ -46,7 +49,8 @@ def check_search_results(folder) -> None:
     assert windows.groupby("onset").size().to_dict() == {o: 2 for o in sorted(ROUNDS)}
     assert windows.set_index("trial_id").apply(lambda r: ROUNDS[r.onset] == r["round"], axis=1).all()
     assert (trials[trials.deficit == "none"].reason == "baseline").all()
-    assert windows[windows["round"] == 2].reason.str.contains(r"between [06] \(unclear\) and [28] \(unclear\)").all()
+    assert (windows[windows["round"] == 2].reason == "between 6 (unclear) and 8 (unclear): both unclear: too wide "
+                                                     "to tell").all()
     # every window after round 0 branched from its seed's baseline at its onset: the baselines saved
     # prefix checkpoints for rounds that did not exist yet, so the search trained what one launch of the
     # chosen trials would
@@ -58,8 +62,8 @@ def check_search_results(folder) -> None:
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(grid_of_chosen())[COMPARE])
     doc = json.loads((folder / "search.json").read_text())
     assert [r["round"] for r in doc["rounds"]] == [0, 1, 2]
-    assert [sorted(a["onset"] for a in r["added"]) for r in doc["rounds"][1:]] == [[2, 6], [1, 7]]
-    assert doc["epochs"]["search"] == trained and doc["trials"] == {"search": 16, "full_grid": 20}
+    assert [sorted(a["onset"] for a in r["added"]) for r in doc["rounds"][1:]] == [[6], [7]]
+    assert doc["epochs"]["search"] == trained and doc["trials"] == {"search": 12, "full_grid": 20}
     assert doc["epochs"]["full_grid"] == sharing_summary(parse_sweep(tiny_sweep(SEARCH)).trials())[1]
     (group,) = doc["groups"]
     assert group["boundary"]["status"] == "unclear" and {p["cls"] for p in group["points"]} == {"unclear"}
@@ -74,12 +78,12 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
 
     spec = spec_file(tmp_path)
     summary = launch(spec, storage=str(tmp_path / "res"))
-    assert summary.counts["ok"] == 16
+    assert summary.counts["ok"] == 12
     folder = tmp_path / "res" / "tinysearch"
     check_search_results(folder)
     out = capsys.readouterr().out
-    assert "round 1: adds blur l2 onset 2 (between 0 (unclear) and 4 (unclear)" in out
-    assert "3 round(s), 16 of 20 trials" in out
+    assert "round 1: adds blur l2 onset 6 (between 4 (unclear) and 8 (unclear)" in out
+    assert "3 round(s), 12 of 20 trials" in out
     page = (folder / "report.html").read_text()
     assert "Adaptive search" in page and "search-rounds" in page
     if CHROMIUM:  # the page, adaptive section included, draws every figure without an error
@@ -90,18 +94,30 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
     # a relaunch replays the rounds from the results: nothing to run, the same search.json
     before = (folder / "search.json").read_text()
     launch(spec, storage=str(tmp_path / "res"))
-    assert "16 trials (adaptive: round 2, of the full grid's 20), 16 already done, 0 to run" in capsys.readouterr().out
+    assert "12 trials (adaptive: round 2, of the full grid's 20), 12 already done, 0 to run" in capsys.readouterr().out
     assert json.loads((folder / "search.json").read_text()) == json.loads(before)
+
+    # --full-grid runs every onset under <name>-grid; analysis/search_vs_grid.py compares the two
+    launch(spec, storage=str(tmp_path / "res"), full_grid=True)
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "search_vs_grid.py"), str(folder),
+                          str(tmp_path / "res" / "tinysearch-grid"), "--json", str(tmp_path / "cmp.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    assert cmp["identical_trials"] == cmp["common_trials"] == 12  # the search's trials are the grid's
+    assert cmp["groups"][0]["agree"] and len(cmp["groups"][0]["rows"]) == 9
+    assert cmp["epochs_grid"] == sharing_summary(parse_sweep(tiny_sweep(SEARCH)).trials())[1]
+    assert cmp["epochs_search"] == sharing_summary(parse_sweep(grid_of_chosen()).trials())[1]
 
 
 def test_killed_driver_resumes_the_search(tmp_path):
     storage = tmp_path / "res"
     folder = storage / "tinysearch"
-    round1 = [folder / "shards" / f"blur-o{o}-l2-s{s}" / "trial.parquet" for o in (2, 6) for s in (0, 1)]
+    round1 = [folder / "shards" / f"blur-o6-l2-s{s}" / "trial.parquet" for s in (0, 1)]
     # killed in round 1: round 0 done, round 2 not chosen yet
     cmd = launch_and_kill(spec_file(tmp_path), storage, lambda: any(p.exists() for p in round1), "round 1",
                           timeout=180)
-    assert not (folder / "shards" / "blur-o1-l2-s0" / "trial.parquet").exists()
+    assert not (folder / "shards" / "blur-o7-l2-s0" / "trial.parquet").exists()
     res = relaunch(cmd)
     assert "adaptive: round 1" in res.stdout and "round 2: adds" in res.stdout
     check_search_results(folder)  # the same trials, rounds, reasons and numbers as without the kill

@@ -55,12 +55,15 @@ def pts(**classes):
 LATTICE = list(range(0, 101, 5))
 
 
-def test_propose_bisects_both_edges_of_the_zone():
+def test_propose_bisects_the_edges_of_the_zone():
     assert propose(pts(o0=IN, o50=IN, o100=OUT), LATTICE) == [(75, "between 50 (in) and 100 (out): they differ")]
     # the zone [50, 100] has an unclear onset in it: its two edges are refined, not the inside
     got = propose(pts(o0=IN, o50=IN, o60=UNCLEAR, o80=UNCLEAR, o100=OUT), LATTICE)
     assert [o for o, _ in got] == [55, 90]
-    assert "both unclear" in propose(pts(o0=UNCLEAR, o50=UNCLEAR, o100=OUT), LATTICE)[0][1]
+    assert "both unclear" in propose(pts(o0=UNCLEAR, o50=UNCLEAR, o100=UNCLEAR), LATTICE)[0][1]
+    # nothing shown in yet: only the upper edge, towards the onsets shown out
+    assert propose(pts(o0=UNCLEAR, o50=UNCLEAR, o100=OUT), LATTICE) == [
+        (75, "between 50 (unclear) and 100 (out): they differ")]
     # the midpoint of 50 and 65 is 57.5: the nearest lattice onsets are 55 and 60, the lower wins
     assert propose(pts(o50=IN, o65=OUT), LATTICE)[0][0] == 55
     assert propose(pts(o0=IN, o45=IN, o50=OUT, o100=OUT), LATTICE) == []  # adjacent: nothing to add

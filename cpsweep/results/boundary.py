@@ -26,7 +26,10 @@ per-seed sensitivities (`reduce.seed_sensitivity`: each window against its own s
    (in | unclear | out) or are both unclear (too wide to tell) and lattice onsets lie between them: the
    lattice onset nearest their midpoint is added, a bisection from each side. Onsets strictly inside the
    zone, between two unclear ones, could move the end only if the sensitivity is not monotone (or by a
-   false positive), so they are not added; outside [L, F] nothing is added either.
+   false positive), so they are not added; outside [L, F] nothing is added either. While no onset is shown
+   "in" only the upper edge is refined: under a sensitivity that falls with onset, the first onsets (the
+   largest effects) not being shown "in" says the seeds cannot show a period there, and the search looks
+   instead for where the windows are shown "out" (an "in" found on the way starts the bisection of L).
 """
 
 from __future__ import annotations
@@ -153,14 +156,15 @@ def locate(points: Sequence[Point], lattice: Sequence[int]) -> Boundary:
 
 def propose(points: Sequence[Point], lattice: Sequence[int]) -> list[tuple[int, str]]:
     """(onset, reason) to add next: the lattice onset nearest the midpoint (the lower on a tie) of the first
-    and the last pair of neighbouring sampled onsets in [L, F], where they differ or are both unclear and
-    have room between them."""
+    (only once an onset is shown "in") and the last pair of neighbouring sampled onsets in [L, F], where
+    they differ or are both unclear and have room between them."""
     points, lattice = sorted(points, key=lambda p: p.onset), sorted(lattice)
-    _, _, lo, hi = _region(points, lattice)
+    last_in, _, lo, hi = _region(points, lattice)
     inside = [p for p in points if lo <= p.onset <= hi]
     pairs = list(zip(inside, inside[1:]))
+    edges = pairs[-1:] if last_in is None or len(pairs) < 2 else [pairs[0], pairs[-1]]
     out = []
-    for a, b in pairs[:1] + pairs[-1:] if len(pairs) > 1 else pairs:
+    for a, b in edges:
         between = [o for o in lattice if a.onset < o < b.onset]
         if not between or (a.cls == b.cls and a.cls != UNCLEAR):
             continue
