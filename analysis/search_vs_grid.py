@@ -9,6 +9,7 @@ rule: `results/boundary.py`), mean and 95 % interval as the search saw it (and t
 and as the full grid sees it; then the end each locates (the last onset shown in, and the next one) and
 whether they agree, whether the trials both ran have identical final accuracies (the search's trials are
 the grid's), and the epochs each trained (`epochs - shared_epochs` summed over its trials) with their ratio.
+A grid folder that holds more seeds than the search is read at the search's seeds only.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ def compare(search_uri: str, grid_uri: str) -> dict:
     if not search.search:
         raise CpsweepError(f"{search_uri} holds no search.json: not an adaptive sweep's results")
     settings, lattice = search.search["settings"], search.search["lattice"]
+    seeds = set(search.trials.seed)  # like with like: a grid run with more seeds is read at the search's
+    grid.trials = grid.trials[grid.trials.seed.isin(seeds)]
+    grid.epochs = grid.epochs[grid.epochs.trial_id.isin(set(grid.trials.trial_id))]
     grid_points = classify_windows(seed_sensitivity(grid.trials, grid.epochs), settings["threshold"],
                                    settings["margin"])
     common = search.trials.merge(grid.trials, on="trial_id", suffixes=("_search", "_grid"))
     common = common[(common.status_search == "ok") & (common.status_grid == "ok")]
     out = {"groups": [], "identical_trials": int((common.final_test_acc_search == common.final_test_acc_grid).sum()),
            "common_trials": len(common), "epochs_search": trained(search.trials), "epochs_grid": trained(grid.trials),
+           "seeds": sorted(int(s) for s in seeds),
            "rounds": len(search.search["rounds"])}
     out["fraction"] = out["epochs_search"] / out["epochs_grid"] if out["epochs_grid"] else None
     for g in search.search["groups"]:

@@ -166,3 +166,18 @@ def test_simulation_draws_are_reproducible(sweep):
     a = simulate(sweep, step(40.5, 2.0), 0.5, np.random.default_rng(3), 40.5)
     b = simulate(sweep, step(40.5, 2.0), 0.5, np.random.default_rng(3), 40.5)
     assert a == b
+
+
+def test_chosen_onsets_keep_only_their_own_restarted_baselines():
+    """With the rate restarted after each window every window end has its own baseline: a search's round
+    runs only those of its windows (and each seed's plain baseline), as long as in the whole grid."""
+    raw = yaml.safe_load(yaml.safe_dump(SEARCH_SWEEP))
+    raw["schedule"]["restart_after_deficit"] = True
+    sweep = parse_sweep(raw)
+    every = {t.trial_id: t for t in sweep.trials()}
+    chosen = sweep.trials(lambda t: t.onset in (0, 50))
+    windows = [t for t in chosen if not t.is_baseline]
+    assert sorted({t.onset for t in windows}) == [0, 50] and len(windows) == 6
+    baselines = sorted((t.onset, t.seed) for t in chosen if t.is_baseline)
+    assert baselines == [(o, s) for o in (0, 20, 70) for s in (0, 1, 2)]  # plain, restarted at 20 and at 70
+    assert all(every[t.trial_id] == t for t in chosen)  # the same trials, as long, as in the whole grid

@@ -62,8 +62,9 @@ class SweepSpec:
     def trials(self, onsets: Callable[[TrialSpec], bool] | None = None) -> list[TrialSpec]:
         """Every trial of the grid plus each seed's baseline, deduplicated, in a stable order.
 
-        `onsets`: keep only the window trials it accepts (an adaptive search's chosen onsets); the
-        baselines stay those of the whole grid, so every round compares with the same baselines."""
+        `onsets`: keep only the window trials it accepts (an adaptive search's chosen onsets) and the
+        baselines they are compared with (and each seed's plain baseline), each as long as in the whole
+        grid, so every round compares with the same baselines."""
         extra = [k for k in self.grid if k not in ("onset", "length", "seed", "deficit")]
         deficits = self.grid.get("deficit", (None,))
         out: dict[str, TrialSpec] = {}
@@ -77,6 +78,10 @@ class SweepSpec:
                     if onsets is None or onsets(t):
                         out.setdefault(t.trial_id, t)
                     _keep_longest(out, t.baseline())
+        if onsets is not None:  # drop the baselines (restarted ones: one per window end) no kept window uses
+            used = {t.baseline_id for t in out.values() if not t.is_baseline}
+            out = {tid: t for tid, t in out.items()
+                   if not t.is_baseline or tid in used or t.baseline_id == tid and _plain(t)}
         for t in out.values():
             base = out[t.baseline_id]
             if t.schedule.name == "cosine" and base.epochs != t.epochs:
@@ -130,6 +135,11 @@ class SweepSpec:
 
     def total_epochs(self) -> int:
         return sum(t.epochs for t in self.trials())
+
+
+def _plain(baseline: TrialSpec) -> bool:
+    """A seed's baseline whose rate does not restart (a restarted one restarts at its `onset`)."""
+    return baseline.onset == 0
 
 
 def _keep_longest(out: dict[str, TrialSpec], baseline: TrialSpec) -> None:
