@@ -29,7 +29,7 @@ _API = {
     "Summary": "cpsweep.sweep.launch",
     "load_sweep": "cpsweep.config.sweep_file",
     "parse_sweep": "cpsweep.config.sweep_file",
-    "smoke_sweep": "cpsweep.config.sweep_file",
+    "smoke_sweep": "cpsweep.config.variants",
     "SweepSpec": "cpsweep.config.sweep_file",
     "TrialSpec": "cpsweep.config.spec",
     "train_trial": "cpsweep.engine.trial",

@@ -21,7 +21,8 @@ import torch
 import rounding
 
 from cpsweep.config.sharing import prefix_keys
-from cpsweep.config.sweep_file import load_sweep, smoke_sweep
+from cpsweep.config.sweep_file import load_sweep
+from cpsweep.config.variants import smoke_sweep
 from cpsweep.engine.trial import TrialRun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

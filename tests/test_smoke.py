@@ -68,7 +68,8 @@ def tiny_ray(tmp_path_factory):
 
 @pytest.mark.parametrize("path", SWEEPS, ids=[os.path.relpath(p, ROOT) for p in SWEEPS])
 def test_smoke_runs_every_sweep_file(path, tiny_ray, tmp_path):
-    from cpsweep.config.sweep_file import load_sweep, parse_sweep, smoke_sweep
+    from cpsweep.config.sweep_file import load_sweep, parse_sweep
+    from cpsweep.config.variants import smoke_sweep
     from cpsweep.sweep.launch import launch
 
     sweep = load_sweep(path)

@@ -9,7 +9,7 @@ mistake is a `SpecError` naming the field and the fix. `SweepSpec.trials()` expa
 length-matched: one baseline per seed (and schedule) trained as long as the longest trial compared with
 it, so every window is compared with the baseline's accuracy after as many epochs as the window trained;
 with a restarted schedule, one baseline per window end, restarted there (`TrialSpec.baseline`).
-`smoke_sweep` shrinks any sweep for a quick end-to-end check (`cpsweep launch --smoke`).
+`variants.py` derives the smoke and full-grid variants of a sweep (`cpsweep launch --smoke`, `--full-grid`).
 
 Epoch conventions: epochs are 0-based; a window [onset, onset + length) is the set of epochs with the
 deficit on. With `epochs: E` every trial trains E epochs and the window must end by E. With
@@ -395,41 +395,3 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     if getattr(e, "context", None):
         problem += f" ({e.context}" + (f" at {at(context)})" if context is not None else ")")
     return where + problem
-
-
-def full_grid_sweep(sweep: SweepSpec) -> SweepSpec:
-    """An adaptive sweep as the plain grid of every onset of its range, under `<name>-grid` (`cpsweep launch
-    --full-grid`: the reference a search is checked against; the trials are the same, so results agree
-    bit for bit where both ran)."""
-    if sweep.search is None:
-        return sweep
-    raw = copy.deepcopy(sweep.raw)
-    raw["name"] = f"{sweep.name}-grid"
-    raw.pop("search")
-    return parse_sweep(raw, sweep.source)
-
-
-SMOKE = {"epochs": 3, "subset": 256, "probe_per_class": 2, "bn_refresh": 2, "batch_size": 64}
-
-
-def smoke_sweep(sweep: SweepSpec) -> SweepSpec:
-    """The same sweep shrunk for a quick end-to-end check: 3 epochs, windows [0, 1) and [1, 2), one seed,
-    256 training examples, a tiny Fisher probe, one CPU per trial; every other axis (deficits, models,
-    ...) kept."""
-    raw = copy.deepcopy(sweep.raw)
-    raw["name"] = f"{sweep.name}-smoke"
-    raw.pop("clean_after", None)
-    raw.pop("search", None)  # two onsets: nothing to search
-    raw["epochs"], raw["replicates"], raw["bn_refresh"] = SMOKE["epochs"], 1, SMOKE["bn_refresh"]
-    grid = dict(raw["grid"])
-    grid["onset"], grid["length"] = [0, 1], [1]
-    if "seed" in grid:
-        grid["seed"] = grid["seed"][:1]
-    raw["grid"] = grid
-    raw["data"] = {**(raw.get("data") or {}), "subset": SMOKE["subset"]}
-    raw["fisher"] = {**(raw.get("fisher") or {}), "probe_per_class": SMOKE["probe_per_class"]}
-    optim = dict(raw.get("optim") or {})
-    optim["batch_size"] = min(optim.get("batch_size", 128), SMOKE["batch_size"])
-    raw["optim"] = optim
-    raw["resources"] = {**(raw.get("resources") or {}), "cpu": 1}  # the GPU share is kept only if there are GPUs
-    return parse_sweep(raw, sweep.source)

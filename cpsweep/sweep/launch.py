@@ -35,7 +35,8 @@ import yaml
 
 from ..config.sharing import plan, subtree_epochs
 from ..config.spec import TrialSpec, diff_settings
-from ..config.sweep_file import SweepSpec, full_grid_sweep, load_sweep, parse_sweep, smoke_sweep
+from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep
+from ..config.variants import full_grid_sweep, smoke_sweep
 from ..errors import DataError, SpecError
 from ..results.store import Store, join_uri
 from .adaptive import Search, replay, run_rounds, summary_lines

@@ -29,7 +29,8 @@ import rounding  # noqa: E402
 from tiny_data import trust_tiny_cifar, write_cifar10  # noqa: E402
 
 from cpsweep.config.sharing import prefix_keys  # noqa: E402
-from cpsweep.config.sweep_file import load_sweep, smoke_sweep  # noqa: E402
+from cpsweep.config.sweep_file import load_sweep  # noqa: E402
+from cpsweep.config.variants import smoke_sweep  # noqa: E402
 from cpsweep.engine.data import load_data  # noqa: E402
 from cpsweep.engine.trial import TrialRun  # noqa: E402
 
