@@ -41,10 +41,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if sweep.search is not None:
         from .config.search import coarse_onsets
 
-        first = sweep.trials(lambda t: t.onset in coarse_onsets(sweep.search, sweep.grid["onset"]))
-        print(f"  adaptive search: round 0 runs onsets {coarse_onsets(sweep.search, sweep.grid['onset'])}: "
-              f"{len(first)} trials, {sharing_summary(first)[1]} epochs ({sharing_summary(first)[1] / shared:.0%} "
-              f"of the full grid's); later rounds add onsets only where the end can move "
+        coarse = coarse_onsets(sweep.search, sweep.grid["onset"])
+        first = sweep.trials(lambda t: t.onset in coarse)
+        epochs = sharing_summary(first)[1]
+        print(f"  adaptive search: round 0 runs onsets {coarse}: {len(first)} trials, {epochs} epochs "
+              f"({epochs / shared:.0%} of the full grid's); later rounds add onsets only where the end can move "
               f"(--full-grid runs them all)")
     return 0
 

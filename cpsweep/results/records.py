@@ -76,6 +76,11 @@ def final_accuracy(records: Sequence[EpochRecord], last: int = FINAL_EPOCHS) -> 
     return statistics.median(accs) if accs else float("nan")
 
 
+def tags_text(trial: TrialSpec) -> str:
+    """A trial's other grid axes as trials.parquet's `tags` column writes them: `key=value,...`."""
+    return ",".join(f"{k}={v}" for k, v in trial.tags)
+
+
 def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str = "pending", error: str = "",
               spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> dict[str, Any]:
     """One row of trials.parquet: the trial's axes, its status and outcome, and provenance (`node`: the Ray
@@ -86,7 +91,7 @@ def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str
             "deficit": "none" if trial.is_baseline else trial.deficit.name,
             "onset": trial.onset, "length": trial.length, "seed": trial.seed, "epochs": trial.epochs,
             "epochs_done": len(done), "model": trial.model.name, "data": trial.data.name,
-            "tags": ",".join(f"{k}={v}" for k, v in trial.tags),
+            "tags": tags_text(trial),
             "final_test_acc": final_accuracy(records),
             "best_test_acc": max((r.test_acc for r in done), default=float("nan")),
             "wall_seconds": float(sum(r.seconds for r in records)), "error": error,

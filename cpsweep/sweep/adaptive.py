@@ -42,6 +42,7 @@ from ..config.spec import TrialSpec
 from ..config.sweep_file import SweepSpec
 from ..errors import SpecError
 from ..results.boundary import WINDOW, classify_windows, locate, propose
+from ..results.records import tags_text
 from ..results.reduce import seed_sensitivity
 from ..results.store import SEARCH_FILE, Store
 from .progress import FINISHED, Progress
@@ -49,13 +50,8 @@ from .progress import FINISHED, Progress
 Group = tuple  # (deficit, tags, length)
 
 
-def tags_of(trial: TrialSpec) -> str:
-    """A trial's tags as trials.parquet writes them (`records.trial_row`)."""
-    return ",".join(f"{k}={v}" for k, v in trial.tags)
-
-
 def group_of(trial: TrialSpec) -> Group:
-    return (trial.deficit.name, tags_of(trial), trial.length)
+    return (trial.deficit.name, tags_text(trial), trial.length)
 
 
 @dataclass(frozen=True)
@@ -100,9 +96,11 @@ class Search:
         return (*group_of(trial), trial.onset) in self.chosen
 
     def trials(self, chosen: dict | None = None) -> list[TrialSpec]:
-        """The chosen trials (and the baselines of the whole grid)."""
-        keys = self.chosen if chosen is None else chosen
-        return self.sweep.trials(lambda t: (*group_of(t), t.onset) in keys)
+        """The chosen trials and the baselines they use (resolved once per chosen set: `costs` keeps them)."""
+        keys = frozenset(self.chosen if chosen is None else chosen)
+        if ("trials", keys) not in self.costs:
+            self.costs["trials", keys] = self.sweep.trials(lambda t: (*group_of(t), t.onset) in keys)
+        return self.costs["trials", keys]
 
     def future(self) -> list[TrialSpec]:
         """The lattice's trials not chosen yet: planned with each round so that its trials save the prefix
@@ -145,14 +143,18 @@ class Search:
                   for tid, c in progress.curves.items() if tid in ids]
         return seed_sensitivity(pd.DataFrame(rows), pd.concat(curves, ignore_index=True) if curves else None)
 
+    def classify(self, sens: pd.DataFrame) -> None:
+        """Every group's sampled onsets, classed (`boundary.classify_windows`); a group with none finished: []."""
+        self.points = {g: [] for g in self.groups} | classify_windows(sens, self.settings.threshold,
+                                                                      self.settings.margin)
+
     def advance(self, progress: Progress) -> bool:
         """After a round: add the next round's trials to `progress` (True), or stop (False, `self.stop` says
         why). Call when no chosen trial is left to run."""
         unfinished = [t.trial_id for t in self.trials() if progress.status.get(t.trial_id) not in FINISHED]
         sens = self.sensitivities(progress)
         if unfinished:
-            self.points = {g: [] for g in self.groups} | classify_windows(sens, self.settings.threshold,
-                                                                          self.settings.margin)
+            self.classify(sens)
             self.stop = (f"{len(unfinished)} trial(s) of round {self.round} did not finish (e.g. {unfinished[0]}); "
                          f"relaunch to retry them and go on with the search")
             return False
@@ -170,7 +172,7 @@ class Search:
         columns; all of them finished): the onsets the next round adds, now chosen, or None when the
         search stops (`self.stop` says why). A pure function of the sensitivities and the state."""
         s = self.settings
-        self.points = {g: [] for g in self.groups} | classify_windows(sens, s.threshold, s.margin)
+        self.classify(sens)
         proposals = [(g, o, why) for g in self.groups for o, why in propose(self.points[g], self.lattice)]
         if not proposals:
             self.stop = "every window group's end is settled: no onset left that could move it"
