@@ -91,6 +91,10 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
         rendered, errors, _, _ = open_in_chromium(folder / "report.html", expected)
         assert errors == [] and rendered == expected
 
+    status = subprocess.run([sys.executable, "-m", "cpsweep.cli", "status", str(folder)], capture_output=True,
+                            text=True, timeout=60)
+    assert "blur l2: unclear:" in status.stdout and "3 round(s), 12 of 20 trials" in status.stdout
+
     # a relaunch replays the rounds from the results: nothing to run, the same search.json
     before = (folder / "search.json").read_text()
     launch(spec, storage=str(tmp_path / "res"))
