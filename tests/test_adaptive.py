@@ -122,8 +122,11 @@ def test_killed_driver_resumes_the_search(tmp_path):
     cmd = launch_and_kill(spec_file(tmp_path), storage, lambda: any(p.exists() for p in round1), "round 1",
                           timeout=180)
     assert not (folder / "shards" / "blur-o7-l2-s0" / "trial.parquet").exists()
+    # both round-1 trials may have finished before the kill landed: then round 1 is complete and the
+    # relaunch resumes at round 2 (a replay decides from the shards alone)
+    resumes_at = 2 if all(p.exists() for p in round1) else 1
     res = relaunch(cmd)
-    assert "adaptive: round 1" in res.stdout and "round 2: adds" in res.stdout
+    assert f"adaptive: round {resumes_at}," in res.stdout and "round 2: adds" in res.stdout, res.stdout
     check_search_results(folder)  # the same trials, rounds, reasons and numbers as without the kill
 
 
