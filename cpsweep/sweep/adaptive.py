@@ -31,7 +31,7 @@ of every group and the epochs against the full grid (the report's adaptive secti
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pandas as pd
@@ -60,20 +60,26 @@ class Added:
     reason: str
 
 
+@dataclass
+class GridCache:
+    """What every search of one sweep computes alike, kept across the hundreds of searches a simulation runs:
+    the whole grid's trials, and per chosen set (None: the whole grid) its trials and its cost."""
+    all_trials: list[TrialSpec]
+    trials: dict[frozenset, list[TrialSpec]] = field(default_factory=dict)
+    costs: dict[frozenset | None, tuple[int, int, int]] = field(default_factory=dict)
+
+
 class Search:
     """The rounds of one adaptive sweep: which onsets of which window group are chosen, when and why."""
 
-    def __init__(self, sweep: SweepSpec, out=None, costs: dict | None = None):
-        """`costs`: a cache of (trials, epochs) per chosen set, shared by searches of the same sweep (the
-        simulations run hundreds)."""
+    def __init__(self, sweep: SweepSpec, out=None, cache: GridCache | None = None):
+        """`cache`: shared by searches of the same sweep (`GridCache(sweep.trials())`); a fresh one if None."""
         if sweep.search is None:
             raise ValueError(f"sweep {sweep.name} has no search: section")
         self.sweep, self.settings, self.out = sweep, sweep.search, out
-        self.costs = {} if costs is None else costs
+        self.cache = GridCache(sweep.trials()) if cache is None else cache
         self.lattice = sorted(sweep.grid["onset"])
-        if "all" not in self.costs:
-            self.costs["all"] = sweep.trials()
-        self.all_trials = self.costs["all"]
+        self.all_trials = self.cache.all_trials
         self.groups = sorted({group_of(t) for t in self.all_trials if not t.is_baseline})
         coarse = coarse_onsets(self.settings, self.lattice)
         self.chosen: dict[tuple, Added] = {(*g, o): Added(0, f"coarse: round 0 onsets {coarse}")
@@ -96,11 +102,11 @@ class Search:
         return (*group_of(trial), trial.onset) in self.chosen
 
     def trials(self, chosen: dict | None = None) -> list[TrialSpec]:
-        """The chosen trials and the baselines they use (resolved once per chosen set: `costs` keeps them)."""
+        """The chosen trials and the baselines they use (resolved once per chosen set: the cache keeps them)."""
         keys = frozenset(self.chosen if chosen is None else chosen)
-        if ("trials", keys) not in self.costs:
-            self.costs["trials", keys] = self.sweep.trials(lambda t: (*group_of(t), t.onset) in keys)
-        return self.costs["trials", keys]
+        if keys not in self.cache.trials:
+            self.cache.trials[keys] = self.sweep.trials(lambda t: (*group_of(t), t.onset) in keys)
+        return self.cache.trials[keys]
 
     def future(self) -> list[TrialSpec]:
         """The lattice's trials not chosen yet: planned with each round so that its trials save the prefix
@@ -116,11 +122,11 @@ class Search:
 
     def _cost(self, chosen: dict | None, full: bool = False) -> tuple[int, int, int]:
         """(trials, epochs from scratch, epochs with shared prefixes) of the chosen set (or the full grid)."""
-        key = "full" if full else frozenset(self.chosen if chosen is None else chosen)
-        if key not in self.costs:
+        key = None if full else frozenset(self.chosen if chosen is None else chosen)
+        if key not in self.cache.costs:
             trials = self.all_trials if full else self.trials(chosen)
-            self.costs[key] = (len(trials), *sharing_summary(trials))
-        return self.costs[key]
+            self.cache.costs[key] = (len(trials), *sharing_summary(trials))
+        return self.cache.costs[key]
 
     def epochs(self, chosen: dict | None = None) -> int:
         """Epochs a fresh launch of the chosen trials trains, shared prefixes on."""

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..config.sweep_file import SweepSpec
 from ..results.boundary import IN, classify, locate
-from .adaptive import Search
+from .adaptive import GridCache, Search
 
 Truth = Callable[[float], float]
 
@@ -44,10 +44,10 @@ SHAPES = {"step": step, "ramp": ramp}
 
 
 def simulate(sweep: SweepSpec, truth: Truth, sd: float, rng: np.random.Generator, end: float | None = None,
-             costs: dict | None = None) -> dict:
+             cache: GridCache | None = None) -> dict:
     """One simulated search of `sweep` (one window group: its first), and the full grid on the same draws;
-    `costs`: `Search`'s cache, shared by the runs of one sweep."""
-    search = Search(sweep, costs=costs)
+    `cache`: `Search`'s cache, shared by the runs of one sweep."""
+    search = Search(sweep, cache=cache)
     group = search.groups[0]
     seeds = list(sweep.grid.get("seed", sweep.seeds))
     lattice = search.lattice
@@ -93,13 +93,13 @@ def simulate_many(sweep: SweepSpec, shape: str, sd: float, size: float, runs: in
     rng = np.random.default_rng(seed)
     lattice = sorted(sweep.grid["onset"])
     lo, hi = ends or (lattice[0] + 0.1 * (lattice[-1] - lattice[0]), lattice[0] + 0.9 * (lattice[-1] - lattice[0]))
-    rows, costs = [], {}
+    rows, cache = [], GridCache(sweep.trials())
     for i in range(runs):
         end = float(rng.uniform(lo, hi))
         if end in lattice:
             end += 0.5
         rows.append({"run": i, "shape": shape, "sd": sd, "size": size, "end": end,
-                     **simulate(sweep, SHAPES[shape](end, size), sd, rng, end, costs)})
+                     **simulate(sweep, SHAPES[shape](end, size), sd, rng, end, cache)})
     return pd.DataFrame(rows)
 
 
