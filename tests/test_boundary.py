@@ -3,9 +3,6 @@
 proposals on hand-made classes, and a few hundred simulated searches on a step and a ramp plus noise."""
 
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -185,13 +182,3 @@ def test_chosen_onsets_keep_only_their_own_restarted_baselines():
     assert baselines == [(o, s) for o in (0, 20, 70) for s in (0, 1, 2)]  # plain, restarted at 20 and at 70
     assert all(every[t.trial_id] == t for t in chosen)  # the same trials, as long, as in the whole grid
 
-
-def test_validate_prints_round_0s_cost():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate",
-                          os.path.join(root, "sweeps", "mini", "blur_boundary.yaml")],
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, res.stderr
-    assert "6090 with shared prefixes" in res.stdout
-    assert ("adaptive search: round 0 runs onsets [0, 50, 100]: 12 trials, 1230 epochs (20% of the full grid's)"
-            in res.stdout)

@@ -74,6 +74,14 @@ def test_missing_spec_file():
     assert res.returncode == 2 and "no/such.yaml: (file): cannot read the spec" in res.stderr
 
 
+def test_validate_prints_an_adaptive_sweeps_round_0_cost():
+    res = cpsweep("validate", os.path.join("sweeps", "mini", "blur_boundary.yaml"))
+    assert res.returncode == 0, res.stderr
+    assert "6090 with shared prefixes" in res.stdout
+    assert ("adaptive search: round 0 runs onsets [0, 50, 100]: 12 trials, 1230 epochs (20% of the full grid's)"
+            in res.stdout)
+
+
 def test_launch_reports_every_mistake_of_every_file_at_once(tmp_path):
     typos = tmp_path / "typos.yaml"
     typos.write_text(Path(QUICKSTART).read_text().replace("replicates:", "replicate:").replace("lr:", "lrr:"))
