@@ -40,6 +40,7 @@ WINDOWS = 99  # windows per seed: onsets 0 … 98, length 1, plus the seed's bas
 
 def sweep_raw(n: int, epochs: int, name: str) -> dict:
     return {"name": name, "seed": 0, "replicates": max(1, round(n / (WINDOWS + 1))), "epochs": epochs,
+            "common_end": True,  # windows [0, 1) ... [98, 99) all stop at `epochs` (bookkeeping only)
             "data": {"name": "mnist1d", "subset": 200}, "model": {"name": "cnn1d", "channels": 4, "depth": 2},
             "optim": {"lr": 0.05, "batch_size": 100}, "deficit": "blur",
             "fisher": {"every": 1, "probe_per_class": 1}, "bn_refresh": 1,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "sweeps", "quickstart.yaml")
@@ -77,9 +78,28 @@ def test_missing_spec_file():
 def test_validate_prints_an_adaptive_sweeps_round_0_cost():
     res = cpsweep("validate", os.path.join("sweeps", "mini", "blur_boundary.yaml"))
     assert res.returncode == 0, res.stderr
-    assert "6090 with shared prefixes" in res.stdout
-    assert ("adaptive search: round 0 runs onsets [0, 50, 100]: 12 trials, 1230 epochs (20% of the full grid's)"
+    assert "21900 with shared prefixes" in res.stdout
+    assert ("adaptive search: round 0 runs onsets [0, 50, 100]: 55 trials, 3900 epochs (18% of the full grid's)"
             in res.stdout)
+
+
+def test_validate_refuses_a_common_end_with_unequal_recovery(tmp_path):
+    """precision.yaml's earlier form (epochs: 120, windows ending at 40 and 100) without common_end: one line
+    naming `epochs` and both fixes, exit 2; with common_end: true it validates."""
+    raw = yaml.safe_load(Path(ROOT, "sweeps", "precision.yaml").read_text())
+    raw.pop("clean_after")
+    raw["epochs"] = 120
+    bad = tmp_path / "unequal.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    res = cpsweep("validate", str(bad))
+    assert res.returncode == 2 and res.stdout == "" and "Traceback" not in res.stderr
+    assert res.stderr.splitlines() == [
+        f"cpsweep: error: {bad}: epochs: windows end at epochs 40 and 100, so with a common end they get 80 and 20 "
+        f"clean epochs: give clean_after: K (the same K clean epochs after every window), or set common_end: true "
+        f"to accept unequal recovery"]
+    bad.write_text(yaml.safe_dump({**raw, "common_end": True}))
+    res = cpsweep("validate", str(bad))
+    assert res.returncode == 0 and "18 trials (6 baselines), 2160 training epochs" in res.stdout, res.stderr
 
 
 def test_launch_reports_every_mistake_of_every_file_at_once(tmp_path):
@@ -161,10 +181,10 @@ def test_launch_to_an_unwritable_storage(tmp_path):
 @pytest.mark.slow
 def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(open(QUICKSTART).read().replace("clean_after: 40", "epochs: 120"))  # [100, 140) too late
+    bad.write_text(open(QUICKSTART).read().replace("clean_after: 60", "epochs: 70"))  # [60, 80) too late
     res = cpsweep("launch", QUICKSTART, str(bad), "--storage", str(tmp_path / "out"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "bad.yaml: grid.onset/length: window [100, 140) ends after the last epoch" in res.stderr
+    assert "bad.yaml: grid.onset/length: window [60, 80) ends after the last epoch" in res.stderr
     assert not (tmp_path / "out").exists()  # the first, valid sweep did not start
 
 

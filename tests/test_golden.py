@@ -2,7 +2,7 @@
 
 - Every sweep file (and its smoke variant) keeps its spec hash, fixed settings, trial ids, baseline ids,
   epochs and prefix keys exactly: results folders and prefix checkpoints made before stay valid.
-- The quickstart's trial blur-o0-l40-s0 reproduces its first 8 records: exactly where nothing can differ
+- The quickstart's trial blur-o0-l20-scheduleexponential-s0 reproduces its first 8 records: exactly where nothing can differ
   (epochs, learning rates, deficit flags, which epochs carry a Fisher trace, the layers), within
   tolerances derived from the trial's own sensitivity to rounding elsewhere (`rounding.py`), so that the
   comparison holds on any CPU. The trial is chaotic under rounding (docs/layout.md): tight in its first

@@ -105,7 +105,7 @@ def test_keys_tell_apart_what_changes_an_epoch():
     assert e12[4] == e14[4] and e12[5] != e14[5]  # exponential: the same until the first window starts
     # a removal curve (windows [0, k), then 4 clean epochs, exponential): each k branches from the one before
     rem = {**GRID, "grid": {"onset": [0], "length": [2, 4, 6]}, "clean_after": 4}
-    rem.pop("epochs")
+    rem.pop("epochs"), rem.pop("common_end")
     trials = [t for t in parse_sweep(rem).trials() if t.seed == 0 and not t.is_baseline]
     starts = plan(trials)
     assert [starts[t.trial_id].epoch for t in trials] == [0, 2, 4]

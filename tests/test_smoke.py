@@ -6,9 +6,10 @@ trial); tests/test_spec.py validates every file, sweeps/mini/ included, and docs
 the twins' full run. The All-CNN file's window trial is also the golden
 All-CNN trial (tests/golden/): its records must match those made before the package was reorganised.
 
-One axis is cut to its first value here, the only change to a file's smoke: blur_grid's `schedule`
-(exponential, restart, constant) would make 11 All-CNN trials of the 3 the window grid needs (18 epochs
-trained instead of 8: more than half of this test's time). What that axis adds (the restarted baselines per
+One axis is cut to its first value here, the only change to a file's smoke: the `schedule` axis of
+blur_grid (exponential, restart, constant) would make 11 All-CNN trials of the 3 the window grid needs (18
+epochs trained instead of 8: more than half of this test's time), and mlp_depth's (exponential, restart)
+would make 24 MLP trials of its 9. What that axis adds (the restarted baselines per
 window end, trials branching across schedules) runs end to end on MNIST-1D in the same shape in
 tests/test_sharing.py (test_a_schedule_grid_launches_and_branches_across_schedules); the golden trial is
 the exponential one, whose id keeps its schedule tag with the axis cut.
@@ -36,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKED = ["quickstart", "blur_grid", "mlp_depth"]
 SWEEPS = [os.path.join(ROOT, "sweeps", f"{name}.yaml") for name in SMOKED]
 # grid axes cut to their first value in a file's smoke run (see the module docstring)
-FIRST_ONLY = {"blur_grid": ["schedule"]}
+FIRST_ONLY = {"blur_grid": ["schedule"], "mlp_depth": ["schedule"]}
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from cpsweep.config.sweep_file import load_sweep, parse_sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BASE = {
-    "name": "t", "seed": 0, "replicates": 2, "epochs": 20,
+    "name": "t", "seed": 0, "replicates": 2, "epochs": 20, "common_end": True,  # windows end at 5 and 15
     "data": {"name": "mnist1d"}, "model": {"name": "cnn1d"},
     "optim": {"name": "sgd", "lr": 0.05}, "deficit": {"name": "blur", "factor": 4},
     "grid": {"onset": [0, 10], "length": [5]},
@@ -76,6 +76,8 @@ def error_of(raw) -> str:
     ({"model__name": "all_cnn_c"}, 'model.name: model "all_cnn_c" needs image inputs but data set "mnist1d" '
                                    "has signals"),
     ({"clean_after": 10}, "epochs: give exactly one of epochs (a fixed total) or clean_after"),
+    ({"common_end": "yes"}, "common_end: expected true/false, got 'yes'"),
+    ({"common_end": 1}, "common_end: expected true/false, got 1"),
     ({"name": "a b"}, "name: required: a name for the sweep"),
     ({"resources__gpu": 1.5}, "resources: cpu must be > 0; gpu must be >= 0, a fraction below 1"),
     ({"deficit__factor": 1}, "deficit.factor: must be >= 2"),
@@ -156,11 +158,74 @@ def test_grid_expands_with_one_baseline_per_seed():
 
 
 def test_clean_after_sets_each_trials_length():
-    raw = spec(epochs=DELETE, clean_after=7)
+    raw = spec(epochs=DELETE, common_end=DELETE, clean_after=7)
     trials = {t.trial_id: t for t in parse_sweep(raw).trials()}
     assert trials["blur-o10-l5-s1"].epochs == 10 + 5 + 7
     # one baseline per seed, as long as its longest window (the shorter baselines are its first epochs)
     assert trials["baseline-s0"].epochs == max(t.epochs for t in trials.values()) == 22
+
+
+UNEQUAL = ("epochs: windows end at epochs {} and {}, so with a common end they get {} and {} clean epochs: give "
+           "clean_after: K (the same K clean epochs after every window), or set common_end: true to accept unequal "
+           "recovery")
+
+
+@pytest.mark.parametrize("changes, ends", [
+    ({}, (5, 15, 15, 5)),                                                          # onsets 0 and 10, length 5
+    ({"epochs": 120, "grid": {"onset": [0, 60], "length": [40]}}, (40, 100, 80, 20)),
+    ({"grid": {"onset": [0], "length": [5, 10]}}, (5, 10, 15, 10)),                # lengths differ, onset does not
+    ({"grid": {"onset": [0, 5], "length": [5], "deficit": ["blur", "vflip"]}}, (5, 10, 15, 10)),
+    ({"grid": {"onset": {"from": 0, "to": 10, "step": 5}, "length": [5]},          # an adaptive sweep's lattice
+      "search": {"coarse": [0, 10]}}, (5, 15, 15, 5)),
+])
+def test_a_common_end_with_unequal_recovery_must_be_asked_for(changes, ends):
+    """`epochs: E` stops every trial at E, so windows ending at different epochs recover for different
+    numbers of clean epochs: refused, naming `epochs` and both fixes, unless `common_end: true`."""
+    with pytest.raises(SpecError) as info:
+        parse_sweep(spec(common_end=DELETE, **changes), "s.yaml")
+    assert info.value.field == "epochs" and len(info.value.problems) == 1
+    assert str(info.value) == "s.yaml: " + UNEQUAL.format(*ends)
+    sweep = parse_sweep(spec(common_end=True, **changes))
+    assert sweep.common_end is True and {t.epochs for t in sweep.trials()} == {spec(**changes)["epochs"]}
+
+
+def test_windows_that_end_together_need_no_common_end():
+    for grid in ({"onset": [5], "length": [10]}, {"onset": [5], "length": [10], "deficit": ["blur", "vflip"]},
+                 {"onset": [5], "length": [10], "schedule": ["exponential", "restart"]}):
+        sweep = parse_sweep(spec(common_end=DELETE, grid=grid))
+        assert sweep.common_end is False and {t.window_end for t in sweep.trials() if not t.is_baseline} == {15}
+    # a window that ends after the last epoch is refused as such, not as unequal recovery
+    assert "window [16, 21) ends after the last epoch" in error_of(spec(common_end=DELETE, grid__onset=[0, 16]))
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_common_end_means_nothing_with_clean_after(value):
+    raw = spec(epochs=DELETE, clean_after=7, common_end=value)
+    assert error_of(raw) == ("common_end: means nothing with clean_after (every window already gets clean_after "
+                             "clean epochs); remove it, or give epochs: E instead of clean_after to stop every trial "
+                             "at epoch E")
+
+
+def test_common_end_keeps_the_sweep_hash():
+    """`common_end` accepts a design; it changes no trial, so results folders keep their hashes."""
+    same_end = {"grid": {"onset": [5], "length": [10]}}
+    plain = parse_sweep(spec(common_end=DELETE, **same_end))
+    for value in (True, False):
+        other = parse_sweep(spec(common_end=value, **same_end))
+        assert other.hash() == plain.hash() and other.fixed_settings() == plain.fixed_settings()
+        assert other.trials() == plain.trials()
+    assert "common_end" not in plain.fixed_settings()
+    # (the smoke variants, which now set common_end, keep the hashes pinned before it existed: test_golden.py)
+
+
+def test_smoke_variant_asks_for_its_common_end():
+    from cpsweep.config.variants import smoke_sweep
+
+    sweep = load_sweep(os.path.join(ROOT, "sweeps", "quickstart.yaml"))  # clean_after: 60
+    smoke = smoke_sweep(sweep)
+    assert smoke.common_end is True and smoke.epochs == 3 and smoke.clean_after is None
+    assert {t.window_end for t in smoke.trials() if not t.is_baseline} == {1, 2}
+    assert smoke_sweep(smoke).common_end is True  # the smoke variant of an epochs: sweep, too
 
 
 def test_schedule_axis_names_presets_and_refuses_duplicates():
@@ -183,7 +248,7 @@ def test_schedule_axis_names_presets_and_refuses_duplicates():
 
 def test_cosine_needs_a_fixed_total_for_length_matched_baselines():
     with pytest.raises(SpecError, match="schedule.name.*cosine.*epochs: \\(a fixed total\\)"):
-        parse_sweep(spec(epochs=DELETE, clean_after=7, schedule={"name": "cosine"}))
+        parse_sweep(spec(epochs=DELETE, common_end=DELETE, clean_after=7, schedule={"name": "cosine"}))
     assert parse_sweep(spec(schedule={"name": "cosine"})).trials()  # epochs: 20 for every trial
 
 
@@ -248,15 +313,15 @@ def test_validate_command(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", os.path.join(ROOT, "sweeps", "quickstart.yaml")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "9 trials (3 baselines), 1320 training epochs without sharing, 1020 with shared prefixes" in ok.stdout
+    assert "40 trials (20 baselines), 4300 training epochs without sharing, 2700 with shared prefixes" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec(replicate=2)))
     out = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == (f'cpsweep: error: {bad}: replicate: unknown key "replicate" (did you mean '
                                   f'"replicates"?); valid keys here: name, description, seed, replicates, epochs, '
-                                  f"clean_after, data, model, optim, schedule, deficit, fisher, engine, bn_refresh, "
-                                  f"checkpoint_every, grid, resources, tracking, search")
+                                  f"clean_after, common_end, data, model, optim, schedule, deficit, fisher, engine, "
+                                  f"bn_refresh, checkpoint_every, grid, resources, tracking, search")
     assert "Traceback" not in out.stderr
 
 

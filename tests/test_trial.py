@@ -236,7 +236,7 @@ def test_one_long_baseline_gives_every_length_matched_baseline(schedule):
     from cpsweep.results.records import trial_row
     from cpsweep.results.reduce import seed_sensitivity
 
-    spec = tiny_sweep(UNIT, epochs=None, clean_after=2, schedule=schedule,
+    spec = tiny_sweep(UNIT, epochs=None, common_end=None, clean_after=2, schedule=schedule,
                       fisher={"every": 2, "probe_per_class": 2}, grid={"onset": [0, 2], "length": [1, 3]})
     sweep = parse_sweep(spec)
     trials = sweep.trials()

@@ -14,6 +14,7 @@ import yaml
 # trains in about a second per trial on one core: 400 signals, a 3-block net of 8 channels
 TINY: dict[str, Any] = {
     "name": "tiny", "seed": 0, "replicates": 1, "epochs": 6,
+    "common_end": True,  # every trial stops at epoch 6 though [0, 2) and [3, 5) end apart (clean_after: drop it)
     "data": {"name": "mnist1d", "subset": 400},
     "model": {"name": "cnn1d", "channels": 8, "depth": 3},
     "optim": {"lr": 0.05, "batch_size": 50}, "deficit": "blur",

@@ -12,8 +12,9 @@ with a restarted schedule, one baseline per window end, restarted there (`TrialS
 `variants.py` derives the smoke and full-grid variants of a sweep (`cpsweep launch --smoke`, `--full-grid`).
 
 Epoch conventions: epochs are 0-based; a window [onset, onset + length) is the set of epochs with the
-deficit on. With `epochs: E` every trial trains E epochs and the window must end by E. With
-`clean_after: K` (the paper's protocol) a trial trains onset + length + K epochs.
+deficit on. With `clean_after: K` (the paper's protocol: equal recovery) a trial trains onset + length + K
+epochs. With `epochs: E` every trial trains E epochs and the window must end by E; windows ending at
+different epochs then need `common_end: true` (`epoch_rule.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import yaml
 
 from ..errors import Problems, SpecError
 from ._parse import check_keys, check_name, coerce, parse
+from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule
 from .search import SearchSpec, coarse_onsets, onset_range, parse_search
 from .registry import DATASETS, MODEL_INPUT
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
@@ -39,9 +41,9 @@ from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resou
 # Keys of a sweep file, and which dataclass reads each section.
 SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
             "engine": EngineSpec}
-TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "data", "model", "optim",
-            "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid", "resources",
-            "tracking", "search"]
+TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "common_end", "data", "model",
+            "optim", "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid",
+            "resources", "tracking", "search"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 
@@ -58,6 +60,7 @@ class SweepSpec:
     clean_after: int | None
     source: str | None = None
     search: SearchSpec | None = None  # adaptive onsets (`search.py`, `sweep/adaptive.py`); None: the whole grid
+    common_end: bool = False        # `epochs:` with windows ending at different epochs accepted (not hashed)
 
     def trials(self, onsets: Callable[[TrialSpec], bool] | None = None) -> list[TrialSpec]:
         """Every trial of the grid plus each seed's baseline, deduplicated, in a stable order.
@@ -88,7 +91,8 @@ class SweepSpec:
                 raise SpecError("schedule.name", f"cosine's rate depends on a trial's total epochs, so {t.trial_id} "
                                                  f"({t.epochs} epochs) cannot be compared with its seed's baseline "
                                                  f"({base.epochs}); with cosine give epochs: (a fixed total) "
-                                                 f"instead of clean_after")
+                                                 f"instead of clean_after, and common_end: true if the "
+                                                 f"windows end at different epochs")
         return sorted(out.values(), key=lambda t: (not t.is_baseline, t.deficit.name, t.onset, t.length,
                                                    repr(t.tags), t.seed))
 
@@ -188,12 +192,6 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     raw[section] = node
 
 
-def _nonneg_int(value: Any, path: str, what: str = "a whole number of epochs") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(path, f"expected {what} >= 0, got {value!r}")
-    return value
-
-
 def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
     if onset + length > epochs:
         where = f"{path}.onset/length" if path else "grid.onset/length"
@@ -276,6 +274,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
             raise SpecError("name", "required: a name for the sweep (letters, digits, - _ .), used for its folder")
     seed = replicates = epochs = clean_after = base = grid = resources = search = None
+    common_end = False
     with problems.check():
         seed = coerce(raw.get("seed", 0), int, "seed")
     with problems.check():
@@ -283,7 +282,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         if replicates < 1:
             raise SpecError("replicates", "must be >= 1")
     with problems.check():
-        epochs, clean_after = _epoch_rule(raw)
+        epochs, clean_after, common_end = parse_epoch_rule(raw)
     with problems.check():
         base = _resolve_fixed(raw, str(name), None)
     with problems.check():
@@ -299,21 +298,10 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     problems.raise_any(source)
     sweep = SweepSpec(name=name, raw=dict(raw), base=base, seeds=tuple(seed + r for r in range(replicates)),
                       grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source,
-                      search=search)
-    sweep.trials()  # resolves every grid point: every window and every override is checked here
+                      search=search, common_end=common_end)
+    trials = sweep.trials()  # resolves every grid point: every window and every override is checked here
+    check_common_end(epochs, common_end, {t.window_end for t in trials if not t.is_baseline})
     return sweep
-
-
-def _epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(epochs, clean_after): exactly one of them given, at least 1."""
-    if ("epochs" in raw) == ("clean_after" in raw):
-        raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
-                                  "(clean epochs after each window)")
-    epochs = _nonneg_int(raw["epochs"], "epochs") if "epochs" in raw else None
-    clean_after = _nonneg_int(raw["clean_after"], "clean_after") if "clean_after" in raw else None
-    if epochs == 0 or clean_after == 0:
-        raise SpecError("epochs" if epochs == 0 else "clean_after", "must be at least 1 epoch")
-    return epochs, clean_after
 
 
 def _parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:

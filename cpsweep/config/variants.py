@@ -28,14 +28,15 @@ SMOKE = {"epochs": 3, "subset": 256, "probe_per_class": 2, "bn_refresh": 2, "bat
 
 
 def smoke_sweep(sweep: SweepSpec) -> SweepSpec:
-    """The same sweep shrunk for a quick end-to-end check: 3 epochs, windows [0, 1) and [1, 2), one seed,
-    256 training examples, a tiny Fisher probe, one CPU per trial; every other axis (deficits, models,
-    ...) kept."""
+    """The same sweep shrunk for a quick end-to-end check: 3 epochs for every trial (`common_end`: the windows
+    [0, 1) and [1, 2) get 2 and 1 clean epochs), one seed, 256 training examples, a tiny Fisher probe, one
+    CPU per trial; every other axis (deficits, models, ...) kept."""
     raw = copy.deepcopy(sweep.raw)
     raw["name"] = f"{sweep.name}-smoke"
     raw.pop("clean_after", None)
     raw.pop("search", None)  # two onsets: nothing to search
     raw["epochs"], raw["replicates"], raw["bn_refresh"] = SMOKE["epochs"], 1, SMOKE["bn_refresh"]
+    raw["common_end"] = True  # windows [0, 1) and [1, 2) both stop at epoch 3: 2 and 1 clean epochs
     grid = dict(raw["grid"])
     grid["onset"], grid["length"] = [0, 1], [1]
     if "seed" in grid:

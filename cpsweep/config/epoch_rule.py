@@ -1,0 +1,58 @@
+"""A sweep file's epoch rule: how long each trial trains (no torch, no ray).
+
+    clean_after: K      every window [onset, onset + length) is followed by the same K clean epochs, so
+                        every window gets the same recovery (the paper's protocol; the default to reach for)
+    epochs: E           every trial stops at epoch E: a later window gets fewer clean epochs to recover in,
+                        which confounds onset with recovery time, so windows that end at different epochs
+                        also need
+    common_end: true    "every trial stops at `epochs`; later windows get fewer clean epochs, and the report
+                        and verdicts will say recovery differs per window"
+
+`common_end` is not a setting of any trial: it only accepts the design, so it stays out of the sweep hash
+(`SweepSpec.hash`, `fixed_settings`); spec.yaml keeps it with the raw file under `spec:`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from ..errors import SpecError
+from ._parse import coerce
+
+
+def nonneg_int(value: Any, path: str, what: str = "a whole number of epochs") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(path, f"expected {what} >= 0, got {value!r}")
+    return value
+
+
+def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bool]:
+    """(epochs, clean_after, common_end): exactly one of epochs and clean_after given, at least 1;
+    `common_end` true or false, and only beside `epochs`."""
+    if ("epochs" in raw) == ("clean_after" in raw):
+        raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
+                                  "(clean epochs after each window)")
+    epochs = nonneg_int(raw["epochs"], "epochs") if "epochs" in raw else None
+    clean_after = nonneg_int(raw["clean_after"], "clean_after") if "clean_after" in raw else None
+    if epochs == 0 or clean_after == 0:
+        raise SpecError("epochs" if epochs == 0 else "clean_after", "must be at least 1 epoch")
+    common_end = coerce(raw.get("common_end", False), bool, "common_end")
+    if "common_end" in raw and clean_after is not None:
+        raise SpecError("common_end", "means nothing with clean_after (every window already gets clean_after "
+                                      "clean epochs); remove it, or give epochs: E instead of clean_after to "
+                                      "stop every trial at epoch E")
+    return epochs, clean_after, common_end
+
+
+def check_common_end(epochs: int | None, common_end: bool, window_ends: Iterable[int]) -> None:
+    """With `epochs: E`, refuse windows that end at different epochs (so recover for different numbers of
+    clean epochs) unless the file says `common_end: true`. `window_ends`: onset + length of every window
+    trial, over every grid axis."""
+    ends = sorted(set(window_ends))
+    if epochs is None or common_end or len(ends) < 2 or ends[-1] > epochs:
+        return  # a window ending after epoch E is refused on its own (`sweep_file._check_window`)
+    first, last = ends[0], ends[-1]
+    raise SpecError("epochs", f"windows end at epochs {first} and {last}, so with a common end they get "
+                              f"{epochs - first} and {epochs - last} clean epochs: give clean_after: K (the same "
+                              f"K clean epochs after every window), or set common_end: true to accept unequal "
+                              f"recovery")
