@@ -22,34 +22,23 @@ from _figure import write_figure  # noqa: E402
 
 from cpsweep.errors import CpsweepError  # noqa: E402
 from cpsweep.results.claims import run_checks  # noqa: E402
-from cpsweep.results.stats import LEVEL, MARGIN, MIN_SEEDS  # noqa: E402
-from cpsweep.results.store import Results, Store, load_results  # noqa: E402
+from cpsweep.results.reproduction import SWEEPS, loader  # noqa: E402  (sweeps/<name>.yaml; mini_<name>)
+from cpsweep.results.stats import CORRECTION, LEVEL, MARGIN, MIN_SEEDS  # noqa: E402
 from cpsweep.results.store import join_uri  # noqa: E402
 
-# The sweeps the checks read (sweeps/<name>.yaml, sweeps/mini/<name>.yaml as mini_<name>).
-SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
-          "mlp_depth", "resnet18", "adam", "robust_kernel", "robust_width", "robust_bias"]
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],
-           "fisher_study": ["fisher_trace", "layer_fisher"], "mlp_depth": ["removal_curve"],
-           "adam": ["sliding_window"]}
-
-
-def getter(root: str, prefix: str):
-    cache: dict[str, Results | None] = {}
-
-    def get(name: str) -> Results | None:
-        if name not in cache:
-            uri = join_uri(root, prefix + name)
-            cache[name] = load_results(uri) if Store(uri).exists("trials.parquet") else None
-        return cache[name]
-    return get
+           "vflip": ["removal_curve"], "noise": ["removal_curve"], "label_permutation": ["removal_curve"],
+           "label_shuffle": ["removal_curve"], "fisher_study": ["fisher_trace", "layer_fisher"],
+           "mlp_depth": ["sliding_window"], "adam": ["sliding_window"], "resnet18": ["sliding_window"]}
 
 
 def print_table(table, width: int = 100) -> None:
     for i, row in enumerate(table.itertuples(), 1):
         print(f"{i:2d}. {row.claim}\n    verdict:  {row.verdict.upper()}")
-        for label, text in (("source", row.source), ("test", row.test), ("measured", row.measured or "-")):
+        lines = [("controls", row.controls), ("in words", row.plain)]
+        for label, text in (("source", row.source), ("test", row.test), ("measured", row.measured or "-"),
+                            *[(label, text) for label, text in lines if text]):
             lines = textwrap.wrap(text, width - 14) or ["-"]
             print(f"    {label + ':':9} " + "\n              ".join(lines))
     counts = table.verdict.value_counts()
@@ -57,9 +46,11 @@ def print_table(table, width: int = 100) -> None:
 
 
 def markdown(table) -> str:
-    lines = ["| claim (source) | test | measured (mean [95 % CI] over seeds, n) | verdict |", "|---|---|---|---|"]
+    lines = ["| claim (source) | test | measured (mean [95 % CI] over seeds, n) | verdict (paper's schedule) | "
+             "under the controls |", "|---|---|---|---|---|"]
     for row in table.itertuples():
-        cells = [f"{row.claim} ({row.source})", row.test, row.measured or "-", f"**{row.verdict}**"]
+        cells = [f"{row.claim} ({row.source})", row.test, row.measured or "-", f"**{row.verdict}**",
+                 row.controls or "-"]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -92,7 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--figures", default=None, help="write each sweep's report and figures under this folder")
     args = p.parse_args(argv)
     prefix = "mini_" if args.mini else ""
-    get = getter(args.root, prefix)
+    get = loader(args.root, prefix)
     try:
         table = run_checks(get)
         if not any(get(name) is not None for name in SWEEPS):
@@ -104,8 +95,9 @@ def main(argv=None) -> int:
         print(f"reproduce: error: {e}", file=sys.stderr)
         return 2
     print(f"Reproduction checks on {args.root} ({'laptop-scale twins' if args.mini else 'paper scale'}): paired "
-          f"by seed, {LEVEL:.0%} t-intervals, 'no effect' = equivalence within +-{MARGIN:g} pts, at least "
-          f"{MIN_SEEDS} seeds for any verdict.\n")
+          f"by seed, {LEVEL:.0%} t-intervals, 'no effect' = equivalence within +-{MARGIN:g} pts, {CORRECTION} over "
+          f"many onsets, at least {MIN_SEEDS} seeds for any verdict; onset claims graded under the paper's "
+          f"schedule, the learning-rate controls beside it.\n")
     print_table(table)
     if args.markdown:
         with open(args.markdown, "w") as f:

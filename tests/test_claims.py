@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from cpsweep.results import claims as rp
+from cpsweep.results.checks import conjunction
+from cpsweep.results.stats import DuplicateSeeds
 from cpsweep.results.reduce import layer_shift
 from cpsweep.results.store import Results, Store
 
@@ -59,6 +61,21 @@ def test_combine_parts():
     assert rp.combine(["reproduced", "not shown"]) == "partly"
     assert rp.combine(["not reproduced", "not shown"]) == "not reproduced"
     assert rp.combine(["not shown", "not shown"]) == "not shown" and rp.combine([]) == "not shown"
+    # instances of one claim that hold and instances shown not to hold contradict each other: never "partly"
+    assert rp.combine(["reproduced", "not reproduced"]) == "contradictory"
+    assert rp.combine(["partly", "not reproduced", "not shown"]) == "contradictory"
+    assert rp.combine(["contradictory", "reproduced"]) == "contradictory"
+    # a conjunction of different statements fails when one of them is shown not to hold
+    assert conjunction(["reproduced", "not reproduced"]) == "not reproduced"
+    assert conjunction(["reproduced", "not shown"]) == "partly"
+
+
+def test_a_contradiction_between_window_lengths_is_shown_as_such():
+    mixed = {(0, 40): [3.0, 3.4, 2.6], (60, 40): [0.1, -0.1, 0.0],   # length 40: early costs more
+             (0, 20): [0.1, 0.2, 0.0], (60, 20): [1.6, 1.4, 1.5]}    # length 20: late costs more, shown
+    c = rp.check_early_vs_late(getter(blur_grid=sweep(mixed)))
+    assert c.verdict == "contradictory"
+    assert "length 20); early minus late -1.40 [" in c.measured and "95% interval below zero" in c.measured
 
 
 def test_early_vs_late_passes_fails_and_says_not_shown():
@@ -98,10 +115,13 @@ def test_vflip_is_tested_against_zero_not_against_blur():
     c = rp.check_vflip(getter(blur_grid=blur, vflip=harmless))
     assert c.verdict == "reproduced" and "two one-sided" in c.measured
     assert "(blur over the same window: 3.00 [" in c.measured  # context only
-    # the mini twin's vflip loss (0.63 +- 0.07): less than half of blur's, yet a lasting loss: not reproduced
+    # the old twin's vflip loss (0.63 +- 0.07): above zero but overlapping the 0.5 margin: neither shown
     small = sweep({(0, 40): [0.63, 0.56, 0.70]}, deficit="vflip")
     c = rp.check_vflip(getter(blur_grid=blur, vflip=small))
-    assert c.verdict == "not reproduced" and "a lasting effect" in c.measured
+    assert c.verdict == "not shown" and "overlaps the +-0.5 margin" in c.measured
+    large = sweep({(0, 40): [1.03, 0.96, 1.10]}, deficit="vflip")  # wholly beyond the margin: a lasting loss
+    c = rp.check_vflip(getter(blur_grid=blur, vflip=large))
+    assert c.verdict == "not reproduced" and "a lasting effect beyond the margin" in c.measured
     unsure = sweep({(0, 40): [0.9, -0.5, 0.4]}, deficit="vflip")
     assert rp.check_vflip(getter(vflip=unsure)).verdict == "not shown"  # no blur_grid needed
     two = sweep({(0, 40): [0.0, 0.0]}, deficit="vflip", base_acc=(0.95, 0.96))
@@ -125,32 +145,31 @@ def schedules(**parts: dict) -> Results:
     return Results(pd.concat(frames, ignore_index=True), pd.DataFrame(), pd.DataFrame(), {"fixed": FIXED})
 
 
-def test_early_vs_late_says_which_schedules_show_it():
+ZERO = {(0, 40): [1.0, 0.9, 1.1], (60, 40): [1.0, 1.0, 1.0], (0, 20): [0.5, 0.5, 0.6], (60, 20): [0.5, 0.6, 0.5]}
+
+
+def test_onset_claims_are_graded_under_the_paper_schedule_and_beside_it_the_controls():
     grid = schedules(exponential=CRITICAL, restart=FLAT, constant=CRITICAL)
     c = rp.check_early_vs_late(getter(blur_grid=grid))
-    assert c.verdict == "reproduced" and c.measured.startswith("shown under: constant, exponential |")
-    assert "restart: onset 0" in c.measured
-    # the paper's claim is graded under the paper's schedule only
+    assert c.verdict == "reproduced" and c.controls == "restart: not reproduced; constant: reproduced"
+    assert c.measured.startswith("exponential (the paper's schedule): onset 0")
+    assert " | restart control: onset 0" in c.measured and " | constant-rate control: onset 0" in c.measured
+    assert "vanishes under the restart control: there the learning rate, not the onset, explains it" in c.plain
+    # the verdict is the paper's schedule's, whatever the controls show
     c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=FLAT, restart=CRITICAL)))
-    assert c.verdict == "not reproduced" and c.measured.startswith("shown under: restart |")
-    # late windows: only the paper's schedule counts (the restarted late windows here cost ~1 pt)
+    assert c.verdict == "not reproduced" and c.controls == "restart: reproduced"
+    assert c.plain.startswith("Under the paper's schedule the claim is shown not to hold; under the restart "
+                              "control it holds")
+    c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=ZERO, constant=ZERO)))
+    assert c.controls == "restart: not reproduced; constant: not reproduced"
+    assert "vanishes under the restart and constant controls" in c.plain
+    c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL)))
+    assert "survives every control" in c.plain
+    c = rp.check_early_vs_late(getter(blur_grid=sweep(CRITICAL)))
+    assert c.controls == "no control in the sweep" and "no learning-rate control" in c.plain
+    # late windows: graded under each schedule too (the restarted late windows here cost ~1 pt)
     late = rp.check_late_windows(getter(blur_grid=schedules(exponential=CRITICAL, restart=FLAT)))
-    assert late.verdict == "reproduced"
-
-
-def test_annealing_check_says_when_the_effect_is_the_decayed_rate():
-    zero = {(0, 40): [1.0, 0.9, 1.1], (60, 40): [1.0, 1.0, 1.0], (0, 20): [0.5, 0.5, 0.6], (60, 20): [0.5, 0.6, 0.5]}
-    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=zero, constant=zero)))
-    assert c.verdict == "not reproduced" and c.measured.startswith("mostly annealing: the difference vanishes "
-                                                                   "under restart, constant.")
-    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL, constant=CRITICAL)))
-    assert c.verdict == "reproduced" and "mostly annealing" not in c.measured
-    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL, constant=zero)))
-    assert c.verdict == "partly" and "vanishes under constant." in c.measured
-    c = rp.check_annealing(getter(blur_grid=schedules(exponential=CRITICAL, restart=NOISY)))
-    assert c.verdict == "not shown" and "mostly annealing" not in c.measured
-    c = rp.check_annealing(getter(blur_grid=sweep(CRITICAL)))
-    assert c.verdict == "not run" and "no schedule controls" in c.measured
+    assert late.verdict == "reproduced" and late.controls.startswith("restart: ")
 
 
 def test_lr_restart_compares_the_schedules_of_blur_grid():
@@ -159,8 +178,9 @@ def test_lr_restart_compares_the_schedules_of_blur_grid():
     assert c.verdict == "reproduced" and "restarted 0.30 [" in c.measured
     # blur minus restarted at [0, 40): 2.7, 3.2, 2.2 -> 2.70 +- 4.303 * 0.5 / sqrt(3)
     assert "without minus restarted 2.70 [1.46, 3.94] (95% CI, n=3)" in c.measured
-    narrower = {(0, 40): [1.3, 1.2, 1.4]}  # the gap narrows but stays open
-    assert rp.check_lr_restart(getter(blur_grid=schedules(exponential=CRITICAL, restart=narrower))).verdict == "partly"
+    narrower = {(0, 40): [1.3, 1.2, 1.4]}  # the gap narrows but is shown to stay open: the claim fails
+    assert rp.check_lr_restart(getter(blur_grid=schedules(exponential=CRITICAL, restart=narrower))
+                               ).verdict == "not reproduced"
     same = {(0, 40): [3.0, 3.4, 2.6]}
     assert rp.check_lr_restart(getter(blur_grid=schedules(exponential=CRITICAL, restart=same))
                                ).verdict == "not reproduced"
@@ -244,13 +264,13 @@ def test_fisher_peak_needs_the_rise_and_the_fall():
     assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=0.9))
                                 ).verdict == "reproduced"          # falls by 10 %, in every seed
     flat = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=1.0)))
-    assert flat.verdict == "partly"                                # rises, never falls
+    assert flat.verdict == "not reproduced"                        # rises, shown never to fall
     assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=29, final_ratio=1.0))
-                                ).verdict == "partly"              # rises all along: late peak, no fall
+                                ).verdict == "not reproduced"      # rises all along: late peak, no fall
     falls_only = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, init=None)))
     assert falls_only.verdict == "partly" and "no measurement at initialisation (epoch -1)" in falls_only.measured
     high_start = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, init=500.0)))
-    assert high_start.verdict == "partly" and "rise: init/peak 5.44 [" in high_start.measured
+    assert high_start.verdict == "not reproduced" and "rise: init/peak 5.44 [" in high_start.measured
     assert "[4.35, 6.54] (95% CI, n=3): 95% interval below zero; fall" in high_start.measured
     assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, seeds=2))).verdict == "not shown"
 
@@ -268,8 +288,10 @@ def test_robustness_grades_every_variant():
     kernel = Results(pd.concat([kept, lost]), pd.concat([kept_ep, lost_ep]), pd.DataFrame(), {})
     c = rp.check_robustness(getter(robust_kernel=kernel))
     # early minus late per seed: 2.9, 3.4, 2.4 -> 2.90 +- 4.303 * 0.5 / sqrt(3)
-    assert c.verdict == "partly" and "model.kernel=3: early minus late 2.90 [1.66, 4.14]" in c.measured
-    assert "model.kernel=7: early minus late 0.00 [" in c.measured and "Fisher reproduced" in c.measured
+    # kernel 3 keeps the contrast, kernel 7 is shown to lose it: a contradiction between variants
+    assert c.verdict == "contradictory" and "model.kernel=3: the paper's schedule: onset 0" in c.measured
+    assert "early minus late 2.90 [1.66, 4.14]" in c.measured
+    assert "model.kernel=7: the paper's schedule: onset 0" in c.measured and "Fisher reproduced" in c.measured
     only_kept = Results(kept, kept_ep, pd.DataFrame(), {})
     assert rp.check_robustness(getter(robust_bias=only_kept)).verdict == "reproduced"
     assert rp.check_robustness(getter()).verdict == "not run"
@@ -336,3 +358,126 @@ def test_reproduce_script_on_a_root_without_sweeps(tmp_path, mini):
     prefix = "mini_" if mini else ""
     assert out.stderr.startswith(f"reproduce: error: no {prefix}<experiment> results under {tmp_path} (e.g. "
                                  f"{tmp_path}/{prefix}blur_grid)")
+
+
+def with_curves(res: Results, recovering=(), epochs: int = 100) -> Results:
+    """`res` with a test-accuracy curve per trial: flat at its final accuracy over the last 10 epochs, one point
+    lower over the 10 before for the windows in `recovering` ((onset, length) pairs: still recovering), flat
+    otherwise."""
+    rows = []
+    for t in res.trials.itertuples():
+        late = (t.onset, t.length) in set(recovering) and t.deficit != "none"
+        for e in range(epochs):
+            acc = t.final_test_acc - (0.01 if late and e < epochs - 10 else 0.0)
+            rows.append({"trial_id": t.trial_id, "epoch": e, "test_acc": acc, "fisher_trace": np.nan})
+    return Results(res.trials, pd.DataFrame(rows), res.fisher_layers, res.spec)
+
+
+def test_a_window_still_recovering_shows_no_lasting_effect():
+    res = with_curves(sweep(CRITICAL), recovering=[(60, 40)])
+    c = rp.check_early_vs_late(getter(blur_grid=res))
+    # length 40: the late window gained a point over its last 10 epochs against its baseline: not shown
+    assert c.verdict == "partly"
+    assert "not shown: window [60, 100) still recovering after 0 clean epochs (its loss shrank 1.00 pts over " \
+           "the last 10)" in c.measured
+    assert rp.check_early_vs_late(getter(blur_grid=with_curves(sweep(CRITICAL)))).verdict == "reproduced"
+    # a loss already shown negligible stays "no lasting harm", recovering or not
+    assert rp.check_late_windows(getter(blur_grid=res)).verdict == "reproduced"
+    lasting = sweep({(0, 40): [3.0, 3.4, 2.6], (60, 40): [1.03, 0.96, 1.10]})
+    assert rp.check_late_windows(getter(blur_grid=with_curves(lasting))).verdict == "not reproduced"
+    still = rp.check_late_windows(getter(blur_grid=with_curves(lasting, recovering=[(60, 40)])))
+    assert still.verdict == "not shown" and "still recovering" in still.measured
+
+
+def test_window_length_and_peak_onset_checks():
+    grid = {(o, l): [v + s * 0.1 for s in range(3)] for (o, l), v in {
+        (0, 20): 2.0, (20, 20): 1.0, (40, 20): 0.3, (60, 20): 0.1,
+        (0, 40): 4.0, (20, 40): 2.0, (40, 40): 0.6, (60, 40): 0.2}.items()}
+    c = rp.check_window_length(getter(blur_grid=sweep(grid)))
+    # longer minus shorter at onset 0: 2.0 in every seed
+    assert c.verdict == "reproduced" and "longer minus shorter 2.00 [2.00, 2.00]" in c.measured
+    one = rp.check_window_length(getter(blur_grid=sweep({k: v for k, v in grid.items() if k[1] == 40})))
+    assert one.verdict == "not shown" and "needs two window lengths at onset 0" in one.measured
+    p = rp.check_peak_onset(getter(blur_grid=sweep(grid)))
+    assert p.verdict == "reproduced" and "most damaging onset [0]" in p.measured
+    late = {(o, l): [v + s * 0.1 for s in range(3)] for (o, l), v in {
+        (0, 20): 0.1, (20, 20): 0.2, (40, 20): 1.0, (60, 20): 3.0}.items()}
+    assert rp.check_peak_onset(getter(blur_grid=sweep(late))).verdict == "not reproduced"
+    flat = {(o, 20): [1.0, -0.5, 2.0] for o in (0, 20, 40, 60)}
+    p = rp.check_peak_onset(getter(blur_grid=sweep(flat)))
+    assert p.verdict == "not shown" and "[0, 20, 40, 60]" in p.measured
+
+
+def test_fisher_link_correlates_the_baselines_trace_at_each_onset_with_the_loss():
+    def linked(losses):
+        res = sweep({(o, 20): [v + s * 0.05 for s in range(3)] for o, v in zip((0, 20, 40, 60), losses)})
+        rows = [{"trial_id": t, "epoch": e, "test_acc": np.nan, "fisher_trace": 100 * np.exp(-max(e, 0) / 20)}
+                for t in res.trials[res.trials.deficit == "none"].trial_id for e in range(-1, 100, 5)]
+        return Results(res.trials, pd.DataFrame(rows), res.fisher_layers, res.spec)
+
+    c = rp.check_fisher_link(getter(blur_grid=linked([3.0, 2.0, 1.0, 0.5])))   # falls with the trace
+    assert c.verdict == "reproduced" and "rank correlation over onsets 1.00 [1.00, 1.00]" in c.measured
+    assert rp.check_fisher_link(getter(blur_grid=linked([0.5, 1.0, 2.0, 3.0]))).verdict == "not reproduced"
+    assert rp.check_fisher_link(getter(blur_grid=sweep(CRITICAL))).verdict == "not shown"  # no trace: no test
+
+
+def test_layer_peak_needs_an_intermediate_layer_above_the_ends():
+    assert rp.check_layer_peak(getter(fisher_study=fisher_sweep(4, 0.2))).verdict == "not reproduced"  # first
+    mid = fisher_sweep(4, 0.2)
+    mid.fisher_layers["trace"] *= mid.fisher_layers.order.map({0: 0.25, 1: 4 / 3, 2: 1.5, 3: 2.0})
+    c = rp.check_layer_peak(getter(fisher_study=mid))  # shares 0.1, 0.4, 0.3, 0.2 (before seed noise)
+    assert c.verdict == "reproduced" and "largest at weight layer 1, 1, 1" in c.measured
+    assert "intermediate minus ends 0.20 [" in c.measured
+
+
+def test_boundary_check_locates_the_end_under_each_schedule():
+    spec = {"fixed": FIXED, "spec": {"grid": {"onset": {"from": 0, "to": 100, "step": 50}}}}
+    ended = {(0, 20): [3.0, 3.4, 2.6], (50, 20): [2.0, 2.2, 1.8], (100, 20): [0.0, 0.1, -0.1]}
+    res = Results(sweep(ended).trials, pd.DataFrame(), pd.DataFrame(), spec)
+    c = rp.check_boundary(getter(blur_boundary=res))
+    assert c.verdict == "reproduced" and "located: ends after onset 50 and by onset 100" in c.measured
+    lasts = {(0, 20): [3.0, 3.4, 2.6], (50, 20): [2.0, 2.2, 1.8], (100, 20): [1.0, 1.2, 0.8]}
+    beyond = Results(sweep(lasts).trials, pd.DataFrame(), pd.DataFrame(), spec)
+    assert rp.check_boundary(getter(blur_boundary=beyond)).verdict == "not shown"
+
+
+def test_removal_curves_of_every_deficit_are_reported():
+    curve = {(0, 20): [0.1, 0.2, 0.0], (0, 40): [0.2, 0.1, 0.3], (0, 60): [0.3, 0.4, 0.2]}
+    c = rp.check_removal_others(getter(vflip=sweep(curve, "vflip"), noise=sweep(curve, "noise")))
+    assert c.verdict == "measured" and c.measured.startswith("vflip: k=20: 0.10 [")
+    assert " | noise: k=20" in c.measured and "k=60 minus k=20: 0.20 [0.20, 0.20]" in c.measured
+
+
+def test_verdicts_say_when_recovery_differs_or_seeds_were_added_after_results():
+    res = sweep(CRITICAL)
+    spec = {"fixed": FIXED, "spec": {"epochs": 100, "common_end": True},
+            "design": [{"seeds": [0, 1, 2], "launched": "2026-12-01", "trials_done_before": 0},
+                       {"seeds": [0, 1, 2, 3, 4], "launched": "2026-12-02", "trials_done_before": 12}]}
+    c = rp.check_early_vs_late(getter(blur_grid=Results(res.trials, res.epochs, res.fisher_layers, spec)))
+    assert c.measured.startswith("NOTE: recovery differs per window: every trial stops at epoch 100 (common_end)")
+    assert "NOTE: seeds 3, 4 were added only after 12 trials had finished (2026-12-02)" in c.measured
+    assert "NOTE" not in rp.check_early_vs_late(getter(blur_grid=res)).measured
+
+
+def test_a_seed_counted_twice_is_refused():
+    res = sweep(CRITICAL)
+    dup = res.trials[res.trials.trial_id == "blur-o0-l40-s1"].assign(trial_id="blur-o0-l40-s1-copy")
+    twice = Results(pd.concat([res.trials, dup]), res.epochs, res.fisher_layers, res.spec)
+    with pytest.raises(DuplicateSeeds, match="seed 1 appears more than once in the window blur"):
+        rp.check_early_vs_late(getter(blur_grid=twice))
+
+
+def test_spec_yaml_keeps_the_seeds_planned_at_each_launch(tmp_path):
+    from cpsweep.config.sweep_file import parse_sweep
+    from cpsweep.results.checks import design_note
+    from cpsweep.sweep.launch import write_spec
+
+    raw = {"name": "d", "clean_after": 5, "replicates": 3, "grid": {"onset": [0, 5], "length": [5]}}
+    store = Store(str(tmp_path / "d"))
+    write_spec(store, parse_sweep(raw), done=0)
+    write_spec(store, parse_sweep(raw), done=9)          # a relaunch with the same seeds: nothing new
+    write_spec(store, parse_sweep({**raw, "replicates": 5}), done=9)
+    spec = yaml.safe_load(store.read_bytes("spec.yaml"))
+    assert [(d["seeds"], d["trials_done_before"]) for d in spec["design"]] == [([0, 1, 2], 0), ([0, 1, 2, 3, 4], 9)]
+    note = design_note(Results(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), spec))
+    assert note.startswith("NOTE: seeds 3, 4 were added only after 9 trials had finished (")

@@ -50,19 +50,55 @@ def test_window_without_its_baseline_is_left_out():
     assert s.loc[0, "n_seeds"] == 1 and s.loc[0, "sensitivity"] == pytest.approx(10.0)
 
 
-def test_critical_period_is_the_onsets_whose_interval_lies_above_zero():
-    sens = pd.DataFrame({"deficit": "blur", "tags": "", "length": 10, "onset": [0, 10, 20, 30, 40, 50],
-                         "sensitivity": [4.0, 3.5, 1.2, 0.4, 0.2, 0.1], "low": [2.0, 0.5, 0.1, -0.3, -0.5, -0.4],
-                         "high": [6.0, 6.5, 2.3, 1.1, 0.9, 0.6], "n_seeds": 3})
+T975_2 = 4.302653  # t_{0.975, 2}, from a printed table
+
+
+def sens_table(means, sems, n=3):
+    means, sems = np.asarray(means, float), np.asarray(sems, float)
+    return pd.DataFrame({"deficit": "blur", "tags": "", "length": 10, "onset": [10 * i for i in range(len(means))],
+                         "sensitivity": means, "sem": sems, "low": means - T975_2 * sems,
+                         "high": means + T975_2 * sems, "n_seeds": n})
+
+
+def test_critical_period_is_the_onsets_shown_after_the_correction_for_many_onsets():
+    # one-sided t with 2 dof: t = 13.3, 7.0, 4.8, 1.3, 0.7, 0.5 -> p = 0.0028, 0.0099, 0.0204, 0.16, ...
+    sens = sens_table([4.0, 3.5, 1.2, 0.4, 0.2, 0.1], [0.3, 0.5, 0.25, 0.3, 0.3, 0.2])
+    assert (sens.low > 0).tolist() == [True, True, True, False, False, False]  # uncorrected: onsets 0, 10, 20
     cp = critical_period(sens).iloc[0]
-    assert (cp.first_onset, cp.last_onset, cp.peak_onset, cp.peak) == (0, 20, 0, 4.0)
-    assert cp.onsets == [0, 10, 20] and (cp.peak_low, cp.peak_high, cp.min_seeds) == (2.0, 6.0, 3)
-    assert critical_period(sens, threshold=1.0).iloc[0].onsets == [0]  # a minimal loss of interest
-    flat = sens.assign(sensitivity=0.3, low=-0.2)
+    # Benjamini-Hochberg over 6 onsets at 2.5 %: 0.0028 <= 1 * 0.025 / 6 = 0.0042; 0.0099 > 2 * 0.025 / 6 = 0.0083,
+    # 0.0204 > 3 * 0.025 / 6 = 0.0125, and so on: the first alone
+    assert cp.onsets == [0] and (cp.first_onset, cp.last_onset, cp.peak_onset, cp.peak) == (0, 0, 0, 4.0)
+    assert (cp.tested, cp.correction, cp.min_seeds) == (6, "Benjamini-Hochberg", 3)
+    assert cp.peak_low == pytest.approx(4.0 - T975_2 * 0.3)
+    assert critical_period(sens.iloc[:2]).iloc[0].onsets == [0, 10]  # 0.0099 <= 2 * 0.025 / 2 with two onsets
+    single = critical_period(sens.iloc[2:3]).iloc[0]  # one onset: exactly "its 95 % interval lies above 0"
+    assert single.onsets == [20]
+    # a minimal loss of interest: (4 - 2) / 0.3 = 6.7 -> p = 0.011 <= 0.025 / 2; (3.5 - 2) / 0.5 = 3 -> 0.048 > 0.025
+    assert critical_period(sens.iloc[:2], threshold=2.0).iloc[0].onsets == [0]
+    flat = sens.assign(sensitivity=0.3)
     cp = critical_period(flat).iloc[0]
     assert math.isnan(cp.first_onset) and math.isnan(cp.last_onset) and cp.peak == 0.3 and cp.onsets == []
-    one_seed = sens.assign(low=np.nan, high=np.nan, n_seeds=1)
+    one_seed = sens.assign(sem=np.nan, low=np.nan, high=np.nan, n_seeds=1)
     assert critical_period(one_seed).iloc[0].onsets == []  # nothing is shown from one seed
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_false_detections_on_null_data_stay_below_the_stated_rate(seeds):
+    """21 onsets, no true effect anywhere: the share of grids with at least one onset wrongly "in the critical
+    period" stays at most 2.5 % (+3 simulation standard errors), where onset-by-onset intervals give ~41 %.
+    (With no effect anywhere every detection is false, so the false discovery rate is this chance.)"""
+    rng = np.random.default_rng(11)
+    runs, onsets = 800, 21
+    false = naive = 0
+    for _ in range(runs):
+        x = rng.normal(0.0, 0.6, size=(onsets, seeds))
+        sens = sens_table(x.mean(axis=1), x.std(axis=1, ddof=1) / math.sqrt(seeds), seeds)
+        sens["low"] = x.mean(axis=1) - {3: T975_2, 5: 2.776445}[seeds] * sens["sem"]
+        false += bool(critical_period(sens).iloc[0].onsets)
+        naive += bool((sens.low > 0).any())
+    bound = 0.025 + 3 * math.sqrt(0.025 * 0.975 / runs)
+    assert false / runs <= bound
+    assert naive / runs > 0.3  # what the correction removes: 1 - 0.975**21 = 41 %
 
 
 def test_removal_curve_uses_windows_from_epoch_zero():
@@ -187,3 +223,30 @@ def test_removal_curve_reads_the_baseline_after_its_own_length():
     assert curve_.acc.tolist() == pytest.approx([14.5, 10.0, 5.0])  # k = 0: 20 epochs, median of 10..19
     fixed = wins.assign(epochs=40)                                    # epochs: 40 for every window
     assert removal_curve(pd.concat([base, fixed]), curve).acc.iloc[0] == pytest.approx(34.5)
+
+
+def test_recovery_columns_against_a_loop():
+    """gain / base_gain: the median test accuracy of the last 10 epochs minus the 10 before, for the window at its
+    own end and for its baseline read at the same epoch, recomputed here with a plain loop."""
+    rng = np.random.default_rng(2)
+    base_curve = 0.9 + 0.001 * np.arange(60) + rng.normal(0, 0.003, 60)
+    win_curve = 0.8 + 0.004 * np.arange(40) + rng.normal(0, 0.003, 40)
+    trials = pd.DataFrame([{**row("baseline-s0", "none", 0, 0, 0, float(np.median(base_curve[50:]))), "epochs": 60},
+                           {**row("blur-o5-l10-s0", "blur", 5, 10, 0, float(np.median(win_curve[30:]))),
+                            "epochs": 40}])
+    epochs = pd.DataFrame({"trial_id": ["baseline-s0"] * 60 + ["blur-o5-l10-s0"] * 40,
+                           "epoch": list(range(60)) + list(range(40)),
+                           "test_acc": np.concatenate([base_curve, win_curve])})
+    s = sensitivity(trials, epochs).iloc[0]
+
+    def gain(curve, end):
+        last = sorted(curve[end - 10:end])
+        prev = sorted(curve[end - 20:end - 10])
+        return 100 * ((last[4] + last[5]) / 2 - (prev[4] + prev[5]) / 2)
+
+    assert s.clean == 25
+    assert s.base_gain == pytest.approx(gain(base_curve, 40))          # the baseline read at the window's end
+    assert s.recovery == pytest.approx(gain(win_curve, 40) - gain(base_curve, 40))
+    assert s.recovery > 0.5  # this window is still recovering: its loss shrank by more than the margin
+    assert critical_period(s.to_frame().T.astype({"sem": float, "n_seeds": int})).recovering.iloc[0] == [5]
+    assert math.isnan(sensitivity(trials.assign(epochs=[60, 60])).recovery.iloc[0])  # no curves: no check

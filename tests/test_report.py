@@ -18,22 +18,52 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 
 def test_report_contents_and_critical_period_in_the_header():
-    page = render(make_results(onsets=(0, 10, 20, 30)))
+    page = render(make_results(onsets=(0, 10, 20, 30), seeds=(0, 1, 2)))
     assert page.startswith("<!DOCTYPE html>") and "cpsweep report: hand" in page
-    # sensitivity 6 - onset/5 (+0.5 for seed 1): mean 6.25, 4.25, 2.25, 0.25, each +- t(0.975, 1) * 0.25 =
-    # +- 3.18 over the two seeds: the intervals of onsets 0 and 10 lie above zero
-    assert ("critical period (blur, length 10): onsets 0, 10</b>, where the window's 95% interval of lost "
-            "accuracy lies above zero (largest 6.25 at onset 0, 95% CI [3.07, 9.43]; n=2+ seeds)") in page
+    # sensitivity 6 - onset/5 (+0.5 per seed): means 6.5, 4.5, 2.5, 0.5, standard error 0.289 over 3 seeds;
+    # one-sided p (t, 2 dof) 0.001, 0.002, 0.0065, 0.11: Benjamini-Hochberg over 4 onsets keeps the first three
+    # (0.0065 <= 3 * 0.025 / 4; 0.11 > 0.025)
+    assert ("critical period (blur, length 10): onsets 0, 10, 20</b>, the windows shown to cost accuracy above "
+            "zero (one-sided t-tests over seeds, Benjamini-Hochberg over the 4 onsets: false onsets at most 2.5 % of "
+            "those shown, and no onset shown by chance in more than 2.5 % of grids without any effect; largest 6.50 "
+            "at onset 0, 95% CI [5.26, 7.74]; n=3+ seeds)") in page
     assert "<script src=" not in page and len(page) > 3_000_000  # plotly.js (~4.6 MB) embedded, nothing fetched
-    assert "data mnist1d, model cnn1d, optimiser sgd (lr 0.05" in page
+    assert "data mnist1d, model cnn1d, optimiser sgd (lr 0.05, momentum 0.9, weight decay" in page
+    assert "every trial trains 30 epochs" in page and "seeds with trials: 0, 1, 2" in page
+    # the early-late table: onset 0 against onset 30, 6.0 points in every seed
+    assert "early minus late 6.00 [6.00, 6.00] (95% CI, n=3): 95% interval above zero</td><td>reproduced" in page
 
 
 def test_report_without_a_critical_period_says_so():
-    page = render(make_results(onsets=(40, 50)))
-    assert "critical period (blur, length 10): none shown</b>: no window's 95% interval lies above zero" in page
+    page = render(make_results(onsets=(40, 50), seeds=(0, 1, 2)))
+    assert "critical period (blur, length 10): none shown</b>: no window is shown to cost accuracy above zero" in page
     one_seed = render(make_results(onsets=(0, 10), seeds=(0,)))
     assert "critical period (blur, length 10): not shown</b>: 1 seed per window, an interval needs at least 2" in \
         one_seed
+
+
+def test_report_header_states_the_design_and_windows_still_recovering():
+    from cpsweep.results.store import Results
+
+    res = make_results(onsets=(0, 10, 20), seeds=(0, 1, 2))
+    ep = res.epochs.copy()
+    late = ep.trial_id.str.startswith("blur-o20") & (ep.epoch < 20)
+    ep.loc[late, "test_acc"] -= 0.01  # the [20, 30) windows gain a point over their last 10 epochs
+    spec = {**res.spec, "fixed": {**res.spec["fixed"], "epochs": None, "clean_after": 10},
+            "spec": {"name": "hand", "seed": 0, "replicates": 5}}
+    page = render(Results(res.trials, ep, res.fisher_layers, spec))
+    assert "equal recovery: every window is followed by 10 clean epochs (clean_after)" in page
+    assert "seeds planned in the file: 0, 1, 2, 3, 4 (5); seeds with trials: 0, 1, 2" in page
+    assert ("<b>still recovering (blur, length 10)</b>: at onset 20 the window's loss still shrank by more than "
+            "0.5 pts over its last 10 epochs when read") in page
+    common = render(Results(res.trials, res.epochs, res.fisher_layers,
+                            {**res.spec, "spec": {"name": "hand", "common_end": True, "epochs": 30}}))
+    assert "<b>recovery differs per window</b>: every trial stops at epoch 30 (common_end)" in common
+    assert "NOTE: recovery differs per window" in common
+    adam = {**res.spec["fixed"], "optim": {"name": "adam", "lr": 0.001, "momentum": 0.9, "beta1": 0.9,
+                                           "beta2": 0.999, "weight_decay": 0, "batch_size": 128}}
+    page = render(Results(res.trials, res.epochs, res.fisher_layers, {**res.spec, "fixed": adam}))
+    assert "optimiser adam (lr 0.001, beta1 0.9, beta2 0.999, weight decay" in page and "momentum" not in page
 
 
 def test_schedules_side_by_side_and_unmatched_baselines_flagged():

@@ -5,8 +5,12 @@ window length and seed set, and after each round asks this module three things, 
 per-seed sensitivities (`reduce.seed_sensitivity`: each window against its own seed's baseline):
 
 1. `classify`: is a window at this onset in the critical period, out of it, or can the seeds not tell?
-       in       the two-sided 95 % t-interval of the mean sensitivity lies above `threshold` (the test
-                `reduce.critical_period` uses: "shown to cost accuracy")
+       in       shown to cost more than `threshold`: a one-sided t-test over seeds at 2.5 %, corrected by
+                Benjamini-Hochberg's procedure over the onsets sampled so far in the group
+                (`classify_windows`; the test `reduce.critical_period` uses over a grid's onsets): the
+                expected share of false "in"s stays below 2.5 %, and with no effect anywhere so does the
+                chance of any (alone, an onset is "in" when its two-sided 95 % t-interval lies above
+                `threshold`)
        out      the one-sided 95 % upper bound (the upper end of the 90 % t-interval: one half of the
                 equivalence test of `stats.equivalent`) lies below `threshold + margin`: shown to cost less
                 than `margin` points more than the threshold
@@ -40,7 +44,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .stats import ALPHA_TOST, LEVEL, MIN_SEEDS, interval
+from .stats import ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, interval, p_above
 
 IN, OUT, UNCLEAR = "in", "out", "unclear"
 WINDOW = ["deficit", "tags", "length"]  # one search per window length (and deficit, and other axes' values)
@@ -59,14 +63,18 @@ class Point:
 
 
 def classify(onset: int, values: Iterable[float], threshold: float, margin: float,
-             min_seeds: int = MIN_SEEDS) -> Point:
-    """The class of one onset from its per-seed sensitivities (see the module docstring)."""
+             min_seeds: int = MIN_SEEDS, shown_in: bool | None = None) -> Point:
+    """The class of one onset from its per-seed sensitivities (see the module docstring). `shown_in`: the
+    verdict of the corrected test of "costs more than threshold" over the group (`classify_windows`);
+    None: this onset alone (its 95 % interval above `threshold`)."""
     values = list(values)
     est = interval(values, LEVEL)
     upper = interval(values, 1 - 2 * ALPHA_TOST).high
+    if shown_in is None:
+        shown_in = not math.isnan(est.low) and est.low > threshold
     if est.n < min_seeds or math.isnan(est.low):
         cls = UNCLEAR
-    elif est.low > threshold:
+    elif shown_in:
         cls = IN
     elif upper < threshold + margin:
         cls = OUT
@@ -76,11 +84,21 @@ def classify(onset: int, values: Iterable[float], threshold: float, margin: floa
 
 
 def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float) -> dict[tuple, list[Point]]:
-    """(deficit, tags, length) -> its sampled onsets' `Point`s, by onset, from `reduce.seed_sensitivity`."""
+    """(deficit, tags, length) -> its sampled onsets' `Point`s, by onset, from `reduce.seed_sensitivity`;
+    "in" by Benjamini-Hochberg over the group's sampled onsets (`stats.fdr`)."""
     out: dict[tuple, list[Point]] = {}
     for key, part in seed_sens.groupby(WINDOW, sort=True):
-        out[tuple(key)] = [classify(o, g.sens, threshold, margin) for o, g in part.groupby("onset", sort=True)]
+        groups = list(part.groupby("onset", sort=True))
+        shown = fdr([p_above_values(g.sens, threshold) for _, g in groups])
+        out[tuple(key)] = [classify(o, g.sens, threshold, margin, shown_in=s) for (o, g), s in zip(groups, shown)]
     return out
+
+
+def p_above_values(values: Iterable[float], threshold: float) -> float:
+    """One-sided p-value of "the mean sensitivity exceeds `threshold`" from per-seed values."""
+    x = pd.Series(list(values), dtype=float).dropna()
+    n = len(x)
+    return p_above(float(x.mean()), float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n, threshold)
 
 
 @dataclass

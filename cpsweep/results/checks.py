@@ -1,27 +1,32 @@
-"""What every reproduction check shares: the `Check` record, the verdicts and how they combine, and the
-paired, per-seed views of a sweep's results the checks test (`claims.py` lists the checks).
+"""What every reproduction check shares: the `Check` record, the verdicts and how they combine, the paired
+per-seed views of a sweep's results, and the grading of an onset claim under each learning-rate schedule
+(`claims.py` lists the checks).
 
 Each check reads the sweeps it needs (by name, from a results root: `blur_grid`, `vflip`, ... or their
 laptop-scale twins `mini_blur_grid`, ...) and returns a `Check`: the claim and its source, the test that
-decides it, what was measured (estimates with their intervals and n) and a verdict:
+decides it, what was measured (estimates with their intervals and n), a verdict, the verdict of the same
+test under the learning-rate controls, and the verdicts in plain words:
 
     reproduced       the test shows the claim
-    partly           a claim with several parts (every window length, rise and fall): some shown, some
-                     shown not to hold
-    not reproduced   the data show the claim does not hold (the opposite effect, or no effect where one is
-                     claimed, or a lasting effect where none is)
-    not shown        the data cannot decide: too few paired seeds, an interval too wide, or baselines that
-                     are not length-matched; the measured text says which
+    partly           a claim with several parts (every window length, rise and fall): some shown, the
+                     others not shown either way
+    contradictory    a claim tested on several instances (window lengths, variants): some shown to hold and
+                     others shown not to hold; the instances are listed, never averaged into "partly" (a
+                     claim made of different statements, "rises, then falls", is "not reproduced" when one of
+                     them is shown not to hold: `conjunction`)
+    not reproduced   the data show the claim does not hold (the opposite effect, no effect where one is
+                     claimed, or a lasting effect beyond the margin where none is)
+    not shown        the data cannot decide: too few paired seeds, an interval too wide, a window still
+                     recovering when read, or baselines that are not length-matched; the text says which
     measured         reported, no claim to test (a control)
     not run          a sweep it needs is missing, or holds nothing to compare
 
-Every test is paired by seed (a window trial against its own seed's length-matched baseline, two sweeps
-on the seeds they share) and uses `stats.py`: an effect is claimed when the 95 % t-interval of the
-per-seed values lies above zero; "no lasting effect" is an equivalence test (two one-sided tests)
-against +-0.5 points; fewer than 3 paired seeds decide nothing. Two sweeps are compared only when their
-fixed settings are equal except for the keys the check varies on purpose. A sweep with a `grid.schedule`
-axis is split by schedule: the paper's claims are graded under the paper's schedule, the controls
-(`restart`, `constant`) are reported beside it.
+Every test is paired by seed and uses `stats.py` (one rule for "an effect" and "no effect"; the false
+discovery rate over many onsets). A claim about onset is graded under every schedule of its sweep (`grid.schedule`): the verdict is
+the paper's schedule's; `controls` gives the verdicts under `restart` (the rate restarted at the window's
+end, against a baseline restarted there) and `constant`, where the onset does not set the rate the
+network recovers at; `plain` says in words whether the effect survives them. A window whose loss is
+still shrinking when it is read (`recovery.py`) shows no lasting effect either way: "not shown".
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import pandas as pd
 
 from ..config.spec import diff_settings
 from . import stats
+from .recovery import recovery_note
 from .reduce import schedule_of, seed_sensitivity
 from .store import Results
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not shown", "measured", "not run")
+VERDICTS = ("reproduced", "partly", "contradictory", "not reproduced", "not shown", "measured", "not run")
 PAPER = "paper, abstract"
+CONTROLS = ("restart", "constant")  # grid.schedule values that remove the learning-rate confound
 
 
 @dataclass(frozen=True)
@@ -47,21 +54,26 @@ class Check:
     source: str        # where the claim comes from
     test: str          # what decides it
     measured: str
-    verdict: str
+    verdict: str       # under the paper's schedule (the sweep's own, never restarted)
+    controls: str = ""  # the same test under the learning-rate controls ("" where the claim is not about onset)
+    plain: str = ""     # the verdicts in plain words
 
 
 Getter = Callable[[str], "Results | None"]
+Grader = Callable[[pd.DataFrame], "tuple[str, str]"]  # one schedule's per-seed sensitivities -> (verdict, text)
 
 
 def window(ss: pd.DataFrame, onset: int, length: int, deficit: str | None = None, tags: str | None = None
            ) -> pd.Series:
-    """Per-seed sensitivity of one window (indexed by seed)."""
+    """Per-seed sensitivity of one window (indexed by seed; a seed twice is refused)."""
     part = ss[(ss.onset == onset) & (ss.length == length)]
     if deficit is not None:
         part = part[part.deficit == deficit]
     if tags is not None:
         part = part[part.tags == tags]
-    return part.set_index("seed").sens
+    values = part.set_index("seed").sens
+    stats.check_unique_seeds(values.index, f"the window [{onset}, {onset + length})")
+    return values
 
 
 def settings_differ(a: Results, b: Results, allowed: tuple[str, ...]) -> list[str]:
@@ -72,69 +84,71 @@ def settings_differ(a: Results, b: Results, allowed: tuple[str, ...]) -> list[st
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim made of parts that must all hold."""
+    """One verdict for a claim made of parts that must all hold; parts shown to hold and parts shown not to
+    hold are a contradiction, not "partly"."""
     if verdicts and all(v == "reproduced" for v in verdicts):
         return "reproduced"
-    if "reproduced" in verdicts:
+    held = any(v in ("reproduced", "partly") for v in verdicts)
+    failed = any(v == "not reproduced" for v in verdicts)
+    if "contradictory" in verdicts or (held and failed):
+        return "contradictory"
+    if held:
         return "partly"
-    return "not reproduced" if "not reproduced" in verdicts else "not shown"
+    return "not reproduced" if failed else "not shown"
 
 
-def contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, str]:
+def conjunction(verdicts: Sequence[str]) -> str:
+    """One verdict for a claim that is the conjunction of different statements ("rises, then falls"; "narrows
+    and closes"): it does not hold when one of them is shown not to."""
+    if verdicts and all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    if "not reproduced" in verdicts:
+        return "not reproduced"
+    return "partly" if "reproduced" in verdicts else "not shown"
+
+
+def lasting(verdict: str, reason: str, windows: pd.DataFrame, keep: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A verdict on lasting losses, unless a window in `windows` (per-seed rows) is still recovering or its
+    baseline still improving when read: then "not shown" and why. `keep`: verdicts that stand anyway
+    (a loss already shown negligible cannot become a lasting one by recovering further)."""
+    note = recovery_note(windows)
+    if note is None or verdict in keep or verdict == "not shown":
+        return verdict, reason
+    return "not shown", f"not shown: {note}"
+
+
+def contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, str, pd.DataFrame]:
     """Per-seed sensitivity of the earliest window minus the latest one at `length` (default: the longest),
-    paired by seed, and a description of both windows."""
+    paired by seed, a description of both windows, and their per-seed rows."""
     length = ss.length.max() if length is None else length
     part = ss[ss.length == length]
     early, late = part.onset.min(), part.onset.max()
     a, b = window(part, early, length), window(part, late, length)
     return stats.paired(a, b), (f"onset {early} {stats.interval(a)} vs onset {late} {stats.interval(b)} pts "
-                                f"(length {length})")
+                                f"(length {length})"), part[part.onset.isin([early, late])]
 
 
-def sensitivities(get: Getter, name: str, key: str, claim: str, source: str, test: str,
-          deficit: str | None = None) -> tuple[pd.DataFrame | None, Check | None]:
-    """A sweep's per-seed sensitivities, or the "not run" check that says why there are none."""
-    r = get(name)
-    if r is None:
-        return None, Check(key, claim, source, test, f"no {name} results", "not run")
-    ss = seed_sensitivity(r.trials, r.epochs)
-    if deficit is not None:
-        ss = ss[ss.deficit == deficit]
-    if ss.empty:
-        return None, Check(key, claim, source, test, f"no finished window of {name} with its baseline", "not run")
-    if not ss.matched.all():
-        return None, Check(key, claim, source, test, f"{name}'s baselines trained fewer epochs than its windows "
-                                                     "(results from before length-matched baselines)", "not shown")
-    return ss, None
-
-
-def contrast_check(get: Getter, key: str, name: str, claim: str, source: str, per_length: bool = False,
-                    measured_only: bool = False) -> Check:
-    """Early window minus late window, paired by seed: an effect (or, for a control, just measured)."""
-    test = ("per seed, sensitivity of the earliest onset minus the latest, " +
-            ("at every window length; " if per_length else "at the longest window; ") +
-            "95 % t-interval above zero, >= 3 seeds")
-    ss, missing = sensitivities(get, name, key, claim, source, test)
-    if missing:
-        return missing
-    if ss.onset.nunique() < 2:
-        return Check(key, claim, source, test, "needs an early and a late window", "not run")
-    parts, verdicts = [], []
-    for length in (sorted(ss.length.unique()) if per_length else [ss.length.max()]):
-        diff, text = contrast(ss, length)
-        verdict, reason = stats.effect_verdict(diff)
+def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
+    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each."""
+    verdicts, texts = [], []
+    for length in sorted(part.length.unique()) if lengths is None else lengths:
+        if part[part.length == length].onset.nunique() < 2:
+            verdicts.append("not shown")
+            texts.append(f"length {length}: needs an early and a late window")
+            continue
+        diff, text, rows = contrast(part, length)
+        verdict, reason = lasting(*stats.effect_verdict(diff), rows)
         verdicts.append(verdict)
-        parts.append(f"{text}; early minus late {stats.interval(diff)}: {reason}")
-    return Check(key, claim, source, test, "; ".join(parts), "measured" if measured_only else combine(verdicts))
-
-
-CONTROLS = ("restart", "constant")  # grid.schedule values that remove the learning-rate confound
+        texts.append(f"{text}; early minus late {stats.interval(diff)}: {reason}")
+    return combine(verdicts), "; ".join(texts)
 
 
 def by_schedule(ss: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per-seed sensitivities split by schedule label (sorted; "" = the sweep's only schedule)."""
+    """Per-seed sensitivities split by schedule label: the paper's first (the sweep's own; "" without a
+    schedule axis), then the controls in CONTROLS order."""
     labels = ss.tags.map(schedule_of)
-    return {label: ss[labels == label] for label in sorted(labels.unique())}
+    order = sorted(labels.unique(), key=lambda s: (s in CONTROLS, CONTROLS.index(s) if s in CONTROLS else 0, s))
+    return {label: ss[labels == label] for label in order}
 
 
 def paper_schedule(ss: pd.DataFrame) -> pd.DataFrame:
@@ -142,18 +156,94 @@ def paper_schedule(ss: pd.DataFrame) -> pd.DataFrame:
     return ss[~ss.tags.map(schedule_of).isin(CONTROLS)]
 
 
-def schedule_contrasts(ss: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
-    """Per schedule: the early-minus-late verdict and text at every window length."""
-    out = {}
-    for label, part in by_schedule(ss).items():
-        verdicts, texts = [], []
-        if part.onset.nunique() < 2:
-            out[label] = (["not shown"], ["needs an early and a late window"])
-            continue
-        for length in sorted(part.length.unique()):
-            diff, text = contrast(part, length)
-            verdict, reason = stats.effect_verdict(diff)
-            verdicts.append(verdict)
-            texts.append(f"{text}; early minus late {stats.interval(diff)}: {reason}")
-        out[label] = (verdicts, texts)
-    return out
+def schedule_name(label: str) -> str:
+    return {"": "the paper's schedule", "restart": "restart control", "constant": "constant-rate control"}.get(
+        label, f"{label} (the paper's schedule)" if label not in CONTROLS else label)
+
+
+WORDS = {"reproduced": "holds", "partly": "holds in part", "contradictory": "its parts disagree",
+         "not reproduced": "is shown not to hold", "not shown": "cannot be decided", "not run": "was not run"}
+
+
+def plain_words(verdict: str, controls: dict[str, str]) -> str:
+    """The verdicts of one claim under the paper's schedule and its controls, in words."""
+    text = f"Under the paper's schedule the claim {WORDS.get(verdict, verdict)}"
+    if not controls:
+        return text + "; this sweep has no learning-rate control, so onset and the rate it sets are confounded."
+    text += "; " + "; ".join(f"under the {c} control it {WORDS.get(v, v)}" for c, v in controls.items()) + "."
+    gone = [c for c, v in controls.items() if v == "not reproduced"]
+    if verdict == "reproduced" and gone:
+        text += (f" The effect vanishes under the {' and '.join(gone)} control{'s' * (len(gone) > 1)}: there the "
+                 "learning rate, not the onset, explains it.")
+    elif verdict == "reproduced" and all(v == "reproduced" for v in controls.values()):
+        text += " It survives every control: not the learning rate alone."
+    return text
+
+
+def graded(key: str, claim: str, source: str, test: str, ss: pd.DataFrame, grade: Grader, note: str = "") -> Check:
+    """A claim about onset, graded by `grade` under every schedule of the sweep (module docstring)."""
+    results = {label: grade(part) for label, part in by_schedule(ss).items()}
+    main = [label for label in results if label not in CONTROLS]
+    if not main:
+        return Check(key, claim, source, test, note + "no window under the paper's schedule", "not run")
+    verdict = combine([results[label][0] for label in main])
+    controls = {label: v for label, (v, _) in results.items() if label in CONTROLS}
+    measured = " | ".join(f"{schedule_name(label)}: {text}" for label, (_, text) in results.items())
+    return Check(key, claim, source, test, note + measured, verdict,
+                 "; ".join(f"{c}: {v}" for c, v in controls.items()) or "no control in the sweep",
+                 plain_words(verdict, controls))
+
+
+def design_note(r: Results) -> str:
+    """What the verdicts must say about a sweep's design: a common end epoch (unequal recovery per window)
+    and seeds added after results had been seen (`launch.write_spec` keeps the history)."""
+    notes = []
+    raw = r.spec.get("spec") or {}
+    if raw.get("common_end"):
+        notes.append(f"recovery differs per window: every trial stops at epoch {raw.get('epochs')} "
+                     "(common_end), so later windows had fewer clean epochs")
+    design = r.spec.get("design") or []
+    for before, d in zip(design, design[1:]):
+        added = sorted(set(d["seeds"]) - set(before["seeds"]))
+        if added and d.get("trials_done_before"):
+            notes.append(f"seed{'s' * (len(added) > 1)} {_span(added)} {'were' if len(added) > 1 else 'was'} added "
+                         f"only after {d['trials_done_before']} trials had finished ({d.get('launched', '?')}): "
+                         "not a design fixed before its results")
+    return "".join(f"NOTE: {n}. " for n in notes)
+
+
+def _span(seeds: Sequence[int]) -> str:
+    seeds = sorted(seeds)
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2 else \
+        ", ".join(map(str, seeds))
+
+
+def sensitivities(get: Getter, name: str, key: str, claim: str, source: str, test: str,
+                  deficit: str | None = None) -> tuple[pd.DataFrame | None, Check | None, str]:
+    """A sweep's per-seed sensitivities (with the still-recovering columns) and its `design_note`, or the
+    "not run" check that says why there are none."""
+    r = get(name)
+    if r is None:
+        return None, Check(key, claim, source, test, f"no {name} results", "not run"), ""
+    ss = seed_sensitivity(r.trials, r.epochs if len(r.epochs) else None)
+    if deficit is not None:
+        ss = ss[ss.deficit == deficit]
+    if ss.empty:
+        return None, Check(key, claim, source, test, f"no finished window of {name} with its baseline", "not run"), ""
+    if not ss.matched.all():
+        return None, Check(key, claim, source, test, f"{name}'s baselines trained fewer epochs than its windows "
+                                                        "(results from before length-matched baselines)",
+                           "not shown"), ""
+    return ss, None, design_note(r)
+
+
+def contrast_check(get: Getter, key: str, name: str, claim: str, source: str) -> Check:
+    """Early window minus late window at every length, paired by seed, under every schedule of the sweep."""
+    test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length; 95 % "
+            "t-interval above zero, >= 3 seeds; graded under the paper's schedule and each learning-rate control")
+    ss, missing, note = sensitivities(get, name, key, claim, source, test)
+    if missing:
+        return missing
+    if ss.onset.nunique() < 2:
+        return Check(key, claim, source, test, "needs an early and a late window", "not run")
+    return graded(key, claim, source, test, ss, early_minus_late, note)

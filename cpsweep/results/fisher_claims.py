@@ -1,20 +1,27 @@
-"""Reproduction checks on the Fisher Information: its rise and fall, the per-layer shift a deficit causes,
-and the robustness twins (which also re-test the early-late blur contrast per architecture variant).
+"""Reproduction checks on the Fisher Information: its rise and fall, the layers that hold the most of it,
+the per-layer shift a deficit causes, its link with the sensitivity to a deficit, and the robustness twins
+(which also re-test the early-late blur contrast per architecture variant, under each schedule).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
+from scipy import stats as _st
 
 from . import stats
-from .checks import PAPER, Check, Getter, combine, contrast
+from .checks import (PAPER, Check, Getter, by_schedule, combine, conjunction, early_minus_late, graded, paper_schedule,
+                     schedule_name, sensitivities)
 from .reduce import fisher_peak, layer_shift, seed_sensitivity
 
 PEAK_PART = 1 / 3       # the Fisher trace must peak within this part of training
 FISHER_MARGIN = math.log(1.1)  # a rise or fall of the Fisher trace by less than 10 % is none
 CENTRE_MARGIN = 0.05    # a shift of the Fisher mass's centre smaller than this (fraction of the depth) is none
+SHARE_MARGIN = 0.05     # a difference of per-layer shares smaller than this is none
+CORR_MARGIN = 0.2       # a rank correlation smaller than this is none
+WEIGHT_LAYERS = ("Conv1d", "Conv2d", "Linear")  # the connections: modules with weights (BN rows excluded)
 
 
 def _rise_and_fall(p: pd.DataFrame) -> tuple[list[str], str]:
@@ -45,10 +52,15 @@ def check_fisher_peak(get: Getter) -> Check:
     if p.empty:
         return Check("fisher_peak", claim, source, test, "no baseline with a Fisher trace", "not run")
     verdicts, text = _rise_and_fall(p)
-    return Check("fisher_peak", claim, source, test, text, combine(verdicts))
+    return Check("fisher_peak", claim, source, test, text, conjunction(verdicts))
 
 
 ROBUSTNESS = ("robust_kernel", "robust_width", "robust_bias")
+
+
+def _variant(tags: str) -> str:
+    """A trial's tags without its schedule: the architecture variant of a robustness twin."""
+    return ",".join(part for part in tags.split(",") if part and not part.startswith("schedule="))
 
 
 def check_robustness(get: Getter) -> Check:
@@ -56,28 +68,36 @@ def check_robustness(get: Getter) -> Check:
     claim = "The early-late blur contrast and the Fisher rise and fall survive small architecture changes"
     source = "issue 13 (an independent loop: kernel 3 shrinks the MNIST-1D contrast)"
     test = ("per variant of kernel size, width and conv bias (sweeps/mini/robust_*.yaml), the early_vs_late "
-            "test at the longest window and the fisher_peak test on its baselines; each as in those checks")
+            "test at every window length and the fisher_peak test on its baselines; each as in those checks; "
+            "the contrast also under the learning-rate controls")
     found = [(name, get(name)) for name in ROBUSTNESS]
     found = [(name, r) for name, r in found if r is not None]
     if not found:
         return Check(key, claim, source, test, "no robust_* results", "not run")
-    parts, verdicts = [], []
+    parts, verdicts, controls = [], [], {}
     for name, r in found:
-        ss = seed_sensitivity(r.trials, r.epochs)
-        for tags in sorted(r.trials[r.trials.deficit == "none"].tags.unique()):
-            part = ss[ss.tags == tags]
-            if part.onset.nunique() < 2:
-                parts.append(f"{tags}: no early and late window finished")
+        ss = seed_sensitivity(r.trials, r.epochs if len(r.epochs) else None)
+        base = r.trials[r.trials.deficit == "none"]
+        for variant in sorted(base.tags.map(_variant).unique()):
+            part = ss[ss.tags.map(_variant) == variant]
+            if part.empty:
+                parts.append(f"{variant}: no finished window")
                 verdicts.append("not shown")
                 continue
-            diff, text = contrast(part)
-            contrast_verdict, reason = stats.effect_verdict(diff)
-            p = fisher_peak(r.epochs, r.trials[r.trials.tags == tags]).set_index("seed")
+            per = {label: early_minus_late(p) for label, p in by_schedule(part).items()}
+            plain = base[(base.tags.map(_variant) == variant) & (base.onset == 0)]
+            plain = plain[plain.tags.isin(paper_schedule(plain).tags)]
+            p = fisher_peak(r.epochs, plain).set_index("seed")
             fisher_verdicts, fisher_text = _rise_and_fall(p) if len(p) else (["not shown"], "no Fisher trace")
-            verdicts += [contrast_verdict, combine(fisher_verdicts)]
-            parts.append(f"{tags}: early minus late {stats.interval(diff)}: {reason} ({text}); Fisher "
-                         f"{combine(fisher_verdicts)}: {fisher_text}")
-    return Check(key, claim, source, test, " | ".join(parts), combine(verdicts))
+            main = [v for label, (v, _) in per.items() if label not in ("restart", "constant")]
+            verdicts += main + [conjunction(fisher_verdicts)]
+            for label, (v, _) in per.items():
+                if label in ("restart", "constant"):
+                    controls.setdefault(label, []).append(v)
+            contrasts = "; ".join(f"{schedule_name(label)}: {text}" for label, (_, text) in per.items())
+            parts.append(f"{variant}: {contrasts}; Fisher {conjunction(fisher_verdicts)}: {fisher_text}")
+    return Check(key, claim, source, test, " | ".join(parts), combine(verdicts),
+                 "; ".join(f"{c}: {combine(v)}" for c, v in controls.items()) or "no control in the sweeps")
 
 
 def check_layer_shift(get: Getter) -> Check:
@@ -99,3 +119,88 @@ def check_layer_shift(get: Getter) -> Check:
                      f"centre shift {stats.interval(shift)}: {reason}; distance {stats.interval(s.tv)} vs "
                      f"seed-to-seed {float(s.noise_tv.mean()):.3f}")
     return Check("layer_shift", claim, source, test, "; ".join(texts), verdicts["window_end"])
+
+
+def layer_peak(layers: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """Per baseline seed: each weight layer's share of the Fisher trace (the modules with weights, input
+    to output, BN rows left out), averaged over every measured training epoch, and `stat` = the largest
+    share of an intermediate layer minus the larger of the first and the last layer's. Columns: seed,
+    shares (a list), peak_layer (0-based among the weight layers), stat."""
+    rows = []
+    base = trials[(trials.status == "ok") & (trials.deficit == "none") & (trials.onset == 0)]
+    for _, t in base.iterrows():
+        part = layers[(layers.trial_id == t.trial_id) & (layers.epoch >= 0)]
+        if "kind" in part:
+            part = part[part.kind.isin(WEIGHT_LAYERS)]
+        table = part.pivot_table(index="order", columns="epoch", values="trace", aggfunc="sum").sort_index()
+        if len(table) < 3:
+            continue
+        shares = (table / table.sum(axis=0)).mean(axis=1).to_numpy()
+        rows.append({"seed": t.seed, "shares": [float(s) for s in shares], "peak_layer": int(np.argmax(shares)),
+                     "stat": float(shares[1:-1].max() - max(shares[0], shares[-1]))})
+    return pd.DataFrame(rows, columns=["seed", "shares", "peak_layer", "stat"])
+
+
+def check_layer_peak(get: Getter) -> Check:
+    claim = "The strongest connections form in intermediate layers (the largest per-layer Fisher shares)"
+    source, test = f"{PAPER} (claim 3)", ("per baseline seed, each weight layer's share of the Fisher trace "
+                                         "averaged over training; the largest intermediate share minus the "
+                                         "larger of the first and last layer's: 95 % t-interval above zero "
+                                         f"(a difference below {SHARE_MARGIN:g} is none), >= 3 seeds")
+    r = get("fisher_study")
+    if r is None:
+        return Check("layer_peak", claim, source, test, "no fisher_study results", "not run")
+    p = layer_peak(r.fisher_layers, r.trials)
+    if p.empty:
+        return Check("layer_peak", claim, source, test, "no baseline with per-layer Fisher", "not run")
+    p = p.set_index("seed")
+    verdict, reason = stats.effect_verdict(p.stat, margin=SHARE_MARGIN)
+    mean = np.mean(np.stack(p.shares.to_numpy()), axis=0)
+    return Check("layer_peak", claim, source, test,
+                 f"mean shares, input to output: {', '.join(f'{s:.2f}' for s in mean)}; largest at weight layer "
+                 f"{', '.join(str(x) for x in p.peak_layer)} (per seed, 0 = first of {len(mean)}); intermediate "
+                 f"minus ends {stats.interval(p.stat)}: {reason}", verdict)
+
+
+def fisher_at_onsets(epochs: pd.DataFrame, ss: pd.DataFrame) -> pd.Series:
+    """For each row of `ss` (per-seed window rows with baseline_id and onset): the Fisher trace of the
+    window's own baseline at its onset, i.e. its last measurement before epoch `onset` (the one at
+    initialisation, epoch -1, for onset 0); NaN where none was measured within 5 epochs."""
+    if "fisher_trace" not in epochs:
+        return pd.Series(np.nan, index=ss.index)
+    f = epochs[["trial_id", "epoch", "fisher_trace"]].dropna()
+    out = []
+    for base, onset in zip(ss.baseline_id, ss.onset):
+        before = f[(f.trial_id == base) & (f.epoch < onset) & (f.epoch >= onset - 5)]
+        out.append(float(before.sort_values("epoch").fisher_trace.iloc[-1]) if len(before) else np.nan)
+    return pd.Series(out, index=ss.index)
+
+
+def _link(epochs: pd.DataFrame):
+    def grade(part: pd.DataFrame) -> tuple[str, str]:
+        part = part.assign(fisher=fisher_at_onsets(epochs, part)).dropna(subset=["fisher"])
+        if part.onset.nunique() < 3:
+            return "not shown", "needs the baseline's Fisher trace at three onsets or more"
+        verdicts, texts = [], []
+        for length, at in part.groupby("length"):
+            r = pd.Series({seed: _st.spearmanr(g.fisher, g.sens).statistic for seed, g in at.groupby("seed")
+                           if g.onset.nunique() >= 3}).dropna()
+            verdict, reason = stats.effect_verdict(r, margin=CORR_MARGIN)
+            verdicts.append(verdict)
+            texts.append(f"length {length}: rank correlation over onsets {stats.interval(r)}: {reason}")
+        return combine(verdicts), "; ".join(texts)
+    return grade
+
+
+def check_fisher_link(get: Getter) -> Check:
+    key = "fisher_link"
+    claim = "The critical period closes as the Fisher trace falls: windows cost more where the trace is high"
+    source = f"{PAPER} (claims 1 and 3)"
+    test = ("per seed and window length, the rank (Spearman) correlation over onsets between the Fisher trace of "
+            "the window's own baseline at the window's onset and the window's loss; 95 % t-interval above zero "
+            f"(a correlation below {CORR_MARGIN:g} is none), >= 3 seeds; under the paper's schedule and each "
+            "control. Both fall with time, so a positive correlation is necessary for the claim, not sufficient")
+    ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
+    if missing:
+        return missing
+    return graded(key, claim, source, test, ss, _link(get("blur_grid").epochs), note)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .records import FINAL_EPOCHS
-from .stats import interval
+from .recovery import add_gains
+from .stats import CORRECTION, MARGIN, check_unique_seeds, fdr, interval, p_above
 
 GROUP = ["deficit", "tags", "onset", "length"]
 DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if its interval lies
@@ -64,8 +65,10 @@ def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -
     does when it serves several lengths). `matched` is False where the baseline trained fewer epochs
     than the window (results from before length-matched baselines): there `sens` also holds the extra
     epochs the window trained. Columns: deficit, tags, onset, length, seed, sens, acc and baseline_acc
-    (final accuracies, fractions), epochs, matched."""
-    columns = [*GROUP, "seed", "sens", "acc", "baseline_acc", "epochs", "matched"]
+    (final accuracies, fractions), epochs, matched, (`recovery.add_gains`, NaN without `epochs`) gain,
+    base_gain, clean, and the window's and its baseline's trial_id, baseline_id. A window with two trials of one seed is refused (`stats.DuplicateSeeds`)."""
+    columns = [*GROUP, "seed", "sens", "acc", "baseline_acc", "epochs", "matched", "gain", "base_gain", "clean",
+               "trial_id", "baseline_id"]
     ok = trials[trials.status == "ok"]
     base = ok[ok.deficit == "none"].set_index("trial_id")
     win = ok[ok.deficit != "none"].copy()
@@ -84,7 +87,10 @@ def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -
     win["acc"] = win.final_test_acc.astype(float)
     win = win.dropna(subset=["baseline_acc"])
     win["sens"] = 100 * (win.baseline_acc - win.acc)
-    return win[columns]
+    for key, part in win.groupby(GROUP, sort=False):
+        check_unique_seeds(pd.Index(part.seed), f"the window {key[0]} [{key[2]}, {key[2] + key[3]})"
+                                                + (f" ({key[1]})" if key[1] else ""))
+    return add_gains(win, epochs)[columns]
 
 
 def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -93,9 +99,12 @@ def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.
     Only `ok` trials whose baseline is also `ok` count. Returns one row per (deficit, tags, onset, length)
     with `sensitivity` (mean over seeds), `sem` (standard error over seeds, NaN with one seed), `low` and
     `high` (its two-sided `stats.LEVEL` t-interval, NaN with one seed), `n_seeds`, `acc` and
-    `baseline_acc` (mean final accuracies, in %) and `matched` (every seed's baseline length-matched).
+    `baseline_acc` (mean final accuracies, in %), `matched` (every seed's baseline length-matched), and
+    the still-recovering check (`recovery.py`): `recovery` (mean over seeds of how much the loss shrank
+    over the last 10 epochs), `base_gain` (the baseline's own gain), `clean` (clean epochs after the window).
     """
-    columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc", "matched"]
+    columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc", "matched",
+               "recovery", "base_gain", "clean"]
     win = seed_sensitivity(trials, epochs)
     if win.empty:
         return pd.DataFrame(columns=columns)
@@ -104,7 +113,9 @@ def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.
     out = pd.DataFrame({"sensitivity": g.sens.mean(), "sem": group_sem(g.sens),
                         "low": est.map(lambda e: e.low), "high": est.map(lambda e: e.high),
                         "n_seeds": g.sens.count(), "acc": 100 * g.acc.mean(),
-                        "baseline_acc": 100 * g.baseline_acc.mean(), "matched": g.matched.all()})
+                        "baseline_acc": 100 * g.baseline_acc.mean(), "matched": g.matched.all(),
+                        "recovery": (win.gain - win.base_gain).groupby([win[k] for k in GROUP], sort=True).mean(),
+                        "base_gain": g.base_gain.mean(), "clean": g.clean.min()})
     return out.reset_index()[columns]
 
 
@@ -120,26 +131,35 @@ def heatmap_grid(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: s
 
 
 def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Per (deficit, tags, length): the onsets whose window is shown to cost accuracy, i.e. whose
-    sensitivity interval (`low`, see `sensitivity`) lies above `threshold` (0: excludes zero).
+    """Per (deficit, tags, length): the onsets whose window is shown to cost more than `threshold` points
+    (0: any accuracy), by one-sided t-tests over seeds corrected for the number of onsets by
+    Benjamini-Hochberg's procedure (`stats.fdr`): the expected share of false onsets among those shown stays
+    below 2.5 %, and with no effect at any onset so does the chance of showing any, however many onsets the
+    grid has (with one onset: its 95 % interval lies above `threshold`).
 
     Columns: `first_onset`, `last_onset` (NaN when none is shown), `onsets` (all shown, in order),
     `peak_onset`, `peak`, `peak_low`, `peak_high` (the largest mean sensitivity and its interval),
-    `min_seeds` (the fewest seeds behind any onset: below 2 nothing can be shown), `threshold`.
+    `min_seeds` (the fewest seeds behind any onset: below 2 nothing can be shown), `threshold`, `tested`
+    (onsets in the family), `correction` (its name), `recovering` (onsets whose window is still recovering,
+    `recovery.py`).
     """
     rows = []
     for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
         part = part.sort_values("onset")
-        shown = part[part.low > threshold]
+        p = [p_above(r.sensitivity, r.sem, int(r.n_seeds), threshold) for r in part.itertuples(index=False)]
+        shown = part[fdr(p)]
         peak = part.loc[part.sensitivity.idxmax()]
+        recovering = part[part.recovery > MARGIN].onset if "recovery" in part else pd.Series(dtype=int)
         rows.append({"deficit": deficit, "tags": tags, "length": length,
                      "first_onset": shown.onset.min() if len(shown) else np.nan,
                      "last_onset": shown.onset.max() if len(shown) else np.nan,
                      "onsets": [int(o) for o in shown.onset], "peak_onset": peak.onset, "peak": peak.sensitivity,
                      "peak_low": peak.low, "peak_high": peak.high, "min_seeds": int(part.n_seeds.min()),
-                     "threshold": threshold})
+                     "threshold": threshold, "tested": len(part), "correction": CORRECTION,
+                     "recovering": [int(o) for o in recovering]})
     return pd.DataFrame(rows, columns=["deficit", "tags", "length", "first_onset", "last_onset", "onsets",
-                                       "peak_onset", "peak", "peak_low", "peak_high", "min_seeds", "threshold"])
+                                       "peak_onset", "peak", "peak_low", "peak_high", "min_seeds", "threshold",
+                                       "tested", "correction", "recovering"])
 
 
 def removal_curve(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:

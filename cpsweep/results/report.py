@@ -20,9 +20,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, critical_period, group_curves, heatmap_grid,
+from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, heatmap_grid,
                      layer_shares, removal_curve, sample_windows, schedule_of, sensitivity)
 from .search_report import search_sections
+from .summary import header, onset_table
+from .summary import label as _label
 from .stats import LEVEL
 from .store import Results, Store, load_results
 from .tables import Tables
@@ -40,13 +42,6 @@ def _compact(values) -> np.ndarray:
     finite = np.abs(a[np.isfinite(a) & (a != 0)])
     fits = not finite.size or (finite.max() < 1e38 and finite.min() > 1e-37)
     return a.astype(np.float32) if fits else a
-
-
-def _label(deficit: str, tags: str, onset=None, length=None) -> str:
-    if deficit == "none":
-        return "baseline" + (f" ({tags})" if tags else "")
-    window = f" [{int(onset)}, {int(onset + length)})" if onset is not None else ""
-    return f"{deficit}{window}" + (f" ({tags})" if tags else "")
 
 
 def _band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, **cell) -> None:
@@ -188,41 +183,6 @@ def sampled_curves(curves: pd.DataFrame, sens: pd.DataFrame, trials: pd.DataFram
                   "table, epochs.parquet)")
 
 
-def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
-    spec = results.spec.get("spec") or {}
-    fixed = results.spec.get("fixed") or {}
-    optim, data, model = fixed.get("optim", {}), fixed.get("data", {}), fixed.get("model", {})
-    epochs = f"{fixed['epochs']} per trial" if fixed.get("epochs") else f"onset + length + {fixed.get('clean_after')}"
-    counts = results.trials.status.value_counts().to_dict()
-    lines = [f"spec hash {results.spec.get('hash', '?')}",
-             (f"data {data.get('name', '?')}, model {model.get('name', '?')}, optimiser {optim.get('name', '?')} "
-              f"(lr {optim.get('lr')}, momentum {optim.get('momentum')}, weight decay {optim.get('weight_decay')}, "
-              f"batch {optim.get('batch_size')}), schedule {(fixed.get('schedule') or {}).get('name', '?')}, "
-              f"epochs {epochs}"),
-             "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
-    if len(sens) and not sens.matched.all():
-        lines.append("<b>baselines not length-matched</b>: some baselines trained fewer epochs than their windows "
-                     "(results from before length-matched baselines), so those sensitivities also hold the extra "
-                     "epochs the windows trained; run the sweep again into a new results folder for matched ones")
-    rule = f"above {threshold:g} pts" if threshold else "above zero"
-    for r in critical_period(sens, threshold).itertuples(index=False):
-        what = f"{_label(r.deficit, r.tags)}, length {int(r.length)}"
-        peak = (f"largest {r.peak:.2f} at onset {int(r.peak_onset)}"
-                + ("" if math.isnan(r.peak_low) else f", {LEVEL:.0%} CI [{r.peak_low:.2f}, {r.peak_high:.2f}]"))
-        if r.min_seeds < 2:
-            lines.append(f"<b>critical period ({what}): not shown</b>: {int(r.min_seeds)} seed per window, an "
-                         f"interval needs at least 2 ({peak})")
-        elif math.isnan(r.first_onset):
-            lines.append(f"<b>critical period ({what}): none shown</b>: no window's {LEVEL:.0%} interval lies "
-                         f"{rule} ({peak}; n={int(r.min_seeds)}+ seeds)")
-        else:
-            onsets = ", ".join(str(o) for o in r.onsets)
-            lines.append(f"<b>critical period ({what}): onsets {onsets}</b>, where the window's {LEVEL:.0%} "
-                         f"interval of lost accuracy lies {rule} ({peak}; n={int(r.min_seeds)}+ seeds)")
-    return (f"<h1>cpsweep report: {html.escape(str(spec.get('name', 'sweep')))}</h1><ul>"
-            + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
-
-
 def _page(title: str, sections: list[tuple[str, go.Figure | str | None]], intro: str) -> str:
     parts, first = [intro], True
     for caption, fig in sections:
@@ -247,6 +207,15 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     pick = chosen_trials(trials, sens)
     worst_window = _window(trials, pick["worst"])
     sections: list[tuple[str, go.Figure | str | None]] = search_sections(results.search)
+    table = onset_table(results)
+    if table:
+        sections.append((("Early against late windows under each learning-rate schedule, side by side: the paper's "
+                          "(the sweep's own) and the controls in which the onset does not set the rate the network "
+                          "recovers at (restart: the rate restarted after the window, against a baseline restarted "
+                          "there; constant). An effect that vanishes under a control is the learning rate's. Verdict: "
+                          f"the {LEVEL:.0%} interval of early minus late above zero (reproduced), shown within "
+                          "+-0.5 pts or below zero (not reproduced), else not shown; a window still recovering "
+                          "when read shows nothing lasting."), table))
     windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
     for deficit, tags in windows.itertuples(index=False):
         sections.append((("Each cell is a deficit window (onset across, length up) coloured by the points of "

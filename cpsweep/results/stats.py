@@ -1,39 +1,62 @@
-"""The statistics behind every verdict: paired, t-based intervals and equivalence tests over seeds.
+"""The statistics behind every verdict: paired, t-based intervals, equivalence tests and the correction for
+many comparisons, over seeds.
 
 Every claim cpsweep checks is about a difference measured once per seed (a window's sensitivity against
 its own seed's baseline, or two sensitivities of the same seed), so the unit of replication is the seed:
 
     est = interval(per_seed_values)         # mean with a two-sided LEVEL t-interval (n - 1 dof)
-    est.low > 0                             # "an effect": the interval excludes zero (one-sided 2.5 %)
-    equivalent(per_seed_values)             # "no lasting effect": two one-sided tests against +-MARGIN
+    g = grade(per_seed_values, margin)      # the one rule that turns values into an effect / no effect
+    fdr(p_values)                           # which of many one-sided tests are detections (Benjamini-Hochberg)
+    holm(p_values)                          # ... with the family-wise error controlled instead (Holm)
 
 - `interval`: mean +- t_{(1+LEVEL)/2, n-1} s / sqrt(n), s the sample standard deviation. With n < 2 it
   has no width (low = high = NaN): nothing can be decided from one seed.
-- `equivalent`: the two one-sided tests (TOST, Schuirmann 1987) at level ALPHA_TOST reject both
-  "mean <= -MARGIN" and "mean >= +MARGIN" exactly when the (1 - 2 ALPHA_TOST) t-interval lies inside
-  (-MARGIN, +MARGIN); that is what is computed. An effect smaller than MARGIN counts as none.
-- `effect_verdict` / `no_effect_verdict` turn an estimate into "reproduced", "not reproduced" or
-  "not shown", and "not shown" always says why (too few seeds, or an interval too wide to decide).
+- `grade`, the one rule for "an effect" and "no effect", used by every verdict (`effect_verdict`,
+  `no_effect_verdict`) with the claim's own margin:
+      negligible   the two one-sided tests (TOST, Schuirmann 1987) at ALPHA_TOST reject both
+                   "mean <= -margin" and "mean >= +margin", i.e. the (1 - 2 ALPHA_TOST) t-interval lies
+                   inside (-margin, +margin): an effect smaller than the margin counts as none, for an
+                   effect claim ("not reproduced") and a no-effect claim ("reproduced") alike
+      positive     not negligible, and the LEVEL interval lies above zero (negative: below zero)
+      unclear      neither
+  and `beyond`: the LEVEL interval lies wholly beyond the margin. A no-effect claim is "not reproduced"
+  only then; an interval that excludes zero but overlaps the margin shows neither ("not shown").
+- `fdr`: Benjamini-Hochberg's step-up procedure over one-sided p-values (`p_above`), the correction of
+  every detection over many onsets (the critical period, the adaptive search's "in"): the expected share
+  of false detections among the onsets reported stays below ALPHA_ONE_SIDED, and with no effect at any
+  onset so does the chance of reporting any. With one comparison it is exactly "the LEVEL interval lies
+  above the threshold". `holm`: Holm's step-down procedure (the family-wise error rate below alpha), for
+  simultaneous statements such as the confidence set of the most damaging onset.
+- `paired` and every per-seed table refuse a seed that appears twice (`DuplicateSeeds`): counting one seed
+  twice would narrow every interval.
 
 The defaults, fixed before any run and stated in every verdict: LEVEL = 0.95; MARGIN = 0.5 percentage
 points of final test accuracy (the public replication's "at most 0.5 points" for windows that do no
-harm, PAPER.md); ALPHA_TOST = 0.05; MIN_SEEDS = 3 paired seeds for any verdict.
+harm, PAPER.md); ALPHA_TOST = 0.05; ALPHA_ONE_SIDED = 0.025; MIN_SEEDS = 3 paired seeds for any verdict.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from ..errors import CpsweepError
+
 LEVEL = 0.95        # two-sided confidence level of every interval
+ALPHA_ONE_SIDED = (1 - LEVEL) / 2  # a one-sided test at this level = "the LEVEL interval lies above"
 ALPHA_TOST = 0.05   # level of each one-sided test of an equivalence (so a 90 % interval)
 MARGIN = 0.5        # percentage points: a lasting effect smaller than this counts as none
 MIN_SEEDS = 3       # fewer paired seeds than this decide nothing: "not shown"
+CORRECTION = "Benjamini-Hochberg"  # how detections over many onsets are corrected (false discovery rate)
+
+
+class DuplicateSeeds(CpsweepError):
+    """A seed appears more than once where each seed must be one paired value."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +93,20 @@ def interval(values: Iterable[float], level: float = LEVEL) -> Estimate:
     return Estimate(mean, mean - half, mean + half, n, level)
 
 
+def check_unique_seeds(index: pd.Index, what: str = "a comparison") -> None:
+    """Raise `DuplicateSeeds` when a seed appears twice in `index` (per-seed values)."""
+    dup = sorted({int(s) for s in index[index.duplicated()]})
+    if dup:
+        raise DuplicateSeeds(f"seed{'s' * (len(dup) > 1)} {', '.join(map(str, dup))} appear{'s' * (len(dup) == 1)} "
+                             f"more than once in {what}; each seed must be one paired value (counting it twice "
+                             f"would narrow the interval): remove the duplicated trials or give them other seeds")
+
+
 def paired(a: pd.Series, b: pd.Series) -> pd.Series:
-    """Per-seed a - b over the seeds both have (both indexed by seed), missing values dropped."""
+    """Per-seed a - b over the seeds both have (both indexed by seed), missing values dropped; a seed
+    indexed twice on either side is refused (`DuplicateSeeds`)."""
+    check_unique_seeds(a.index)
+    check_unique_seeds(b.index)
     common = a.dropna().index.intersection(b.dropna().index)
     return (a[common] - b[common]).sort_index()
 
@@ -83,50 +118,115 @@ def equivalent(values: Iterable[float], margin: float = MARGIN, alpha: float = A
     return (not math.isnan(est.low) and -margin < est.low and est.high < margin), est
 
 
-def _too_few(n: int, min_seeds: int) -> str | None:
-    if n < min_seeds:
-        return f"not shown: {n} paired seed{'s' * (n != 1)}, at least {min_seeds} needed"
-    return None
+@dataclass(frozen=True)
+class Grade:
+    """What per-seed values show against zero and a margin (the one rule; module docstring)."""
+    est: Estimate       # the LEVEL interval
+    eq: Estimate        # the (1 - 2 ALPHA_TOST) interval of the equivalence test
+    margin: float
+    kind: str           # "too few" | "negligible" | "positive" | "negative" | "unclear"
+    beyond: bool        # the LEVEL interval lies wholly beyond +-margin
+
+
+def grade(values: Iterable[float], margin: float = MARGIN, min_seeds: int = MIN_SEEDS) -> Grade:
+    values = list(values)
+    est = interval(values)
+    same, eq = equivalent(values, margin)
+    beyond = not math.isnan(est.low) and (est.low > margin or est.high < -margin)
+    if est.n < min_seeds or math.isnan(est.low):
+        kind = "too few"
+    elif same:
+        kind = "negligible"
+    elif est.low > 0:
+        kind = "positive"
+    elif est.high < 0:
+        kind = "negative"
+    else:
+        kind = "unclear"
+    return Grade(est, eq, margin, kind, beyond)
+
+
+def _too_few(n: int, min_seeds: int) -> str:
+    return f"not shown: {n} paired seed{'s' * (n != 1)}, at least {min_seeds} needed"
 
 
 def effect_verdict(values: Iterable[float], min_seeds: int = MIN_SEEDS, margin: float = MARGIN) -> tuple[str, str]:
     """(verdict, reason) for a claim that the mean is positive ("X costs more than Y").
 
-    reproduced: the LEVEL interval lies above zero. not reproduced: the interval lies below zero, or an
-    equivalence test shows the mean within +-margin (no effect worth the name). not shown: otherwise.
+    reproduced: the LEVEL interval lies above zero and the effect is not shown negligible. not reproduced:
+    shown negligible (within +-margin by TOST: an effect smaller than the margin counts as none), or the
+    interval lies below zero. not shown: otherwise.
     """
-    values = list(values)
-    est = interval(values)
-    reason = _too_few(est.n, min_seeds)
-    if reason:
-        return "not shown", reason
-    if est.low > 0:
-        return "reproduced", f"{est.level:.0%} interval above zero"
-    if est.high < 0:
-        return "not reproduced", f"{est.level:.0%} interval below zero"
-    same, eq = equivalent(values, margin)
-    if same:
-        return "not reproduced", f"equivalent to no effect within +-{margin:g} ({eq})"
-    return "not shown", f"the {est.level:.0%} interval contains zero and is too wide to show no effect"
+    g = grade(values, margin, min_seeds)
+    if g.kind == "too few":
+        return "not shown", _too_few(g.est.n, min_seeds)
+    if g.kind == "negligible":
+        return "not reproduced", f"no effect worth the name: equivalent to zero within +-{margin:g} ({g.eq})"
+    if g.kind == "positive":
+        return "reproduced", f"{g.est.level:.0%} interval above zero"
+    if g.kind == "negative":
+        return "not reproduced", f"{g.est.level:.0%} interval below zero"
+    return "not shown", f"the {g.est.level:.0%} interval contains zero and is too wide to show no effect"
 
 
 def no_effect_verdict(values: Iterable[float], min_seeds: int = MIN_SEEDS, margin: float = MARGIN) -> tuple[str, str]:
     """(verdict, reason) for a claim of no lasting effect (the mean is zero, up to +-margin).
 
-    reproduced: equivalence within +-margin shown by TOST. not reproduced: an effect shown (the LEVEL
-    interval excludes zero) that is not within the margin. not shown: otherwise.
+    reproduced: equivalence within +-margin shown by TOST. not reproduced: the LEVEL interval lies wholly
+    beyond the margin. not shown: otherwise, including an interval that excludes zero but overlaps the
+    margin (an effect, but not shown to be one worth the name).
     """
-    values = list(values)
-    est = interval(values)
-    reason = _too_few(est.n, min_seeds)
-    if reason:
-        return "not shown", reason
-    same, eq = equivalent(values, margin)
-    if same:
-        return "reproduced", f"equivalent to zero within +-{margin:g} ({eq}, two one-sided tests)"
-    if est.excludes_zero:
-        return "not reproduced", f"a lasting effect: the {est.level:.0%} interval excludes zero"
-    return "not shown", f"neither an effect nor equivalence within +-{margin:g} can be shown ({eq})"
+    g = grade(values, margin, min_seeds)
+    if g.kind == "too few":
+        return "not shown", _too_few(g.est.n, min_seeds)
+    if g.kind == "negligible":
+        return "reproduced", f"equivalent to zero within +-{margin:g} ({g.eq}, two one-sided tests)"
+    if g.beyond:
+        return "not reproduced", f"a lasting effect beyond the margin: the {g.est.level:.0%} interval lies " \
+                                 f"wholly beyond +-{margin:g}"
+    if g.est.excludes_zero:
+        return "not shown", (f"the {g.est.level:.0%} interval excludes zero but overlaps the +-{margin:g} margin: "
+                             f"neither no effect nor an effect beyond the margin is shown ({g.eq})")
+    return "not shown", f"neither an effect nor equivalence within +-{margin:g} can be shown ({g.eq})"
+
+
+def p_above(mean: float, sem: float, n: int, threshold: float = 0.0) -> float:
+    """One-sided p-value of a t-test of "mean <= threshold" against "mean > threshold", from a mean over n
+    seeds and its standard error; 1 where it cannot be tested (n < 2, no spread and not above)."""
+    if n < 2 or not np.isfinite(mean) or not np.isfinite(sem):
+        return 1.0
+    if sem == 0:
+        return 0.0 if mean > threshold else 1.0
+    return float(_st.t.sf((mean - threshold) / sem, n - 1))
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA_ONE_SIDED) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected, in the order given. The smallest p-value
+    is compared with alpha / m, the next with alpha / (m - 1), ..., stopping at the first that fails;
+    the family-wise error rate is at most alpha for any dependence between the tests."""
+    order = np.argsort(np.asarray(p_values, dtype=float), kind="stable")
+    m, out = len(order), [False] * len(order)
+    for rank, i in enumerate(order):
+        if not p_values[i] <= alpha / (m - rank):
+            break
+        out[i] = True
+    return out
+
+
+def fdr(p_values: Sequence[float], alpha: float = ALPHA_ONE_SIDED) -> list[bool]:
+    """Benjamini-Hochberg's step-up procedure: which hypotheses are rejected, in the order given: the k
+    smallest p-values, k the largest rank i with p_(i) <= i alpha / m. The expected share of false ones among
+    the rejected stays at most alpha (independent or positively dependent tests, as onsets sharing a
+    baseline are), and when no hypothesis is false, so does the chance of rejecting any."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    passed = [rank for rank, i in enumerate(order, 1) if p[i] <= alpha * rank / m]
+    k = max(passed, default=0)
+    out = [False] * m
+    for i in order[:k]:
+        out[i] = True
+    return out
 
 
 def log_ratio(num: pd.Series, den: pd.Series) -> pd.Series:

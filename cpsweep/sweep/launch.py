@@ -95,8 +95,17 @@ def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
                         sweep.source)
 
 
-def write_spec(store: Store, sweep: SweepSpec) -> None:
-    doc = {"hash": sweep.hash(), "fixed": sweep.fixed_settings(), "spec": sweep.raw}
+def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
+    """spec.yaml: the hash, the fixed settings, the file as read, and `design`: the seeds planned at each
+    launch that changed them, with the number of trials already finished then (`trials_done_before`: seeds
+    added to a sweep with results are not a design fixed in advance, and the verdicts say so)."""
+    old = (yaml.safe_load(store.read_bytes("spec.yaml")) or {}) if store.exists("spec.yaml") else {}
+    design = list(old.get("design") or [])
+    seeds = [int(s) for s in sweep.grid.get("seed", sweep.seeds)]
+    if not design or design[-1].get("seeds") != seeds:
+        design.append({"seeds": seeds, "launched": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                       "trials_done_before": done})
+    doc = {"hash": sweep.hash(), "fixed": sweep.fixed_settings(), "spec": sweep.raw, "design": design}
     store.write_bytes(yaml.safe_dump(doc, sort_keys=False).encode(), "spec.yaml")
 
 
@@ -167,7 +176,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             check_shared_storage(storage, shared_storage)
             check_fits(resources)
             check_data_on_nodes(needs, resources)
-        write_spec(store, sweep)
+        write_spec(store, sweep, len(trials) - len(pending))
         progress.flush()
         if search:
             doc = run_rounds(search, progress, lambda todo, future, r: run_tune(

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.sweep_file import SweepSpec
-from ..results.boundary import IN, classify, locate
+from ..results.boundary import IN, classify_windows, locate
 from .adaptive import GridCache, Search
 
 Truth = Callable[[float], float]
@@ -61,7 +61,7 @@ def simulate(sweep: SweepSpec, truth: Truth, sd: float, rng: np.random.Generator
         pass
     found = locate(search.points[group], lattice)
     t = search.settings
-    full_points = [classify(o, table([o]).sens, t.threshold, t.margin) for o in lattice]
+    full_points = classify_windows(table(lattice), t.threshold, t.margin)[group]  # Holm over every onset
     full = locate(full_points, lattice)
     first_clean = next((o for o in lattice if end is not None and o >= end), None)
     resolution = min(b - a for a, b in zip(lattice, lattice[1:])) if len(lattice) > 1 else 0

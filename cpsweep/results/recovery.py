@@ -1,0 +1,76 @@
+"""Is a window's loss lasting, or is the network still recovering when it is read? (no torch, no ray)
+
+A window's "final" accuracy is the median of its last FINAL_EPOCHS epochs, read after the clean epochs that
+follow it (`clean_after`). If those epochs did not suffice, the accuracy is still rising when it is read,
+and a loss measured then says nothing about a *lasting* loss. So every window and baseline is also read
+FINAL_EPOCHS epochs earlier, and the change between the two reads is kept:
+
+    gain        the window's accuracy, median of its last 10 epochs minus median of the 10 before (points)
+    base_gain   the same for its baseline, read at the same epochs
+    recovery    gain - base_gain: how much the window's loss shrank over its last 10 epochs
+
+A window is **still recovering** when its mean `recovery` over seeds exceeds the claim's margin (its loss
+is still shrinking by more than the smallest effect the verdicts care about, per 10 epochs): a verdict on
+it is "not shown: still recovering after N clean epochs", never "lasting". A baseline whose `base_gain`
+exceeds the margin is **still improving**: the sensitivity is read before training has settled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .records import FINAL_EPOCHS
+from .stats import MARGIN
+
+
+def two_reads(epochs: pd.DataFrame, reads: pd.DataFrame) -> pd.DataFrame:
+    """Median test accuracy of each (trial_id, at) of `reads` over epochs [at - F, at) (`last`) and
+    [at - 2F, at - F) (`prev`), F = FINAL_EPOCHS, as fractions; NaN unless the curve holds all F epochs of
+    the part. Indexed by (trial_id, at)."""
+    reads = reads[["trial_id", "at"]].drop_duplicates()
+    rows = epochs[epochs.trial_id.isin(set(reads.trial_id))][["trial_id", "epoch", "test_acc"]]
+    m = rows.merge(reads, on="trial_id")
+    m = m[(m.epoch >= m["at"] - 2 * FINAL_EPOCHS) & (m.epoch < m["at"])].dropna(subset=["test_acc"])
+    m = m.assign(part=np.where(m.epoch >= m["at"] - FINAL_EPOCHS, "last", "prev"))
+    g = m.groupby(["trial_id", "at", "part"]).test_acc
+    med, count = g.median().unstack("part"), g.count().unstack("part")
+    out = med.where(count == FINAL_EPOCHS).reindex(columns=["last", "prev"])
+    return out.reindex(pd.MultiIndex.from_frame(reads))
+
+
+def add_gains(win: pd.DataFrame, epochs: pd.DataFrame | None) -> pd.DataFrame:
+    """`win` (one row per window trial: trial_id, baseline_id, epochs, onset, length) with `gain`,
+    `base_gain` (points; NaN without `epochs` or with fewer than 2 F epochs) and `clean` (clean epochs
+    after the window)."""
+    win = win.assign(clean=(win.epochs - win.onset - win.length).astype(int), gain=np.nan, base_gain=np.nan)
+    if epochs is None or win.empty or "test_acc" not in epochs:
+        return win
+    own = pd.DataFrame({"trial_id": win.trial_id, "at": win.epochs})
+    base = pd.DataFrame({"trial_id": win.baseline_id, "at": win.epochs})
+    reads = two_reads(epochs, pd.concat([own, base], ignore_index=True))
+    change = 100 * (reads["last"] - reads["prev"])
+    win["gain"] = change.reindex(pd.MultiIndex.from_frame(own)).to_numpy()
+    win["base_gain"] = change.reindex(pd.MultiIndex.from_frame(base)).to_numpy()
+    return win
+
+
+def still_recovering(recovery: float, margin: float = MARGIN) -> bool:
+    """Whether a window's mean loss shrinkage over its last 10 epochs passes the margin."""
+    return bool(np.isfinite(recovery) and recovery > margin)
+
+
+def recovery_note(part: pd.DataFrame, margin: float = MARGIN) -> str | None:
+    """Why the windows of `part` (per-seed rows of `reduce.seed_sensitivity`) cannot show a lasting
+    effect, or None: "still recovering after N clean epochs (loss shrank X pts over the last 10)" for each
+    window still recovering, and the baselines still improving."""
+    notes = []
+    for (onset, length), g in part.groupby(["onset", "length"], sort=True):
+        rec, base = float((g.gain - g.base_gain).mean()), float(g.base_gain.mean())
+        if still_recovering(rec, margin):
+            notes.append(f"window [{onset}, {onset + length}) still recovering after {int(g.clean.min())} clean "
+                         f"epochs (its loss shrank {rec:.2f} pts over the last {FINAL_EPOCHS})")
+        if still_recovering(base, margin):
+            notes.append(f"the baseline of [{onset}, {onset + length}) still improving when read ({base:.2f} pts "
+                         f"over the last {FINAL_EPOCHS} epochs)")
+    return "; ".join(notes) or None

@@ -1,0 +1,114 @@
+"""The report's words: its header (settings, design, the detected critical period with its correction for
+many onsets, windows still recovering) and the table that grades early against late windows under every
+schedule side by side (no torch, no ray; `report.py` draws the figures).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+from .checks import by_schedule, design_note, early_minus_late, schedule_name
+from .reduce import critical_period, seed_sensitivity
+from .stats import CORRECTION, LEVEL, MARGIN
+from .store import Results
+
+
+def label(deficit: str, tags: str, onset=None, length=None) -> str:
+    if deficit == "none":
+        return "baseline" + (f" ({tags})" if tags else "")
+    window = f" [{int(onset)}, {int(onset + length)})" if onset is not None else ""
+    return f"{deficit}{window}" + (f" ({tags})" if tags else "")
+
+
+def _seeds(results: Results) -> str:
+    """The seeds the file plans (`seed`, `replicates` or `grid.seed`), and what ran."""
+    raw = results.spec.get("spec") or {}
+    planned = (raw.get("grid") or {}).get("seed")
+    if planned is None:
+        first, n = int(raw.get("seed", 0)), int(raw.get("replicates", 1))
+        planned = list(range(first, first + n))
+    ran = sorted(int(s) for s in results.trials.seed.unique()) if len(results.trials) else []
+    text = f"seeds planned in the file: {', '.join(map(str, planned))} ({len(planned)})"
+    return text + ("" if ran == sorted(planned) else f"; seeds with trials: {', '.join(map(str, ran))}")
+
+
+def _recovery(fixed: dict, raw: dict) -> str:
+    if raw.get("common_end"):
+        return (f"<b>recovery differs per window</b>: every trial stops at epoch {fixed.get('epochs')} (common_end), "
+                "so later windows have fewer clean epochs to recover in")
+    if fixed.get("clean_after"):
+        return f"equal recovery: every window is followed by {fixed['clean_after']} clean epochs (clean_after)"
+    return f"every trial trains {fixed.get('epochs')} epochs"
+
+
+def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
+    raw = results.spec.get("spec") or {}
+    fixed = results.spec.get("fixed") or {}
+    optim, data, model = fixed.get("optim", {}), fixed.get("data", {}), fixed.get("model", {})
+    epochs = f"{fixed['epochs']} per trial" if fixed.get("epochs") else f"onset + length + {fixed.get('clean_after')}"
+    counts = results.trials.status.value_counts().to_dict()
+    own = {k: optim.get(k) for k in (("momentum",) if optim.get("name", "sgd") == "sgd" else ("beta1", "beta2"))}
+    lines = [f"spec hash {results.spec.get('hash', '?')}",
+             (f"data {data.get('name', '?')}, model {model.get('name', '?')}, optimiser {optim.get('name', '?')} "
+              f"(lr {optim.get('lr')}, {', '.join(f'{k} {v}' for k, v in own.items())}, weight decay "
+              f"{optim.get('weight_decay')}, batch {optim.get('batch_size')}), schedule "
+              f"{(fixed.get('schedule') or {}).get('name', '?')}, epochs {epochs}"),
+             _recovery(fixed, raw), _seeds(results),
+             "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
+    note = design_note(results)
+    if note:
+        lines.append(html.escape(note))
+    if len(sens) and not sens.matched.all():
+        lines.append("<b>baselines not length-matched</b>: some baselines trained fewer epochs than their windows "
+                     "(results from before length-matched baselines), so those sensitivities also hold the extra "
+                     "epochs the windows trained; run the sweep again into a new results folder for matched ones")
+    rule = f"above {threshold:g} pts" if threshold else "above zero"
+    for r in critical_period(sens, threshold).itertuples(index=False):
+        what = f"{label(r.deficit, r.tags)}, length {int(r.length)}"
+        peak = (f"largest {r.peak:.2f} at onset {int(r.peak_onset)}"
+                + ("" if math.isnan(r.peak_low) else f", {LEVEL:.0%} CI [{r.peak_low:.2f}, {r.peak_high:.2f}]"))
+        test = (f"one-sided t-tests over seeds, {CORRECTION} over the {r.tested} onsets: false onsets at most 2.5 % "
+                f"of those shown, and no onset shown by chance in more than 2.5 % of grids without any effect")
+        if r.min_seeds < 2:
+            lines.append(f"<b>critical period ({what}): not shown</b>: {int(r.min_seeds)} seed per window, an "
+                         f"interval needs at least 2 ({peak})")
+        elif math.isnan(r.first_onset):
+            lines.append(f"<b>critical period ({what}): none shown</b>: no window is shown to cost accuracy "
+                         f"{rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
+        else:
+            onsets = ", ".join(str(o) for o in r.onsets)
+            lines.append(f"<b>critical period ({what}): onsets {onsets}</b>, the windows shown to cost accuracy "
+                         f"{rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
+        if r.recovering:
+            lines.append(f"<b>still recovering ({what})</b>: at onset{'s' * (len(r.recovering) > 1)} "
+                         f"{', '.join(map(str, r.recovering))} the window's loss still shrank by more than "
+                         f"{MARGIN:g} pts over its last 10 epochs when read: not shown to be lasting; give more "
+                         "clean epochs (clean_after)")
+    return (f"<h1>cpsweep report: {html.escape(str(raw.get('name', 'sweep')))}</h1><ul>"
+            + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
+
+
+def _variant(tags: str) -> str:
+    return ",".join(p for p in tags.split(",") if p and not p.startswith("schedule="))
+
+
+def onset_table(results: Results) -> str | None:
+    """An HTML table: per deficit, other axes and window length, the earliest window's loss against the
+    latest's under each schedule (the paper's and the learning-rate controls) side by side, with the
+    verdict of early minus late (`checks.early_minus_late`); None without two onsets."""
+    ss = seed_sensitivity(results.trials, results.epochs if len(results.epochs) else None)
+    if ss.empty or ss.onset.nunique() < 2:
+        return None
+    rows = []
+    for (deficit, variant), part in ss.groupby([ss.deficit, ss.tags.map(_variant)], sort=True):
+        for schedule, sched in by_schedule(part).items():
+            for length in sorted(sched.length.unique()):
+                verdict, text = early_minus_late(sched, [length])
+                rows.append([label(deficit, variant), schedule_name(schedule), str(int(length)), text, verdict])
+    head = ["window", "schedule", "length", f"early vs late, early minus late ({LEVEL:.0%} CI over seeds)", "verdict"]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return ("<table border='1' cellpadding='4' style='border-collapse: collapse; font-size: 90%'><tr>"
+            + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + body + "</table>")

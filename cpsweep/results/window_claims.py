@@ -1,0 +1,114 @@
+"""Reproduction checks on the shape of the critical period: do longer windows cost more, which onset costs
+most, and where does the period end? Each is graded under every schedule of its sweep (`checks.graded`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import stats
+from .boundary import IN, classify_windows, locate, p_above_values
+from .checks import PAPER, Check, Getter, combine, graded, lasting, sensitivities, window
+
+
+def _length(part: pd.DataFrame) -> tuple[str, str]:
+    """Grader: at the earliest onset, the longest window minus the shortest."""
+    onset = part.onset.min()
+    at = part[part.onset == onset]
+    lengths = sorted(at.length.unique())
+    if len(lengths) < 2:
+        return "not shown", f"needs two window lengths at onset {onset}"
+    long, short = window(at, onset, lengths[-1]), window(at, onset, lengths[0])
+    diff = stats.paired(long, short)
+    verdict, reason = lasting(*stats.effect_verdict(diff), at[at.length.isin([lengths[0], lengths[-1]])])
+    return verdict, (f"onset {onset}: length {lengths[-1]} {stats.interval(long)} vs length {lengths[0]} "
+                     f"{stats.interval(short)} pts; longer minus shorter {stats.interval(diff)}: {reason}")
+
+
+def check_window_length(get: Getter) -> Check:
+    key, claim, source = "window_length", "Blur: a longer window costs more", f"{PAPER} (claim 1)"
+    test = ("per seed, at the earliest onset, the sensitivity of the longest window minus the shortest; 95 % "
+            "t-interval above zero, >= 3 seeds; under the paper's schedule and each learning-rate control")
+    ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
+    return missing or graded(key, claim, source, test, ss, _length, note)
+
+
+def peak_set(part: pd.DataFrame, length: int) -> tuple[int, list[int]]:
+    """The onset with the largest mean sensitivity at `length`, and the 95 % confidence set for the most
+    damaging onset: that onset and every other one not shown to cost less than it (paired one-sided t-tests
+    of "peak minus onset > 0", Holm-corrected over the other onsets)."""
+    at = part[part.length == length]
+    means = at.groupby("onset").sens.mean()
+    top = int(means.idxmax())
+    others = [int(o) for o in means.index if o != top]
+    top_values = window(at, top, length)
+    below = stats.holm([p_above_values(stats.paired(top_values, window(at, o, length)), 0.0) for o in others])
+    return top, sorted([top] + [o for o, b in zip(others, below) if not b])
+
+
+def _peak(part: pd.DataFrame) -> tuple[str, str]:
+    """Grader: the most damaging onset is early: its confidence set lies in the first half of the onsets."""
+    onsets = sorted(part.onset.unique())
+    if len(onsets) < 3:
+        return "not shown", "needs at least three onsets"
+    mid = (onsets[0] + onsets[-1]) / 2
+    verdicts, texts = [], []
+    for length in sorted(part.length.unique()):
+        top, conf = peak_set(part, length)
+        if all(o < mid for o in conf):
+            verdict = "reproduced"
+        elif all(o >= mid for o in conf):
+            verdict = "not reproduced"
+        else:
+            verdict = "not shown"
+        rows = part[(part.onset == top) & (part.length == length)]
+        verdict, reason = lasting(verdict, "", rows)
+        verdicts.append(verdict)
+        texts.append(f"length {length}: largest mean loss at onset {top} "
+                     f"({stats.interval(window(part[part.length == length], top, length))} pts); 95 % set of the "
+                     f"most damaging onset {conf} ({'all' if verdict == 'reproduced' else 'not all'} before "
+                     f"{mid:g}){': ' + reason if reason else ''}")
+    return combine(verdicts), "; ".join(texts)
+
+
+def check_peak_onset(get: Getter) -> Check:
+    key, claim, source = "peak_onset", "Blur: the most damaging onset is early in training", f"{PAPER} (claim 1)"
+    test = ("per window length, the 95 % confidence set of the most damaging onset (the onset of largest mean "
+            "loss and every onset not shown to cost less, paired one-sided t-tests, Holm); reproduced when the "
+            "set lies in the first half of the onsets tried, not reproduced when it lies in the second; under the "
+            "paper's schedule and each learning-rate control")
+    ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
+    return missing or graded(key, claim, source, test, ss, _peak, note)
+
+
+def _lattice(r) -> list[int]:
+    """The onsets a sweep's grid offers (a range `{from, to, step}` or a list)."""
+    onset = ((r.spec.get("spec") or {}).get("grid") or {}).get("onset")
+    if isinstance(onset, dict):
+        return list(range(int(onset["from"]), int(onset["to"]) + 1, int(onset["step"])))
+    return sorted(int(o) for o in onset) if onset else []
+
+
+def check_boundary(get: Getter) -> Check:
+    key, claim = "boundary", "Blur: the critical period ends: late enough windows are shown not to cost accuracy"
+    source = f"{PAPER} (claim 1, located by the adaptive search of mini blur_boundary)"
+    test = ("per sampled onset, 'in' when shown to cost accuracy (one-sided t-tests, Benjamini-Hochberg at "
+            "2.5 % over the onsets sampled), 'out' when its one-sided 95 % upper bound lies below 0.5 pts; reproduced when the "
+            "end is located inside the onsets tried (results/boundary.py), not reproduced when no onset is in "
+            "and the first is out; under the paper's schedule and the restarted-rate control")
+    ss, missing, note = sensitivities(get, "blur_boundary", key, claim, source, test, deficit="blur")
+    if missing:
+        return missing
+    lattice = _lattice(get("blur_boundary")) or sorted(ss.onset.unique())
+    verdict_of = {"located": "reproduced", "none": "not reproduced"}
+
+    def grade(part: pd.DataFrame) -> tuple[str, str]:
+        verdicts, texts = [], []
+        for key_, points in classify_windows(part, 0.0, stats.MARGIN).items():
+            b = locate(points, lattice)
+            ins = [p.onset for p in points if p.cls == IN]
+            verdicts.append(verdict_of.get(b.status, "not shown"))
+            texts.append(f"length {key_[2]}: {b.status}: {b.text} (sampled {len(points)} onsets, in: {ins})")
+        return combine(verdicts), "; ".join(texts)
+
+    return graded(key, claim, source, test, ss, grade, note)
