@@ -63,10 +63,13 @@ PLACE = Role("place", hashed=False, computed=False, per_member=False, identity=F
 ROLES = (SETTING, SCHEDULE, DEFICIT, WINDOW, DURATION, SEED, LABEL, PLACE)
 
 
-def role(r: Role, *, hashed_at_default: bool = True) -> dict[str, Any]:
+def role(r: Role, *, hashed_at_default: bool = True, keyed_at_default: bool = True) -> dict[str, Any]:
     """Field metadata declaring `r`. `hashed_at_default=False`: a setting added after results folders
-    existed, left out of the sweep hash while it has its default value (so their hashes stay valid)."""
-    return {"role": r, "hashed_at_default": hashed_at_default}
+    existed, left out of the sweep hash while it has its default value (so their hashes stay valid).
+    `keyed_at_default=False`: likewise left out of the prefix keys (`computed_settings`) at its default, so
+    that prefix checkpoints made before it existed stay valid (the engine section predates the pinned
+    prefix keys and stays in them)."""
+    return {"role": r, "hashed_at_default": hashed_at_default, "keyed_at_default": keyed_at_default}
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,15 @@ class ScheduleSpec:
 class FisherSpec:
     every: int = 1                  # measure every k epochs (and at the last); 0: never
     probe_per_class: int = 30       # probe set: this many clean training examples per class
-    method: Literal["exact", "sampled", "empirical"] = "exact"
+    method: Literal["exact", "sampled", "empirical", "variational"] = "exact"
     samples: int = 1                # labels drawn per input (method: sampled)
     backend: Literal["auto", "func", "gram"] = "auto"
+    beta: float = field(default=1e-24, metadata=role(SETTING, hashed_at_default=False, keyed_at_default=False))
+                                    # method: variational; weight of the log-variance term, sigma_i^2 = beta /
+                                    # F_ii (= engine/_fisher_variational.py's VARIATIONAL_BETA; added later:
+                                    # hashed only when set). In YAML write 1.0e-20: PyYAML reads 1e-20 as a string
+    steps: int = field(default=300, metadata=role(SETTING, hashed_at_default=False, keyed_at_default=False))
+                                    # method: variational; Adam steps on the noise (= VARIATIONAL_STEPS)
 
 
 @dataclass(frozen=True)
@@ -257,18 +266,19 @@ def freeze(value: Any) -> Any:
 # -- views derived from the roles -------------------------------------------------------------------
 
 def project(obj: Any, keep: Callable[[Role], bool], *, at_default: bool = True,
-            parent: Role | None = None) -> dict[str, Any]:
+            parent: Role | None = None, flag: str = "hashed_at_default") -> dict[str, Any]:
     """The fields of the dataclass `obj` whose role `keep` accepts, in plain JSON values, recursing into
     sections (whose fields take the section's role unless they declare their own). `at_default=False`
-    also leaves out fields declared `hashed_at_default=False` that hold their default."""
+    also leaves out fields declared with `flag` (`hashed_at_default` or `keyed_at_default`) False that hold
+    their default."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         r = f.metadata.get("role", parent)
-        if not at_default and not f.metadata.get("hashed_at_default", True) and value == _default(f):
+        if not at_default and not f.metadata.get(flag, True) and value == _default(f):
             continue
         if dataclasses.is_dataclass(value) and not isinstance(value, Component):
-            sub = project(value, keep, at_default=at_default, parent=r)
+            sub = project(value, keep, at_default=at_default, parent=r, flag=flag)
             if sub:
                 out[f.name] = sub
         elif r is not None and keep(r):
@@ -296,7 +306,7 @@ def hashed_settings(trial: TrialSpec) -> dict[str, Any]:
 
 def computed_settings(trial: TrialSpec) -> dict[str, Any]:
     """The settings that decide every epoch's computation (the fixed part of a prefix key)."""
-    return project(trial, lambda r: r.computed)
+    return project(trial, lambda r: r.computed, at_default=False, flag="keyed_at_default")
 
 
 def shared_settings(trial: TrialSpec) -> dict[str, Any]:

@@ -209,6 +209,10 @@ def _check_ranges(t: TrialSpec) -> None:
               ("fisher.every", t.fisher.every >= 0, "must be >= 0 (0 turns the Fisher off)"),
               ("fisher.probe_per_class", t.fisher.probe_per_class >= 1, "must be >= 1"),
               ("fisher.samples", t.fisher.samples >= 1, "must be >= 1"),
+              ("fisher.beta", 0 < t.fisher.beta <= 1e-6, "must be in (0, 1e-6]: larger noise leaves the loss's "
+               "quadratic region; the default 1e-24 suits any net (the estimate does not depend on beta there)"),
+              ("fisher.steps", t.fisher.steps >= 1, "must be >= 1 (Adam steps of method: variational; "
+               "default 300)"),
               ("bn_refresh", t.bn_refresh >= -1, "must be -1 (full pass), 0 (off) or a number of batches"),
               ("checkpoint_every", t.checkpoint_every >= 1, "must be >= 1"),
               ("data.subset", t.data.subset is None or t.data.subset >= 1, "must be >= 1 or null"),
@@ -219,6 +223,12 @@ def _check_ranges(t: TrialSpec) -> None:
             raise SpecError(path, message)
     if t.optim.name == "adam" and t.optim.momentum != OptimSpec.momentum:
         raise SpecError("optim.momentum", "has no effect with adam; remove it or use beta1")
+    for key in ("beta", "steps"):  # the options of fisher.method: variational
+        if t.fisher.method != "variational" and getattr(t.fisher, key) != getattr(FisherSpec, key):
+            raise SpecError(f"fisher.{key}", f'is only used by fisher.method "variational", not '
+                                             f'"{t.fisher.method}"; remove it or set method: variational')
+    if t.fisher.method == "variational" and t.fisher.backend == "gram":
+        raise SpecError("fisher.backend", 'method "variational" computes no per-sample gradients; use auto or func')
     kind = MODEL_INPUT[t.model.name]
     data_kind = DATASETS[t.data.name].kind
     if kind != "any" and kind != data_kind:

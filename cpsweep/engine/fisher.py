@@ -14,13 +14,19 @@ by the module that owns each parameter.
 - method="empirical": the "empirical Fisher" E_x ||∇_w log p_w(y_x|x)||² with the data's labels y_x. This
   is a DIFFERENT quantity from the (true) Fisher above: it uses the data labels rather than the model's
   own predictive distribution, and it does not generally equal, approximate or bound tr F.
+- method="variational": the paper's noise-based estimate (see below): sum_i beta / sigma_i^2 for the
+  largest weight noise that does not increase the data-label loss; a DIFFERENT, biased estimator of tr F.
 
 Relation to the paper. Achille, Rovere & Soatto ("Critical Learning Periods in Deep Networks", ICLR 2019)
 define the true Fisher, with y sampled from the model. Public re-implementations compute the trace from
 per-example gradients on a fixed, class-balanced probe set of 300 clean training images (30 per class),
 with the model in eval mode; this module computes the exact trace on such a probe set. For its All-CNN
-figures the paper itself used a noise-based (variational) approximation of the Fisher, which is NOT
-implemented here, so absolute values need not match the paper's plots: compare shapes and trends.
+figures the paper itself used a noise-based (variational) approximation of the Fisher (also Achille,
+Paolini & Soatto, "Where is the information in a deep network?"), available as method="variational";
+absolute values of the two need not agree (its bias is measured there): compare shapes and trends.
+
+method="variational": the paper's noise-based estimate; its definition, bias, cost and measured accuracy
+are in `_fisher_variational.py`.
 
 Evaluation: the model is put in eval mode (BatchNorm uses running statistics, dropout is off) and every
 module's training flag is restored afterwards. Parameters' `.grad` are never touched. Inputs are processed
@@ -33,6 +39,9 @@ in chunks to bound memory. Two backends give the same numbers:
   problem at run time, e.g. a module called twice per forward). On benchmarks/bench_fisher.py (CPU, one
   thread) gram took 1/1.6 of func's time for All-CNN-C's exact trace and 1/5 for cnn1d's; with one
   sampled label the two were within 10% on All-CNN-C and gram 1.2-1.4x faster on cnn1d.
+
+method="variational" uses neither backend (no per-sample gradients): it accepts "auto" and "func" and
+reports "func".
 """
 
 from __future__ import annotations
@@ -41,17 +50,22 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ._fisher_gram import GramEngine, GramUnsupported, check_supported, temp_numel
+from ._fisher_variational import check_variational_args, variational
 
 __all__ = ["FisherTrace", "fisher_trace"]
 
-METHODS = ("exact", "sampled", "empirical")
+METHODS = ("exact", "sampled", "empirical", "variational")
 BACKENDS = ("auto", "func", "gram")
 AUTO_ORDER = ("gram", "func")  # what backend="auto" tries first (from the benchmark)
 CHUNK_BUDGET_BYTES = 256 * 2**20
+NEEDS_LABELS = ("empirical", "variational")
+NEEDS_GENERATOR = ("sampled", "variational")
+
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,7 @@ class FisherTrace:
         per_layer: module name (as in `model.named_modules()`, "" for the root) -> its share of `total`, for
             every module that directly owns trainable parameters; the values sum to `total`.
         method: the method used.
-        backend: the backend actually used ("func" or "gram"; never "auto").
+        backend: the backend actually used ("func" or "gram"; never "auto"; "func" for "variational").
         num_inputs: number of inputs averaged over.
     """
 
@@ -76,23 +90,31 @@ class FisherTrace:
 
 def fisher_trace(model: nn.Module, inputs: torch.Tensor, *, method: str = "exact",
                  labels: torch.Tensor | None = None, samples: int = 1, generator: torch.Generator | None = None,
-                 backend: str = "auto", chunk_size: int | None = None) -> FisherTrace:
+                 backend: str = "auto", chunk_size: int | None = None, beta: float | None = None,
+                 steps: int | None = None) -> FisherTrace:
     """Trace of the Fisher Information of the trainable weights, mean over `inputs` (see module docstring).
 
     Args:
         model: classifier; `model(x)` returns logits (B, C). Evaluated in eval mode, on the inputs' device.
         inputs: (N, ...) probe inputs, N >= 1.
-        method: "exact" (sum over classes weighted by p), "sampled" (Monte Carlo over y ~ p) or
-            "empirical" (the given `labels`; a different quantity, see the module docstring).
-        labels: (N,) integer class labels; required for method="empirical" and only allowed there.
+        method: "exact" (sum over classes weighted by p), "sampled" (Monte Carlo over y ~ p),
+            "empirical" (the given `labels`; a different quantity, see the module docstring) or
+            "variational" (the paper's noise-based estimate with the given `labels`; see the module docstring).
+        labels: (N,) integer class labels; required for methods "empirical" and "variational", only allowed
+            there.
         samples: labels drawn per input for method="sampled" (>= 1); must be 1 otherwise.
-        generator: torch.Generator, required for method="sampled" and only allowed there. The labels are
-            drawn once for all inputs as `torch.multinomial(p, samples, replacement=True, generator=generator)`
-            with p (N, C) the float64 softmax probabilities, on the generator's device; so the result does not
-            depend on `chunk_size`.
-        backend: "auto", "func" or "gram" (see the module docstring).
+        generator: torch.Generator, required for methods "sampled" and "variational", only allowed there.
+            "sampled": the labels are drawn once for all inputs as
+            `torch.multinomial(p, samples, replacement=True, generator=generator)` with p (N, C) the float64
+            softmax probabilities, on the generator's device; so the result does not depend on `chunk_size`.
+            "variational": every noise draw, on the generator's device, then moved to the inputs' device.
+        backend: "auto", "func" or "gram" (see the module docstring); "variational" accepts "auto" and
+            "func" (it uses functional_call, no per-sample gradients).
         chunk_size: inputs per chunk; None picks one so that a chunk's per-sample gradient memory stays
             under ~256 MB.
+        beta: method="variational" only: the weight of the log-variance term, in (0, 1e-6]; None: the
+            default 1e-24 (see `_fisher_variational.py`).
+        steps: method="variational" only: Adam steps, >= 1; None (default): 300.
 
     Returns:
         FisherTrace with `total` and `per_layer` as Python floats.
@@ -102,7 +124,19 @@ def fisher_trace(model: nn.Module, inputs: torch.Tensor, *, method: str = "exact
             or label values, non-2-D logits, or backend="gram" with a module it does not support.
     """
     _check_args(model, inputs, method, labels, samples, generator, backend, chunk_size)
+    check_variational_args(method, backend, beta, steps)
     modules = _trainable_modules(model)
+    if method == "variational":
+        flags = [(m, m.training) for m in model.modules()]
+        try:
+            model.eval()
+            chunk = chunk_size or _auto_chunk(model, inputs, modules, "variational")
+            owner = _owners(dict(model.named_parameters()), modules)
+            total, per_layer = variational(model, inputs, labels, modules, owner, generator, beta, steps, chunk)
+            return FisherTrace(total, per_layer, "variational", "func", inputs.shape[0])
+        finally:
+            for m, flag in flags:
+                m.training = flag
     if backend == "auto":
         try:
             check_supported(modules)
@@ -138,21 +172,22 @@ def _check_args(model, inputs, method, labels, samples, generator, backend, chun
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if method == "empirical":
+    if method in NEEDS_LABELS:
         if labels is None:
-            raise ValueError("method='empirical' needs labels: a LongTensor (N,) of class indices")
+            raise ValueError(f"method={method!r} needs labels: a LongTensor (N,) of class indices")
         if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32) \
                 or labels.shape != inputs.shape[:1]:
             raise ValueError(f"labels must be an integer tensor of shape ({inputs.shape[0]},), got "
                              f"{getattr(labels, 'dtype', type(labels))} {tuple(getattr(labels, 'shape', ()))}")
     elif labels is not None:
-        raise ValueError(f"labels are only used by method='empirical' (the empirical Fisher); method={method!r} "
-                         "uses labels drawn from the model, so pass labels=None")
-    if method == "sampled":
+        raise ValueError(f"labels are only used by method='empirical' (the empirical Fisher) and 'variational'; "
+                         f"method={method!r} uses labels drawn from the model, so pass labels=None")
+    if method in NEEDS_GENERATOR:
         if not isinstance(generator, torch.Generator):
-            raise ValueError("method='sampled' needs generator=torch.Generator (seeded) to draw the labels")
+            what = "the labels" if method == "sampled" else "the weight noise"
+            raise ValueError(f"method={method!r} needs generator=torch.Generator (seeded) to draw {what}")
     elif generator is not None:
-        raise ValueError(f"generator is only used by method='sampled', not method={method!r}")
+        raise ValueError(f"generator is only used by method='sampled' and 'variational', not method={method!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an int >= 1, got {samples!r}")
     if method != "sampled" and samples != 1:
@@ -166,6 +201,15 @@ def _trainable_modules(model: nn.Module) -> dict[str, nn.Module]:
     """name -> module for every module that directly owns a parameter with requires_grad."""
     return {name: m for name, m in model.named_modules()
             if any(p.requires_grad for p in m.parameters(recurse=False))}
+
+
+def _owners(named: dict[str, nn.Parameter], modules: dict[str, nn.Module]) -> dict[str, str]:
+    """Trainable parameter name -> name of the module that owns it (a tied parameter: its first owner)."""
+    owned: dict[int, str] = {}
+    for name, m in modules.items():
+        for p in m.parameters(recurse=False):
+            owned.setdefault(id(p), name)
+    return {n: owned[id(p)] for n, p in named.items() if p.requires_grad}
 
 
 def _run(model, inputs, modules, backend, method, labels, samples, generator, chunk_size) -> FisherTrace:
@@ -224,11 +268,7 @@ class _FuncEngine:
         self.params = {n: p.detach() for n, p in named.items() if p.requires_grad}
         frozen = {n: p.detach() for n, p in named.items() if not p.requires_grad}
         buffers = dict(model.named_buffers())
-        owned: dict[int, str] = {}
-        for name, m in modules.items():
-            for p in m.parameters(recurse=False):
-                owned.setdefault(id(p), name)  # a tied parameter counts for its first owner
-        self.owner = {n: owned[id(p)] for n, p in named.items() if p.requires_grad}  # param -> module name
+        self.owner = _owners(named, modules)  # param -> module name (a tied parameter: its first owner)
 
         def log_p(params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             logits = functional_call(model, ({**params, **frozen}, buffers), (x.unsqueeze(0),))  # (1, C)
@@ -283,7 +323,9 @@ def _auto_chunk(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Mo
         for h in handles:
             h.remove()
     act = sum(math.prod(o) for _, o in shapes.values())  # activations per sample
-    if backend == "gram":
+    if backend == "variational":  # one float64 forward + backward of the chunk, no per-sample gradients
+        per_sample = 3 * act * max(1, 8 // (inputs.element_size() if inputs.is_floating_point() else 4))
+    elif backend == "gram":
         kept, transient = zip(*[temp_numel(m, *shapes[m]) for m in modules.values() if m in shapes] or [(0, 0)])
         per_sample = 3 * act + sum(kept) + max(transient)
     else:

@@ -17,7 +17,8 @@ is on, a fresh (not resumed) run first yields a record at initialisation: epoch 
 step (BN refresh, test, Fisher; train loss and accuracy NaN, lr 0), so "the trace rises" can be tested
 against the untrained network. It does not change training: every BN refresh starts from reset
 statistics. All randomness
-(initialisation, data order, augmentation, deficit noise, sampled Fisher labels) derives from
+(initialisation, data order, augmentation, deficit noise, sampled Fisher labels, variational Fisher
+noise) derives from
 (seed, purpose, epoch), so a trial resumed from its epoch-k checkpoint reproduces the uninterrupted run
 exactly (bit for bit on CPU). A non-finite training loss raises `TrialDiverged`.
 """
@@ -175,11 +176,13 @@ class TrialRun:
         fisher_start = time.perf_counter()
         total, layers = float("nan"), {}
         if epoch == INIT_EPOCH or fisher_due(t, epoch):
-            ft = fisher_trace(self.model, d.inputs(d.x_train[self.probe]), method=t.fisher.method,
-                              labels=d.y_train[self.probe] if t.fisher.method == "empirical" else None,
+            method = t.fisher.method
+            ft = fisher_trace(self.model, d.inputs(d.x_train[self.probe]), method=method,
+                              labels=d.y_train[self.probe] if method in ("empirical", "variational") else None,
                               samples=t.fisher.samples, backend=t.fisher.backend,
                               generator=make_generator(derive_seed(t.seed, "fisher", epoch), self.device)
-                              if t.fisher.method == "sampled" else None)
+                              if method in ("sampled", "variational") else None,
+                              **({"beta": t.fisher.beta, "steps": t.fisher.steps} if method == "variational" else {}))
             total, layers = ft.total, ft.per_layer
         end = time.perf_counter()
         params = {name: self.layer_params[name] for name in layers}
