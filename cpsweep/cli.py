@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
                     help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
     rp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                    help="a window belongs to the critical period when the 95%% interval of the accuracy it "
-                         "costs lies above this many points (default 0: the interval excludes zero)")
+                    help="a window belongs to the critical period when it is shown to cost more than this many "
+                         "points (one-sided t-tests, false discovery rate over the onsets at 2.5%%; default 0)")
     rp.add_argument("--per-parameter", action="store_true",
                     help="normalise per-layer Fisher traces by the layer's parameter count")
     rp.set_defaults(func=cmd_report)

@@ -5,7 +5,7 @@
       length: [20]
     search:                                # adaptive: run a few onsets, then refine where it matters
       coarse: 50                           # round 0: every 50 epochs of the range (0, 50, 100)
-      threshold: 0.0                       # "in" the critical period: the 95 % interval lies above this
+      threshold: 0.0                       # "in" the critical period: shown to cost more than this (BH)
       margin: 0.5                          # "out": shown to cost less than threshold + margin
       max_rounds: 10
       max_epochs: null                     # a budget of epochs trained; null: none
@@ -31,7 +31,7 @@ RANGE_KEYS = ["from", "to", "step"]
 @dataclass(frozen=True)
 class SearchSpec:
     coarse: int | tuple[int, ...] | None = None  # round 0: a step in epochs, or the onsets; None: 5 spread
-    threshold: float = 0.0      # points of final accuracy: "in" when the 95 % interval lies above this
+    threshold: float = 0.0      # points of final accuracy: "in" when shown to cost more (BH over onsets)
     margin: float = 0.5         # "out" when the one-sided 95 % upper bound lies below threshold + margin
     max_rounds: int = 10        # rounds after round 0
     max_epochs: int | None = None   # stop adding rounds once this many epochs would be trained in all

@@ -19,8 +19,8 @@ from .recovery import add_gains
 from .stats import CORRECTION, MARGIN, check_unique_seeds, fdr, interval, p_above
 
 GROUP = ["deficit", "tags", "onset", "length"]
-DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if its interval lies
-                         # above this (0: the interval excludes zero); a larger value asks for a minimal loss
+DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if it is shown to cost
+                         # more than this (Benjamini-Hochberg over onsets); a larger value asks for a minimal loss
 
 
 SCHEDULE_TAG = re.compile(r"(?:^|,)schedule=([^,]+)")

@@ -16,7 +16,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .stats import ALPHA_TOST, LEVEL
+from .stats import ALPHA_TOST, CORRECTION, LEVEL
 
 CLASS_COLORS = {"in": "#d62728", "unclear": "#7f7f7f", "out": "#2ca02c"}
 
@@ -81,8 +81,8 @@ def summary(doc: dict[str, Any]) -> str:
              f"the full grid's {doc['trials']['full_grid']} trials, {e['search']:,} epochs trained with shared "
              f"prefixes against {e['full_grid']:,} for the full grid at the same resolution{frac}; stopped: "
              f"{doc['stop']}.",
-             f"An onset is in the critical period when its {LEVEL:.0%} t-interval over seeds lies above "
-             f"{s['threshold']:g} pts, out when its one-sided {1 - ALPHA_TOST:.0%} upper bound lies below "
+             f"An onset is in the critical period when it is shown to cost more than {s['threshold']:g} pts "
+             f"(one-sided t-tests over seeds, {CORRECTION} at 2.5 % over the group's sampled onsets), out when its one-sided {1 - ALPHA_TOST:.0%} upper bound lies below "
              f"{s['threshold'] + s['margin']:g} pts, unclear otherwise; the end lies between the last onset in "
              "and the next onset of the grid (shaded)."]
     for g in doc["groups"]:

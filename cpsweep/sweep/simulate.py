@@ -76,6 +76,8 @@ def simulate(sweep: SweepSpec, truth: Truth, sd: float, rng: np.random.Generator
             "near_full_grid": (found.next_onset is not None and full.next_onset is not None
                                and abs(found.next_onset - full.next_onset) <= resolution),
             "full_in": [p.onset for p in full_points if p.cls == IN],
+            "false_in": None if end is None else any(p.cls == IN and p.onset >= end for p in search.points[group]),
+            "full_false_in": None if end is None else any(p.cls == IN and p.onset >= end for p in full_points),
             "rounds": search.round + 1, "epochs": search.epochs(), "full_epochs": search.full_epochs[2],
             "sampled": len({k[3] for k in search.chosen if tuple(k[:3]) == group})}
 
@@ -112,6 +114,7 @@ def summarise(runs: pd.DataFrame) -> dict:
             "full_grid_brackets_truth": float(runs.full_brackets_truth.mean()),
             "agrees_with_full_grid": float(runs.agrees.mean()),
             "near_full_grid": float(runs.near_full_grid.mean()),
+            "false_in": float(runs.false_in.mean()), "full_grid_false_in": float(runs.full_false_in.mean()),
             "epochs_fraction_mean": float((runs.epochs / runs.full_epochs).mean()),
             "epochs_fraction_max": float((runs.epochs / runs.full_epochs).max()),
             "rounds_mean": float(runs.rounds.mean()), "onsets_mean": float(runs.sampled.mean())}
