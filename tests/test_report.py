@@ -37,6 +37,9 @@ def test_report_contents_and_critical_period_in_the_header():
 def test_report_without_a_critical_period_says_so():
     page = render(make_results(onsets=(40, 50), seeds=(0, 1, 2)))
     assert "critical period (blur, length 10): none shown</b>: no window is shown to cost accuracy above zero" in page
+    everywhere = render(make_results(onsets=(0, 10), seeds=(0, 1, 2)))
+    assert ("<b>sensitive at every onset tried (blur, length 10: 0, 10)</b>: the critical period does not end "
+            "inside the grid; add later onsets") in everywhere and "critical period (blur" not in everywhere
     one_seed = render(make_results(onsets=(0, 10), seeds=(0,)))
     assert "critical period (blur, length 10): not shown</b>: 1 seed per window, an interval needs at least 2" in \
         one_seed

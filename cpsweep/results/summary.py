@@ -78,9 +78,13 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
         elif math.isnan(r.first_onset):
             lines.append(f"<b>critical period ({what}): none shown</b>: no window is shown to cost accuracy "
                          f"{rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
+        elif len(r.onsets) == r.tested:
+            lines.append(f"<b>sensitive at every onset tried ({what}: {', '.join(map(str, r.onsets))})</b>: the "
+                         f"critical period does not end inside the grid; add later onsets to find where it does "
+                         f"({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
         else:
             onsets = ", ".join(str(o) for o in r.onsets)
-            lines.append(f"<b>critical period ({what}): onsets {onsets}</b>, the windows shown to cost accuracy "
+            lines.append(f"<b>critical period ({what}): onset{'s' if len(r.onsets) > 1 else ''} {onsets}</b>, the windows shown to cost accuracy "
                          f"{rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
         if r.recovering:
             lines.append(f"<b>still recovering ({what})</b>: at onset{'s' * (len(r.recovering) > 1)} "

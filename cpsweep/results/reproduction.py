@@ -1,0 +1,239 @@
+"""docs/reproduction.md and the README's quickstart numbers, generated from the committed results
+(docs/reproduction/data/<sweep>/): every number and every verdict sentence in them comes from the data
+through the checks (`claims.py`), so the documents cannot claim more than the verdict table.
+
+    render_reproduction(root)     the whole of docs/reproduction.md (markdown)
+    render_quickstart(results)    the README's "What the quickstart shows" table and sentences
+
+`analysis/reproduction_doc.py` writes both; tests/test_reproduction_doc.py fails when the committed files
+differ from what this module produces from the committed data.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import pandas as pd
+
+from . import stats
+from .checks import by_schedule, early_minus_late, paper_schedule, schedule_name, window
+from .claims import CHECKS, run_checks
+from .reduce import critical_period, fisher_peak, seed_sensitivity, sensitivity
+from .store import Results, Store, join_uri, load_results
+
+SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
+          "mlp_depth", "resnet18", "adam", "robust_kernel", "robust_width", "robust_bias", "blur_boundary"]
+DATA = "docs/reproduction/data"
+
+
+def loader(root: str, prefix: str = "mini_") -> Callable[[str], Results | None]:
+    """get(name) -> the results of `<root>/<prefix><name>` (None where absent), each read once."""
+    cache: dict[str, Results | None] = {}
+
+    def get(name: str) -> Results | None:
+        if name not in cache:
+            uri = join_uri(root, prefix + name)
+            cache[name] = load_results(uri) if Store(uri).exists("trials.parquet") else None
+        return cache[name]
+    return get
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
+def _design_row(name: str, r: Results) -> str:
+    raw = r.spec.get("spec") or {}
+    grid = raw.get("grid") or {}
+    onsets = grid.get("onset")
+    if isinstance(onsets, dict):
+        onsets = f"{onsets['from']}-{onsets['to']} every {onsets['step']}"
+    seeds = sorted(int(s) for s in r.trials.seed.unique())
+    ok = r.trials[r.trials.status == "ok"]
+    trained = int((ok.epochs - ok.shared_epochs.fillna(0)).sum()) if "shared_epochs" in ok else int(ok.epochs.sum())
+    recovery = (f"{raw['clean_after']} clean epochs after every window" if "clean_after" in raw
+                else f"common end at epoch {raw.get('epochs')}")
+    axes = ", ".join(f"{k}: {v}" for k, v in grid.items() if k not in ("onset", "length")) or "-"
+    search = "adaptive search" if raw.get("search") else "grid"
+    return (f"| {name} | {len(seeds)} ({seeds[0]}-{seeds[-1]}) | {onsets} ({search}) | {grid.get('length')} | {axes} | "
+            f"{recovery} | {len(ok)} of {len(r.trials)} | {trained:,} |")
+
+
+def _estimate(values: pd.Series) -> str:
+    est = stats.interval(values)
+    return f"{est.mean:.2f} [{est.low:.2f}, {est.high:.2f}]" if est.n > 1 else "-"
+
+
+def schedule_table(r: Results, deficit: str = "blur") -> list[str]:
+    """Loss per schedule, length and onset (mean [95 % CI] over seeds), early minus late and its verdict."""
+    ss = seed_sensitivity(r.trials, r.epochs)
+    ss = ss[ss.deficit == deficit]
+    onsets = sorted(ss.onset.unique())
+    lines = ["| schedule | length | " + " | ".join(f"onset {o}" for o in onsets) + " | early - late | verdict |",
+             "|---" * (len(onsets) + 4) + "|"]
+    for label, part in by_schedule(ss).items():
+        for length in sorted(part.length.unique()):
+            cells = [_estimate(window(part, o, length)) if len(window(part, o, length)) else "-" for o in onsets]
+            verdict, _ = early_minus_late(part, [length])
+            late = part[part.length == length].onset.max()
+            diff = stats.paired(window(part, part.onset.min(), length), window(part, late, length))
+            lines.append(f"| {schedule_name(label)} | {length} | " + " | ".join(cells)
+                         + f" | {_estimate(diff)} | {verdict} |")
+    return lines
+
+
+def _periods(r: Results) -> list[str]:
+    """The corrected critical period of each schedule and length, and the windows still recovering."""
+    cp = critical_period(sensitivity(r.trials, r.epochs))
+    out = []
+    for c in cp.itertuples(index=False):
+        shown = ", ".join(map(str, c.onsets)) or "none"
+        rec = f"; still recovering when read: onsets {c.recovering}" if c.recovering else ""
+        out.append(f"- {c.tags or 'the sweep'}, length {c.length}: onsets shown to cost accuracy ({c.correction} over "
+                   f"{c.tested}): {shown}{rec}")
+    return out
+
+
+def render_reproduction(root: str = DATA) -> str:
+    get = loader(root)
+    table = run_checks(get)
+    found = [(name, get(name)) for name in SWEEPS]
+    found = [(name, r) for name, r in found if r is not None]
+    counts = table.verdict.value_counts()
+    lines = [
+        "<!-- Generated by analysis/reproduction_doc.py from docs/reproduction/data: edit the generator "
+        "(cpsweep/results/reproduction.py), not this file. -->",
+        "# Reproducing the paper",
+        "",
+        "Achille, Rovere & Soatto, *Critical Learning Periods in Deep Networks* (ICLR 2019). `sweeps/` holds one "
+        "sweep per experiment at the paper's settings; `sweeps/mini/` holds a laptop-scale twin of each on "
+        "MNIST-1D. This page is generated from the twins' committed results by "
+        "`python analysis/reproduction_doc.py` (a test fails when it differs from what the data give): every "
+        "number and verdict below is computed, none is typed.",
+        "",
+        "```bash",
+        "cpsweep launch sweeps/mini/*.yaml --storage results      # all twins, one Ray session",
+        "python analysis/reproduce.py results --mini               # claim, test, measured, verdict",
+        "python analysis/reproduction_doc.py --data results        # this page, from your own run",
+        "```",
+        "",
+        "## The rules",
+        "",
+        f"- Sensitivity = the seed's baseline final test accuracy minus the window trial's, in points; \"final\" "
+        f"is the median of the last 10 epochs. **Equal recovery**: every window [onset, onset + length) is followed "
+        f"by the same clean epochs (`clean_after`), and its baseline (same seed, same learning rate at every "
+        f"epoch) is read after as many epochs.",
+        "- **Still recovering**: each window and baseline is also read 10 epochs earlier; a window whose loss "
+        f"shrank by more than {stats.MARGIN:g} pts over its last 10 epochs (or whose baseline gained as much) shows "
+        "nothing lasting: its verdict is \"not shown: still recovering after N clean epochs\".",
+        "- **The learning-rate controls**: every claim about onset is graded under the paper's exponential "
+        "schedule (the verdict) and, side by side, under the rate restarted at the window's end against a baseline "
+        "restarted at the same epoch (`restart`) and, where the sweep has it, a constant rate (`constant`): there "
+        "the onset no longer sets the rate the network recovers at. Where the effect vanishes under a control, "
+        "the plain-words column says so.",
+        f"- **An effect** is shown when the {stats.LEVEL:.0%} t-interval of the per-seed values lies above zero "
+        f"and the effect is not shown negligible. **No effect** is shown by an equivalence test: two one-sided "
+        f"t-tests at {stats.ALPHA_TOST:.0%} against +-{stats.MARGIN:g} pts (the 90 % interval inside the "
+        "margin). One rule for both: an effect smaller than the margin counts as none; a no-effect claim is "
+        "\"not reproduced\" only when the 95 % interval lies wholly beyond the margin, and \"not shown\" when it "
+        "excludes zero but overlaps the margin.",
+        f"- **Many onsets**: the onsets shown to cost accuracy (the critical period, and the adaptive search's "
+        f"\"in\") come from one-sided t-tests with the false discovery rate controlled by {stats.CORRECTION}'s "
+        f"procedure over the onsets of each window length at {stats.ALPHA_ONE_SIDED:.1%}: at most that share of "
+        f"the onsets shown are false on average, and where no onset has an effect the chance of showing any "
+        f"stays below {stats.ALPHA_ONE_SIDED:.1%} however many onsets are tried. The confidence set of the most "
+        f"damaging onset uses Holm's procedure (every exclusion at once).",
+        f"- Everything is paired by seed, a seed counted twice is refused, and fewer than {stats.MIN_SEEDS} paired "
+        "seeds decide nothing. Seeds, onsets, lengths and schedules are fixed in each file before its results "
+        "exist; spec.yaml records the seeds planned at each launch, and a verdict on seeds added after results "
+        "were seen says so.",
+        "- Verdicts: reproduced; partly (some instances shown, the others undecided); contradictory (some shown "
+        "to hold, others shown not to); not reproduced; not shown (the data cannot decide, with the reason); "
+        "measured (a control, no claim); not run (a sweep is missing).",
+        "",
+        "## The designs",
+        "",
+        "| sweep | seeds | onsets | lengths | other axes | recovery | trials ok | epochs trained |",
+        "|---|---|---|---|---|---|---|---|",
+        *[_design_row(name, r) for name, r in found],
+        "",
+        "## Verdicts",
+        "",
+        ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
+        "",
+        "| # | claim (source) | verdict (paper's schedule) | under the controls | in plain words |",
+        "|---|---|---|---|---|",
+    ]
+    for i, row in enumerate(table.itertuples(), 1):
+        lines.append(f"| {i} | {_cell(row.claim)} ({_cell(row.source)}) | **{row.verdict}** | "
+                     f"{_cell(row.controls) or '-'} | {_cell(row.plain) or '-'} |")
+    blur = get("blur_grid")
+    if blur is not None:
+        lines += ["", "## Blur windows under each schedule (mini_blur_grid)", "",
+                  "Points of final accuracy lost against the length-matched baseline, mean [95 % CI] over seeds; "
+                  "early - late paired by seed.", "", *schedule_table(blur), "", *_periods(blur)]
+    lines += ["", "## Every check", ""]
+    for i, row in enumerate(table.itertuples(), 1):
+        lines += [f"### {i}. {row.claim}", "", f"- source: {row.source}", f"- test: {row.test}",
+                  f"- verdict: **{row.verdict}**" + (f"; under the controls: {row.controls}" if row.controls else ""),
+                  "- measured:"]
+        lines += [f"  - {part.strip()}" for part in (row.measured or "-").split(" | ")]
+        lines.append("")
+    lines += ["## Paper scale", "",
+              "The paper-scale sweeps in `sweeps/` have not been run: they need a GPU cluster "
+              "(`benchmarks/plan_costs.py` gives their cost). `python analysis/reproduce.py <root>` checks them "
+              "the same way once run.", ""]
+    return "\n".join(lines)
+
+
+def render_quickstart(r: Results) -> str:
+    """The README's quickstart result: early and late window per schedule with the verdicts of the two
+    claims it tests (`claims.check_early_vs_late`, `check_late_windows` on this sweep), and the Fisher
+    trace's course."""
+    from .claims import check_early_vs_late, check_late_windows
+
+    ss = seed_sensitivity(r.trials, r.epochs)
+    onsets = sorted(ss.onset.unique())
+    lines = ["| schedule | " + " | ".join(f"onset {o}: points lost" for o in onsets)
+             + " | early minus late | verdict |", "|---" * (len(onsets) + 3) + "|"]
+    for label, part in by_schedule(ss).items():
+        length = int(part.length.max())
+        verdict, _ = early_minus_late(part, [length])
+        diff = stats.paired(window(part, onsets[0], length), window(part, onsets[-1], length))
+        lines.append(f"| {schedule_name(label)} | " + " | ".join(_estimate(window(part, o, length)) for o in onsets)
+                     + f" | {_estimate(diff)} | {verdict} |")
+    get = lambda name: r if name == "blur_grid" else None  # noqa: E731  (the checks read a sweep by name)
+    base = r.trials[(r.trials.deficit == "none") & (r.trials.status == "ok") & (r.trials.onset == 0)]
+    base = base[base.tags.isin(paper_schedule(base).tags)]
+    said = [f"Points of final accuracy lost against the length-matched baseline, mean [95 % t-interval] over "
+            f"{ss.seed.nunique()} seeds, paired by seed; baselines {100 * base.final_test_acc.min():.1f}-"
+            f"{100 * base.final_test_acc.max():.1f} %."]
+    for claim, check in (("an early window costs more than a late one", check_early_vs_late),
+                         ("a late window does no lasting harm (within +-0.5 pts)", check_late_windows)):
+        c = check(get)
+        said.append(f"\"{claim[0].upper() + claim[1:]}\": {c.plain[0].lower() + c.plain[1:]}")
+    p = fisher_peak(r.epochs, base).dropna()
+    if len(p):
+        peaks = sorted(set(p.peak_epoch))
+        said.append(f"The baselines' Fisher trace goes from {p.init.min():.0f}-{p.init.max():.0f} at initialisation "
+                    f"to a peak of {p.peak.min():.0f}-{p.peak.max():.0f} at epoch{'s' * (len(peaks) > 1)} "
+                    f"{', '.join(map(str, peaks))}, then falls to {p.final.min():.0f}-{p.final.max():.0f} at the end.")
+    return "\n".join(lines) + "\n\n" + " ".join(said) + "\n"
+
+
+def quickstart_data(root: str = DATA) -> Results | None:
+    uri = os.path.join(root, "quickstart")
+    return load_results(uri) if Store(uri).exists("trials.parquet") else None
+
+
+README_BEGIN, README_END = "<!-- quickstart results: begin -->", "<!-- quickstart results: end -->"
+
+
+def splice(text: str, block: str) -> str:
+    """`text` (the README) with the part between its quickstart markers replaced by `block`."""
+    start, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
+    return text[:start] + "\n" + block + text[end:]
+
+
+__all__ = ["CHECKS", "render_reproduction", "render_quickstart", "quickstart_data", "splice"]
