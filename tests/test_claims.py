@@ -342,8 +342,10 @@ def test_reproduce_script_on_a_results_root(tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "reproduce.py"), str(tmp_path), "--mini",
                           "--markdown", str(md)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "verdict:  REPRODUCED" in out.stdout and "3 reproduced" in out.stdout  # early vs late, late, vflip
-    assert "12 not run" in out.stdout
+    # reproduced: early vs late, late windows, window length (1.5 more points in every seed), vflip; not shown:
+    # the peak onset and the Fisher link (two onsets, no Fisher trace); measured: the other deficits' removal
+    assert ("13 not run, 4 reproduced, 2 not shown, 1 measured" in out.stdout
+            and "verdict:  REPRODUCED" in out.stdout)
     text = md.read_text()
     assert text.count("\n") == 2 + len(rp.CHECKS)
     assert "| Vertical flip (keeps low-level statistics) has no lasting effect (paper, abstract (claim 2)) |" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -197,3 +198,28 @@ def test_report_of_a_thousand_windows_opens_in_headless_chromium(big_report, tmp
     print(f"\n1,000 windows: {expected} figures drawn in headless Chromium in {seconds:.1f} s")
     assert errors == [] and rendered == expected == 8
     assert all(u.startswith(("file:", "data:", "about:", "blob:")) for u in requests), requests
+
+
+def test_report_grades_the_claims_the_sweep_can_test():
+    # sensitivity 6 - onset/5 (+0.5 per seed): onset 0 minus onset 30 is 6.0 in every seed; the late window
+    # (onset 30: 0.5 [-0.74, 1.74]) is neither shown harmless nor harmful; onset 0 is the most damaging in
+    # every seed (paired differences of 2.0 with no spread: its confidence set is {0}, before the middle 15)
+    page = render(make_results(onsets=(0, 10, 20, 30), seeds=(0, 1, 2)))
+    assert "<td>Blur: an early window costs more than a late one</td><td>reproduced</td>" in page
+    assert "<td>Blur: the same window late in training does no lasting harm</td><td>not shown</td>" in page
+    assert "<td>Blur: the most damaging onset is early in training</td><td>reproduced</td>" in page
+    assert "Blur: a longer window costs more" not in page  # one window length: the design cannot answer it
+
+
+def test_claims_of_one_sweep_per_variant_and_fisher_only_with_one_baseline_per_seed():
+    from cpsweep.results.report_checks import sweep_checks
+    from cpsweep.results.reproduction import DATA
+    from cpsweep.results.store import load_results
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DATA)
+    depth = sweep_checks(load_results(os.path.join(root, "mini_mlp_depth")))  # two depths, the same seeds
+    assert {v for v, _ in depth} == {"model.hidden=(256,)", "model.hidden=(256, 256, 256, 256)"}
+    grid = {c.key for _, c in sweep_checks(load_results(os.path.join(root, "mini_blur_grid")))}
+    assert grid == {"early_vs_late", "late_windows", "window_length", "peak_onset", "fisher_link"}
+    study = {c.key: c.verdict for _, c in sweep_checks(load_results(os.path.join(root, "mini_fisher_study")))}
+    assert study == {"fisher_peak": "reproduced", "layer_peak": "reproduced", "layer_shift": "reproduced"}

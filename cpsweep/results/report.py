@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, heatmap_grid,
                      layer_shares, removal_curve, sample_windows, schedule_of, sensitivity)
+from .report_checks import checks_table
 from .search_report import search_sections
 from .summary import header, onset_table
 from .summary import label as _label
@@ -216,6 +217,12 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
                           f"the {LEVEL:.0%} interval of early minus late above zero (reproduced), shown within "
                           "+-0.5 pts or below zero (not reproduced), else not shown; a window still recovering "
                           "when read shows nothing lasting."), table))
+    claims = checks_table(results)
+    if claims:
+        sections.append((("The paper's claims this sweep can test, each graded by the check that grades the "
+                          "committed twins (docs/reproduction.md): under the paper's schedule and, beside it, under "
+                          "the learning-rate controls the sweep has; 'not shown' says why the data cannot decide."),
+                         claims))
     windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
     for deficit, tags in windows.itertuples(index=False):
         sections.append((("Each cell is a deficit window (onset across, length up) coloured by the points of "
