@@ -32,6 +32,11 @@ class SpecError(CpsweepError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{field}: {message}")
 
+    def __reduce__(self):
+        """Pickle (a Ray worker sends its exceptions to the driver): rebuilt from the constructor's arguments,
+        with the message and every listed mistake kept."""
+        return type(self), (self.field, self.message, self.source), {"args": self.args, "problems": self.problems}
+
     @classmethod
     def of(cls, errors: list[SpecError], source: str | None = None) -> SpecError:
         """One error for every mistake in `errors` (flattened), naming `source`: the first mistake's field
@@ -95,3 +100,6 @@ class TrialDiverged(Exception):
         self.epoch = epoch
         self.loss = loss
         super().__init__(f"training loss became {loss} in epoch {epoch}")
+
+    def __reduce__(self):
+        return type(self), (self.epoch, self.loss)
