@@ -48,6 +48,6 @@ def test_a_spec_error_listing_several_mistakes_pickles_whole():
     e = SpecError.of([SpecError("optim.lr", "must be > 0"), SpecError("grid.onset", "must be a list")], "s.yaml")
     back = pickle.loads(pickle.dumps(e))
     assert str(back) == str(e) and "2 problems" in str(back)
-    assert [(p.field, p.message) for p in back.problems] == [("optim.lr", "must be > 0"),
-                                                              ("grid.onset", "must be a list")]
+    listed = [(p.field, p.message) for p in back.problems]
+    assert listed == [("optim.lr", "must be > 0"), ("grid.onset", "must be a list")]
     assert (back.field, back.source) == ("optim.lr", "s.yaml")

@@ -69,7 +69,6 @@ VARIATIONAL_ADAM_BETAS = (0.9, 0.999)
 BETA_MAX = 1e-6                  # larger beta: noise far outside the quadratic region of any net
 
 
-
 def check_variational_args(method, backend, beta, steps) -> None:
     if method != "variational":
         for name, value in (("beta", beta), ("steps", steps)):

@@ -50,7 +50,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
@@ -65,7 +64,6 @@ AUTO_ORDER = ("gram", "func")  # what backend="auto" tries first (from the bench
 CHUNK_BUDGET_BYTES = 256 * 2**20
 NEEDS_LABELS = ("empirical", "variational")
 NEEDS_GENERATOR = ("sampled", "variational")
-
 
 
 @dataclass(frozen=True)
@@ -332,4 +330,3 @@ def _auto_chunk(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Mo
         per_sample = 2 * sum(p.numel() for p in model.parameters() if p.requires_grad) + 3 * act
     size = inputs.element_size() if inputs.is_floating_point() else 4
     return int(max(1, min(inputs.shape[0], CHUNK_BUDGET_BYTES // max(1, per_sample * size))))
-

@@ -14,7 +14,7 @@ from scipy import stats as _st
 from . import stats
 from .checks import (PAPER, Check, Getter, by_schedule, combine, conjunction, early_minus_late, graded, paper_schedule,
                      schedule_name, sensitivities)
-from .reduce import fisher_peak, layer_shift, seed_sensitivity
+from .reduce import fisher_peak, layer_shift, seed_sensitivity, variant_of
 
 PEAK_PART = 1 / 3       # the Fisher trace must peak within this part of training
 FISHER_MARGIN = math.log(1.1)  # a rise or fall of the Fisher trace by less than 10 % is none
@@ -58,11 +58,6 @@ def check_fisher_peak(get: Getter) -> Check:
 ROBUSTNESS = ("robust_kernel", "robust_width", "robust_bias")
 
 
-def _variant(tags: str) -> str:
-    """A trial's tags without its schedule: the architecture variant of a robustness twin."""
-    return ",".join(part for part in tags.split(",") if part and not part.startswith("schedule="))
-
-
 def check_robustness(get: Getter) -> Check:
     key = "robustness"
     claim = "The early-late blur contrast and the Fisher rise and fall survive small architecture changes"
@@ -78,14 +73,14 @@ def check_robustness(get: Getter) -> Check:
     for name, r in found:
         ss = seed_sensitivity(r.trials, r.epochs if len(r.epochs) else None)
         base = r.trials[r.trials.deficit == "none"]
-        for variant in sorted(base.tags.map(_variant).unique()):
-            part = ss[ss.tags.map(_variant) == variant]
+        for variant in sorted(base.tags.map(variant_of).unique()):
+            part = ss[ss.tags.map(variant_of) == variant]
             if part.empty:
                 parts.append(f"{variant}: no finished window")
                 verdicts.append("not shown")
                 continue
             per = {label: early_minus_late(p) for label, p in by_schedule(part).items()}
-            plain = base[(base.tags.map(_variant) == variant) & (base.onset == 0)]
+            plain = base[(base.tags.map(variant_of) == variant) & (base.onset == 0)]
             plain = plain[plain.tags.isin(paper_schedule(plain).tags)]
             p = fisher_peak(r.epochs, plain).set_index("seed")
             fisher_verdicts, fisher_text = _rise_and_fall(p) if len(p) else (["not shown"], "no Fisher trace")

@@ -32,6 +32,12 @@ def schedule_of(tags: str) -> str:
     return m.group(1) if m else ""
 
 
+def variant_of(tags: str) -> str:
+    """A trial's tags without its `grid.schedule` label: its values of the sweep's other grid axes (the
+    checks grade the schedules side by side within one variant)."""
+    return ",".join(part for part in str(tags or "").split(",") if part and not part.startswith("schedule="))
+
+
 def sem(values: pd.Series) -> float:
     """Standard error of the mean of the non-missing values (sample SD / sqrt(n)); NaN below two."""
     n = values.count()

@@ -4,8 +4,8 @@ paper's schedule, beside it under the learning-rate controls the sweep has, and 
 
 A check the sweep's design cannot answer (another deficit, no Fisher trace, too few onsets or lengths, the
 Fisher checks beside several baselines per seed) is left out; one it can answer but not decide stays, as
-"not shown" with its reason. The same functions grade the
-committed twins in docs/reproduction.md, so a report and that page never disagree on the same data.
+"not shown" with its reason. The same functions grade the committed twins in docs/reproduction.md, so a
+report and that page never disagree on the same data.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 from .checks import Check, Getter
 from .claims import check_early_vs_late, check_late_windows
 from .fisher_claims import check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift
+from .reduce import variant_of
 from .store import Results
 from .window_claims import check_peak_onset, check_window_length
 
@@ -58,14 +59,9 @@ SWEEP_CHECKS: tuple[tuple[Callable[[Getter], Check], Callable[[Results], bool]],
     (check_layer_shift, _one_baseline_and_window_per_seed))
 
 
-def _variant(tags: str) -> str:
-    """A trial's grid values other than the schedule (the checks grade the schedules side by side)."""
-    return ",".join(p for p in str(tags).split(",") if p and not p.startswith("schedule="))
-
-
 def _part(results: Results, variant: str) -> Results:
     """The sweep restricted to the trials of one variant (their windows and baselines)."""
-    trials = results.trials[results.trials.tags.map(_variant) == variant]
+    trials = results.trials[results.trials.tags.map(variant_of) == variant]
     ids = set(trials.trial_id)
     layers = results.fisher_layers
     return replace(results, trials=trials, epochs=results.epochs[results.epochs.trial_id.isin(ids)],
@@ -76,7 +72,7 @@ def sweep_checks(results: Results) -> list[tuple[str, Check]]:
     """(variant, check) for every check this sweep's design can answer, per variant of its other grid axes
     ("" without any), in `SWEEP_CHECKS` order."""
     out = []
-    for variant in sorted(results.trials.tags.map(_variant).unique()):
+    for variant in sorted(results.trials.tags.map(variant_of).unique()):
         part = _part(results, variant)
         for check, applies in SWEEP_CHECKS:
             if applies(part):

@@ -11,14 +11,14 @@ differ from what this module produces from the committed data.
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import pandas as pd
 
 from . import stats
-from .checks import by_schedule, early_minus_late, paper_schedule, schedule_name, window
+from .checks import by_schedule, contrast, early_minus_late, paper_schedule, schedule_name, window
 from .claims import CHECKS, run_checks
+from .records import FINAL_EPOCHS
 from .reduce import critical_period, fisher_peak, seed_sensitivity, sensitivity
 from .store import Results, Store, join_uri, load_results
 
@@ -74,10 +74,9 @@ def schedule_table(r: Results, deficit: str = "blur") -> list[str]:
              "|---" * (len(onsets) + 4) + "|"]
     for label, part in by_schedule(ss).items():
         for length in sorted(part.length.unique()):
-            cells = [_estimate(window(part, o, length)) if len(window(part, o, length)) else "-" for o in onsets]
+            cells = [_estimate(window(part, o, length)) for o in onsets]
             verdict, _ = early_minus_late(part, [length])
-            late = part[part.length == length].onset.max()
-            diff = stats.paired(window(part, part.onset.min(), length), window(part, late, length))
+            diff, _, _ = contrast(part, length)
             lines.append(f"| {schedule_name(label)} | {length} | " + " | ".join(cells)
                          + f" | {_estimate(diff)} | {verdict} |")
     return lines
@@ -120,13 +119,14 @@ def render_reproduction(root: str = DATA) -> str:
         "",
         "## The rules",
         "",
-        f"- Sensitivity = the seed's baseline final test accuracy minus the window trial's, in points; \"final\" "
-        f"is the median of the last 10 epochs. **Equal recovery**: every window [onset, onset + length) is followed "
-        f"by the same clean epochs (`clean_after`), and its baseline (same seed, same learning rate at every "
-        f"epoch) is read after as many epochs.",
-        "- **Still recovering**: each window and baseline is also read 10 epochs earlier; a window whose loss "
-        f"shrank by more than {stats.MARGIN:g} pts over its last 10 epochs (or whose baseline gained as much) shows "
-        "nothing lasting: its verdict is \"not shown: still recovering after N clean epochs\".",
+        "- Sensitivity = the seed's baseline final test accuracy minus the window trial's, in points; \"final\" "
+        f"is the median of the last {FINAL_EPOCHS} epochs. **Equal recovery**: every window [onset, onset + length) "
+        "is followed by the same clean epochs (`clean_after`), and its baseline (same seed, same learning rate at "
+        "every epoch) is read after as many epochs.",
+        f"- **Still recovering**: each window and baseline is also read {FINAL_EPOCHS} epochs earlier; a window "
+        f"whose loss shrank by more than {stats.MARGIN:g} pts over its last {FINAL_EPOCHS} epochs (or whose "
+        "baseline gained as much) shows nothing lasting: its verdict is \"not shown: still recovering after N "
+        "clean epochs\".",
         "- **The learning-rate controls**: every claim about onset is graded under the paper's exponential "
         "schedule (the verdict) and, side by side, under the rate restarted at the window's end against a baseline "
         "restarted at the same epoch (`restart`) and, where the sweep has it, a constant rate (`constant`): there "
@@ -200,7 +200,7 @@ def render_quickstart(r: Results) -> str:
     for label, part in by_schedule(ss).items():
         length = int(part.length.max())
         verdict, _ = early_minus_late(part, [length])
-        diff = stats.paired(window(part, onsets[0], length), window(part, onsets[-1], length))
+        diff, _, _ = contrast(part, length)
         lines.append(f"| {schedule_name(label)} | " + " | ".join(_estimate(window(part, o, length)) for o in onsets)
                      + f" | {_estimate(diff)} | {verdict} |")
     get = lambda name: r if name == "blur_grid" else None  # noqa: E731  (the checks read a sweep by name)
@@ -223,8 +223,7 @@ def render_quickstart(r: Results) -> str:
 
 
 def quickstart_data(root: str = DATA) -> Results | None:
-    uri = os.path.join(root, "quickstart")
-    return load_results(uri) if Store(uri).exists("trials.parquet") else None
+    return loader(root, prefix="")("quickstart")
 
 
 README_BEGIN, README_END = "<!-- quickstart results: begin -->", "<!-- quickstart results: end -->"

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from .checks import by_schedule, design_note, early_minus_late, schedule_name
-from .reduce import critical_period, seed_sensitivity
+from .reduce import critical_period, seed_sensitivity, variant_of
 from .stats import CORRECTION, LEVEL, MARGIN
 from .store import Results
 
@@ -84,8 +84,8 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
                          f"({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
         else:
             onsets = ", ".join(str(o) for o in r.onsets)
-            lines.append(f"<b>critical period ({what}): onset{'s' if len(r.onsets) > 1 else ''} {onsets}</b>, the windows shown to cost accuracy "
-                         f"{rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
+            lines.append(f"<b>critical period ({what}): onset{'s' * (len(r.onsets) > 1)} {onsets}</b>, the windows "
+                         f"shown to cost accuracy {rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")
         if r.recovering:
             lines.append(f"<b>still recovering ({what})</b>: at onset{'s' * (len(r.recovering) > 1)} "
                          f"{', '.join(map(str, r.recovering))} the window's loss still shrank by more than "
@@ -93,10 +93,6 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
                          "clean epochs (clean_after)")
     return (f"<h1>cpsweep report: {html.escape(str(raw.get('name', 'sweep')))}</h1><ul>"
             + "".join(f"<li>{line}</li>" for line in lines) + "</ul>")
-
-
-def _variant(tags: str) -> str:
-    return ",".join(p for p in tags.split(",") if p and not p.startswith("schedule="))
 
 
 def onset_table(results: Results) -> str | None:
@@ -107,7 +103,7 @@ def onset_table(results: Results) -> str | None:
     if ss.empty or ss.onset.nunique() < 2:
         return None
     rows = []
-    for (deficit, variant), part in ss.groupby([ss.deficit, ss.tags.map(_variant)], sort=True):
+    for (deficit, variant), part in ss.groupby([ss.deficit, ss.tags.map(variant_of)], sort=True):
         for schedule, sched in by_schedule(part).items():
             for length in sorted(sched.length.unique()):
                 verdict, text = early_minus_late(sched, [length])
