@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cpsweep.config.registry import DEFICIT_OPTIONS
+from cpsweep.config.registry import BUILTINS
 from cpsweep.engine.deficits import blur, derangement, make_deficit, vflip
 from cpsweep.errors import SpecError
 
@@ -113,7 +113,7 @@ def test_noise_replaces_inputs_reproducibly():
     assert abs(a.mean().item()) < 0.05 and abs(a.std().item() - 2.0) < 0.05
 
 
-@pytest.mark.parametrize("name", list(DEFICIT_OPTIONS))
+@pytest.mark.parametrize("name", list(BUILTINS["deficit"]))
 def test_every_deficit_is_a_pure_transform(name):
     y_train = torch.arange(64) % 10
     d = make_deficit(name, {}, y_train=y_train, num_classes=10, seed=1)

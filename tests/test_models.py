@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpsweep.config.registry import MODEL_INPUT, MODEL_OPTIONS
+from cpsweep.config.registry import BUILTINS
 from cpsweep.engine.models import build_model, count_parameters
 from cpsweep.errors import SpecError
 
@@ -54,9 +54,9 @@ def test_cnn1d_parameter_count():
     assert count_parameters(build_model("cnn1d", {}, (1, 40), 10)) == expected
 
 
-@pytest.mark.parametrize("name", list(MODEL_OPTIONS))
+@pytest.mark.parametrize("name", list(BUILTINS["model"]))
 def test_every_model_runs_and_initialises_deterministically(name):
-    shape = SHAPES[MODEL_INPUT[name]]
+    shape = SHAPES[BUILTINS["model"][name].input]
     opts = {"width": 8} if name == "resnet18" else {"hidden": [64, 32]} if name == "mlp" else {}
     torch.manual_seed(123)
     state = torch.get_rng_state()

@@ -1,6 +1,6 @@
-"""Every name the configuration layer registers works where it is used, and the engine registers nothing
-the specs cannot name: each data set loads through its real reader, each model builds for the inputs it
-declares and trains, each deficit runs inside a real trial."""
+"""Every built-in of the one registry works where it is used: each entry's builder imports and has the
+options the entry declares, each data set loads through its real reader, each model builds for the
+inputs it declares and trains, each deficit runs inside a real trial."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from torchvision.datasets import CIFAR10
 from tiny_data import tiny_cifar_sums, write_cifar10, write_mnist
 from tiny_specs import UNIT, tiny_sweep
 
-from cpsweep.config.registry import DATASETS, DEFICIT_OPTIONS, INPUT_DIMS, MODEL_INPUT, MODEL_OPTIONS
+from cpsweep.config.plugins import CONTRACT
+from cpsweep.config.registry import BUILTINS, INPUT_DIMS
 from cpsweep.config.sweep_file import parse_sweep
-from cpsweep.engine import deficits, models
-from cpsweep.engine._readers import READERS
+from cpsweep.engine import models
 from cpsweep.engine.data import load_dataset, resolve_data_dir
 from cpsweep.engine.trial import train_trial
 from cpsweep.results.records import trained
@@ -43,10 +43,20 @@ def loaded(data_dir):
                 for name in DATASETS}
 
 
-def test_the_engine_registers_exactly_the_configured_names():
-    assert set(READERS) == set(DATASETS)
-    assert set(models.BUILDERS) == set(MODEL_OPTIONS) == set(MODEL_INPUT)
-    assert set(deficits.BUILDERS) == set(DEFICIT_OPTIONS)
+DATASETS = {name: e.data for name, e in BUILTINS["data"].items()}
+MODEL_INPUT = {name: e.input for name, e in BUILTINS["model"].items()}
+
+
+@pytest.mark.parametrize("kind", ["model", "deficit"])
+def test_every_builtin_builder_takes_the_contract_and_the_declared_options(kind):
+    """A built-in is registered as a plug-in is: its builder's signature is the contract's positional
+    arguments, then exactly the options its entry declares, with the same defaults."""
+    import inspect
+
+    for name, e in BUILTINS[kind].items():
+        params = list(inspect.signature(e.load()).parameters.values())
+        assert tuple(p.name for p in params[:len(CONTRACT[kind])]) == CONTRACT[kind], name
+        assert {p.name: p.default for p in params[len(CONTRACT[kind]):]} == dict(e.options), name
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -62,7 +72,7 @@ def test_every_data_set_loads_as_declared(name, loaded):
 SMALL = {"all_cnn_c": {"width": 0.05}, "resnet18": {"width": 4}, "mlp": {"hidden": [16]}, "cnn1d": {"channels": 4}}
 
 
-@pytest.mark.parametrize("model", list(MODEL_OPTIONS))
+@pytest.mark.parametrize("model", list(MODEL_INPUT))
 def test_every_model_builds_for_every_data_set_it_accepts(model, loaded):
     kinds = {MODEL_INPUT[model]} if MODEL_INPUT[model] in INPUT_DIMS else set(INPUT_DIMS)
     small = SMALL
@@ -80,7 +90,7 @@ def test_every_model_builds_for_every_data_set_it_accepts(model, loaded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", list(MODEL_OPTIONS))
+@pytest.mark.parametrize("model", list(MODEL_INPUT))
 def test_every_model_trains_in_a_trial(model, loaded):
     """Two epochs of a real trial (blur window, BN refresh, Fisher per layer) on a data set it accepts."""
     data = next(n for n, info in DATASETS.items() if MODEL_INPUT[model] in (info.kind, "any"))
@@ -93,7 +103,7 @@ def test_every_model_trains_in_a_trial(model, loaded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("deficit", [d for d in DEFICIT_OPTIONS if d != "none"])
+@pytest.mark.parametrize("deficit", [d for d in BUILTINS["deficit"] if d != "none"])
 @pytest.mark.parametrize("data", ["mnist1d", "cifar10"])
 def test_every_deficit_runs_in_a_trial(deficit, data, loaded):
     """One epoch with the deficit on, through the real training loop, on signals and on images."""

@@ -1,58 +1,35 @@
-"""The registries' names and options, declared once for the whole tool (no torch).
+"""One registry of components: models, deficits, data sets and metrics, declared once (no torch).
 
-Spec validation reads these tables without importing torch; the engine pairs each name with its builder
-(`engine.models.BUILDERS`, `engine.deficits.BUILDERS`, `engine._readers.READERS`) and a test ties the two
-sides together: every name here builds, runs or loads there, and nothing is registered there alone.
+Each component is an `Entry`: its kind, its name, its options with their defaults (the type of a default
+is the option's type) and a builder `"module:function"` that is imported only when a trial builds it, so
+validating a sweep never imports torch. The built-ins below are entries like any user's plug-in
+(`plugins.py` makes an entry from a reference `package.module:function` or an installed entry point),
+and `entry(kind, name)` finds either: a built-in by name, else a plug-in. Adding a built-in is one line
+here plus its function; the contracts the builders follow are in docs/plugins.md.
+
+| kind    | builder signature                                                   | returns                |
+|---------|---------------------------------------------------------------------|------------------------|
+| model   | `fn(in_shape, num_classes, **options)`                              | an `nn.Module`         |
+| deficit | `fn(x, y, ctx, **options)` during the window (`engine.deficits`)    | `(x, y)`               |
+| data    | a `Reader` (built-ins only: `engine._readers`)                      |                        |
+| metric  | `fn(model, data, ctx, **options)` at each Fisher epoch              | a number               |
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-from ._parse import check_name, parse_options, unknown_name
+from ..errors import SpecError
+from ._parse import check_keys, coerce, parse_options, unknown_name
 
-__all__ = ["DATASETS", "DEFICIT_OPTIONS", "MODEL_INPUT", "MODEL_OPTIONS", "DataSetInfo", "deficit_options",
-           "model_options", "unknown_name"]
+__all__ = ["BUILTINS", "INPUT_DIMS", "KINDS", "DataSetInfo", "Entry", "entry", "options_of", "unknown_name"]
 
-# Options of every model, with defaults (the type of the default is the option's type).
-MODEL_OPTIONS: dict[str, dict[str, Any]] = {
-    # The paper's All-CNN: 9 conv-BN-ReLU blocks (96, 96, 192/2, 192, 192, 192/2, 192, 192 1x1, 10 1x1),
-    # global average pooling. final_bn_relu: BN+ReLU after the last 1x1 conv too; valid_block7: block 7
-    # unpadded ("valid") as in Springenberg et al.'s All-CNN-C. Both unknown in the paper: off by default.
-    "all_cnn_c": {"width": 1.0, "final_bn_relu": False, "valid_block7": False},
-    # CIFAR pre-activation ResNet-18: 3x3 stem, no max-pool, stages width x (1, 2, 4, 8).
-    "resnet18": {"width": 64},
-    # Fully connected net (the paper's MNIST net: 1024-2500-2000-1500-1000-500-10, BN + ReLU).
-    "mlp": {"hidden": (2500, 2000, 1500, 1000, 500), "bn": True},
-    # Small 1-D conv net for MNIST-1D: `depth` conv-BN-ReLU blocks of `channels`, stride 2 every other block.
-    "cnn1d": {"channels": 32, "depth": 5, "kernel": 5},
-}
-# Options added after results folders existed: accepted and typed like the others, but left out of a
-# model's completed options while they hold their default, so the sweeps that never name them keep their
-# hashes. cnn1d bias: a bias in every conv layer (the robustness twins vary it).
-LATER_MODEL_OPTIONS: dict[str, dict[str, Any]] = {"cnn1d": {"bias": False}}
-# Which inputs a model accepts: "image" (N, C, H, W), "signal" (N, 1, L) or "any" (flattened).
-MODEL_INPUT: dict[str, str] = {"all_cnn_c": "image", "resnet18": "image", "mlp": "any", "cnn1d": "signal"}
+KINDS = ("model", "deficit", "data", "metric")
+REQUIRED = object()  # the default of an option a plug-in's signature requires
 # Each input kind's dimensions without the batch, and its name in messages.
 INPUT_DIMS: dict[str, tuple[int, str]] = {"image": (3, "image inputs (C, H, W)"),
                                           "signal": (2, "1-D signals (C, L)")}
-
-DEFICIT_OPTIONS: dict[str, dict[str, Any]] = {
-    "none": {},
-    # Downsample by `factor` (antialiased bilinear for images, average pooling for 1-D signals), then
-    # upsample back to the original size (bilinear / linear): the paper's 32 -> 8 -> 32 is factor 4.
-    "blur": {"factor": 4},
-    # Every training input upside down (images: rows reversed; 1-D signals: reversed along the length).
-    "vflip": {},
-    # A fixed permutation of the class names (a high-level deficit), drawn from the trial's seed.
-    "label_permutation": {},
-    # Labels shuffled across training examples (random labels, fixed for the trial).
-    "label_shuffle": {},
-    # Inputs replaced by i.i.d. Gaussian noise with this std in normalised units (the data are
-    # normalised to unit variance), fresh every batch; augmentation is off while it is active.
-    "noise": {"std": 1.0},
-}
 
 
 @dataclass(frozen=True)
@@ -61,24 +38,115 @@ class DataSetInfo:
     kind: str               # "image" (N, C, H, W) or "signal" (N, 1, L)
     num_classes: int
     default_augment: bool   # whether the paper's crop + flip applies unless `data.augment` says otherwise
+    shape: tuple[int, ...] = ()  # one input without the batch, e.g. (3, 32, 32)
 
 
-DATASETS: dict[str, DataSetInfo] = {
-    "cifar10": DataSetInfo("image", 10, default_augment=True),
-    "mnist": DataSetInfo("image", 10, default_augment=False),
-    "mnist1d": DataSetInfo("signal", 10, default_augment=False),
-}
+@dataclass(frozen=True)
+class Entry:
+    """One component: what a sweep file may set, and where its builder lives."""
+    kind: str                           # one of KINDS
+    name: str                           # its name in a sweep file (a plug-in: its reference)
+    builder: str                        # "module:attribute", imported when a trial builds it
+    options: Mapping[str, Any] = field(default_factory=dict)  # option -> default (REQUIRED: none)
+    types: Mapping[str, Any] = field(default_factory=dict)    # option -> type, where not the default's
+    later: Mapping[str, Any] = field(default_factory=dict)    # options left out at their default (hashes)
+    input: str = "any"                  # models: "image", "signal" or "any" (flattened)
+    data: DataSetInfo | None = None     # data sets
+    disables_augment: bool = False      # deficits: augmentation off while the window is on
+    plugin: str = ""                    # a plug-in's identity: "<reference>@<source hash or version>"
+
+    def load(self) -> Callable[..., Any]:
+        """The builder, imported now."""
+        from .plugins import import_reference
+
+        return import_reference(self.builder, f"{self.kind}.name", need_callable=self.kind != "data")
+
+    def complete(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+        """`options` checked against this entry (unknown, missing or mistyped ones: `SpecError` naming
+        the field) and completed with the defaults; options in `later` are left out at their default."""
+        check_keys(options, self.options, path)
+        missing = [k for k, d in self.options.items() if d is REQUIRED and k not in options]
+        if missing:
+            raise SpecError(f"{path}.{missing[0]}", f'required by {self.name} (no default in its signature); '
+                                                    f"set {', '.join(missing)}")
+        if self.types:
+            out = {k: d for k, d in self.options.items() if d is not REQUIRED}
+            out.update({k: coerce(v, self.types.get(k, Any), f"{path}.{k}") for k, v in options.items()})
+        else:
+            out = parse_options(dict(options), self.options, path)
+        return {k: v for k, v in out.items() if k not in self.later or v != self.later[k]}
 
 
-def model_options(name: Any, options: Mapping[str, Any], path: str = "model") -> dict[str, Any]:
-    """A model's options checked and completed with their defaults (`SpecError` naming the field)."""
-    check_name(name, MODEL_OPTIONS, f"{path}.name", "model")
-    later = LATER_MODEL_OPTIONS.get(name, {})
-    out = parse_options(dict(options), {**MODEL_OPTIONS[name], **later}, path)
-    return {k: v for k, v in out.items() if k not in later or v != later[k]}
+def _builtin(kind: str, name: str, builder: str, options: Mapping[str, Any] | None = None, **kw: Any) -> Entry:
+    return Entry(kind, name, builder, dict(options or {}), **kw)
 
 
-def deficit_options(name: Any, options: Mapping[str, Any], path: str = "deficit") -> dict[str, Any]:
-    """A deficit's options checked and completed with their defaults (`SpecError` naming the field)."""
-    check_name(name, DEFICIT_OPTIONS, f"{path}.name", "deficit")
-    return parse_options(dict(options), DEFICIT_OPTIONS[name], path)
+_M, _D, _R = "cpsweep.engine.models", "cpsweep.engine.deficits", "cpsweep.engine._readers"
+BUILTINS: dict[str, dict[str, Entry]] = {kind: {e.name: e for e in entries} for kind, entries in {
+    "model": [
+        # The paper's All-CNN: 9 conv-BN-ReLU blocks (96, 96, 192/2, 192, 192, 192/2, 192, 192 1x1, 10 1x1),
+        # global average pooling. final_bn_relu: BN+ReLU after the last 1x1 conv too; valid_block7: block 7
+        # unpadded ("valid") as in Springenberg et al.'s All-CNN-C. Both unknown in the paper: off by default.
+        _builtin("model", "all_cnn_c", f"{_M}:all_cnn_c", {"width": 1.0, "final_bn_relu": False,
+                                                          "valid_block7": False}, input="image"),
+        # CIFAR pre-activation ResNet-18: 3x3 stem, no max-pool, stages width x (1, 2, 4, 8).
+        _builtin("model", "resnet18", f"{_M}:resnet18", {"width": 64}, input="image"),
+        # Fully connected net (the paper's MNIST net: 1024-2500-2000-1500-1000-500-10, BN + ReLU).
+        _builtin("model", "mlp", f"{_M}:mlp", {"hidden": (2500, 2000, 1500, 1000, 500), "bn": True}),
+        # Small 1-D conv net for MNIST-1D: `depth` conv-BN-ReLU blocks of `channels`, stride 2 every other
+        # block. bias (added after results folders existed, so left out at its default: old hashes hold):
+        # a bias in every conv layer (the robustness twins vary it).
+        _builtin("model", "cnn1d", f"{_M}:cnn1d", {"channels": 32, "depth": 5, "kernel": 5, "bias": False},
+                 later={"bias": False}, input="signal"),
+    ],
+    "deficit": [
+        _builtin("deficit", "none", f"{_D}:no_deficit"),
+        # Downsample by `factor` (antialiased bilinear for images, average pooling for 1-D signals), then
+        # upsample back to the original size (bilinear / linear): the paper's 32 -> 8 -> 32 is factor 4.
+        _builtin("deficit", "blur", f"{_D}:blur_deficit", {"factor": 4}),
+        # Every training input upside down (images: rows reversed; 1-D signals: reversed along the length).
+        _builtin("deficit", "vflip", f"{_D}:vflip_deficit"),
+        # A fixed permutation of the class names (a high-level deficit), drawn from the trial's seed.
+        _builtin("deficit", "label_permutation", f"{_D}:label_permutation"),
+        # Labels shuffled across training examples (random labels, fixed for the trial).
+        _builtin("deficit", "label_shuffle", f"{_D}:label_shuffle"),
+        # Inputs replaced by i.i.d. Gaussian noise with this std in normalised units (the data are
+        # normalised to unit variance), fresh every batch; augmentation is off while it is active.
+        _builtin("deficit", "noise", f"{_D}:noise", {"std": 1.0}, disables_augment=True),
+    ],
+    "data": [
+        _builtin("data", "cifar10", f"{_R}:CIFAR10", data=DataSetInfo("image", 10, True, (3, 32, 32))),
+        _builtin("data", "mnist", f"{_R}:MNIST", data=DataSetInfo("image", 10, False, (1, 32, 32))),
+        _builtin("data", "mnist1d", f"{_R}:MNIST1D", data=DataSetInfo("signal", 10, False, (1, 40))),
+    ],
+    "metric": [],
+}.items()}
+WHAT = {"model": "model", "deficit": "deficit", "data": "data set", "metric": "metric"}
+
+
+def entry(kind: str, name: Any, path: str | None = None) -> Entry:
+    """The entry `name` of `kind`: a built-in, else a plug-in (a reference `package.module:function`, or
+    a name an installed package registers under the entry-point group `cpsweep.<kind>s`).
+
+    Raises:
+        SpecError: naming `path` (default `<kind>.name`): an unknown name, a module that does not import,
+            an attribute that does not exist or is not callable.
+    """
+    path = path or f"{kind}.name"
+    table = BUILTINS[kind]
+    if isinstance(name, str) and name in table:
+        return table[name]
+    from .plugins import plugin_entry
+
+    if not isinstance(name, str) or not name:
+        raise SpecError(path, unknown_name(name, table, WHAT[kind]) + _own(kind))
+    return plugin_entry(kind, name, path, lambda: unknown_name(name, table, WHAT[kind]) + _own(kind))
+
+
+def _own(kind: str) -> str:
+    return f', or your own as "package.module:function" (docs/plugins.md)' if kind != "data" else ""
+
+
+def options_of(kind: str, name: Any, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A component's options checked and completed with their defaults (`SpecError` naming the field)."""
+    return entry(kind, name, f"{path}.name").complete(options, path)

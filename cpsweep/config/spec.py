@@ -39,7 +39,7 @@ from typing import Any, Callable, Literal, Mapping
 
 from ..errors import SpecError
 from ._parse import coerce, parse
-from .registry import DEFICIT_OPTIONS, MODEL_OPTIONS, deficit_options, model_options
+from .registry import entry
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,20 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Component:
-    """A named registry entry with typed options (a model or a deficit)."""
+    """A registry entry with its typed options (a model or a deficit): a built-in name, or a plug-in's
+    reference `package.module:attribute` with its identity (`plugins.py`; empty for a built-in)."""
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    plugin: str = ""                # "<reference>@<source hash or version>": in prefix keys and checkpoints
+
+    @property
+    def label(self) -> str:
+        """Its name in trial ids: a plug-in's attribute name (no colon in folder names)."""
+        return self.name.rpartition(":")[2]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v
-                                      for k, v in self.options.items()}}
+        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()},
+                **({"plugin": self.plugin} if self.plugin else {})}
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,7 @@ class TrialSpec:
         if self.is_baseline:
             restart = f"-r{self.restart_at}" if self.restart_at is not None else ""
             return f"baseline{restart}{extra}-s{self.seed}"
-        return f"{self.deficit.name}-o{self.onset}-l{self.length}{extra}-s{self.seed}"
+        return f"{self.deficit.label}-o{self.onset}-l{self.length}{extra}-s{self.seed}"
 
     def baseline(self) -> TrialSpec:
         """The no-deficit trial this one is compared with: the same seed, settings and non-deficit axes, the
@@ -199,6 +206,12 @@ class TrialSpec:
         tags = tuple((k, v) for k, v in self.tags if not k.startswith("deficit"))
         restart = self.window_end if self.schedule.restart_after_deficit else 0
         return dataclasses.replace(self, onset=restart, length=0, deficit=Component("none", {}), tags=tags)
+
+    @property
+    def plugins(self) -> str:
+        """The identities of the plug-ins this trial runs, `kind=reference@source;...` ('' for none)."""
+        used = [("model", self.model.plugin), ("deficit", "" if self.is_baseline else self.deficit.plugin)]
+        return ";".join(f"{kind}={p}" for kind, p in used if p)
 
     @property
     def baseline_id(self) -> str:
@@ -217,15 +230,17 @@ class TrialSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
-        """The inverse of `to_dict` (a missing section takes its defaults), validated like YAML."""
+        """The inverse of `to_dict` (a missing section takes its defaults); settings sections are typed
+        like YAML, components (checked when the sweep was parsed) taken as they are."""
         hints = typing.get_type_hints(cls)
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in d:
                 continue
             tp, raw = hints[f.name], d[f.name]
-            if tp is Component:
-                values[f.name] = component(raw, f.name)
+            if tp is Component:  # checked when the sweep was parsed: trusted, not imported again here
+                values[f.name] = Component(raw["name"], {k: freeze(v) for k, v in raw.items()
+                                                         if k not in ("name", "plugin")}, raw.get("plugin", ""))
             elif f.name == "tags":
                 values[f.name] = tuple((k, freeze(v)) for k, v in raw)
             elif dataclasses.is_dataclass(tp):
@@ -235,25 +250,23 @@ class TrialSpec:
         return cls(**values)
 
 
-# a component section -> (its registry's names and options, the function that checks them)
-COMPONENTS = {"model": (MODEL_OPTIONS, model_options), "deficit": (DEFICIT_OPTIONS, deficit_options)}
-
-
 def component(raw: Any, path: str) -> Component:
-    """A model or deficit from its YAML form: a name, or a mapping with `name` and options."""
+    """A model or deficit from its YAML form: a name or reference, or a mapping with `name` and options
+    (checked against the registry entry, a plug-in's identity recorded)."""
     what = path.split(".")[0]
-    table, check = COMPONENTS[what]
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, Mapping) or "name" not in raw:
-        raise SpecError(path, f'expected a {what} name or a mapping with "name"; valid {what}s: '
-                              f"{', '.join(table)}")
-    return Component(raw["name"], check(raw["name"], {k: v for k, v in raw.items() if k != "name"}, path))
+        raise SpecError(path, f'expected a {what} name (or "package.module:function") or a mapping with "name"')
+    e = entry(what, raw["name"], f"{path}.name")
+    return Component(raw["name"], e.complete({k: v for k, v in raw.items() if k != "name"}, path), e.plugin)
 
 
 def _tag(value: Any) -> str:
     if isinstance(value, Mapping):
-        return str(value.get("name", "")) or "x"
+        return _tag(str(value.get("name", ""))) or "x"
+    if isinstance(value, str):  # a plug-in's reference: its attribute name
+        return value.rpartition(":")[2]
     if isinstance(value, (tuple, list)):  # e.g. model.hidden: [256, 256] -> "256x256"
         return "x".join(_tag(v) for v in value)
     return str(value)
@@ -300,8 +313,13 @@ def _plain(value: Any) -> Any:
 
 
 def hashed_settings(trial: TrialSpec) -> dict[str, Any]:
-    """The settings a sweep fixes for all its trials (its hash; a relaunch may not change them)."""
-    return project(trial, lambda r: r.hashed, at_default=False)
+    """The settings a sweep fixes for all its trials (its hash; a relaunch may not change them). A plug-in's
+    source identity is not one of them: editing its code retrains the trials that use it instead."""
+    out = project(trial, lambda r: r.hashed, at_default=False)
+    for section in out.values():
+        if isinstance(section, dict):
+            section.pop("plugin", None)
+    return out
 
 
 def computed_settings(trial: TrialSpec) -> dict[str, Any]:

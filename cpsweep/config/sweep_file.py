@@ -34,7 +34,8 @@ from ..errors import Problems, SpecError
 from ._parse import check_keys, check_name, coerce, parse
 from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule
 from .search import SearchSpec, coarse_onsets, onset_range, parse_search
-from .registry import DATASETS, MODEL_INPUT
+from .plugins import importable_here
+from .registry import BUILTINS, entry
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
                    component, freeze, hashed_settings)
 
@@ -216,8 +217,8 @@ def _check_ranges(t: TrialSpec) -> None:
               ("bn_refresh", t.bn_refresh >= -1, "must be -1 (full pass), 0 (off) or a number of batches"),
               ("checkpoint_every", t.checkpoint_every >= 1, "must be >= 1"),
               ("data.subset", t.data.subset is None or t.data.subset >= 1, "must be >= 1 or null"),
-              ("deficit.factor", t.deficit.options.get("factor", 2) >= 2, "must be >= 2"),
-              ("deficit.std", t.deficit.options.get("std", 1.0) > 0, "must be > 0")]
+              ("deficit.factor", t.deficit.name != "blur" or t.deficit.options["factor"] >= 2, "must be >= 2"),
+              ("deficit.std", t.deficit.name != "noise" or t.deficit.options["std"] > 0, "must be > 0")]
     for path, ok, message in checks:
         if not ok:
             raise SpecError(path, message)
@@ -229,8 +230,8 @@ def _check_ranges(t: TrialSpec) -> None:
                                              f'"{t.fisher.method}"; remove it or set method: variational')
     if t.fisher.method == "variational" and t.fisher.backend == "gram":
         raise SpecError("fisher.backend", 'method "variational" computes no per-sample gradients; use auto or func')
-    kind = MODEL_INPUT[t.model.name]
-    data_kind = DATASETS[t.data.name].kind
+    kind = entry("model", t.model.name).input
+    data_kind = entry("data", t.data.name).data.kind
     if kind != "any" and kind != data_kind:
         raise SpecError("model.name", f'model "{t.model.name}" needs {kind} inputs but data set '
                                       f'"{t.data.name}" has {data_kind}s; pick a matching model or data set')
@@ -250,7 +251,7 @@ def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> Tri
             parts[key] = step()
     if "data" in parts:
         with problems.check():
-            check_name(parts["data"].name, DATASETS, "data.name", "data set")
+            check_name(parts["data"].name, BUILTINS["data"], "data.name", "data set")
     problems.raise_any(source)
     t = TrialSpec(sweep=name, onset=0, length=0, epochs=0, seed=0, **parts)
     try:
@@ -344,7 +345,7 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
         if key == "schedule":
             names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
         else:
-            names = [v if isinstance(v, str) else (v or {}).get("name") for v in values]
+            names = [str(v if isinstance(v, str) else (v or {}).get("name")).rpartition(":")[2] for v in values]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
@@ -379,6 +380,7 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
                                   f"file is a YAML text file, e.g. sweeps/quickstart.yaml", path) from None
     except yaml.YAMLError as e:
         raise SpecError("(file)", f"not valid YAML: {_yaml_problem(e)}", path) from None
+    importable_here([os.path.dirname(os.path.abspath(path))])  # plug-ins next to the sweep file
     return parse_sweep(raw, path)
 
 

@@ -12,7 +12,8 @@
 
 CIFAR-10 and MNIST are downloaded by torchvision into ``data_dir`` when they are missing; downloads and
 cache writes happen under a file lock in ``data_dir``, so parallel trials on one node do not race.
-`READERS` maps a name to its reader and to what to tell the user when its files cannot be found.
+Each `Reader` pairs a reading function with what to tell the user when its files cannot be found; the
+registry (`config.registry`) names them.
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_error(name: str, data_dir: Path, exc: BaseException) -> DataError:
+def load_error(name: str, data_dir: Path, exc: BaseException, reader: Reader) -> DataError:
     """The one-line `DataError` for a data set whose files could not be read or downloaded."""
     cause = _one_line(f"{type(exc).__name__}: {exc}")
     return DataError(f"cannot load data set {name} from data_dir {data_dir} ({cause}); "
-                     + READERS[name].fix.format(data_dir=data_dir))
+                     + reader.fix.format(data_dir=data_dir))
 
 
 @contextlib.contextmanager
@@ -194,18 +195,15 @@ def _load_mnist1d(data_dir: Path):
             x_test, _check_labels(torch.from_numpy(arrays["y_test"]), len(x_test), 10, "mnist1d test"))
 
 
-READERS: dict[str, Reader] = {
-    "cifar10": Reader(
-        _load_cifar10,
-        "fix: download CIFAR-10 on a machine with internet access "
-        "(torchvision.datasets.CIFAR10(root, download=True)) and copy its cifar-10-batches-py folder into "
-        "{data_dir}, or set data.data_dir to a folder that has it"),
-    "mnist": Reader(
-        _load_mnist,
-        "fix: download MNIST on a machine with internet access "
-        "(torchvision.datasets.MNIST(root, download=True)) and copy its MNIST/raw folder to "
-        "{data_dir}/MNIST/raw, or set data.data_dir to a folder that has it"),
-    "mnist1d": Reader(
-        _load_mnist1d,
-        "fix: make {data_dir} a readable directory, or set data.data_dir to one"),
-}
+# the readers the registry names (`config.registry.BUILTINS["data"]`: "cpsweep.engine._readers:CIFAR10")
+CIFAR10 = Reader(
+    _load_cifar10,
+    "fix: download CIFAR-10 on a machine with internet access "
+    "(torchvision.datasets.CIFAR10(root, download=True)) and copy its cifar-10-batches-py folder into "
+    "{data_dir}, or set data.data_dir to a folder that has it")
+MNIST = Reader(
+    _load_mnist,
+    "fix: download MNIST on a machine with internet access "
+    "(torchvision.datasets.MNIST(root, download=True)) and copy its MNIST/raw folder to "
+    "{data_dir}/MNIST/raw, or set data.data_dir to a folder that has it")
+MNIST1D = Reader(_load_mnist1d, "fix: make {data_dir} a readable directory, or set data.data_dir to one")

@@ -10,8 +10,8 @@ the same process (Tune reuses its worker processes), so a sweep reads and moves 
 worker; the tensors are never written to, so sharing them is safe. Any failure to find, download or read
 a data set is a `DataError` whose one-line message names the data set, the folder and the fix.
 
-Names, kinds, class counts and default augmentation come from `config.registry.DATASETS`; the readers
-here are tied to them by a test (every registered data set loads). Randomness over a data set (epoch
+Names, kinds, class counts, default augmentation and the reader of each data set come from its entry in
+`config.registry.BUILTINS["data"]`. Randomness over a data set (epoch
 order, augmentation, balanced selections) lives in `sampling.py`: seeded, never global.
 """
 
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from ..config.registry import DATASETS, unknown_name
+from ..config.registry import BUILTINS, unknown_name
 from ..config.spec import DataSpec
 from ..errors import DataError
-from ._readers import LOAD_ERRORS, NORMALISATION, READERS, load_error
+from ._readers import LOAD_ERRORS, NORMALISATION, load_error
 from .sampling import balanced_order, derive_seed
 
 
@@ -89,7 +89,7 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device
     """Load data set `name` whole onto `device`.
 
     Args:
-        name: a registry name (`config.registry.DATASETS`).
+        name: a registry name (`config.registry.BUILTINS["data"]`).
         data_dir: where the files are, or are downloaded / generated to (created if needed).
         device: where the tensors go.
         subset: keep only this many training examples, a fixed class-balanced random selection (the
@@ -102,9 +102,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device
     Raises:
         DataError: unknown name, files missing and not downloadable, unreadable data, bad arguments.
     """
-    info = DATASETS.get(name) if isinstance(name, str) else None
-    if info is None:
-        raise DataError(unknown_name(name, DATASETS, "data set"))
+    entry = BUILTINS["data"].get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise DataError(unknown_name(name, BUILTINS["data"], "data set"))
+    info, reader = entry.data, entry.load()
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise DataError(f"{name}: subset must be a positive number of examples or None, got {subset!r}")
     augment = info.default_augment if augment is None else bool(augment)
@@ -114,11 +115,11 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device
 
     data_dir = Path(os.path.expanduser(os.fspath(data_dir)))
     try:
-        x_train, y_train, x_test, y_test = READERS[name].read(data_dir)
+        x_train, y_train, x_test, y_test = reader.read(data_dir)
     except DataError:
         raise
     except LOAD_ERRORS as exc:
-        raise load_error(name, data_dir, exc) from exc
+        raise load_error(name, data_dir, exc, reader) from exc
 
     if subset is not None:
         x_train, y_train = _select(x_train, y_train, subset, derive_seed("subset", name, "train"))

@@ -1,9 +1,10 @@
 """Deficits: pure batch transforms applied to training batches during the window [onset, onset + length).
 
-Each deficit is a function `(x, y, idx, generator) -> (x, y)` over a batch: inputs `x` (B, C, H, W) for
-images or (B, C, L) for 1-D signals, labels `y` (B,), the batch's example indices `idx` (B,) into the
-training set, and a `torch.Generator` for any randomness (derived by the trainer from (seed, epoch), so
-a deficit never touches global RNG state). Outside the window the trainer does not call it at all:
+Each deficit is a function `(x, y, ctx, **options) -> (x, y)` over a batch, a built-in below or a user's
+plug-in alike: inputs `x` (B, C, H, W) for images or (B, C, L) for 1-D signals, labels `y` (B,), and a
+`DeficitContext`: the batch's example indices into the training set, a `torch.Generator` for any
+randomness (derived by the trainer from (seed, epoch), so a deficit never touches global RNG state), and
+`ctx.fixed(...)` for randomness fixed over the whole trial. Outside the window the trainer does not call it at all:
 every deficit is the identity there by construction (`TrialSpec.deficit_active`). Test data stay clean.
 
 | name              | what it does during the window |
@@ -18,15 +19,14 @@ every deficit is the identity there by construction (`TrialSpec.deficit_active`)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from ..config.registry import deficit_options
-
-Transform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+from ..config.registry import Entry, entry
+from ..errors import SpecError
 
 
 def blur(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -66,55 +66,92 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
             return perm
 
 
-@dataclass(frozen=True)
+@dataclass
+class DeficitContext:
+    """What a deficit receives besides the batch (the third argument of every deficit).
+
+    Attributes:
+        idx: (B,) the batch's example indices into the training set.
+        generator: this epoch's generator, derived from (seed, epoch) (on the training device); the
+            epoch's batches draw from it in order, so a resumed trial draws the same numbers.
+        epoch: the 0-based epoch.
+        num_classes: the data set's number of classes.
+        y_train: (N,) the training labels.
+        seed: the seed of the trial's fixed randomness (`fixed`).
+    """
+    idx: torch.Tensor
+    generator: torch.Generator
+    epoch: int
+    num_classes: int
+    y_train: torch.Tensor
+    seed: int
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def fixed(self, key: str, make: Callable[[torch.Generator], Any]) -> Any:
+        """A value fixed for the whole trial (a permutation of the classes, shuffled labels): `make`
+        called once with a CPU generator seeded from the trial, then kept."""
+        if key not in self.cache:
+            self.cache[key] = make(torch.Generator().manual_seed(self.seed))
+        return self.cache[key]
+
+
+# -- the built-in deficits: registered in config.registry as "cpsweep.engine.deficits:<function>" -----
+
+def no_deficit(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext) -> tuple[torch.Tensor, torch.Tensor]:
+    return x, y
+
+
+def blur_deficit(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext, factor: int = 4):
+    return blur(x, factor), y
+
+
+def vflip_deficit(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext):
+    return vflip(x), y
+
+
+def label_permutation(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext):
+    perm = ctx.fixed("permutation", lambda g: derangement(ctx.num_classes, g).to(y.device))
+    return x, perm[y]
+
+
+def label_shuffle(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext):
+    shuffled = ctx.fixed("shuffled", lambda g: ctx.y_train[torch.randperm(len(ctx.y_train), generator=g)
+                                                           .to(ctx.y_train.device)])
+    return x, shuffled[ctx.idx]
+
+
+def noise(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext, std: float = 1.0):
+    return noise_like(x, std, ctx.generator), y
+
+
 class Deficit:
-    """A deficit bound to one trial's data and seed."""
-    name: str
-    transform: Transform
-    disables_augment: bool = False
+    """A deficit bound to one trial: `deficit(x, y, idx, generator, epoch)` -> (x, y), its output checked."""
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(x, y, idx, generator)
+    def __init__(self, entry: Entry, options: Mapping[str, Any], *, y_train: torch.Tensor, num_classes: int,
+                 seed: int):
+        self.name, self.disables_augment = entry.name, entry.disables_augment
+        self.fn, self.options = entry.load(), dict(options)
+        self.num_classes, self.y_train, self.seed, self.cache = num_classes, y_train, seed, {}
 
-
-def _none(opts, y_train, num_classes, fixed):
-    return Deficit("none", lambda x, y, idx, g: (x, y))
-
-
-def _blur(opts, y_train, num_classes, fixed):
-    return Deficit("blur", lambda x, y, idx, g: (blur(x, opts["factor"]), y))
-
-
-def _vflip(opts, y_train, num_classes, fixed):
-    return Deficit("vflip", lambda x, y, idx, g: (vflip(x), y))
-
-
-def _label_permutation(opts, y_train, num_classes, fixed):
-    perm = derangement(num_classes, fixed).to(y_train.device)
-    return Deficit("label_permutation", lambda x, y, idx, g: (x, perm[y]))
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, generator: torch.Generator,
+                 epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = DeficitContext(idx, generator, epoch, self.num_classes, self.y_train, self.seed, self.cache)
+        out = self.fn(x, y, ctx, **self.options)
+        if (not isinstance(out, tuple) or len(out) != 2 or not all(isinstance(t, torch.Tensor) for t in out)
+                or out[0].shape != x.shape or out[1].shape != y.shape):
+            got = (f"shapes {[tuple(t.shape) for t in out]}" if isinstance(out, tuple) and
+                   all(isinstance(t, torch.Tensor) for t in out) else f"a {type(out).__name__}")
+            raise SpecError("deficit.name", f"{self.name} returned {got}; a deficit returns (x, y) shaped like its "
+                                            f"inputs {tuple(x.shape)}, {tuple(y.shape)} (docs/plugins.md)")
+        return out
 
 
-def _label_shuffle(opts, y_train, num_classes, fixed):
-    shuffled = y_train[torch.randperm(len(y_train), generator=fixed).to(y_train.device)]
-    return Deficit("label_shuffle", lambda x, y, idx, g: (x, shuffled[idx]))
-
-
-def _noise(opts, y_train, num_classes, fixed):
-    return Deficit("noise", lambda x, y, idx, g: (noise_like(x, opts["std"], g), y), disables_augment=True)
-
-
-# name -> builder(options, y_train, num_classes, fixed generator); names and options: config.registry
-BUILDERS: dict[str, Callable[..., Deficit]] = {
-    "none": _none, "blur": _blur, "vflip": _vflip, "label_permutation": _label_permutation,
-    "label_shuffle": _label_shuffle, "noise": _noise}
-
-
-def make_deficit(name: str, options: dict, *, y_train: torch.Tensor, num_classes: int, seed: int) -> Deficit:
-    """Bind a registered deficit to a trial.
+def make_deficit(name: str, options: Mapping[str, Any], *, y_train: torch.Tensor, num_classes: int,
+                 seed: int) -> Deficit:
+    """Bind a registered deficit (or a plug-in) to a trial.
 
     Args:
-        name: a deficit name (`config.registry.DEFICIT_OPTIONS`).
+        name: a built-in name (`config.registry.BUILTINS["deficit"]`) or a reference `package.module:function`.
         options: its options; missing ones take their defaults.
         y_train: the training labels (N,), for label_shuffle.
         num_classes: number of classes, for label_permutation.
@@ -123,5 +160,5 @@ def make_deficit(name: str, options: dict, *, y_train: torch.Tensor, num_classes
     Raises:
         SpecError: unknown name or option.
     """
-    opts = deficit_options(name, options)
-    return BUILDERS[name](opts, y_train, num_classes, torch.Generator().manual_seed(seed))
+    e = entry("deficit", name)
+    return Deficit(e, e.complete(options, "deficit"), y_train=y_train, num_classes=num_classes, seed=seed)

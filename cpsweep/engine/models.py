@@ -1,8 +1,9 @@
 """Model registry: the paper's networks and a small 1-D conv net for MNIST-1D.
 
 `build_model(name, options, in_shape, num_classes, seed)` returns a freshly initialised `nn.Module`
-whose logits have shape (N, num_classes). Options are typed and defaulted by `config.registry.MODEL_OPTIONS`
-(validated when the spec is loaded). Initialisation uses torch's default initialisers under a generator
+whose logits have shape (N, num_classes): a built-in below or a user's plug-in (`package.module:Class`),
+each found through its entry in `config.registry` (options typed and defaulted there). `instantiate` builds
+a `TrialSpec`'s model, whose options were checked when its sweep was parsed. Initialisation uses torch's default initialisers under a generator
 seeded from `seed` (the global RNG state is restored afterwards), so a model is a pure function of its
 arguments, on any device.
 
@@ -21,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..config.registry import INPUT_DIMS, MODEL_INPUT, model_options
+from ..config.registry import INPUT_DIMS, Entry, entry
 from ..errors import SpecError
 
 
@@ -31,8 +32,8 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: i
                          nn.ReLU())
 
 
-def all_cnn_c(in_shape: Sequence[int], num_classes: int, width: float, final_bn_relu: bool,
-              valid_block7: bool) -> nn.Module:
+def all_cnn_c(in_shape: Sequence[int], num_classes: int, width: float = 1.0, final_bn_relu: bool = False,
+              valid_block7: bool = False) -> nn.Module:
     """The paper's All-CNN (Achille et al. 2019, after Springenberg et al. 2015's All-CNN-C).
 
     Blocks 1-8 are conv (no bias) + BN + ReLU; block 9 is a 1x1 conv to the classes, with bias and no
@@ -70,7 +71,7 @@ class PreActBlock(nn.Module):
         return out + short
 
 
-def resnet18(in_shape: Sequence[int], num_classes: int, width: int) -> nn.Module:
+def resnet18(in_shape: Sequence[int], num_classes: int, width: int = 64) -> nn.Module:
     """CIFAR pre-activation ResNet-18: 3x3 stem, 4 stages of 2 blocks, final BN-ReLU, GAP, Linear."""
     layers: list[nn.Module] = [nn.Conv2d(in_shape[0], width, 3, 1, 1, bias=False)]
     c_in = width
@@ -84,7 +85,8 @@ def resnet18(in_shape: Sequence[int], num_classes: int, width: int) -> nn.Module
     return nn.Sequential(*layers)
 
 
-def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int], bn: bool) -> nn.Module:
+def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (2500, 2000, 1500, 1000, 500),
+        bn: bool = True) -> nn.Module:
     """Fully connected net on flattened inputs: (Linear, BN, ReLU) per hidden width, then Linear."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = 1
@@ -97,7 +99,7 @@ def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int], bn: bo
     return nn.Sequential(*layers)
 
 
-def cnn1d(in_shape: Sequence[int], num_classes: int, channels: int, depth: int, kernel: int,
+def cnn1d(in_shape: Sequence[int], num_classes: int, channels: int = 32, depth: int = 5, kernel: int = 5,
           bias: bool = False) -> nn.Module:
     """Small 1-D conv net for MNIST-1D: conv-BN-ReLU blocks (stride 2 on blocks 2, 4, ...), GAP, Linear;
     `bias`: a bias in every conv (redundant before BN, but it changes the optimisation)."""
@@ -112,18 +114,13 @@ def cnn1d(in_shape: Sequence[int], num_classes: int, channels: int, depth: int, 
     return nn.Sequential(*layers)
 
 
-# name -> builder(in_shape, num_classes, **options); names, options and inputs: config.registry
-BUILDERS: dict[str, Callable[..., nn.Module]] = {"all_cnn_c": all_cnn_c, "resnet18": resnet18, "mlp": mlp,
-                                                 "cnn1d": cnn1d}
-
-
 def build_model(name: str, options: Mapping[str, Any], in_shape: Sequence[int], num_classes: int,
                 seed: int = 0) -> nn.Module:
-    """Build and initialise a registered model on the CPU.
+    """Build and initialise a registered model (or a plug-in) on the CPU.
 
     Args:
-        name: a registry name (`config.registry.MODEL_OPTIONS`).
-        options: model options; missing ones take their defaults from `config.registry.MODEL_OPTIONS`.
+        name: a built-in name (`config.registry.BUILTINS["model"]`) or a reference `package.module:Class`.
+        options: model options; missing ones take their defaults.
         in_shape: shape of one input without the batch dimension, e.g. (3, 32, 32) or (1, 40).
         num_classes: number of logits.
         seed: initialisation seed.
@@ -131,13 +128,25 @@ def build_model(name: str, options: Mapping[str, Any], in_shape: Sequence[int], 
     Raises:
         SpecError: unknown name or option, or inputs the model cannot take.
     """
-    opts = model_options(name, options)
-    dims, what = INPUT_DIMS.get(MODEL_INPUT[name], (len(in_shape), ""))
+    e = entry("model", name)
+    return instantiate(e, e.complete(options, "model"), in_shape, num_classes, seed)
+
+
+def instantiate(e: Entry, options: Mapping[str, Any], in_shape: Sequence[int], num_classes: int,
+                seed: int = 0) -> nn.Module:
+    """The model of entry `e` with already checked, complete `options`, initialised from `seed` (torch's
+    global RNG restored afterwards)."""
+    dims, what = INPUT_DIMS.get(e.input, (len(in_shape), ""))
     if len(in_shape) != dims:
-        raise SpecError("model.name", f"{name} needs {what}, got shape {tuple(in_shape)}")
+        raise SpecError("model.name", f"{e.name} needs {what}, got shape {tuple(in_shape)}")
+    builder = e.load()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return BUILDERS[name](in_shape, num_classes, **opts)
+        model = builder(tuple(in_shape), num_classes, **options)
+    if not isinstance(model, nn.Module):
+        raise SpecError("model.name", f"{e.name} returned a {type(model).__name__}, not a torch.nn.Module; "
+                                      f"return the network (docs/plugins.md)")
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

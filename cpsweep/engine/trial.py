@@ -41,9 +41,12 @@ from ..errors import CpsweepError, TrialDiverged
 from ..results.records import EpochRecord
 from .checkpoint import load_checkpoint
 from .data import Dataset, load_data
-from .deficits import Deficit, make_deficit
+from ..config.registry import Entry, entry
+from ..config.spec import Component
+from ..errors import SpecError
+from .deficits import Deficit
 from .fisher import fisher_trace
-from .models import build_model
+from .models import instantiate
 from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
@@ -91,8 +94,8 @@ class TrialRun:
     def _build_model(self) -> nn.Module:
         """The trial's model, initialised from its seed, on the device, in its memory layout."""
         t = self.trial
-        model = build_model(t.model.name, t.model.options, self.data.input_shape, self.data.num_classes,
-                            seed=derive_seed(t.seed, "init")).to(self.device)
+        model = instantiate(component_entry(t.model, "model"), t.model.options, self.data.input_shape,
+                            self.data.num_classes, seed=derive_seed(t.seed, "init")).to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def _forward_pass(self) -> nn.Module:
@@ -102,8 +105,8 @@ class TrialRun:
 
     def _bind_deficit(self) -> Deficit:
         d, t = self.data, self.trial
-        return make_deficit(t.deficit.name, t.deficit.options, y_train=d.y_train, num_classes=d.num_classes,
-                            seed=derive_seed(t.seed, "deficit"))
+        return Deficit(component_entry(t.deficit, "deficit"), t.deficit.options, y_train=d.y_train,
+                       num_classes=d.num_classes, seed=derive_seed(t.seed, "deficit"))
 
     def _fisher_probe(self) -> torch.Tensor:
         """Indices of the fixed, class-balanced clean training examples the Fisher is measured on."""
@@ -222,7 +225,7 @@ class TrialRun:
             if augment:
                 x = augment_batch(x, aug_gen)
             if active:
-                x, y = self.deficit(x, y, idx, deficit_gen)
+                x, y = self.deficit(x, y, idx, deficit_gen, epoch)
             yield self.layout(x), y
 
     def train_epoch(self, epoch: int, active: bool) -> tuple[float, float]:
@@ -270,6 +273,17 @@ class TrialRun:
             loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_BATCH], reduction="sum"))
             correct += int((logits.argmax(1) == y[i:i + EVAL_BATCH]).sum())
         return loss_sum / len(y), correct / len(y)
+
+
+def component_entry(c: Component, kind: str) -> Entry:
+    """The registry entry of a spec's model or deficit; a plug-in's code here must be the code the sweep
+    was planned with (its source identity), or the trial would silently train something else."""
+    e = entry(kind, c.name)
+    if c.plugin and e.plugin != c.plugin:
+        raise SpecError(f"{kind}.name", f"the code of {c.name} here ({e.plugin.rpartition('@')[2]}) is not the code "
+                                        f"the sweep was launched with ({c.plugin.rpartition('@')[2]}); ship the "
+                                        f"same version to every node (docs/plugins.md)")
+    return e
 
 
 def train_trial(trial: TrialSpec, device: torch.device | str = "cpu", resume: dict | str | None = None,
