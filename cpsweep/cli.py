@@ -33,6 +33,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.spec)
     trials = sweep.trials()
+    _dry_run_plugins(trials)
     baselines = sum(t.is_baseline for t in trials)
     alone, shared = sharing_summary(trials)
     print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
@@ -50,6 +51,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run_plugins(trials) -> None:
+    """Call a sweep's plug-ins once on a small batch (only when it has any: torch is imported for it)."""
+    if any(t.model.plugin or t.deficit.plugin for t in trials):
+        from .engine.dry_run import check_plugins
+
+        check_plugins(trials)
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .sweep.launch import launch
@@ -57,7 +66,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     errors = []
     for spec in args.spec:  # every file is checked before anything runs
         try:
-            load_sweep(spec)
+            _dry_run_plugins(load_sweep(spec).trials())
         except SpecError as e:
             errors.append(str(e))
     if errors:

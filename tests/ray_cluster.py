@@ -122,9 +122,9 @@ class LocalCluster:
         self.head_node_id = ""
         self.dashboard = ""
 
-    def ray(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    def ray(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: str | None = None) -> str:
         res = subprocess.run([RAY, *args], env={**self.env, **(env or {})}, capture_output=True, text=True,
-                             timeout=timeout)
+                             timeout=timeout, cwd=cwd)
         if res.returncode != 0:
             raise RuntimeError(f"ray {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res.stdout + res.stderr
@@ -145,12 +145,12 @@ class LocalCluster:
         (pid,) = raylet_pids(self.token)
         self.head_node_id = raylet_node_id(pid)
 
-    def add_worker(self, *args: str, env: dict[str, str] | None = None) -> int:
-        """Start one more node (its processes see `env` on top of the cluster's); returns its raylet's pid
-        (the one raylet that was not there before)."""
+    def add_worker(self, *args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> int:
+        """Start one more node (its processes see `env` on top of the cluster's, and start in `cwd`); returns
+        its raylet's pid (the one raylet that was not there before)."""
         before = raylet_pids()
         self.ray("start", f"--address={self.address}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
-                 *args, env=env)
+                 *args, env=env, cwd=cwd)
         (pid,) = raylet_pids(self.token) - before
         return pid
 

@@ -87,8 +87,8 @@ BUILTINS: dict[str, dict[str, Entry]] = {kind: {e.name: e for e in entries} for 
         # The paper's All-CNN: 9 conv-BN-ReLU blocks (96, 96, 192/2, 192, 192, 192/2, 192, 192 1x1, 10 1x1),
         # global average pooling. final_bn_relu: BN+ReLU after the last 1x1 conv too; valid_block7: block 7
         # unpadded ("valid") as in Springenberg et al.'s All-CNN-C. Both unknown in the paper: off by default.
-        _builtin("model", "all_cnn_c", f"{_M}:all_cnn_c", {"width": 1.0, "final_bn_relu": False,
-                                                          "valid_block7": False}, input="image"),
+        _builtin("model", "all_cnn_c", f"{_M}:all_cnn_c",
+                 {"width": 1.0, "final_bn_relu": False, "valid_block7": False}, input="image"),
         # CIFAR pre-activation ResNet-18: 3x3 stem, no max-pool, stages width x (1, 2, 4, 8).
         _builtin("model", "resnet18", f"{_M}:resnet18", {"width": 64}, input="image"),
         # Fully connected net (the paper's MNIST net: 1024-2500-2000-1500-1000-500-10, BN + ReLU).
@@ -144,7 +144,7 @@ def entry(kind: str, name: Any, path: str | None = None) -> Entry:
 
 
 def _own(kind: str) -> str:
-    return f', or your own as "package.module:function" (docs/plugins.md)' if kind != "data" else ""
+    return ', or your own as "package.module:function" (docs/plugins.md)' if kind != "data" else ""
 
 
 def options_of(kind: str, name: Any, options: Mapping[str, Any], path: str) -> dict[str, Any]:

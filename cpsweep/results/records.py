@@ -23,7 +23,7 @@ EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "tra
 LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
 TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset", "length", "seed", "epochs",
                  "epochs_done", "model", "data", "tags", "final_test_acc", "best_test_acc", "wall_seconds", "error",
-                 "spec_hash", "cpsweep_version", "git_commit", "node", "shared_epochs", "round", "reason"]
+                 "spec_hash", "cpsweep_version", "git_commit", "node", "shared_epochs", "round", "reason", "plugins"]
 
 
 @dataclass
@@ -85,7 +85,8 @@ def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str
               spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> dict[str, Any]:
     """One row of trials.parquet: the trial's axes, its status and outcome, and provenance (`node`: the Ray
     node id of the process that finished the trial, empty outside Ray; `shared_epochs`: how many of its
-    first epochs it took from another trial's prefix checkpoint instead of training them)."""
+    first epochs it took from another trial's prefix checkpoint instead of training them; `plugins`: the
+    identities of the user's code it ran, `kind=reference@source;...`)."""
     done = trained(records)
     return {"trial_id": trial.trial_id, "baseline_id": trial.baseline_id, "sweep": trial.sweep, "status": status,
             "deficit": "none" if trial.is_baseline else trial.deficit.name,
@@ -96,4 +97,4 @@ def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str
             "best_test_acc": max((r.test_acc for r in done), default=float("nan")),
             "wall_seconds": float(sum(r.seconds for r in records)), "error": error,
             "spec_hash": spec_hash, "cpsweep_version": __version__, "git_commit": git_commit, "node": node,
-            "shared_epochs": shared}
+            "shared_epochs": shared, "plugins": trial.plugins}

@@ -170,6 +170,15 @@ class Store:
             infos = self.fs.get_file_info([self.path("shards", tid, SHARD_TRIAL) for tid in ids])
         return {tid for tid, info in zip(ids, infos) if info.type == pafs.FileType.File}
 
+    def remove_shards(self, ids: Sequence[str]) -> None:
+        """Delete the shards of `ids` (trials whose results no longer hold, to be trained again); the
+        trial.parquet that marks a shard complete goes first, so a cut-off removal leaves incomplete shards."""
+        with self.errors("remove results from", self.fix):
+            for tid in ids:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_file(self.path("shards", tid, SHARD_TRIAL))
+                self.fs.delete_dir(self.path("shards", tid))
+
     # -- the top-level tables (`tables.py`) ------------------------------------------------------------------
     def write_tables(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
         """A results folder from whole tables (hand-made results, tests): one part per table."""

@@ -44,6 +44,15 @@ def _recovery(fixed: dict, raw: dict) -> str:
     return f"every trial trains {fixed.get('epochs')} epochs"
 
 
+def _plugins(trials: pd.DataFrame) -> str:
+    """'plug-ins: model my_models:TinyConv (src-3fa9c1e2b4d5), ...' from the trials' `plugins` column."""
+    if "plugins" not in trials:
+        return ""
+    used = sorted({p for text in trials.plugins.dropna() for p in str(text).split(";") if p})
+    return "plug-ins: " + ", ".join(f"{p.partition('=')[0]} {p.partition('=')[2].replace('@', ' (')})"
+                                    for p in used) if used else ""
+
+
 def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
     raw = results.spec.get("spec") or {}
     fixed = results.spec.get("fixed") or {}
@@ -58,6 +67,9 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
               f"{(fixed.get('schedule') or {}).get('name', '?')}, epochs {epochs}"),
              _recovery(fixed, raw), _seeds(results),
              "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
+    own_code = _plugins(results.trials)
+    if own_code:
+        lines.append(html.escape(own_code))
     note = design_note(results)
     if note:
         lines.append(html.escape(note))

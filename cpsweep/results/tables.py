@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -153,6 +154,24 @@ class Tables:
         with self.store.errors("tidy up"):
             for name, p in dropped:
                 self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
+
+    def drop(self, trials: pd.DataFrame, ids: Sequence[str]) -> None:
+        """Remove the rows of `ids` from every table (their results no longer hold: the plug-in code they
+        ran was edited): each table's parts rewritten as one part without them, then `trials` committed
+        with the new manifest, then the old parts deleted. A full rewrite, so only for such an edit."""
+        gone = pa.array(sorted(set(ids)), pa.string())
+        parts, old = {}, self.parts
+        for name in SCHEMAS:
+            level = max((level_of(p) for p in old[name]), default=0)
+            batches = (b.filter(pa.compute.invert(pa.compute.is_in(b.column("trial_id"), value_set=gone)))
+                       for b in self._part_batches(name, old[name]))
+            parts[name] = [self._write_part(name, level, batches)]
+        self._write_trials(trials, parts)
+        self.parts = parts
+        with self.store.errors("tidy up"):
+            for name, files in old.items():
+                for p in files:
+                    self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
 
     def write_frames(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
         """Whole tables as one part each (hand-made results, tests), replacing what the folder held."""

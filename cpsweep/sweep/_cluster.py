@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 
 import yaml
 
 from ..errors import CpsweepError, SpecError
 
 
-def connect(address: str | None, verbose: bool) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a new local Ray sized to this machine."""
+def connect(address: str | None, verbose: bool, ship: Sequence[str] = ()) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a new local Ray sized to this machine;
+    `ship`: local module files and package folders every worker must import (a sweep's plug-ins), sent
+    with the job as Ray's runtime environment (`py_modules`)."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -29,7 +32,8 @@ def connect(address: str | None, verbose: bool) -> None:
         # "local": always a new Ray of this launch, never the cluster a `ray start` on this machine left in
         # /tmp/ray/ray_current_cluster (which a bare ray.init() would join, or wait for if it is gone)
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose,
-                 logging_level=logging.INFO if verbose else logging.ERROR)
+                 logging_level=logging.INFO if verbose else logging.ERROR,
+                 **({"runtime_env": {"py_modules": list(ship)}} if ship else {}))
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise CpsweepError(f"cannot reach {where}: {str(e).splitlines()[0]}; start one with `ray start --head` "

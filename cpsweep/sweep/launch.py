@@ -29,10 +29,11 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Collection, Iterator, Mapping, Sequence
 
 import yaml
 
+from ..config.plugins import ship_paths
 from ..config.sharing import plan, subtree_epochs
 from ..config.spec import TrialSpec, diff_settings
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep
@@ -161,6 +162,10 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
         needs = data_needs(pending)
         check_data(needs)  # here, before Ray starts or anything is written
+        if any(t.model.plugin or t.deficit.plugin for t in pending):
+            from ..engine.dry_run import check_plugins
+
+            check_plugins(pending)
         store.check_writable()
         adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
                     if search else "")
@@ -168,7 +173,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
               f"{len(pending)} to run -> {uri}", file=out, flush=True)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         if pending:
-            connect(address, verbose)
+            connect(address, verbose, ship_paths(c.plugin.partition("@")[0] for t in pending
+                                                 for c in (t.model, t.deficit) if c.plugin))
             if smoke:
                 import ray
 
@@ -177,6 +183,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             check_fits(resources)
             check_data_on_nodes(needs, resources)
         write_spec(store, sweep, len(trials) - len(pending))
+        progress.retire_stale()
         progress.flush()
         if search:
             doc = run_rounds(search, progress, lambda todo, future, r: run_tune(
@@ -205,13 +212,15 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
 
 
 def plan_tasks(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources: dict[str, float],
-               share: bool, out=None, future: Sequence[TrialSpec] = ()) -> tuple[dict[str, TrialTask], dict]:
+               share: bool, out=None, future: Sequence[TrialSpec] = (),
+               stale: Collection[str] = ()) -> tuple[dict[str, TrialTask], dict]:
     """Each pending trial's task: where it starts (its own newest checkpoint, a shared prefix or scratch)
     and which prefix checkpoints it leaves for others; also the plan's starts.
 
     `future`: trials a later round may add (an adaptive sweep): planned after the pending ones, so that
-    the pending trials also save the prefix checkpoints those would branch from; they run nothing here."""
-    newest = newest_checkpoints(store, [t.trial_id for t in pending])
+    the pending trials also save the prefix checkpoints those would branch from; they run nothing here.
+    `stale`: trials whose plug-in code changed since their checkpoints: they start over."""
+    newest = newest_checkpoints(store, [t.trial_id for t in pending if t.trial_id not in stale])
     starts = plan([*pending, *future], stored=stored_prefixes(store) if share else (),
                   resume={tid: epoch for tid, (epoch, _) in newest.items()}, share=share)
     ids = {t.trial_id for t in pending}
@@ -274,7 +283,7 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
     from .searcher import PrefixSearcher
     from .trainable import run_trial
 
-    tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out, future)
+    tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out, future, progress.stale)
     trackers = [tracker_callback(callbacks, store, {t.trial_id: t for t in pending})] if callbacks else []
     progress.live = Live(store, {t.trial_id: t.epochs for t in pending}, {t: s.epoch for t, s in starts.items()},
                          progress.out)

@@ -19,6 +19,7 @@ from ..config.spec import DataSpec, TrialSpec
 from ..errors import DataError
 
 DATA_ERROR = "data_error"  # the metric a trial reports instead of raising a DataError
+TRIAL_ERROR = "trial_error"  # the metric a trial reports instead of raising any other deterministic error
 
 
 def data_needs(trials: Sequence[TrialSpec]) -> list[DataSpec]:

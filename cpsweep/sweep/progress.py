@@ -26,7 +26,7 @@ from ..results.reduce import accuracy_after
 from ..results.store import Store
 from ..results.tables import Tables
 from .live import Live
-from .preflight import DATA_ERROR
+from .preflight import DATA_ERROR, TRIAL_ERROR
 from .task import TrialTask
 
 FINISHED = ("ok", "diverged")  # statuses of trials with a complete shard
@@ -43,6 +43,12 @@ def finished_trials(store: Store) -> tuple[Tables, dict[str, dict], set[str]]:
     indexed = {tid for tid, r in rows.items() if r["status"] in FINISHED}
     unknown = sorted(store.shard_ids() - indexed)
     return tables, rows, store.complete_shards(unknown) if unknown else set()
+
+
+def _plugins(row: dict) -> str:
+    """A row's `plugins` (empty for built-ins, and in folders written before plug-ins existed)."""
+    value = row.get("plugins")
+    return value if isinstance(value, str) else ""
 
 
 class Progress:
@@ -63,6 +69,12 @@ class Progress:
             shard = store.read_shard(tid, ("trials",))
             if shard is not None:
                 self.rows[tid] = shard["trials"].iloc[0].to_dict()
+        # finished trials whose plug-in code was edited since: trained again (`retire_stale`)
+        self.stale = {tid: (_plugins(self.rows[tid]), t.plugins) for tid, t in self.trials.items()
+                      if tid in self.rows and _plugins(self.rows[tid]) != t.plugins}
+        for tid in self.stale:
+            del self.rows[tid]
+        self.unflushed = [tid for tid in self.unflushed if tid not in self.stale]
         self.status = {tid: r["status"] for tid, r in self.rows.items()}
         self.status.update({tid: "pending" for tid in self.trials if tid not in self.rows})
         self.tally = Counter(self.status[tid] for tid in self.trials)
@@ -80,6 +92,21 @@ class Progress:
         self.dirty = True
         self.live: Live | None = None  # the epoch-level progress of a running launch (`live.py`)
         self.notes: dict[str, tuple[int, str]] = {}  # trial id -> (round, reason) in an adaptive sweep
+
+    def retire_stale(self) -> None:
+        """Remove the results of the finished trials whose plug-ins changed (`stale`) from the tables and
+        their shards, so that they are trained again like pending trials; says so in one line."""
+        if not self.stale:
+            return
+        changed = sorted({p for old, new in self.stale.values()
+                          for p in set(new.split(";")) - set(old.split(";")) if p})
+        what = ", ".join(p.partition("=")[2] for p in changed) or "built-ins"
+        print(f"{len(self.stale)} finished trial(s) ran other plug-in code than {what}; training them again",
+              file=self.out or sys.stdout, flush=True)
+        self.tables.open()
+        self.tables.drop(self.trials_frame(), list(self.stale))
+        self.store.remove_shards(list(self.stale))
+        self.flushed_at = self.clock()
 
     def extend(self, trials: Sequence[TrialSpec], notes: dict[str, tuple[int, str]] | None = None) -> None:
         """Add trials to the board (an adaptive sweep's next round): pending unless already finished."""
@@ -134,7 +161,8 @@ class Progress:
         shard = self.store.read_shard(tid, ("trials", "epochs") if trial is not None and trial.is_baseline
                                       else ("trials",))
         if shard is None:  # the trial ended without a shard: a data error it reported, or unknown
-            self.failed(tid, self.data_errors.get(tid) or "ended without writing its results")
+            self.failed(tid, self.data_errors.get(tid) or self.errors.get(tid)
+                        or "ended without writing its results")
             return
         row = shard["trials"].iloc[0].to_dict()
         self.rows[tid] = row
@@ -226,6 +254,8 @@ def tune_callback(progress: Progress):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get(DATA_ERROR):
                 progress.data_errors[TrialTask.id_of(trial.config)] = result[DATA_ERROR]
+            if result.get(TRIAL_ERROR):
+                progress.errors[TrialTask.id_of(trial.config)] = result[TRIAL_ERROR]
             if progress.live is not None and isinstance(result.get("epoch"), int):
                 progress.live.epoch(TrialTask.id_of(trial.config), result["epoch"])
 

@@ -6,26 +6,29 @@ a checkpoint (`checkpoints.py`). A retried trial resumes from Tune's latest chec
 relaunched sweep from its task's `resume_from`; a trial that branches from a shared prefix from that
 prefix checkpoint, and a trial others branch from saves theirs before it reports the branch epoch. When
 the trial ends it writes its shard of the results tables, with the id of the Ray node it ran on; a
-diverged trial writes its shard with status `diverged` and returns normally, so the sweep goes on.
+diverged trial writes its shard with status `diverged` and returns normally, so the sweep goes on. A
+trial that fails for a reason a retry cannot change reports it and ends without a shard (`run_trial`).
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import traceback
 from typing import Any
 
 import ray
 import torch
 from ray import tune
 
+from ..config.spec import checkpoint_identity
 from ..engine.data import load_data
 from ..engine.trial import train_trial
-from ..errors import DataError, TrialDiverged
+from ..errors import CpsweepError, DataError, StorageError, TrialDiverged
 from ..results.records import EpochRecord, trained
 from ..results.store import Store
 from .checkpoints import load_prefix, read_checkpoint, save_prefix, write_checkpoint
-from .preflight import DATA_ERROR
+from .preflight import DATA_ERROR, TRIAL_ERROR
 from .task import TrialTask
 
 
@@ -45,7 +48,11 @@ def starting_point(task: TrialTask, store: Store) -> tuple[dict | None, list[Epo
         checkpoint = tune.Checkpoint(task.resume_from)
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            return read_checkpoint(folder)
+            state, records, shared = read_checkpoint(folder)
+        stored = state.get("trial") if isinstance(state.get("trial"), dict) else {}
+        if checkpoint_identity(stored, type(task.trial)) == checkpoint_identity(task.trial):
+            return state, records, shared
+        # an earlier launch's checkpoint taken with other plug-in code: start over (below)
     if task.branch_key:
         try:
             state, records = load_prefix(store, task.branch_key, task.trial)
@@ -56,22 +63,53 @@ def starting_point(task: TrialTask, store: Store) -> tuple[dict | None, list[Epo
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Train one trial under Tune (the function trainable)."""
+    """Train one trial under Tune (the function trainable). An error that would recur on every retry (a
+    data set that cannot be loaded, a mistake in a plug-in or a spec, any exception of the computation) is
+    reported to the driver instead of raised, so Tune never retries it; its traceback goes to
+    `logs/<trial id>.txt` in the results folder. Errors of the machine (memory, files, the network, Ray)
+    are raised: Tune retries the trial from its last checkpoint."""
     task = TrialTask.from_config(config)
+    store = Store(task.store)
+    try:
+        train(task, store)
+    except DataError as e:  # (before any epoch: the preflight's message, `preflight.py`)
+        tune.report({DATA_ERROR: str(e)})
+    except Exception as e:  # noqa: BLE001 - sorted into deterministic and transient right here
+        if transient(e):
+            raise
+        tune.report({TRIAL_ERROR: fail_for_good(task, store, e)})
+
+
+def transient(e: BaseException) -> bool:
+    """Whether a retry could succeed: out of memory, a file or network error, storage, Ray itself."""
+    return (isinstance(e, (OSError, MemoryError, TimeoutError, StorageError, torch.OutOfMemoryError))
+            or type(e).__module__.split(".")[0] == "ray")
+
+
+def fail_for_good(task: TrialTask, store: Store, e: BaseException) -> str:
+    """The one line the driver prints for a deterministic failure; the full traceback written to the
+    trial's log file (best effort: the line is what matters)."""
+    log = store.uri_of("logs", f"{task.id}.txt")
+    text = "".join(traceback.format_exception(e))
+    try:
+        store.write_bytes(f"trial {task.id}\n{text}".encode(), "logs", f"{task.id}.txt")
+    except CpsweepError:
+        log = "not written"
+    message = " ".join(str(e).split()) or type(e).__name__
+    prefix = "" if isinstance(e, CpsweepError) else f"{type(e).__name__}: "
+    return f"{prefix}{message[:300]} (not retried: it would fail again; traceback: {log})"
+
+
+def train(task: TrialTask, store: Store) -> None:
+    """The trial's epochs from its starting point, reported to Tune; its shard written at the end."""
     trial = task.trial
     torch.set_num_threads(max(1, int(task.cpus)))
     device = "cuda" if task.gpus > 0 and torch.cuda.is_available() else "cpu"
     save = dict(task.save)
-    store = Store(task.store)
     state, records, shared = starting_point(task, store)
     node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
     every = trial.checkpoint_every
-    try:  # a data set that cannot be loaded, or too small for the probe, fails the same on every retry:
-        # reported, not raised (`preflight.py`)
-        run = train_trial(trial, device, resume=state, data=load_data(trial.data, device))
-    except DataError as e:
-        tune.report({DATA_ERROR: str(e)})
-        return
+    run = train_trial(trial, device, resume=state, data=load_data(trial.data, device))
     if run.epoch in save:  # a trial that starts exactly where others branch
         save_prefix(store, save[run.epoch], run.state_dict(), records)
     if run.epoch >= trial.epochs:  # every epoch came from a shared prefix

@@ -1,0 +1,79 @@
+"""examples/own_experiment as a user runs it: copied out of the repository, launched from its own folder on
+a local Ray and on a real two-node cluster whose worker starts elsewhere (so only the code the launch
+ships can make the plug-ins import there); editing a plug-in retrains exactly the trials that run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from ray_cluster import raylet_node_id
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "own_experiment")
+CPSWEEP = [sys.executable, "-m", "cpsweep.cli"]
+
+
+def copy_example(tmp_path) -> str:
+    where = tmp_path / "my_project"
+    shutil.copytree(EXAMPLE, where, ignore=shutil.ignore_patterns("results", "__pycache__"))
+    return str(where)
+
+
+def launch(folder: str, *args: str, env=None, spec: str = "sweep.yaml") -> subprocess.CompletedProcess:
+    res = subprocess.run([*CPSWEEP, "launch", spec, *args], cwd=folder, capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res
+
+
+@pytest.mark.slow
+def test_the_copied_example_runs_and_a_plugin_edit_retrains_only_its_trials(tmp_path):
+    folder = copy_example(tmp_path)
+    first = launch(folder)
+    results = os.path.join(folder, "results", "own_experiment")
+    trials = pd.read_parquet(os.path.join(results, "trials.parquet"))
+    assert (trials.status == "ok").all() and len(trials) > 2
+    assert trials.plugins.str.contains("model=my_models:TinyConv@src-").all()
+    windows = trials[trials.deficit != "none"]
+    assert windows.plugins.str.contains("deficit=my_deficits:sensor_dropout@src-").all()
+    with open(os.path.join(results, "report.html")) as f:
+        assert "plug-ins: deficit my_deficits:sensor_dropout (src-" in f.read()
+    assert "0 already done" in first.stdout
+
+    with open(os.path.join(folder, "my_deficits.py"), "a") as f:
+        f.write("\n# a comment is an edit too: the code's hash changes\n")
+    again = launch(folder)
+    n = len(windows)
+    assert f"{len(trials) - n} already done, {n} to run" in again.stdout, again.stdout
+    assert f"{n} finished trial(s) ran other plug-in code than my_deficits:sensor_dropout@src-" in again.stdout
+    epochs = pd.read_parquet(os.path.join(results, "epochs.parquet"))
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()  # the old rows are gone, not doubled
+    after = pd.read_parquet(os.path.join(results, "trials.parquet")).set_index("trial_id")
+    assert set(after.index) == set(trials.trial_id) and (after.status == "ok").all()
+    assert os.listdir(os.path.join(results, "shards")).__len__() == len(trials)
+
+
+@pytest.mark.slow
+def test_the_example_runs_on_a_two_node_cluster_with_only_shipped_code(tmp_path, ray_cluster):
+    """Ray puts the driver's current folder on every worker's path (which exists on this one machine), so
+    the driver runs from another folder and names the sweep file by path: the plug-ins import on the
+    driver from the sweep file's folder, and on the worker only from the code the launch ships."""
+    folder = copy_example(tmp_path)
+    elsewhere, driver_home = tmp_path / "worker_home", tmp_path / "driver_home"
+    elsewhere.mkdir()
+    driver_home.mkdir()
+    cluster = ray_cluster()
+    cluster.start_head("--num-cpus=0")  # every trial runs on the worker node
+    worker = raylet_node_id(cluster.add_worker("--num-cpus=2", cwd=str(elsewhere)))
+    storage = tmp_path / "shared"
+    launch(str(driver_home), "--address", cluster.address, "--storage", str(storage), "--shared-storage",
+           env=cluster.env, spec=os.path.join(folder, "sweep.yaml"))
+    trials = pd.read_parquet(storage / "own_experiment" / "trials.parquet")
+    assert (trials.status == "ok").all() and (trials.node == worker).all()
+    assert trials.plugins.str.contains("my_models:TinyConv@src-").all()

@@ -1,0 +1,204 @@
+"""Plug-ins: a user's own model and deficit named by reference, validated on the driver, identified by
+their source, deterministic, and their failures in workers reported once (docs/plugins.md)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from tiny_specs import TINY, tiny_sweep, write_spec
+
+from cpsweep.cli import main
+from cpsweep.config.sharing import prefix_keys
+from cpsweep.config.spec import hashed_settings
+from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.engine.trial import train_trial
+from cpsweep.errors import SpecError, StorageError
+from cpsweep.sweep.trainable import transient
+
+MODELS = '''
+from torch import nn
+
+CONST = 3
+
+
+class Tiny(nn.Module):
+    def __init__(self, in_shape, num_classes, width: int = 4, depth: int = 1):
+        super().__init__()
+        self.conv = nn.Conv1d(in_shape[0], width, 3, padding=1)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.conv(x).relu().mean(-1))
+
+
+def Needs(in_shape, num_classes, size):
+    return Tiny(in_shape, num_classes, size)
+
+
+def no_args():
+    return None
+
+
+def NotModule(in_shape, num_classes):
+    return {"weights": 1}
+
+
+def WrongLogits(in_shape, num_classes):
+    return Tiny(in_shape, 3)
+'''
+DEFICITS = '''
+import torch
+
+
+def mask(x, y, ctx, fraction: float = 0.5):
+    keep = torch.rand(x.shape, generator=ctx.generator, device=ctx.generator.device) >= fraction
+    shift = ctx.fixed("shift", lambda g: torch.randn(1, generator=g))
+    return x * keep.to(x.dtype) + shift, y
+
+
+def bad_shape(x, y, ctx):
+    return x[:, :, :5], y
+
+
+def explodes(x, y, ctx):
+    raise ValueError("sensor unplugged")
+'''
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    """tp_models.py and tp_deficits.py in a fresh folder that is the current one (as for a user)."""
+    (tmp_path / "tp_models.py").write_text(MODELS)
+    (tmp_path / "tp_deficits.py").write_text(DEFICITS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in ("tp_models", "tp_deficits"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return tmp_path
+
+
+def plugin_sweep(**changes):
+    return tiny_sweep(TINY, model={"name": "tp_models:Tiny", "width": 6},
+                      deficit={"name": "tp_deficits:mask", "fraction": 0.25}, **changes)
+
+
+def test_a_sweep_names_its_own_model_and_deficit_by_reference(plugins):
+    sweep = parse_sweep(plugin_sweep())
+    trials = {t.trial_id: t for t in sweep.trials()}
+    assert set(trials) == {"baseline-s0", "mask-o0-l2-s0", "mask-o3-l2-s0"}  # the attribute names the trials
+    t = trials["mask-o0-l2-s0"]
+    assert t.model.options == {"width": 6, "depth": 1} and t.deficit.options == {"fraction": 0.25}
+    assert t.model.plugin.startswith("tp_models:Tiny@src-") and t.deficit.plugin.startswith("tp_deficits:mask@src-")
+    assert t.plugins == f"model={t.model.plugin};deficit={t.deficit.plugin}"
+    assert trials["baseline-s0"].plugins == f"model={t.model.plugin}"  # a baseline runs no deficit
+    assert "plugin" not in hashed_settings(t)["model"]  # the code's identity is not a fixed setting
+    records = list(train_trial(t, "cpu"))
+    assert [r.deficit_active for r in records[1:]] == [True, True, False, False, False, False]
+
+
+def test_editing_a_plugin_changes_exactly_the_trials_that_run_it(plugins):
+    before = {t.trial_id: t for t in parse_sweep(plugin_sweep()).trials()}
+    (plugins / "tp_deficits.py").write_text(DEFICITS + "\n# tuned\n")
+    after = {t.trial_id: t for t in parse_sweep(plugin_sweep()).trials()}
+    assert parse_sweep(plugin_sweep()).hash() == parse_sweep(plugin_sweep()).hash()
+    base, late = "baseline-s0", "mask-o3-l2-s0"
+    assert prefix_keys(after[base]) == prefix_keys(before[base])
+    assert prefix_keys(after[late])[:4] == prefix_keys(before[late])[:4]  # epochs 0-2 run no deficit
+    assert prefix_keys(after[late])[4] != prefix_keys(before[late])[4]
+    (plugins / "tp_models.py").write_text(MODELS + "\n# wider\n")
+    edited = {t.trial_id: t for t in parse_sweep(plugin_sweep()).trials()}
+    assert prefix_keys(edited[base])[0] != prefix_keys(after[base])[0]
+
+
+def test_a_plugin_deficit_resumes_bit_for_bit(plugins):
+    """Its randomness comes from the (seed, epoch) generator and the trial's fixed one: a trial resumed
+    from its epoch-2 checkpoint (in a new run object) reproduces the uninterrupted one."""
+    t = parse_sweep(plugin_sweep()).make_trial(1, 3, 0)
+    whole = list(train_trial(t, "cpu"))
+    first = train_trial(t, "cpu")
+    head = [next(first) for _ in range(3)]  # epochs -1, 0, 1
+    rest = list(train_trial(t, "cpu", resume=first.state_dict()))
+    assert [r.epoch for r in head + rest] == [r.epoch for r in whole] == list(range(-1, t.epochs))
+    for a, b in zip(whole[1:], head[1:] + rest):
+        assert (a.epoch, a.train_loss, a.test_acc, a.fisher_trace) == \
+            (b.epoch, b.train_loss, b.test_acc, b.fisher_trace)
+
+
+def test_an_installed_package_registers_names_by_entry_point(plugins):
+    dist = plugins / "site" / "tp_pkg-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tp-pkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[cpsweep.models]\ntiny = tp_models:Tiny\n")
+    sys.path.insert(0, str(plugins / "site"))
+    t = parse_sweep(tiny_sweep(TINY, model={"name": "tiny", "width": 5})).trials()[0]
+    assert t.model.name == "tiny" and t.model.options["width"] == 5
+    assert t.model.plugin.startswith("tp_models:Tiny@src-")
+
+
+BAD = [
+    ({"model": "tp_nothere:Tiny"}, 'model.name: cannot import "tp_nothere" (ModuleNotFoundError'),
+    ({"model": "tp_models:Tny"}, 'model.name: module "tp_models" has no "Tny" (did you mean "Tiny"?)'),
+    ({"model": "tp_models:CONST"}, 'model.name: "tp_models:CONST" is a int, not a function or class'),
+    ({"model": {"name": "tp_models:Tiny", "widht": 3}}, 'model.widht: unknown key "widht" (did you mean "width"?)'),
+    ({"model": {"name": "tp_models:Tiny", "width": "x"}}, "model.width: expected an integer, got 'x'"),
+    ({"model": "tp_models:Needs"}, "model.size: required by tp_models:Needs"),
+    ({"model": "tp_models:no_args"}, '"tp_models:no_args" takes (), but a model is called as (in_shape, num_classes'),
+    ({"model": "vgg"}, 'unknown model "vgg"'),
+    ({"model": "tp_models:NotModule"}, "tp_models:NotModule returned a dict, not a torch.nn.Module"),
+    ({"model": "tp_models:WrongLogits"}, "tp_models:WrongLogits returned shape (2, 3) for a batch of 2 inputs"),
+    ({"deficit": "tp_deficits:bad_shape"}, "tp_deficits:bad_shape returned shapes [(2, 1, 5), (2,)]"),
+    ({"deficit": "tp_deficits:explodes"}, "tp_deficits:explodes failed on a dry run with a batch of 2 inputs of shape "
+                                          "(1, 40) (mnist1d): ValueError: sensor unplugged"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD, ids=[m[:40] for _, m in BAD])
+def test_each_bad_reference_or_option_is_one_line_exit_2_nothing_written(plugins, capsys, change, message):
+    spec = write_spec(plugins, **{**dict(model={"name": "tp_models:Tiny"}, deficit="tp_deficits:mask"), **change})
+    for command in (["validate", spec], ["launch", spec, "--storage", str(plugins / "results")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (plugins / "results").exists()
+
+
+def test_errors_of_the_machine_are_retried_and_the_others_not():
+    assert transient(OSError("disk")) and transient(MemoryError()) and transient(StorageError("s3 down"))
+    assert transient(torch.OutOfMemoryError("cuda"))
+    from ray.exceptions import RayActorError
+
+    assert transient(RayActorError())
+    assert not transient(ValueError("plug-in")) and not transient(SpecError("model.name", "bad"))
+    assert not transient(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+@pytest.mark.slow
+def test_a_plugin_failing_in_a_worker_fails_its_trial_once(plugins):
+    """A deficit that raises from its second epoch on: its trial fails once (no retries: the marker file
+    has one line), with its own message and id in one line, the traceback in the trial's log file; the
+    other trials finish."""
+    (plugins / "tp_flaky.py").write_text(textwrap.dedent(f'''
+        def late(x, y, ctx):
+            if ctx.epoch >= 1:
+                with open({str(plugins / "calls.txt")!r}, "a") as f:
+                    f.write("call\\n")
+                raise ValueError(f"sensor unplugged in epoch {{ctx.epoch}}")
+            return x, y
+        '''))
+    spec = write_spec(plugins, model={"name": "tp_models:Tiny"}, deficit="tp_flaky:late",
+                      grid={"onset": [0, 3], "length": [2]})
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(plugins / "results")],
+                         capture_output=True, text=True, cwd=plugins, timeout=300)
+    assert res.returncode == 1, res.stdout + res.stderr
+    failed = [line for line in res.stdout.splitlines() if " failed " in f" {line} " and "late-o0-l2-s0" in line]
+    assert len(failed) == 1 and "ValueError: sensor unplugged in epoch 1 (not retried" in failed[0], res.stdout
+    assert (plugins / "calls.txt").read_text().count("call") == 2  # once per failing trial: o0 and o3
+    log = plugins / "results" / "tiny" / "logs" / "late-o0-l2-s0.txt"
+    assert "Traceback" in log.read_text() and "sensor unplugged" in log.read_text()
+    assert "1 ok" in res.stdout.splitlines()[-1]  # the baseline
