@@ -34,7 +34,8 @@ from ..errors import SpecError
 from .registry import REQUIRED, Entry
 
 # The positional parameters each kind's callable takes before its options (docs/plugins.md).
-CONTRACT = {"model": ("in_shape", "num_classes"), "deficit": ("x", "y", "ctx"), "metric": ("model", "data", "ctx")}
+CONTRACT = {"model": ("in_shape", "num_classes"), "deficit": ("x", "y", "ctx"), "metric": ("model", "data", "ctx"),
+            "training": ("settings",)}  # a deficit marked acts_on = "training" (`engine/windows.py`)
 RESERVED = ("name", "plugin")  # keys of a component's mapping that cannot be options
 _SIMPLE = (int, float, bool, str, type(None), Any)
 
@@ -100,13 +101,16 @@ def plugin_entry(kind: str, name: str, path: str, unknown: Callable[[], str]) ->
         raise SpecError(path, f'cannot read the signature of "{reference}"; give it a plain Python signature '
                               f"{_wanted(kind)}") from None
     params = list(signature.parameters.values())
+    acts_on = getattr(fn, "acts_on", "batch")
+    contract = "training" if kind == "deficit" and acts_on == "training" else kind
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < len(CONTRACT[kind]) and not any(p.kind == p.VAR_POSITIONAL for p in params):
-        raise SpecError(path, f'"{reference}" takes {signature}, but a {kind} is called as {_wanted(kind)} '
+    if len(positional) < len(CONTRACT[contract]) and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        what = "a training window" if contract == "training" else f"a {kind}"
+        raise SpecError(path, f'"{reference}" takes {signature}, but {what} is called as {_wanted(contract)} '
                               f"(docs/plugins.md)")
     hints = _hints(fn)
     options, kinds = {}, {}
-    for p in params[len(CONTRACT[kind]):]:
+    for p in params[len(CONTRACT[contract]):]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.name in RESERVED:
@@ -114,7 +118,7 @@ def plugin_entry(kind: str, name: str, path: str, unknown: Callable[[], str]) ->
                                   f"section; rename it")
         options[p.name] = REQUIRED if p.default is p.empty else p.default
         kinds[p.name] = _option_type(hints.get(p.name), options[p.name])
-    return Entry(kind, name, reference, options, types=kinds,
+    return Entry(kind, name, reference, options, types=kinds, acts_on=acts_on if kind == "deficit" else "batch",
                  disables_augment=bool(getattr(fn, "disables_augment", False)),
                  plugin=f"{reference}@{source_identity(reference.partition(':')[0])}")
 

@@ -11,6 +11,7 @@ here plus its function; the contracts the builders follow are in docs/plugins.md
 |---------|---------------------------------------------------------------------|------------------------|
 | model   | `fn(in_shape, num_classes, **options)`                              | an `nn.Module`         |
 | deficit | `fn(x, y, ctx, **options)` during the window (`engine.deficits`)    | `(x, y)`               |
+|         | or, on a training setting, `fn(settings, **options)` (`engine.windows`) | nothing (changes it) |
 | data    | a `Reader` (built-ins only: `engine._readers`)                      |                        |
 | metric  | `fn(model, data, ctx, **options)` at each Fisher epoch              | a number               |
 """
@@ -53,6 +54,7 @@ class Entry:
     input: str = "any"                  # models: "image", "signal" or "any" (flattened)
     data: DataSetInfo | None = None     # data sets
     disables_augment: bool = False      # deficits: augmentation off while the window is on
+    acts_on: str = "batch"              # deficits: "batch" (fn(x, y, ctx)) or "training" (fn(settings))
     plugin: str = ""                    # a plug-in's identity: "<reference>@<source hash or version>"
 
     def load(self) -> Callable[..., Any]:
@@ -81,7 +83,7 @@ def _builtin(kind: str, name: str, builder: str, options: Mapping[str, Any] | No
     return Entry(kind, name, builder, dict(options or {}), **kw)
 
 
-_M, _D, _R = "cpsweep.engine.models", "cpsweep.engine.deficits", "cpsweep.engine._readers"
+_M, _D, _R, _W = "cpsweep.engine.models", "cpsweep.engine.deficits", "cpsweep.engine._readers", "cpsweep.engine.windows"
 BUILTINS: dict[str, dict[str, Entry]] = {kind: {e.name: e for e in entries} for kind, entries in {
     "model": [
         # The paper's All-CNN: 9 conv-BN-ReLU blocks (96, 96, 192/2, 192, 192, 192/2, 192, 192 1x1, 10 1x1),
@@ -113,6 +115,14 @@ BUILTINS: dict[str, dict[str, Entry]] = {kind: {e.name: e for e in entries} for 
         # Inputs replaced by i.i.d. Gaussian noise with this std in normalised units (the data are
         # normalised to unit variance), fresh every batch; augmentation is off while it is active.
         _builtin("deficit", "noise", f"{_D}:noise", {"std": 1.0}, disables_augment=True),
+        # A fixed random `fraction` of the training examples get a uniformly drawn label (from the seed).
+        _builtin("deficit", "label_noise", f"{_D}:label_noise", {"fraction": 0.2}),
+        # Windows on a training setting (`engine/windows.py`): weight decay times `scale`, augmentation
+        # off, learning rate times `scale`, another batch size.
+        _builtin("deficit", "weight_decay", f"{_W}:weight_decay", {"scale": 0.0}, acts_on="training"),
+        _builtin("deficit", "no_augment", f"{_W}:no_augment", acts_on="training"),
+        _builtin("deficit", "lr_scale", f"{_W}:lr_scale", {"scale": 0.1}, acts_on="training"),
+        _builtin("deficit", "batch_size", f"{_W}:batch_size", {"size": 32}, acts_on="training"),
     ],
     "data": [
         _builtin("data", "cifar10", f"{_R}:CIFAR10", data=DataSetInfo("image", 10, True, (3, 32, 32))),

@@ -29,6 +29,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from .registry import entry
 from .spec import TrialSpec, computed_settings, shared_settings
 from .timeline import fisher_due, trial_lr
 
@@ -124,6 +125,10 @@ def check_packable(trials: Sequence[TrialSpec]) -> None:
     epoch."""
     if not trials:
         raise ValueError("a pack needs at least one trial")
+    windows = [t.trial_id for t in trials if entry("deficit", t.deficit.name).acts_on == "training"]
+    if windows:
+        raise ValueError(f"{windows[0]} changes a training setting during its window; a pack trains its members "
+                         f"with one setting")
     shared = [shared_settings(t) for t in trials]
     for t, s in zip(trials[1:], shared[1:]):
         if s != shared[0]:

@@ -218,7 +218,17 @@ def _check_ranges(t: TrialSpec) -> None:
               ("checkpoint_every", t.checkpoint_every >= 1, "must be >= 1"),
               ("data.subset", t.data.subset is None or t.data.subset >= 1, "must be >= 1 or null"),
               ("deficit.factor", t.deficit.name != "blur" or t.deficit.options["factor"] >= 2, "must be >= 2"),
-              ("deficit.std", t.deficit.name != "noise" or t.deficit.options["std"] > 0, "must be > 0")]
+              ("deficit.std", t.deficit.name != "noise" or t.deficit.options["std"] > 0, "must be > 0"),
+              ("deficit.fraction", t.deficit.name != "label_noise" or 0 < t.deficit.options["fraction"] <= 1,
+               "must be in (0, 1]"),
+              ("deficit.scale", t.deficit.name != "weight_decay" or t.deficit.options["scale"] >= 0, "must be >= 0"),
+              ("deficit.scale", t.deficit.name != "lr_scale" or t.deficit.options["scale"] > 0, "must be > 0"),
+              ("deficit.size", t.deficit.name != "batch_size" or t.deficit.options["size"] >= 2,
+               "must be >= 2 (BatchNorm trains on batches of at least 2)"),
+              ("deficit.name", t.deficit.name != "weight_decay" or t.optim.weight_decay > 0,
+               "a weight_decay window scales optim.weight_decay, which is 0 here; set optim.weight_decay > 0"),
+              ("deficit.name", t.deficit.name != "no_augment" or _augments(t),
+               "a no_augment window turns augmentation off, which is off here; set data.augment: true (images)")]
     for path, ok, message in checks:
         if not ok:
             raise SpecError(path, message)
@@ -235,6 +245,11 @@ def _check_ranges(t: TrialSpec) -> None:
     if kind != "any" and kind != data_kind:
         raise SpecError("model.name", f'model "{t.model.name}" needs {kind} inputs but data set '
                                       f'"{t.data.name}" has {data_kind}s; pick a matching model or data set')
+
+
+def _augments(t: TrialSpec) -> bool:
+    info = entry("data", t.data.name).data
+    return info.default_augment if t.data.augment is None else t.data.augment
 
 
 def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> TrialSpec:

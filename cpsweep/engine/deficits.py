@@ -124,12 +124,26 @@ def noise(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext, std: float = 1.
     return noise_like(x, std, ctx.generator), y
 
 
+def label_noise(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext, fraction: float = 0.2):
+    """A fixed random `fraction` of the training examples labelled uniformly at random (their label may
+    stay the same by chance: 1 / num_classes of them), the others left as they are."""
+    def noisy(g: torch.Generator) -> torch.Tensor:
+        n = len(ctx.y_train)
+        chosen = torch.randperm(n, generator=g)[:round(fraction * n)]
+        labels = ctx.y_train.cpu().clone()
+        labels[chosen] = torch.randint(ctx.num_classes, (len(chosen),), generator=g)
+        return labels.to(ctx.y_train.device)
+    return x, ctx.fixed("noisy labels", noisy)[ctx.idx]
+
+
 class Deficit:
-    """A deficit bound to one trial: `deficit(x, y, idx, generator, epoch)` -> (x, y), its output checked."""
+    """A deficit bound to one trial: `deficit(x, y, idx, generator, epoch)` -> (x, y), its output checked;
+    a window on the training settings (`acts_on == "training"`) changes an epoch's `TrainingSettings`
+    instead (`adjust`)."""
 
     def __init__(self, entry: Entry, options: Mapping[str, Any], *, y_train: torch.Tensor, num_classes: int,
                  seed: int):
-        self.name, self.disables_augment = entry.name, entry.disables_augment
+        self.name, self.disables_augment, self.acts_on = entry.name, entry.disables_augment, entry.acts_on
         self.fn, self.options = entry.load(), dict(options)
         self.num_classes, self.y_train, self.seed, self.cache = num_classes, y_train, seed, {}
 
@@ -144,6 +158,13 @@ class Deficit:
             raise SpecError("deficit.name", f"{self.name} returned {got}; a deficit returns (x, y) shaped like its "
                                             f"inputs {tuple(x.shape)}, {tuple(y.shape)} (docs/plugins.md)")
         return out
+
+    def adjust(self, settings: Any) -> None:
+        """Change one epoch's `windows.TrainingSettings` (a window on the training settings)."""
+        result = self.fn(settings, **self.options)
+        if result is not None and result is not settings:
+            raise SpecError("deficit.name", f"{self.name} returned a {type(result).__name__}; a training window "
+                                            f"changes the settings it is given and returns nothing (docs/plugins.md)")
 
 
 def make_deficit(name: str, options: Mapping[str, Any], *, y_train: torch.Tensor, num_classes: int,

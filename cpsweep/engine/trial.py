@@ -48,6 +48,7 @@ from .deficits import Deficit
 from .fisher import fisher_trace
 from .models import instantiate
 from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
+from .windows import TrainingSettings
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
 INIT_EPOCH = -1    # the record at initialisation, before any training step
@@ -158,16 +159,26 @@ class TrialRun:
         record = self.evaluate_epoch(INIT_EPOCH, float("nan"), float("nan"))
         return replace(record, lr=0.0, deficit_active=False)
 
+    def epoch_settings(self, epoch: int, active: bool) -> TrainingSettings:
+        """How epoch `epoch` trains: the spec's settings, changed by a training window while it is on."""
+        t = self.trial
+        settings = TrainingSettings(epoch, self.lr(epoch), t.optim.weight_decay, t.optim.batch_size,
+                                    self.data.augment and not (active and self.deficit.disables_augment),
+                                    self.optimizer, make_generator(derive_seed(t.seed, "window", epoch)))
+        if active and self.deficit.acts_on == "training":
+            self.deficit.adjust(settings)
+        return settings
+
     def run_epoch(self, epoch: int) -> EpochRecord:
         start = time.perf_counter()
-        lr = self.lr(epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        train_loss, train_acc = self.train_epoch(epoch, self.trial.deficit_active(epoch))
+        settings = self.epoch_settings(epoch, self.trial.deficit_active(epoch))
+        for group in self.optimizer.param_groups:  # set every epoch: nothing a window changed carries over
+            group["lr"], group["weight_decay"] = settings.lr, settings.weight_decay
+        train_loss, train_acc = self.train_epoch(epoch, self.trial.deficit_active(epoch), settings)
         if not math.isfinite(train_loss):
             raise TrialDiverged(epoch, train_loss)
         record = self.evaluate_epoch(epoch, train_loss, train_acc)
-        return replace(record, seconds=time.perf_counter() - start)
+        return replace(record, lr=settings.lr, seconds=time.perf_counter() - start)
 
     def evaluate_epoch(self, epoch: int, train_loss: float, train_acc: float) -> EpochRecord:
         """After training epoch `epoch`: refresh BN statistics, test, measure the Fisher; the record
@@ -203,39 +214,41 @@ class TrialRun:
         """A batch in the model's memory layout."""
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def batches(self, epoch: int, purpose: str) -> Iterator[torch.Tensor]:
+    def batches(self, epoch: int, purpose: str, batch_size: int | None = None) -> Iterator[torch.Tensor]:
         """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of
         one example is dropped (BatchNorm cannot train on it)."""
-        n, bs = len(self.data.y_train), self.trial.optim.batch_size
+        n, bs = len(self.data.y_train), batch_size or self.trial.optim.batch_size
         seed = self.trial.seed if purpose == "train" else derive_seed(self.trial.seed, purpose)
         order = epoch_order(n, seed, epoch, self.device)
         for i in range(0, n, bs):
             if n - i >= 2 or i == 0:
                 yield order[i:i + bs]
 
-    def train_batches(self, epoch: int, active: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, epoch: int, active: bool, settings: TrainingSettings | None = None
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's training batches (inputs, labels): shuffled by (seed, epoch), augmented, and given
         the deficit when `active`, all as batched tensor operations on the device."""
         t, d = self.trial, self.data
+        settings = settings or self.epoch_settings(epoch, active)
         aug_gen = make_generator(derive_seed(t.seed, "augment", epoch))
         deficit_gen = make_generator(derive_seed(t.seed, "deficit", epoch), self.device)
-        augment = d.augment and not (active and self.deficit.disables_augment)
-        for idx in self.batches(epoch, "train"):
+        for idx in self.batches(epoch, "train", settings.batch_size):
             x, y = d.inputs(d.x_train[idx]), d.y_train[idx]
-            if augment:
+            if settings.augment:
                 x = augment_batch(x, aug_gen)
-            if active:
+            if active and self.deficit.acts_on == "batch":
                 x, y = self.deficit(x, y, idx, deficit_gen, epoch)
             yield self.layout(x), y
 
-    def train_epoch(self, epoch: int, active: bool) -> tuple[float, float]:
+    def train_epoch(self, epoch: int, active: bool, settings: TrainingSettings | None = None) -> tuple[float, float]:
         self.model.train()
+        settings = settings or self.epoch_settings(epoch, active)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for x, y in self.train_batches(epoch, active):
+        for x, y in self.train_batches(epoch, active, settings):
             with self.autocast():
                 logits = self.forward(x)
-                loss = F.cross_entropy(logits, y)
+                loss = settings.loss(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

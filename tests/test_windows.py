@@ -1,0 +1,118 @@
+"""Windows on a training setting (engine/windows.py): each built-in, held over every epoch, trains exactly
+the trial whose spec has that setting throughout (bit for bit); held over a window, it changes that
+setting in the window's epochs only; a user's window may change the loss; label noise is checked
+against a brute-force count; packs refuse such windows."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+import torch
+
+from tiny_data import tiny_cifar_sums, write_cifar10
+from tiny_specs import UNIT, tiny_sweep
+
+from cpsweep.config.sharing import check_packable, prefix_keys
+from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.engine.data import load_dataset
+from cpsweep.engine.deficits import make_deficit
+from cpsweep.engine.trial import train_trial
+from cpsweep.errors import SpecError
+
+BASE = dict(epochs=4, schedule={"name": "constant"}, optim={"lr": 0.05, "batch_size": 64, "weight_decay": 0.01})
+
+
+def trial(onset: int, length: int, deficit, **changes):
+    return parse_sweep(tiny_sweep(UNIT, **{**BASE, "deficit": deficit, **changes})).make_trial(onset, length, 0)
+
+
+def same(a, b) -> bool:
+    return all((x.epoch, x.train_loss, x.test_acc, x.fisher_trace) == (y.epoch, y.train_loss, y.test_acc, y.fisher_trace)
+               for x, y in zip(a[1:], b[1:])) and len(a) == len(b)
+
+
+@pytest.mark.parametrize("deficit,equivalent", [
+    ({"name": "weight_decay", "scale": 0.0}, {"optim": {**BASE["optim"], "weight_decay": 0.0}}),
+    ({"name": "weight_decay", "scale": 0.5}, {"optim": {**BASE["optim"], "weight_decay": 0.005}}),
+    ({"name": "lr_scale", "scale": 0.1}, {"optim": {**BASE["optim"], "lr": 0.05 * 0.1}}),
+    # (the BN refresh before testing keeps the spec's batch size: off here, so that only training compares)
+    ({"name": "batch_size", "size": 32}, {"optim": {**BASE["optim"], "batch_size": 32}, "bn_refresh": 0}),
+])
+def test_a_window_over_every_epoch_is_the_setting_itself(deficit, equivalent):
+    whole = trial(0, 4, deficit, **{k: v for k, v in equivalent.items() if k == "bn_refresh"})
+    reference = trial(0, 0, "blur", **equivalent)  # the baseline of a spec with that setting throughout
+    assert same(list(train_trial(whole, "cpu")), list(train_trial(reference, "cpu")))
+
+
+def test_a_window_changes_its_epochs_only():
+    t = trial(1, 2, {"name": "weight_decay", "scale": 0.0})
+    run = train_trial(t, "cpu")
+    seen = []
+    for record in run:
+        if record.epoch >= 0:
+            seen.append(run.optimizer.param_groups[0]["weight_decay"])
+    assert seen == [0.01, 0.0, 0.0, 0.01]
+    lr = trial(1, 2, {"name": "lr_scale", "scale": 0.5})
+    assert [r.lr for r in list(train_trial(lr, "cpu"))[1:]] == [0.05, 0.025, 0.025, 0.05]
+    base = trial(0, 0, "blur")
+    assert prefix_keys(t)[:2] == prefix_keys(base)[:2] and prefix_keys(t)[2] != prefix_keys(base)[2]
+
+
+def test_no_augment_over_every_epoch_is_training_without_augmentation(tmp_path, monkeypatch):
+    write_cifar10(tmp_path)
+    for name, value in tiny_cifar_sums(tmp_path).items():
+        from torchvision.datasets import CIFAR10
+
+        monkeypatch.setattr(CIFAR10, name, value)
+    data = load_dataset("cifar10", data_dir=tmp_path)
+    assert data.augment
+    spec = dict(data={"name": "cifar10"}, model={"name": "all_cnn_c", "width": 0.05}, epochs=2,
+                grid={"onset": [0], "length": [2]})
+    whole = trial(0, 2, "no_augment", **spec)
+    plain = trial(0, 0, "blur", **spec)
+    assert same(list(train_trial(whole, "cpu", data=data)),
+                list(train_trial(plain, "cpu", data=dataclasses.replace(data, augment=False))))
+    with pytest.raises(SpecError, match="deficit.name: a no_augment window turns augmentation off, which is off"):
+        trial(0, 2, "no_augment")  # MNIST-1D has no augmentation
+
+
+def test_label_noise_relabels_a_fixed_fraction():
+    n, classes = 1000, 10
+    y_train = torch.arange(n) % classes
+    d = make_deficit("label_noise", {"fraction": 0.3}, y_train=y_train, num_classes=classes, seed=4)
+    idx = torch.arange(n)
+    _, a = d(torch.zeros(n, 1, 4), y_train, idx, torch.Generator().manual_seed(1), 0)
+    _, b = d(torch.zeros(n, 1, 4), y_train, idx, torch.Generator().manual_seed(2), 5)
+    assert torch.equal(a, b)  # fixed for the trial, whatever the epoch's generator
+    changed = int((a != y_train).sum())
+    # brute force: 300 examples drawn, each keeps its label with probability 1/10: 270 expected, sd ~5.2
+    assert 270 - 4 * 5.2 < changed <= 300
+    assert int(a.max()) < classes and int(a.min()) >= 0
+
+
+def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
+    (tmp_path / "tp_windows.py").write_text(
+        "import torch.nn.functional as F\n"
+        "from cpsweep.engine.windows import training_window\n\n"
+        "@training_window\n"
+        "def smooth(settings, amount: float = 0.1):\n"
+        "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=amount)\n\n"
+        "@training_window\n"
+        "def returns(settings):\n"
+        "    return 3\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "tp_windows", raising=False)
+    t = trial(1, 2, {"name": "tp_windows:smooth", "amount": 0.2})
+    assert t.trial_id == "smooth-o1-l2-s0" and t.deficit.plugin.startswith("tp_windows:smooth@src-")
+    smooth, base = list(train_trial(t, "cpu")), list(train_trial(trial(0, 0, "blur"), "cpu"))
+    assert smooth[1].train_loss == base[1].train_loss and smooth[2].train_loss != base[2].train_loss
+    with pytest.raises(SpecError, match="returned a int; a training window changes the settings"):
+        list(train_trial(trial(0, 1, "tp_windows:returns"), "cpu"))
+
+
+def test_packs_refuse_training_windows():
+    with pytest.raises(ValueError, match="changes a training setting during its window"):
+        check_packable([trial(0, 0, "blur"), trial(0, 2, "weight_decay")])
