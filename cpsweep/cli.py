@@ -112,7 +112,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
         print(write_compare([args.results, *args.compare], args.output or "compare.html"))
     else:
-        print(write_report(args.results, args.output, args.threshold, args.per_parameter))
+        print(write_report(args.results, args.output, args.threshold, args.per_parameter, args.measure))
     return 0
 
 
@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "points (one-sided t-tests, false discovery rate over the onsets at 2.5%%; default 0)")
     rp.add_argument("--per-parameter", action="store_true",
                     help="normalise per-layer Fisher traces by the layer's parameter count")
+    rp.add_argument("--measure", default="test_acc", metavar="COLUMN",
+                    help="measure the sensitivity by this column of the epochs table instead of test accuracy: "
+                         "a metric of the sweep's metrics: section, metric.<name> (docs/plugins.md)")
     rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check a sweep file and print its trial count")

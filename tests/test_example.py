@@ -40,16 +40,21 @@ def test_the_copied_example_runs_and_a_plugin_edit_retrains_only_its_trials(tmp_
     trials = pd.read_parquet(os.path.join(results, "trials.parquet"))
     assert (trials.status == "ok").all() and len(trials) > 2
     assert trials.plugins.str.contains("model=my_models:TinyConv@src-").all()
-    windows = trials[trials.deficit != "none"]
-    assert windows.plugins.str.contains("deficit=my_deficits:sensor_dropout@src-").all()
+    windows = trials[trials.deficit == "my_deficits:sensor_dropout"]
+    assert len(windows) and windows.plugins.str.contains("deficit=my_deficits:sensor_dropout@src-").all()
+    others = trials[trials.deficit == "weight_decay"]  # the built-in window: the model is the only plug-in
+    assert len(others) and not others.plugins.str.contains("deficit=").any()
     with open(os.path.join(results, "report.html")) as f:
-        assert "plug-ins: deficit my_deficits:sensor_dropout (src-" in f.read()
+        page = f.read()
+    assert "plug-ins: deficit my_deficits:sensor_dropout (src-" in page and "Your metric noisy_accuracy" in page
+    measured = pd.read_parquet(os.path.join(results, "epochs.parquet"))["metric.noisy_accuracy"]
+    assert measured.notna().sum() > len(trials) and measured.dropna().between(0, 1).all()
     assert "0 already done" in first.stdout
 
     with open(os.path.join(folder, "my_deficits.py"), "a") as f:
         f.write("\n# a comment is an edit too: the code's hash changes\n")
     again = launch(folder)
-    n = len(windows)
+    n = len(windows)  # the sensor-dropout trials only: the baselines and weight-decay windows stay
     assert f"{len(trials) - n} already done, {n} to run" in again.stdout, again.stdout
     assert f"{n} finished trial(s) ran other plug-in code than my_deficits:sensor_dropout@src-" in again.stdout
     epochs = pd.read_parquet(os.path.join(results, "epochs.parquet"))

@@ -202,3 +202,71 @@ def test_a_plugin_failing_in_a_worker_fails_its_trial_once(plugins):
     log = plugins / "results" / "tiny" / "logs" / "late-o0-l2-s0.txt"
     assert "Traceback" in log.read_text() and "sensor unplugged" in log.read_text()
     assert "1 ok" in res.stdout.splitlines()[-1]  # the baseline
+
+
+METRICS = '''
+import torch
+
+
+@torch.no_grad()
+def loop_accuracy(model, data, ctx, limit: int = 1000):
+    """Test accuracy by a plain loop over single examples: an independent reference for the engine's."""
+    right = 0
+    for i in range(min(limit, len(data.y_test))):
+        right += int(model(data.inputs(data.x_test[i:i + 1])).argmax(1).item() == int(data.y_test[i]))
+    return right / min(limit, len(data.y_test))
+
+
+def wordy(model, data, ctx):
+    return "good"
+'''
+
+
+def test_a_users_metric_is_measured_at_the_fisher_epochs_into_its_own_column(plugins, tmp_path):
+    (plugins / "tp_metrics.py").write_text(METRICS)
+    sys.modules.pop("tp_metrics", None)
+    raw = plugin_sweep(metrics=["tp_metrics:loop_accuracy"], fisher={"every": 2, "probe_per_class": 2})
+    t = parse_sweep(raw).make_trial(0, 2, 0)
+    assert t.plugins.endswith(f";metric={t.metrics[0].plugin}") and t.metrics[0].label == "loop_accuracy"
+    records = list(train_trial(t, "cpu"))
+    measured = {r.epoch: r.metrics["metric.loop_accuracy"] for r in records}
+    assert [e for e, v in measured.items() if v == v] == [-1, 1, 3, 5]  # at init, every 2 epochs, the last
+    for r in records:  # the engine's batched test accuracy, recomputed one example at a time
+        if r.epoch in (-1, 1, 3, 5):
+            assert r.metrics["metric.loop_accuracy"] == pytest.approx(r.test_acc, abs=1e-12)
+    from cpsweep.results.store import Store
+
+    store = Store(str(tmp_path / "res"))
+    store.write_trial(t, records, "ok")
+    epochs = store.read_table("epochs.parquet")
+    assert "metric.loop_accuracy" in epochs and epochs["metric.loop_accuracy"].notna().sum() == 4
+    bad = parse_sweep(plugin_sweep(metrics=["tp_metrics:wordy"])).make_trial(0, 2, 0)
+    with pytest.raises(SpecError, match="metrics: wordy returned a str; a metric returns one number"):
+        list(train_trial(bad, "cpu"))
+    with pytest.raises(SpecError, match='metrics: two metrics named "loop_accuracy"'):
+        parse_sweep(plugin_sweep(metrics=["tp_metrics:loop_accuracy", {"name": "tp_metrics:loop_accuracy"}]))
+    with pytest.raises(SpecError, match="metrics: are measured at the Fisher epochs, and fisher.every is 0"):
+        parse_sweep(plugin_sweep(metrics=["tp_metrics:loop_accuracy"], fisher={"every": 0}))
+
+
+def test_a_metric_can_measure_the_sensitivity():
+    """seed_sensitivity(measure=...) reads the metric over the same last epochs, from the epochs the metric
+    was measured at: here by hand, baseline minus window, x100."""
+    import pandas as pd
+
+    from cpsweep.results.reduce import seed_sensitivity
+
+    trials = pd.DataFrame([
+        {"trial_id": "baseline-s0", "baseline_id": "baseline-s0", "status": "ok", "deficit": "none", "tags": "",
+         "onset": 0, "length": 0, "seed": 0, "epochs": 30, "final_test_acc": 0.9},
+        {"trial_id": "blur-o0-l10-s0", "baseline_id": "baseline-s0", "status": "ok", "deficit": "blur", "tags": "",
+         "onset": 0, "length": 10, "seed": 0, "epochs": 20, "final_test_acc": 0.8}])
+    rows = []
+    for tid, n, values in (("baseline-s0", 30, {4: 0.5, 9: 0.6, 14: 0.7, 19: 0.8, 24: 0.9, 29: 0.95}),
+                           ("blur-o0-l10-s0", 20, {4: 0.2, 9: 0.3, 14: 0.4, 19: 0.6})):
+        for e in range(n):
+            rows.append({"trial_id": tid, "epoch": e, "test_acc": 0.5, "metric.m": values.get(e, float("nan"))})
+    ss = seed_sensitivity(trials, pd.DataFrame(rows), measure="metric.m")
+    # window: median of its values in epochs [10, 20) = (0.4 + 0.6) / 2; baseline over the same epochs: 0.75
+    assert ss.sens.iloc[0] == pytest.approx(100 * (0.75 - 0.5))
+    assert seed_sensitivity(trials, pd.DataFrame(rows)).sens.iloc[0] == pytest.approx(100 * (0.5 - 0.8))

@@ -94,6 +94,6 @@ def test_the_roles_of_todays_fields():
     assert roles == {"sweep": "setting", "data": "setting", "model": "setting", "optim": "setting",
                      "schedule": "schedule", "deficit": "deficit", "fisher": "setting", "onset": "window",
                      "length": "window", "epochs": "duration", "seed": "seed", "bn_refresh": "setting",
-                     "checkpoint_every": "place", "tags": "label", "engine": "setting"}
+                     "checkpoint_every": "place", "tags": "label", "engine": "setting", "metrics": "setting"}
     assert dataclasses.fields(S.DataSpec)[1].name == "data_dir"
     assert dataclasses.fields(S.DataSpec)[1].metadata["role"] is S.PLACE

@@ -321,7 +321,7 @@ def test_validate_command(tmp_path):
     assert out.stderr.strip() == (f'cpsweep: error: {bad}: replicate: unknown key "replicate" (did you mean '
                                   f'"replicates"?); valid keys here: name, description, seed, replicates, epochs, '
                                   f"clean_after, common_end, data, model, optim, schedule, deficit, fisher, engine, "
-                                  f"bn_refresh, checkpoint_every, grid, resources, tracking, search")
+                                  f"bn_refresh, checkpoint_every, grid, resources, tracking, search, metrics")
     assert "Traceback" not in out.stderr
 
 

@@ -7,7 +7,7 @@ declaration:
 | role      | fields                               | sweep hash | prefix key | pack members | checkpoint |
 |-----------|--------------------------------------|------------|------------|--------------|------------|
 | SETTING   | sweep, data, model, optim, fisher,   | yes        | yes        | shared       | yes        |
-|           | bn_refresh, engine                   |            |            |              |            |
+|           | bn_refresh, engine, metrics          |            |            |              |            |
 | SCHEDULE  | schedule                             | yes        | per epoch  | shared       | yes        |
 | DEFICIT   | deficit                              | yes        | per epoch  | may differ   | yes        |
 | WINDOW    | onset, length                        | no         | per epoch  | may differ   | yes        |
@@ -169,6 +169,9 @@ class TrialSpec:
     tags: tuple[tuple[str, Any], ...] = field(default=(), metadata=role(LABEL))
                                     # extra grid axes and their values, for the id and tables
     engine: EngineSpec = field(default=EngineSpec(), metadata=role(SETTING, hashed_at_default=False))
+    metrics: tuple[Component, ...] = field(default=(), metadata=role(SETTING, hashed_at_default=False,
+                                                                       keyed_at_default=False))
+                                    # the user's metrics, measured at the Fisher epochs (docs/plugins.md)
 
     @property
     def is_baseline(self) -> bool:
@@ -210,7 +213,8 @@ class TrialSpec:
     @property
     def plugins(self) -> str:
         """The identities of the plug-ins this trial runs, `kind=reference@source;...` ('' for none)."""
-        used = [("model", self.model.plugin), ("deficit", "" if self.is_baseline else self.deficit.plugin)]
+        used = [("model", self.model.plugin), ("deficit", "" if self.is_baseline else self.deficit.plugin),
+                *(("metric", m.plugin) for m in self.metrics)]
         return ";".join(f"{kind}={p}" for kind, p in used if p)
 
     @property
@@ -226,6 +230,7 @@ class TrialSpec:
             if isinstance(value, Component):
                 d[f.name] = value.to_dict()
         d["tags"] = [list(t) for t in self.tags]
+        d["metrics"] = [m.to_dict() for m in self.metrics]
         return json.loads(json.dumps(d))
 
     @classmethod
@@ -239,8 +244,9 @@ class TrialSpec:
                 continue
             tp, raw = hints[f.name], d[f.name]
             if tp is Component:  # checked when the sweep was parsed: trusted, not imported again here
-                values[f.name] = Component(raw["name"], {k: freeze(v) for k, v in raw.items()
-                                                         if k not in ("name", "plugin")}, raw.get("plugin", ""))
+                values[f.name] = _trusted(raw)
+            elif f.name == "metrics":
+                values[f.name] = tuple(_trusted(m) for m in raw)
             elif f.name == "tags":
                 values[f.name] = tuple((k, freeze(v)) for k, v in raw)
             elif dataclasses.is_dataclass(tp):
@@ -250,10 +256,30 @@ class TrialSpec:
         return cls(**values)
 
 
-def component(raw: Any, path: str) -> Component:
+def _trusted(raw: Mapping[str, Any]) -> Component:
+    return Component(raw["name"], {k: freeze(v) for k, v in raw.items() if k not in ("name", "plugin")},
+                     raw.get("plugin", ""))
+
+
+def metrics_section(raw: Any) -> tuple[Component, ...]:
+    """`metrics:` of a sweep file: a list of metric references (or mappings with `name` and options), each
+    checked like a component; their column names (`metric.<attribute>`) must differ."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError("metrics", 'expected a list, e.g. metrics: [my_metrics:corrupted_accuracy]')
+    out = tuple(component(m, f"metrics[{i}]", "metric") for i, m in enumerate(raw))
+    labels = [m.label for m in out]
+    dup = next((x for x in labels if labels.count(x) > 1), None)
+    if dup:
+        raise SpecError("metrics", f'two metrics named "{dup}" (their column: metric.{dup}); rename one')
+    return out
+
+
+def component(raw: Any, path: str, what: str | None = None) -> Component:
     """A model or deficit from its YAML form: a name or reference, or a mapping with `name` and options
     (checked against the registry entry, a plug-in's identity recorded)."""
-    what = path.split(".")[0]
+    what = what or path.split(".")[0]
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, Mapping) or "name" not in raw:
@@ -309,6 +335,8 @@ def _plain(value: Any) -> Any:
     """A field's value as `to_dict` writes it (JSON: tuples as lists, components as mappings)."""
     if isinstance(value, Component):
         value = value.to_dict()
+    elif isinstance(value, tuple) and value and all(isinstance(v, Component) for v in value):
+        value = [v.to_dict() for v in value]
     return json.loads(json.dumps(value))
 
 
@@ -316,7 +344,7 @@ def hashed_settings(trial: TrialSpec) -> dict[str, Any]:
     """The settings a sweep fixes for all its trials (its hash; a relaunch may not change them). A plug-in's
     source identity is not one of them: editing its code retrains the trials that use it instead."""
     out = project(trial, lambda r: r.hashed, at_default=False)
-    for section in out.values():
+    for section in [*out.values(), *out.get("metrics", [])]:
         if isinstance(section, dict):
             section.pop("plugin", None)
     return out

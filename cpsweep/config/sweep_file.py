@@ -37,14 +37,14 @@ from .search import SearchSpec, coarse_onsets, onset_range, parse_search
 from .plugins import importable_here
 from .registry import BUILTINS, entry
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
-                   component, freeze, hashed_settings)
+                   component, freeze, hashed_settings, metrics_section)
 
 # Keys of a sweep file, and which dataclass reads each section.
 SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
             "engine": EngineSpec}
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "common_end", "data", "model",
             "optim", "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid",
-            "resources", "tracking", "search"]
+            "resources", "tracking", "search", "metrics"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 
@@ -219,6 +219,8 @@ def _check_ranges(t: TrialSpec) -> None:
               ("data.subset", t.data.subset is None or t.data.subset >= 1, "must be >= 1 or null"),
               ("deficit.factor", t.deficit.name != "blur" or t.deficit.options["factor"] >= 2, "must be >= 2"),
               ("deficit.std", t.deficit.name != "noise" or t.deficit.options["std"] > 0, "must be > 0"),
+              ("metrics", not t.metrics or t.fisher.every > 0, "are measured at the Fisher epochs, and "
+               "fisher.every is 0; set fisher.every (e.g. 5)"),
               ("deficit.fraction", t.deficit.name != "label_noise" or 0 < t.deficit.options["fraction"] <= 1,
                "must be in (0, 1]"),
               ("deficit.scale", t.deficit.name != "weight_decay" or t.deficit.options["scale"] >= 0, "must be >= 0"),
@@ -259,6 +261,7 @@ def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> Tri
     steps = {**{k: (lambda k=k, cls=cls: parse(cls, raw.get(k), k)) for k, cls in SECTIONS.items()},
              "model": lambda: component(raw.get("model", "cnn1d"), "model"),
              "deficit": lambda: component(raw.get("deficit", "blur"), "deficit"),
+             "metrics": lambda: metrics_section(raw.get("metrics")),
              "bn_refresh": lambda: coerce(raw.get("bn_refresh", 50), int, "bn_refresh"),
              "checkpoint_every": lambda: coerce(raw.get("checkpoint_every", 1), int, "checkpoint_every")}
     for key, step in steps.items():

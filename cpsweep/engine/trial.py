@@ -46,6 +46,7 @@ from ..config.spec import Component
 from ..errors import SpecError
 from .deficits import Deficit
 from .fisher import fisher_trace
+from .metrics import MetricContext, bind, measure
 from .models import instantiate
 from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
 from .windows import TrainingSettings
@@ -76,6 +77,7 @@ class TrialRun:
         self.deficit = self._bind_deficit()
         self.probe = self._fisher_probe() if trial.fisher.every > 0 else None  # (no Fisher: no probe needed)
         self.layer_params, self.layer_kinds = self._layer_table()
+        self.metrics = [bind(m, lambda c: component_entry(c, "metric").load()) for m in trial.metrics]
         self.epoch = 0  # next epoch to run
         self.init_due = resume is None and trial.fisher.every > 0  # the record at initialisation (epoch -1)
         if resume is not None:
@@ -198,12 +200,17 @@ class TrialRun:
                               if method in ("sampled", "variational") else None,
                               **({"beta": t.fisher.beta, "steps": t.fisher.steps} if method == "variational" else {}))
             total, layers = ft.total, ft.per_layer
+            values = measure(self.metrics, self.model, d,
+                             MetricContext(epoch, self.device, make_generator(derive_seed(t.seed, "metric", epoch),
+                                                                              self.device), self.autocast))
+        else:
+            values = {m.column: float("nan") for m in self.metrics}
         end = time.perf_counter()
         params = {name: self.layer_params[name] for name in layers}
         kinds = {name: self.layer_kinds[name] for name in layers}
         return EpochRecord(t.trial_id, epoch, self.lr(epoch), t.deficit_active(epoch), train_loss, train_acc,
                            test_loss, test_acc, total, layers, params, kinds, seconds=end - start,
-                           fisher_seconds=end - fisher_start)
+                           fisher_seconds=end - fisher_start, metrics=values)
 
     def autocast(self):
         """bf16 autocast when the spec asks for it (engine.precision), else a no-op."""

@@ -195,6 +195,11 @@ def check_adam(get: Getter) -> Check:
     return contrast_check(get, "adam", "adam", "The critical period persists with Adam", f"{PAPER} (claim 4)")
 
 
+def check_weight_decay(get: Getter) -> Check:
+    return contrast_check(get, "weight_decay", "weight_decay", "Removing weight decay during an early window costs "
+                          "more final accuracy than removing it late", "Golatkar, Achille & Soatto 2019")
+
+
 def check_lr_restart(get: Getter) -> Check:
     claim = "Restarting the learning rate after the deficit almost closes the gap"
     source = "PAPER.md (a 2025 study)"
@@ -228,7 +233,7 @@ CHECKS: list[Callable[[Getter], Check]] = [
     check_early_vs_late, check_late_windows, check_window_length, check_peak_onset, check_boundary,
     check_lr_restart, check_removal, check_removal_others, check_vflip, check_label_permutation,
     check_label_shuffle, check_noise, check_fisher_peak, check_layer_peak, check_layer_shift, check_fisher_link,
-    check_depth, check_architecture, check_adam, check_robustness]
+    check_depth, check_architecture, check_adam, check_robustness, check_weight_decay]
 
 COLUMNS = ["key", "claim", "source", "test", "measured", "verdict", "controls", "plain"]
 

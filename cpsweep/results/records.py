@@ -18,6 +18,7 @@ from ..config.spec import TrialSpec
 
 FINAL_EPOCHS = 10  # "final" accuracy = median of the last 10 epochs (the authors' plotting code)
 STATUSES = ("ok", "diverged", "failed", "running", "pending")
+METRIC = "metric."  # the prefix of the epochs table's columns of a user's metrics
 EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
                  "fisher_trace", "seconds", "fisher_seconds"]
 LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
@@ -43,10 +44,12 @@ class EpochRecord:
     layer_kinds: dict[str, str] = field(default_factory=dict)      # module name -> module class, e.g. Conv2d
     seconds: float = 0.0            # wall time of the whole epoch (training, BN refresh, test, Fisher)
     fisher_seconds: float = 0.0     # wall time of the Fisher measurement alone
+    metrics: dict[str, float] = field(default_factory=dict)  # "metric.<name>" -> the user's metric (Fisher epochs)
 
     def to_row(self) -> dict[str, Any]:
-        """The epochs.parquet row (per-layer values go to fisher_layers.parquet)."""
-        return {k: getattr(self, k) for k in EPOCH_COLUMNS}
+        """The epochs.parquet row (per-layer values go to fisher_layers.parquet); a user's metrics are
+        columns of their own, `metric.<name>`."""
+        return {**{k: getattr(self, k) for k in EPOCH_COLUMNS}, **self.metrics}
 
     def layer_rows(self) -> list[dict[str, Any]]:
         """The fisher_layers.parquet rows, layers in order from the input."""

@@ -50,21 +50,24 @@ def group_sem(values: pd.core.groupby.SeriesGroupBy) -> pd.Series:
     return values.std(ddof=1) / np.sqrt(values.count())
 
 
-def accuracy_after(curve: pd.Series, trained: int, last: int = FINAL_EPOCHS) -> float:
+def accuracy_after(curve: pd.Series, trained: int, last: int = FINAL_EPOCHS, sparse: bool = False) -> float:
     """A trial's "final" test accuracy had it stopped after `trained` epochs, from its test accuracy per
     epoch (`curve`, indexed by epoch): the median over epochs [trained - last, trained), what
-    `records.final_accuracy` gives a trial of that length; NaN unless the curve holds them all."""
+    `records.final_accuracy` gives a trial of that length; NaN unless the curve holds them all (`sparse`:
+    a measure taken only at some epochs, such as a user's metric at the Fisher epochs: those it holds)."""
     part = curve[(curve.index >= max(trained - last, 0)) & (curve.index < trained)].dropna()
-    return float(part.median()) if len(part) == min(last, trained) else float("nan")
+    enough = len(part) > 0 if sparse else len(part) == min(last, trained)
+    return float(part.median()) if enough else float("nan")
 
 
-def accuracy_curves(epochs: pd.DataFrame, trial_ids) -> dict[str, pd.Series]:
-    """Test accuracy per epoch (indexed by epoch) of each of `trial_ids`."""
+def accuracy_curves(epochs: pd.DataFrame, trial_ids, column: str = "test_acc") -> dict[str, pd.Series]:
+    """Test accuracy (or `column`) per epoch (indexed by epoch) of each of `trial_ids`."""
     part = epochs[epochs.trial_id.isin(set(trial_ids))]
-    return {tid: g.set_index("epoch").test_acc for tid, g in part.groupby("trial_id")}
+    return {tid: g.set_index("epoch")[column] for tid, g in part.groupby("trial_id")}
 
 
-def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None,
+                     measure: str = "test_acc") -> pd.DataFrame:
     """One row per finished window trial whose baseline also finished: `sens` = the baseline's final test
     accuracy minus the window's, in percentage points, length-matched: the baseline's accuracy after as
     many epochs as the window trained (read from `epochs` when the baseline trained longer, which it
@@ -72,7 +75,10 @@ def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -
     than the window (results from before length-matched baselines): there `sens` also holds the extra
     epochs the window trained. Columns: deficit, tags, onset, length, seed, sens, acc and baseline_acc
     (final accuracies, fractions), epochs, matched, (`recovery.add_gains`, NaN without `epochs`) gain,
-    base_gain, clean, and the window's and its baseline's trial_id, baseline_id. A window with two trials of one seed is refused (`stats.DuplicateSeeds`)."""
+    base_gain, clean, and the window's and its baseline's trial_id, baseline_id. A window with two trials of
+    one seed is refused (`stats.DuplicateSeeds`). `measure`: a user's metric column (`metric.<name>`) to
+    read instead of test accuracy, each trial's median over the same last epochs (those it was measured
+    at); `acc` and `baseline_acc` then hold it."""
     columns = [*GROUP, "seed", "sens", "acc", "baseline_acc", "epochs", "matched", "gain", "base_gain", "clean",
                "trial_id", "baseline_id"]
     ok = trials[trials.status == "ok"]
@@ -91,6 +97,15 @@ def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -
         win.loc[longer, "baseline_acc"] = [accuracy_after(curves.get(b, empty), int(e))
                                            for b, e in zip(win.loc[longer, "baseline_id"], win.loc[longer, "epochs"])]
     win["acc"] = win.final_test_acc.astype(float)
+    if measure != "test_acc":  # a user's metric (`metric.<name>`) instead of accuracy, read the same way
+        if epochs is None or measure not in epochs:
+            raise ValueError(f"no column {measure} in the epochs table")
+        curves = accuracy_curves(epochs, set(win.trial_id) | set(win.baseline_id), measure)
+        empty = pd.Series(dtype=float)
+        win["acc"] = [accuracy_after(curves.get(t, empty), int(e), sparse=True)
+                      for t, e in zip(win.trial_id, win.epochs)]
+        win["baseline_acc"] = [accuracy_after(curves.get(b, empty), int(e), sparse=True)
+                               for b, e in zip(win.baseline_id, win.epochs)]
     win = win.dropna(subset=["baseline_acc"])
     win["sens"] = 100 * (win.baseline_acc - win.acc)
     for key, part in win.groupby(GROUP, sort=False):
@@ -99,7 +114,7 @@ def seed_sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -
     return add_gains(win, epochs)[columns]
 
 
-def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None, measure: str = "test_acc") -> pd.DataFrame:
     """Sensitivity of every window, mean over seeds (`seed_sensitivity`: length-matched).
 
     Only `ok` trials whose baseline is also `ok` count. Returns one row per (deficit, tags, onset, length)
@@ -111,7 +126,7 @@ def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None) -> pd.
     """
     columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc", "matched",
                "recovery", "base_gain", "clean"]
-    win = seed_sensitivity(trials, epochs)
+    win = seed_sensitivity(trials, epochs, measure)
     if win.empty:
         return pd.DataFrame(columns=columns)
     g = win.groupby(GROUP, sort=True)

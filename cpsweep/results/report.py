@@ -20,6 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..errors import CpsweepError
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, heatmap_grid,
                      layer_shares, removal_curve, sample_windows, schedule_of, sensitivity)
 from .report_checks import checks_table
@@ -28,6 +29,7 @@ from .summary import header, onset_table
 from .summary import label as _label
 from .stats import LEVEL
 from .store import Results, Store, load_results
+from .records import METRIC
 from .tables import Tables
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -201,10 +203,12 @@ def _page(title: str, sections: list[tuple[str, go.Figure | str | None]], intro:
             + "</body></html>")
 
 
-def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter: bool = False) -> str:
-    """The report of one sweep as a standalone HTML page."""
+def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter: bool = False,
+           measure: str = "test_acc") -> str:
+    """The report of one sweep as a standalone HTML page; `measure`: a user's metric column to measure the
+    sensitivity by instead of test accuracy (the heatmaps and curves; the claims stay on accuracy)."""
     trials, epochs, layers = results.trials, results.epochs, results.fisher_layers
-    sens = sensitivity(trials, epochs)
+    sens = sensitivity(trials, epochs, measure)
     pick = chosen_trials(trials, sens)
     worst_window = _window(trials, pick["worst"])
     sections: list[tuple[str, go.Figure | str | None]] = search_sections(results.search)
@@ -248,6 +252,14 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
         sections.append((("Clean test accuracy per epoch of the first seed's baseline and of its most and least "
                           "damaging windows (the most damaging window shaded)."),
                          curves_figure(acc, "Test accuracy per epoch", "test accuracy (%)", shade=worst_window)))
+    for column in sorted(c for c in epochs.columns if c.startswith(METRIC)):
+        curves, drawn = sampled_curves(group_curves(epochs, trials, column), sens, trials, pick["worst"])
+        if not curves.empty:
+            sections.append((f"Your metric {html.escape(column[len(METRIC):])} at the epochs the Fisher trace is "
+                             f"measured, mean over seeds, for the baseline (black) and {drawn}; the most damaging "
+                             "window is shaded" + (" (the measure of the sensitivity above)." if column == measure
+                                                   else "."),
+                             curves_figure(curves, column, column[len(METRIC):], shade=worst_window)))
     fisher, drawn = sampled_curves(group_curves(epochs, trials, "fisher_trace"), sens, trials, pick["worst"])
     if not fisher.empty:
         for log in (False, True):
@@ -265,8 +277,11 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
                               "layers."),
                              layer_figure(shares, f"Per-layer Fisher: {pick[key]}", _window(trials, pick[key]))))
     name = str((results.spec.get("spec") or {}).get("name", "sweep"))
-    return _page(f"cpsweep report: {name}", sections or [("No finished trial yet.", None)],
-                 header(results, sens, threshold))
+    intro = header(results, sens, threshold)
+    if measure != "test_acc":
+        intro += (f"<p><b>sensitivity measured by {html.escape(measure)}</b> (baseline minus window, x100, over the "
+                  "same last epochs), not by test accuracy: read 'pts' in the heatmaps and curves as that</p>")
+    return _page(f"cpsweep report: {name}", sections or [("No finished trial yet.", None)], intro)
 
 
 def render_compare(named: Sequence[tuple[str, Results]]) -> str:
@@ -301,19 +316,24 @@ def _write(page: str, path: str) -> str:
     return path
 
 
-def results_for_report(uri: str) -> Results:
+def results_for_report(uri: str, measure: str = "test_acc") -> Results:
     """What `render` draws from: every trial and epoch, and the per-layer rows of only the trials it shows
     in detail (`chosen_trials`): the largest table stays on disk at any scale."""
     res = load_results(uri, fisher_layers=False)
-    pick = chosen_trials(res.trials, sensitivity(res.trials, res.epochs))
+    if measure != "test_acc" and measure not in res.epochs:
+        have = [c for c in res.epochs.columns if c.startswith(METRIC)]
+        raise CpsweepError(f"--measure: {uri} has no column {measure}; its metrics: {', '.join(have) or 'none'} "
+                           f"(a sweep's metrics: section)")
+    pick = chosen_trials(res.trials, sensitivity(res.trials, res.epochs, measure))
     res.fisher_layers = Tables.read(Store(uri))[0].read_table("fisher_layers", trial_ids=[t for t in pick.values() if t])
     return res
 
 
 def write_report(uri: str, path: str | None = None, threshold: float = DEFAULT_THRESHOLD,
-                 per_parameter: bool = False) -> str:
-    """Write the report of the results folder `uri` to `path` (default: `<uri>/report.html`)."""
-    page = render(results_for_report(uri), threshold, per_parameter)
+                 per_parameter: bool = False, measure: str = "test_acc") -> str:
+    """Write the report of the results folder `uri` to `path` (default: `<uri>/report.html`); `measure`:
+    see `render`."""
+    page = render(results_for_report(uri, measure), threshold, per_parameter, measure)
     if path is None:
         Store(uri).write_bytes(page.encode(), "report.html")
         return f"{uri.split('?')[0].rstrip('/')}/report.html"

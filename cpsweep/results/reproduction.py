@@ -23,7 +23,8 @@ from .reduce import critical_period, fisher_peak, seed_sensitivity, sensitivity
 from .store import Results, Store, join_uri, load_results
 
 SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
-          "mlp_depth", "resnet18", "adam", "robust_kernel", "robust_width", "robust_bias", "blur_boundary"]
+          "mlp_depth", "resnet18", "adam", "robust_kernel", "robust_width", "robust_bias", "blur_boundary",
+          "weight_decay"]
 DATA = "docs/reproduction/data"
 
 

@@ -43,8 +43,10 @@ SEARCH_FILE = "search.json"    # an adaptive sweep's rounds and boundaries (`swe
 
 def epochs_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
     """epochs.parquet rows of one trial (its records may come from a prefix another trial trained)."""
-    return pd.DataFrame([{**r.to_row(), "trial_id": trial_id} for r in records], columns=EPOCH_COLUMNS).astype(
-        {"epoch": "int64", "deficit_active": "bool"})
+    extra = sorted({k for r in records for k in r.metrics})  # a user's metrics, `metric.<name>`
+    return pd.DataFrame([{**r.to_row(), "trial_id": trial_id} for r in records],
+                        columns=EPOCH_COLUMNS + extra).astype({"epoch": "int64", "deficit_active": "bool",
+                                                               **{c: "float64" for c in extra}})
 
 
 def layers_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:

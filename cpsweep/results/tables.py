@@ -60,6 +60,12 @@ LAYER_SCHEMA = pa.schema([("trial_id", pa.string()), ("epoch", pa.int64()), ("la
 SCHEMAS = {"epochs": EPOCH_SCHEMA, "fisher_layers": LAYER_SCHEMA}
 
 
+def with_metrics(name: str, metrics: Sequence[str] = ()) -> pa.Schema:
+    """Table `name`'s schema, the epochs table with a float64 column per user metric (`metric.<name>`)."""
+    schema = SCHEMAS[name]
+    return schema if name != "epochs" else pa.schema([*schema, *((m, pa.float64()) for m in metrics)])
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with exactly `schema`'s columns, in order and type (a missing column: nulls)."""
     cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
@@ -78,10 +84,19 @@ def part_name(level: int) -> str:
 class Tables:
     """The top-level tables of one results folder: its manifest, and the flushes that extend them."""
 
-    def __init__(self, store: Store, parts: dict[str, list[str]] | None = None, legacy: bool = False):
+    def __init__(self, store: Store, parts: dict[str, list[str]] | None = None, legacy: bool = False,
+                 metrics: Sequence[str] = ()):
         self.store = store
         self.parts = parts if parts is not None else {name: [] for name in SCHEMAS}
         self.legacy = legacy  # single-file tables of cpsweep <= 0.2.0 (no manifest)
+        self.metrics = sorted(metrics)  # the epochs table's columns of a user's metrics (in the manifest)
+
+    def schema(self, name: str) -> pa.Schema:
+        return with_metrics(name, self.metrics)
+
+    def add_metrics(self, metrics: Sequence[str]) -> None:
+        """Columns the next flushes give the epochs table (older parts read them as nulls)."""
+        self.metrics = sorted(set(self.metrics) | set(metrics))
 
     # -- reading -------------------------------------------------------------------------------------------
     @classmethod
@@ -95,13 +110,14 @@ class Tables:
         trials = table.to_pandas()
         if not meta:
             return cls(store, legacy=True), trials
-        return cls(store, {name: list(meta["parts"].get(name, [])) for name in SCHEMAS}), trials
+        return cls(store, {name: list(meta["parts"].get(name, [])) for name in SCHEMAS},
+                   metrics=meta.get("metrics", [])), trials
 
     def read_table(self, name: str, columns: Sequence[str] | None = None,
                    trial_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Table `name` (epochs, fisher_layers) as the manifest has it; only `columns` and the rows of
         `trial_ids` when given."""
-        schema = SCHEMAS[name]
+        schema = self.schema(name)
         if self.legacy:
             files = [self.store.path(TABLE_FILES[name])] if self.store.exists(TABLE_FILES[name]) else []
         else:
@@ -176,8 +192,9 @@ class Tables:
     def write_frames(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
         """Whole tables as one part each (hand-made results, tests), replacing what the folder held."""
         self.open()
+        self.add_metrics([c for c in epochs.columns if c.startswith("metric.")])
         parts = {name: [self._write_part(name, 0, [conform(pa.Table.from_pandas(df, preserve_index=False),
-                                                          SCHEMAS[name])])]
+                                                          self.schema(name))])]
                  for name, df in (("epochs", epochs), ("fisher_layers", layers))}
         old, self.parts = self.parts, parts
         self._write_trials(trials, parts)
@@ -188,7 +205,8 @@ class Tables:
 
     def _write_trials(self, trials: pd.DataFrame, parts: dict[str, list[str]]) -> None:
         table = pa.Table.from_pandas(trials.reindex(columns=TRIAL_COLUMNS), preserve_index=False)
-        manifest = json.dumps({"format": FORMAT, "parts": parts}).encode()
+        manifest = json.dumps({"format": FORMAT, "parts": parts,
+                               **({"metrics": self.metrics} if self.metrics else {})}).encode()
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"cpsweep": manifest})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
@@ -198,7 +216,7 @@ class Tables:
         for tid in ids:
             with self.store.errors("read"), self.store.fs.open_input_file(
                     self.store.path("shards", tid, TABLE_FILES[name])) as f:
-                yield conform(pq.read_table(f), SCHEMAS[name])
+                yield conform(pq.read_table(f), self.schema(name))
 
     def _part_batches(self, name: str, parts: Sequence[str]) -> Iterable[pa.Table]:
         for p in parts:
@@ -206,7 +224,7 @@ class Tables:
                     self.store.path(TABLE_FILES[name], p)) as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):
-                    yield conform(reader.read_row_group(i), SCHEMAS[name])
+                    yield conform(reader.read_row_group(i), self.schema(name))
 
     def _write_part(self, name: str, level: int, tables: Iterable[pa.Table]) -> str:
         """Stream `tables` into one new part (row groups of up to ROW_GROUP rows); returns its name."""
@@ -215,7 +233,7 @@ class Tables:
         with self.store.errors("write results to", self.store.fix):
             self.store.fs.create_dir(self.store.path(TABLE_FILES[name]), recursive=True)
             tmp = self.store.path(TABLE_FILES[name], f".{part}.tmp")
-            with self.store.fs.open_output_stream(tmp) as out, pq.ParquetWriter(out, SCHEMAS[name]) as writer:
+            with self.store.fs.open_output_stream(tmp) as out, pq.ParquetWriter(out, self.schema(name)) as writer:
                 pending: list[pa.Table] = []
                 rows, groups = 0, 0
                 for t in tables:
@@ -225,6 +243,6 @@ class Tables:
                         writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
                         pending, rows, groups = [], 0, groups + 1
                 if pending or not groups:  # (an empty part still has the schema)
-                    writer.write_table(pa.concat_tables(pending) if pending else SCHEMAS[name].empty_table())
+                    writer.write_table(pa.concat_tables(pending) if pending else self.schema(name).empty_table())
             self.store.fs.move(tmp, path)
         return part

@@ -21,7 +21,7 @@ from typing import Callable, Sequence, TextIO
 import pandas as pd
 
 from ..config.spec import TrialSpec
-from ..results.records import STATUSES, trial_row
+from ..results.records import METRIC, STATUSES, trial_row
 from ..results.reduce import accuracy_after
 from ..results.store import Store
 from ..results.tables import Tables
@@ -45,6 +45,11 @@ def finished_trials(store: Store) -> tuple[Tables, dict[str, dict], set[str]]:
     return tables, rows, store.complete_shards(unknown) if unknown else set()
 
 
+def metric_columns(trials: Sequence[TrialSpec]) -> list[str]:
+    """The epochs table's columns of the trials' own metrics (`metric.<name>`)."""
+    return sorted({METRIC + m.label for t in trials for m in t.metrics})
+
+
 def _plugins(row: dict) -> str:
     """A row's `plugins` (empty for built-ins, and in folders written before plug-ins existed)."""
     value = row.get("plugins")
@@ -60,6 +65,7 @@ class Progress:
         self.flush_every, self.clock = flush_every, clock
         self.tables, old_rows, unindexed = finished_trials(store)
         self.trials = {t.trial_id: t for t in trials}
+        self.tables.add_metrics(metric_columns(trials))
         # rows: every trial the tables list (those of an earlier grid of this sweep too) and every grid trial
         self.rows = {tid: r for tid, r in old_rows.items() if r["status"] in FINISHED}
         self.errors: dict[str, str] = {}
@@ -110,6 +116,7 @@ class Progress:
 
     def extend(self, trials: Sequence[TrialSpec], notes: dict[str, tuple[int, str]] | None = None) -> None:
         """Add trials to the board (an adaptive sweep's next round): pending unless already finished."""
+        self.tables.add_metrics(metric_columns(trials))
         for t in trials:
             if t.trial_id in self.trials:
                 continue
