@@ -270,3 +270,18 @@ def test_a_metric_can_measure_the_sensitivity():
     # window: median of its values in epochs [10, 20) = (0.4 + 0.6) / 2; baseline over the same epochs: 0.75
     assert ss.sens.iloc[0] == pytest.approx(100 * (0.75 - 0.5))
     assert seed_sensitivity(trials, pd.DataFrame(rows)).sens.iloc[0] == pytest.approx(100 * (0.5 - 0.8))
+
+
+def test_cpsweeps_own_builders_are_never_imported_again(monkeypatch):
+    """Only a plug-in's modules are dropped when its source changes: cpsweep's own (whose files may change
+    under a running sweep, in a worker that imports them from a checkout) stay as they were imported."""
+    from cpsweep.config import plugins
+    from cpsweep.config.registry import entry
+
+    calls = iter(range(1000))
+    monkeypatch.setattr(plugins, "source_identity", lambda module: f"src-{next(calls)}")
+    spec_module = sys.modules["cpsweep.config.spec"]
+    for _ in range(3):
+        entry("model", "cnn1d").load()
+        entry("deficit", "blur").load()
+    assert sys.modules["cpsweep.config.spec"] is spec_module

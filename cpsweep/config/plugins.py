@@ -55,13 +55,14 @@ def importable_here(folders: Iterable[str] = ()) -> None:
             sys.path.insert(0, folder)
 
 
-def import_reference(reference: str, path: str, need_callable: bool = True) -> Any:
-    """The attribute a `module:attribute` reference names, imported (the module reloaded when its source
-    changed since it was imported in this process)."""
+def import_reference(reference: str, path: str, need_callable: bool = True, plugin: bool = True) -> Any:
+    """The attribute a `module:attribute` reference names, imported; a plug-in's module is imported again
+    when its source changed since this process imported it (never cpsweep's own: `plugin=False`)."""
     module_name, _, attr = reference.partition(":")
     importable_here()
     try:
-        _forget_if_edited(module_name)
+        if plugin and module_name.split(".")[0] != "cpsweep":
+            _forget_if_edited(module_name)
         module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - any failure of the user's module is reported, in one line
         detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]

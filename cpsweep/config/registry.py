@@ -61,7 +61,8 @@ class Entry:
         """The builder, imported now."""
         from .plugins import import_reference
 
-        return import_reference(self.builder, f"{self.kind}.name", need_callable=self.kind != "data")
+        return import_reference(self.builder, f"{self.kind}.name", need_callable=self.kind != "data",
+                                plugin=bool(self.plugin))
 
     def complete(self, options: Mapping[str, Any], path: str) -> dict[str, Any]:
         """`options` checked against this entry (unknown, missing or mistyped ones: `SpecError` naming
