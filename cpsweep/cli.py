@@ -53,7 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _dry_run_plugins(trials) -> None:
     """Call a sweep's plug-ins once on a small batch (only when it has any: torch is imported for it)."""
-    if any(t.model.plugin or t.deficit.plugin for t in trials):
+    if any(t.plugins for t in trials):
         from .engine.dry_run import check_plugins
 
         check_plugins(trials)

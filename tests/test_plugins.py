@@ -285,3 +285,50 @@ def test_cpsweeps_own_builders_are_never_imported_again(monkeypatch):
         entry("model", "cnn1d").load()
         entry("deficit", "blur").load()
     assert sys.modules["cpsweep.config.spec"] is spec_module
+
+
+DATA = '''
+import torch
+
+
+def blobs(data_dir, n: int = 300, length: int = 16, classes: int = 3):
+    """Gaussian blobs as 1-D signals: class k has mean k along every position."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % classes
+    x = y[:, None, None].float() + torch.randn(n, 1, length, generator=g)
+    return x[: n * 4 // 5], y[: n * 4 // 5], x[n * 4 // 5:], y[n * 4 // 5:]
+
+
+def pixels(data_dir):
+    x = torch.zeros(10, 1, 8, 8, dtype=torch.uint8)
+    return x, torch.zeros(10, dtype=torch.long), x, torch.zeros(10, dtype=torch.long)
+
+
+def offline(data_dir, url: str = "http://example.org"):
+    raise ConnectionError(f"cannot reach {url}")
+'''
+
+
+def test_a_users_data_set_by_reference(plugins, capsys):
+    (plugins / "tp_data.py").write_text(DATA)
+    sys.modules.pop("tp_data", None)
+    raw = tiny_sweep(TINY, data={"name": "tp_data:blobs", "length": 20, "subset": 200},
+                     model={"name": "cnn1d", "channels": 4, "depth": 2})
+    t = parse_sweep(raw).make_trial(0, 2, 0)
+    assert t.data.options == {"n": 300, "length": 20, "classes": 3} and t.data.subset == 200
+    assert t.plugins.startswith("data=tp_data:blobs@src-")
+    assert "plugin" not in hashed_settings(t)["data"] and hashed_settings(t)["data"]["options"]["length"] == 20
+    from cpsweep.config.spec import TrialSpec
+
+    assert TrialSpec.from_dict(t.to_dict()) == t
+    records = list(train_trial(t, "cpu"))
+    assert records[-1].test_acc > 0.5  # three well-separated blobs
+    for data, message in ((dict(name="tp_data:pixels"), "data set tp_data:pixels returned torch.uint8 inputs"),
+                          (dict(name="tp_data:offline"), "data set tp_data:offline failed to load from data_dir"),
+                          (dict(name="tp_data:blobs", lenght=3), 'data.lenght: unknown key "lenght"'),
+                          (dict(name="tp_data:blobs", augment=True), "augmentation (random crop and flip) is only")):
+        spec = write_spec(plugins, data=data, model={"name": "cnn1d", "channels": 4, "depth": 2})
+        assert main(["launch", spec, "--storage", str(plugins / "results")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (plugins / "results").exists()

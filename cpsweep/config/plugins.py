@@ -1,11 +1,11 @@
-"""Plug-ins: a user's own model, deficit or metric named by reference in a sweep file (no torch).
+"""Plug-ins: a user's own data set, model, deficit or metric named by reference in a sweep file (no torch).
 
     model: {name: my_models:TinyNet, width: 16}     # package.module:attribute, options as keywords
 
 `plugin_entry` turns a reference (or a name that an installed package registers under the entry-point
-group `cpsweep.models`, `cpsweep.deficits` or `cpsweep.metrics`) into a registry `Entry`: it imports the
-module (from the current folder or the sweep file's, or an installed package), checks that the attribute
-exists and is callable, and reads the options from the callable's signature (the parameters after the
+group `cpsweep.datasets`, `cpsweep.models`, `cpsweep.deficits` or `cpsweep.metrics`) into a registry
+`Entry`: it imports the module (from the current folder or the sweep file's, or an installed package),
+checks that the attribute exists and is callable, and reads the options from the callable's signature (the parameters after the
 contract's positional ones, typed by their annotations or defaults; one without a default is required).
 Every failure is one `SpecError` naming the field and the fix.
 
@@ -34,9 +34,13 @@ from ..errors import SpecError
 from .registry import REQUIRED, Entry
 
 # The positional parameters each kind's callable takes before its options (docs/plugins.md).
-CONTRACT = {"model": ("in_shape", "num_classes"), "deficit": ("x", "y", "ctx"), "metric": ("model", "data", "ctx"),
+CONTRACT = {"data": ("data_dir",), "model": ("in_shape", "num_classes"), "deficit": ("x", "y", "ctx"),
+            "metric": ("model", "data", "ctx"),
             "training": ("settings",)}  # a deficit marked acts_on = "training" (`engine/windows.py`)
-RESERVED = ("name", "plugin")  # keys of a component's mapping that cannot be options
+RESERVED = ("name", "plugin")
+# the entry-point group an installed package registers its names under, per kind
+GROUPS = {"data": "cpsweep.datasets", "model": "cpsweep.models", "deficit": "cpsweep.deficits",
+          "metric": "cpsweep.metrics"}  # keys of a component's mapping that cannot be options
 _SIMPLE = (int, float, bool, str, type(None), Any)
 
 
@@ -82,8 +86,8 @@ def import_reference(reference: str, path: str, need_callable: bool = True, plug
 
 
 def entry_point(kind: str, name: str) -> str | None:
-    """The reference an installed package registers for `name` under group `cpsweep.<kind>s`, if any."""
-    for ep in importlib.metadata.entry_points(group=f"cpsweep.{kind}s"):
+    """The reference an installed package registers for `name` under its kind's group, if any."""
+    for ep in importlib.metadata.entry_points(group=GROUPS[kind]):
         if ep.name == name:
             return ep.value.replace(" ", "")
     return None
@@ -92,7 +96,7 @@ def entry_point(kind: str, name: str) -> str | None:
 def plugin_entry(kind: str, name: str, path: str, unknown: Callable[[], str]) -> Entry:
     """A plug-in's registry entry from a reference or an entry-point name (`unknown()`: the message for a
     name that is neither)."""
-    reference = name if is_reference(name) else entry_point(kind, name) if kind in CONTRACT else None
+    reference = name if is_reference(name) else entry_point(kind, name)
     if reference is None or not is_reference(reference):
         raise SpecError(path, unknown())
     fn = import_reference(reference, path)

@@ -12,7 +12,7 @@ here plus its function; the contracts the builders follow are in docs/plugins.md
 | model   | `fn(in_shape, num_classes, **options)`                              | an `nn.Module`         |
 | deficit | `fn(x, y, ctx, **options)` during the window (`engine.deficits`)    | `(x, y)`               |
 |         | or, on a training setting, `fn(settings, **options)` (`engine.windows`) | nothing (changes it) |
-| data    | a `Reader` (built-ins only: `engine._readers`)                      |                        |
+| data    | built-ins: a `Reader` (`engine._readers`); a plug-in: `fn(data_dir, **options)` | 4 tensors  |
 | metric  | `fn(model, data, ctx, **options)` at each Fisher epoch              | a number               |
 """
 
@@ -155,7 +155,7 @@ def entry(kind: str, name: Any, path: str | None = None) -> Entry:
 
 
 def _own(kind: str) -> str:
-    return ', or your own as "package.module:function" (docs/plugins.md)' if kind != "data" else ""
+    return ', or your own as "package.module:function" (docs/plugins.md)'
 
 
 def options_of(kind: str, name: Any, options: Mapping[str, Any], path: str) -> dict[str, Any]:

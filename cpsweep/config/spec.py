@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
 from ..errors import SpecError
-from ._parse import coerce, parse
+from ._parse import check_keys, coerce, parse
 from .registry import entry
 
 
@@ -74,11 +74,38 @@ def role(r: Role, *, hashed_at_default: bool = True, keyed_at_default: bool = Tr
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = "mnist1d"           # cifar10 | mnist | mnist1d
+    name: str = "mnist1d"           # cifar10 | mnist | mnist1d, or a plug-in's reference package.module:function
     data_dir: str | None = field(default=None, metadata=role(PLACE))
                                     # where data sets live; None: $CPSWEEP_DATA_DIR or ~/.cache/cpsweep
     subset: int | None = None       # keep this many training examples (smoke runs); None: all
     augment: bool | None = None     # the paper's crop + flip; None: on for cifar10 only
+    options: dict[str, Any] = field(default_factory=dict, metadata=role(SETTING, hashed_at_default=False,
+                                                                          keyed_at_default=False))
+                                    # a plug-in data set's options (the other keys of the data section)
+    plugin: str = field(default="", metadata=role(SETTING, hashed_at_default=False, keyed_at_default=False))
+                                    # a plug-in data set's identity (`plugins.py`)
+
+    def __hash__(self) -> int:  # (options is a dict)
+        return hash((self.name, self.data_dir, self.subset, self.augment, repr(sorted(self.options.items())),
+                     self.plugin))
+
+
+DATA_KEYS = ("name", "data_dir", "subset", "augment")  # the data section's own keys; a plug-in's options besides
+
+
+def data_section(raw: Any) -> DataSpec:
+    """The `data:` section: a built-in data set's settings, or a plug-in's (`name: package.module:function`)
+    with its options (the section's other keys, checked against its signature) and identity."""
+    raw = {"name": raw} if isinstance(raw, str) else ({} if raw is None else raw)
+    if not isinstance(raw, Mapping):
+        raise SpecError("data", f"expected a mapping of settings, got {raw!r}")
+    e = entry("data", raw.get("name", DataSpec.name), "data.name")
+    if not e.plugin:
+        check_keys(raw, DATA_KEYS, "data")
+        return parse(DataSpec, raw, "data")
+    spec = parse(DataSpec, {k: v for k, v in raw.items() if k in DATA_KEYS}, "data")
+    options = e.complete({k: v for k, v in raw.items() if k not in DATA_KEYS}, "data")
+    return dataclasses.replace(spec, options=options, plugin=e.plugin)
 
 
 @dataclass(frozen=True)
@@ -213,7 +240,8 @@ class TrialSpec:
     @property
     def plugins(self) -> str:
         """The identities of the plug-ins this trial runs, `kind=reference@source;...` ('' for none)."""
-        used = [("model", self.model.plugin), ("deficit", "" if self.is_baseline else self.deficit.plugin),
+        used = [("data", self.data.plugin), ("model", self.model.plugin),
+                ("deficit", "" if self.is_baseline else self.deficit.plugin),
                 *(("metric", m.plugin) for m in self.metrics)]
         return ";".join(f"{kind}={p}" for kind, p in used if p)
 
@@ -247,6 +275,11 @@ class TrialSpec:
                 values[f.name] = _trusted(raw)
             elif f.name == "metrics":
                 values[f.name] = tuple(_trusted(m) for m in raw)
+            elif tp is DataSpec:  # a plug-in's options as parsed (trusted), the rest typed
+                options = {k: freeze(v) for k, v in (raw.get("options") or {}).items()}
+                values[f.name] = dataclasses.replace(
+                    parse(DataSpec, {k: v for k, v in raw.items() if k in DATA_KEYS}, f.name),
+                    options=options, plugin=raw.get("plugin", ""))
             elif f.name == "tags":
                 values[f.name] = tuple((k, freeze(v)) for k, v in raw)
             elif dataclasses.is_dataclass(tp):

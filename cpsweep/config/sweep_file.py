@@ -31,16 +31,16 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from ..errors import Problems, SpecError
-from ._parse import check_keys, check_name, coerce, parse
+from ._parse import check_keys, coerce, parse
 from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule
 from .search import SearchSpec, coarse_onsets, onset_range, parse_search
 from .plugins import importable_here
-from .registry import BUILTINS, entry
-from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
-                   component, freeze, hashed_settings, metrics_section)
+from .registry import entry
+from .spec import (Component, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
+                   component, data_section, freeze, hashed_settings, metrics_section)
 
 # Keys of a sweep file, and which dataclass reads each section.
-SECTIONS = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
+SECTIONS = {"optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
             "engine": EngineSpec}
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "common_end", "data", "model",
             "optim", "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid",
@@ -243,7 +243,8 @@ def _check_ranges(t: TrialSpec) -> None:
     if t.fisher.method == "variational" and t.fisher.backend == "gram":
         raise SpecError("fisher.backend", 'method "variational" computes no per-sample gradients; use auto or func')
     kind = entry("model", t.model.name).input
-    data_kind = entry("data", t.data.name).data.kind
+    info = entry("data", t.data.name).data  # (a plug-in data set's kind is known once loaded: the dry run)
+    data_kind = info.kind if info is not None else kind
     if kind != "any" and kind != data_kind:
         raise SpecError("model.name", f'model "{t.model.name}" needs {kind} inputs but data set '
                                       f'"{t.data.name}" has {data_kind}s; pick a matching model or data set')
@@ -251,7 +252,8 @@ def _check_ranges(t: TrialSpec) -> None:
 
 def _augments(t: TrialSpec) -> bool:
     info = entry("data", t.data.name).data
-    return info.default_augment if t.data.augment is None else t.data.augment
+    default = info.default_augment if info is not None else False
+    return default if t.data.augment is None else t.data.augment
 
 
 def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> TrialSpec:
@@ -259,6 +261,7 @@ def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> Tri
     mistakes raised together."""
     problems, parts = Problems(), {}
     steps = {**{k: (lambda k=k, cls=cls: parse(cls, raw.get(k), k)) for k, cls in SECTIONS.items()},
+             "data": lambda: data_section(raw.get("data")),
              "model": lambda: component(raw.get("model", "cnn1d"), "model"),
              "deficit": lambda: component(raw.get("deficit", "blur"), "deficit"),
              "metrics": lambda: metrics_section(raw.get("metrics")),
@@ -267,9 +270,6 @@ def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> Tri
     for key, step in steps.items():
         with problems.check():
             parts[key] = step()
-    if "data" in parts:
-        with problems.check():
-            check_name(parts["data"].name, BUILTINS["data"], "data.name", "data set")
     problems.raise_any(source)
     t = TrialSpec(sweep=name, onset=0, length=0, epochs=0, seed=0, **parts)
     try:

@@ -24,7 +24,7 @@ import pickle
 import random
 import tarfile
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -207,3 +207,43 @@ MNIST = Reader(
     "(torchvision.datasets.MNIST(root, download=True)) and copy its MNIST/raw folder to "
     "{data_dir}/MNIST/raw, or set data.data_dir to a folder that has it")
 MNIST1D = Reader(_load_mnist1d, "fix: make {data_dir} a readable directory, or set data.data_dir to one")
+
+
+def read_plugin(entry: Any, data_dir: Path, options: dict) -> tuple:
+    """A plug-in data set, `fn(data_dir, **options) -> (x_train, y_train, x_test, y_test)`: float inputs
+    (normalised as the model should read them: (N, C, H, W) images, (N, C, L) signals or any other shape),
+    integer labels 0..K-1. Returns the four CPU tensors and its `DataSetInfo` (K: the largest label + 1).
+
+    Raises:
+        DataError: the loader raised, or returned something else (one line naming the fix).
+    """
+    from ..config.registry import DataSetInfo
+
+    name = entry.name
+    try:
+        out = entry.load()(data_dir, **options)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's loader: any failure is reported in one line
+        raise DataError(f"data set {name} failed to load from data_dir {data_dir} "
+                        f"({_one_line(f'{type(exc).__name__}: {exc}')}); fix the loader (docs/plugins.md)") from exc
+    if not isinstance(out, (tuple, list)) or len(out) != 4:
+        raise DataError(f"data set {name} returned a {type(out).__name__}; a data set returns (x_train, y_train, "
+                        f"x_test, y_test) (docs/plugins.md)")
+    x_train, y_train, x_test, y_test = (torch.as_tensor(np.asarray(t)) if not isinstance(t, torch.Tensor) else t
+                                        for t in out)
+    if not x_train.is_floating_point() or not x_test.is_floating_point():
+        raise DataError(f"data set {name} returned {x_train.dtype} inputs; return float inputs, normalised as the "
+                        f"model should read them")
+    if x_train.shape[1:] != x_test.shape[1:] or x_train.dim() < 2:
+        raise DataError(f"data set {name}: train inputs {tuple(x_train.shape)} and test inputs "
+                        f"{tuple(x_test.shape)} must be (N, ...) with the same shape per example")
+    try:
+        k = int(max(int(y_train.max()), int(y_test.max()))) + 1
+        y_train = _check_labels(y_train, len(x_train), k, f"{name} train")
+        y_test = _check_labels(y_test, len(x_test), k, f"{name} test")
+    except (ValueError, RuntimeError) as exc:
+        raise DataError(f"data set {name}: {exc}; labels are integers 0..K-1, one per input") from None
+    kind = {4: "image", 3: "signal"}.get(x_train.dim(), "any")
+    info = DataSetInfo(kind, k, False, tuple(x_train.shape[1:]))
+    return x_train.float().cpu(), y_train.cpu(), x_test.float().cpu(), y_test.cpu(), info

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from ..config.registry import BUILTINS, unknown_name
+from ..config.registry import BUILTINS
+from ..config.registry import entry as registry_entry
 from ..config.spec import DataSpec
-from ..errors import DataError
-from ._readers import LOAD_ERRORS, NORMALISATION, load_error
+from ..errors import DataError, SpecError
+from ._readers import LOAD_ERRORS, NORMALISATION, load_error, read_plugin
 from .sampling import balanced_order, derive_seed
 
 
@@ -85,7 +86,8 @@ def _select(x: torch.Tensor, y: torch.Tensor, k: int, seed: int) -> tuple[torch.
 
 
 def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device | str = "cpu",
-                 subset: int | None = None, augment: bool | None = None) -> Dataset:
+                 subset: int | None = None, augment: bool | None = None,
+                 options: dict | None = None) -> Dataset:
     """Load data set `name` whole onto `device`.
 
     Args:
@@ -98,28 +100,33 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device
             way to at most `subset` examples. None, or more than the set holds, keeps everything.
         augment: whether train-time augmentation applies; None takes the data set's default (True only
             for cifar10). Only image data sets can be augmented.
+        options: a plug-in data set's options (`data_section`).
 
     Raises:
         DataError: unknown name, files missing and not downloadable, unreadable data, bad arguments.
     """
-    entry = BUILTINS["data"].get(name) if isinstance(name, str) else None
-    if entry is None:
-        raise DataError(unknown_name(name, BUILTINS["data"], "data set"))
-    info, reader = entry.data, entry.load()
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise DataError(f"{name}: subset must be a positive number of examples or None, got {subset!r}")
+    data_dir = Path(os.path.expanduser(os.fspath(data_dir)))
+    entry = BUILTINS["data"].get(name) if isinstance(name, str) else None
+    if entry is not None:
+        info, reader = entry.data, entry.load()
+        try:
+            x_train, y_train, x_test, y_test = reader.read(data_dir)
+        except DataError:
+            raise
+        except LOAD_ERRORS as exc:
+            raise load_error(name, data_dir, exc, reader) from exc
+    else:  # a plug-in (`package.module:function`), or an unknown name
+        try:
+            entry = registry_entry("data", name)
+        except SpecError as e:
+            raise DataError(e.message) from None
+        x_train, y_train, x_test, y_test, info = read_plugin(entry, data_dir, options or {})
     augment = info.default_augment if augment is None else bool(augment)
     if augment and info.kind != "image":
         raise DataError(f"{name}: augmentation (random crop and flip) is only defined for images; "
                         f"turn it off for {info.kind} data")
-
-    data_dir = Path(os.path.expanduser(os.fspath(data_dir)))
-    try:
-        x_train, y_train, x_test, y_test = reader.read(data_dir)
-    except DataError:
-        raise
-    except LOAD_ERRORS as exc:
-        raise load_error(name, data_dir, exc, reader) from exc
 
     if subset is not None:
         x_train, y_train = _select(x_train, y_train, subset, derive_seed("subset", name, "train"))
@@ -147,9 +154,10 @@ def load_data(spec: DataSpec, device: torch.device | str = "cpu") -> Dataset:
     Raises:
         DataError: as `load_dataset`.
     """
-    key = (spec.name, resolve_data_dir(spec.data_dir), spec.subset, spec.augment, str(torch.device(device)))
+    key = (spec.name, resolve_data_dir(spec.data_dir), spec.subset, spec.augment, repr(sorted(spec.options.items())),
+           spec.plugin, str(torch.device(device)))
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = load_dataset(spec.name, data_dir=key[1], device=device, subset=spec.subset,
-                                   augment=spec.augment)
+                                   augment=spec.augment, options=spec.options)
     return _CACHE[key]

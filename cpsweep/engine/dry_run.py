@@ -2,8 +2,9 @@
 
 Parsing a sweep checks a plug-in's reference and options against its signature; only calling it shows
 whether it returns the right kind of thing. `check_plugins(trials)` builds each plug-in model once for its
-data set's input shape (from the registry, without loading the data) and runs a batch of two zero inputs
-through it, and calls each plug-in deficit once on such a batch: a wrong return value, a wrong output
+data set's input shape (from the registry, without loading a built-in data set; a plug-in data set is
+loaded) and runs a batch of two zero inputs through it, and calls each plug-in deficit once on such a
+batch (with a plug-in data set, the built-in model and deficit too): a wrong return value, a wrong output
 shape or an exception of the user's code is one `SpecError` naming the field, instead of a failed trial
 on some node later. Built-ins are not dry-run (their tests cover them).
 """
@@ -15,9 +16,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..config.registry import entry
+from ..config.registry import DataSetInfo, entry
 from ..config.spec import TrialSpec
 from ..errors import CpsweepError, SpecError
+from .data import load_data
 from .deficits import Deficit
 from .models import instantiate
 
@@ -33,10 +35,10 @@ def check_plugins(trials: Sequence[TrialSpec]) -> int:
     """
     seen: set[tuple[str, str, str]] = set()
     for t in trials:
-        info = entry("data", t.data.name).data
+        info = entry("data", t.data.name).data or _plugin_info(t)
         for kind, c in (("model", t.model), ("deficit", t.deficit)):
-            key = (kind, repr(c), t.data.name)
-            if not c.plugin or key in seen:
+            key = (kind, repr(c), repr(t.data))
+            if not (c.plugin or t.data.plugin) or key in seen or (kind == "deficit" and t.is_baseline):
                 continue
             seen.add(key)
             try:
@@ -49,6 +51,12 @@ def check_plugins(trials: Sequence[TrialSpec]) -> int:
                                                 f"shape {info.shape} ({t.data.name}): {detail}; fix the "
                                                 f"{kind} (docs/plugins.md)") from None
     return len(seen)
+
+
+def _plugin_info(t: TrialSpec) -> DataSetInfo:
+    """A plug-in data set's kind, classes and input shape: from the data set itself (loaded once here)."""
+    data = load_data(t.data)
+    return DataSetInfo("any", data.num_classes, False, data.input_shape)
 
 
 def _dry_model(t: TrialSpec, info) -> None:

@@ -162,7 +162,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
         needs = data_needs(pending)
         check_data(needs)  # here, before Ray starts or anything is written
-        if any(t.model.plugin or t.deficit.plugin for t in pending):
+        if any(t.plugins for t in pending):
             from ..engine.dry_run import check_plugins
 
             check_plugins(pending)
@@ -173,8 +173,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
               f"{len(pending)} to run -> {uri}", file=out, flush=True)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         if pending:
-            connect(address, verbose, ship_paths(c.plugin.partition("@")[0] for t in pending
-                                                 for c in (t.model, t.deficit) if c.plugin))
+            connect(address, verbose, ship_paths(p.partition("=")[2].partition("@")[0] for t in pending
+                                                 for p in t.plugins.split(";") if p))
             if smoke:
                 import ray
 

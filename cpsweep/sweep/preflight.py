@@ -24,10 +24,11 @@ TRIAL_ERROR = "trial_error"  # the metric a trial reports instead of raising any
 
 def data_needs(trials: Sequence[TrialSpec]) -> list[DataSpec]:
     """The distinct data sets (name and folder) `trials` read, in a stable order."""
-    seen: dict[tuple[str, str | None], DataSpec] = {}
+    seen: dict[tuple[str, str, str], DataSpec] = {}
     for t in trials:
-        seen.setdefault((t.data.name, t.data.data_dir), DataSpec(name=t.data.name, data_dir=t.data.data_dir))
-    return [seen[k] for k in sorted(seen, key=lambda k: (k[0], k[1] or ""))]
+        spec = DataSpec(name=t.data.name, data_dir=t.data.data_dir, options=t.data.options, plugin=t.data.plugin)
+        seen.setdefault((t.data.name, t.data.data_dir or "", repr(sorted(t.data.options.items()))), spec)
+    return [seen[k] for k in sorted(seen)]
 
 
 def check_data(needs: Sequence[DataSpec]) -> None:
@@ -39,7 +40,7 @@ def check_data(needs: Sequence[DataSpec]) -> None:
     from ..engine.data import load_dataset, resolve_data_dir
 
     for spec in needs:
-        load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu")
+        load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu", options=spec.options)
 
 
 def _check_on_node(needs: list[dict]) -> str | None:
@@ -67,7 +68,7 @@ def check_data_on_nodes(needs: Sequence[DataSpec], resources: dict[str, float]) 
     if not nodes or [n["NodeID"] for n in nodes] == [here]:  # a local Ray: the driver's check was the check
         return 0
     probe = ray.remote(num_cpus=0)(_check_on_node)
-    payload = [{"name": s.name, "data_dir": s.data_dir} for s in needs]
+    payload = [{"name": s.name, "data_dir": s.data_dir, "options": s.options, "plugin": s.plugin} for s in needs]
     refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(payload)
             for n in nodes]
     for node, error in zip(nodes, ray.get(refs)):
