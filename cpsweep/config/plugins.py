@@ -199,10 +199,16 @@ def source_identity(module: str) -> str:
     if path is None:
         return "src-unknown"
     files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(str(f.relative_to(path.parent)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return "src-" + digest.hexdigest()[:12]
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    if _HASHED.get(str(path), (None,))[0] != stamp:  # (a sweep of many trials parses its plug-ins per trial)
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(str(f.relative_to(path.parent)).encode() + b"\0" + f.read_bytes() + b"\0")
+        _HASHED[str(path)] = (stamp, "src-" + digest.hexdigest()[:12])
+    return _HASHED[str(path)][1]
+
+
+_HASHED: dict[str, tuple[tuple, str]] = {}  # a plug-in's files (path, mtime, size) -> their hash
 
 
 _IMPORTED: dict[str, str] = {}  # top-level module -> its source identity when this process imported it
