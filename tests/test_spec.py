@@ -334,3 +334,21 @@ def test_an_option_added_later_keeps_old_hashes_at_its_default():
     assert biased.hash() != plain.hash() and biased.base.model.options["bias"] is True
     with pytest.raises(SpecError, match="model.bias"):
         parse_sweep(spec(model={"name": "cnn1d", "bias": "maybe"}))
+
+
+@pytest.mark.parametrize("text,value", [("1e-3", 1e-3), ("5E+4", 5e4), ("-25e-2", -0.25), ("+3e0", 3.0)])
+def test_every_float_field_takes_scientific_notation(tmp_path, text, value):
+    """PyYAML (YAML 1.1) reads 1e-3 (no dot) as a string: every float field takes it as the number."""
+    assert isinstance(yaml.safe_load(f"lr: {text}")["lr"], str)  # the reason
+    from cpsweep.config._parse import coerce
+
+    assert coerce(text, float, "optim.lr") == value
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: sci\nepochs: 4\noptim: {lr: 1e-3, weight_decay: 5e-4}\nfisher: {method: variational, "
+                    "beta: 1e-20}\ngrid: {onset: [0], length: [2]}\n")
+    t = load_sweep(str(spec)).trials()[0]
+    assert (t.optim.lr, t.optim.weight_decay, t.fisher.beta) == (1e-3, 5e-4, 1e-20)
+    with pytest.raises(SpecError, match="optim.lr: expected a number, got 'fast'"):
+        coerce("fast", float, "optim.lr")
+    with pytest.raises(SpecError, match="data.name"):
+        coerce(1e-3, str, "data.name")  # strings stay strings: only float fields convert

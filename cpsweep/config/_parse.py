@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Mapping
 
 from ..errors import Problems, SpecError
+
+
+# a number in scientific notation without a dot (1e-3, 5E+4): PyYAML (YAML 1.1) reads it as a string
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def suggest(word: str, valid: typing.Iterable[str]) -> str:
@@ -94,6 +99,8 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 as a string
             return float(value)
     elif tp is str:
         if isinstance(value, str):

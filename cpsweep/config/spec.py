@@ -155,7 +155,7 @@ class FisherSpec:
     beta: float = field(default=1e-24, metadata=role(SETTING, hashed_at_default=False, keyed_at_default=False))
                                     # method: variational; weight of the log-variance term, sigma_i^2 = beta /
                                     # F_ii (= engine/_fisher_variational.py's VARIATIONAL_BETA; added later:
-                                    # hashed only when set). In YAML write 1.0e-20: PyYAML reads 1e-20 as a string
+                                    # hashed only when set); 1e-20 and 1.0e-20 both read as numbers
     steps: int = field(default=300, metadata=role(SETTING, hashed_at_default=False, keyed_at_default=False))
                                     # method: variational; Adam steps on the noise (= VARIATIONAL_STEPS)
 
