@@ -5,7 +5,7 @@
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
     cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
                                                write the HTML report (or overlay several sweeps)
-    cpsweep validate SPEC.yaml                 check a sweep file; print its trials and epochs (with and
+    cpsweep validate SPEC.yaml [...]           check sweep files; print its trials and epochs (with and
                                                without shared prefixes)
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
@@ -28,17 +28,31 @@ from .results.reduce import DEFAULT_THRESHOLD
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check every file given (each one's mistakes all at once), then say what each one runs."""
+    errors = []
+    for spec in args.spec:
+        try:
+            validate_one(spec)
+        except CpsweepError as e:
+            errors.append(str(e))
+    if errors:
+        raise CpsweepError("\n".join(errors))
+    return 0
+
+
+def validate_one(spec: str) -> None:
     from .config.sharing import sharing_summary
     from .config.sweep_file import load_sweep
 
-    sweep = load_sweep(args.spec)
+    sweep = load_sweep(spec)
     trials = sweep.trials()
     _dry_run_plugins(trials)
     baselines = sum(t.is_baseline for t in trials)
     alone, shared = sharing_summary(trials)
-    print(f"{args.spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
-          f"({baselines} baseline{'s' if baselines != 1 else ''}), {alone} training epochs without sharing, {shared} with shared prefixes "
-          f"({alone - shared} saved, {alone / shared:.2f}x fewer)")
+    saved = f" ({alone - shared} saved, {alone / shared:.2f}x fewer)" if shared < alone else ""
+    print(f"{spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
+          f"({baselines} baseline{'s' if baselines != 1 else ''}), {alone} training epochs without sharing, "
+          f"{shared} with shared prefixes{saved}")
     if sweep.search is not None:
         from .config.search import coarse_onsets
 
@@ -48,7 +62,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  adaptive search: round 0 runs onsets {coarse}: {len(first)} trials, {epochs} epochs "
               f"({epochs / shared:.0%} of the full grid's); later rounds add onsets only where the end can move "
               f"(--full-grid runs them all)")
-    return 0
 
 
 def _dry_run_plugins(trials) -> None:
@@ -101,7 +114,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ranked = sens.sort_values("sensitivity")
         for label, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):
             print(f"{label:5} window: {row.deficit} [{row.onset}, {row.onset + row.length}) "
-                  f"{row.sensitivity:+.2f} pts vs baseline ({row.acc:.2f}% vs {row.baseline_acc:.2f}%, "
+                  f"{row.sensitivity:+.2f} pts lost vs baseline ({row.acc:.2f}% vs {row.baseline_acc:.2f}%, "
                   f"{int(row.n_seeds)} seed(s))")
     return 0
 
@@ -211,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "a metric of the sweep's metrics: section, metric.<name> (docs/plugins.md)")
     rp.set_defaults(func=cmd_report)
 
-    v = sub.add_parser("validate", help="check a sweep file and print its trial count")
-    v.add_argument("spec", help="sweep YAML file")
+    v = sub.add_parser("validate", help="check sweep files and print their trial counts")
+    v.add_argument("spec", nargs="+", help="sweep YAML files (every one is checked, all mistakes reported)")
     v.set_defaults(func=cmd_validate)
 
     t = sub.add_parser("trial", help="run one trial of a sweep locally")

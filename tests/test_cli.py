@@ -200,3 +200,22 @@ def test_launch_shares_prefixes_unless_told_not_to(monkeypatch, flags, share):
                         lambda spec, **kw: calls.append(kw) or Summary("quickstart", "", {"ok": 1}, 0.0, None))
     assert main(["launch", QUICKSTART, *flags]) == 0
     assert [kw["share"] for kw in calls] == [share]
+
+
+def test_validate_takes_many_files_and_reports_every_bad_one(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nepochs: 4\noptim: {lr: fast}\ngrid: {onset: [0], length: [9]}\n")
+    worse = tmp_path / "worse.yaml"
+    worse.write_text("name: worse\nepohcs: 4\ngrid: {onset: [0], length: [2]}\n")
+    res = cpsweep("validate", QUICKSTART, str(bad), str(worse), os.path.join("sweeps", "mini", "vflip.yaml"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "quickstart.yaml: ok" in res.stdout and "vflip.yaml: ok" in res.stdout
+    assert "bad.yaml" in res.stderr and "optim.lr" in res.stderr and "worse.yaml" in res.stderr
+    assert 'unknown key "epohcs"' in res.stderr
+
+
+def test_validate_says_nothing_of_savings_where_there_are_none(tmp_path):
+    one = tmp_path / "one.yaml"
+    one.write_text("name: one\nepochs: 4\ngrid: {onset: [0], length: [2]}\n")  # a baseline and one window at 0
+    res = cpsweep("validate", str(one))
+    assert res.returncode == 0 and "saved" not in res.stdout and "fewer" not in res.stdout, res.stdout

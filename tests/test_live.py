@@ -35,15 +35,29 @@ def test_counts_the_epochs_this_launch_trains_and_the_eta_at_its_rate(tmp_path):
     for e in range(1, 4):
         live.epoch("a", e)
     assert live.epochs_done() == 5
-    # brute force: 5 epochs in 20 s since the first start, 15 left -> 60 s
-    assert live.eta() == pytest.approx(15 * 20 / 5)
+    # brute force: the rate since the first reported epoch (t = 5 s, 1 epoch done): 4 epochs in 15 s, 15 left
+    assert live.eta() == pytest.approx(15 * 15 / 4)
     live.epoch("a", 2)  # a retried trial reports an epoch again: counted once
     assert live.epochs_done() == 5
     live.ended("a")
     assert live.done["a"] == 10 and "a" not in live.at
     live.ended("c", trained=False)  # failed before training anything: leaves the total
     assert live.total == 10 + 6 and live.epochs_done() == 11
-    assert live.summary() == f"training: 11/16 epochs (69%), 1 running, ETA {format_seconds(5 * 20 / 11)}"
+    assert live.summary() == f"training: 11/16 epochs (69%), 1 running, ETA {format_seconds(5 * 15 / 10)}"
+
+
+def test_no_eta_before_a_measured_rate(tmp_path):
+    """The first epoch carries the start of Ray, the workers and the data: no ETA from it alone."""
+    clock = Clock()
+    live = Live(None, {"a": 100}, {}, io.StringIO(), tty=False, clock=clock)
+    live.started("a")
+    clock.t += 30  # starting up
+    for e in range(4):
+        live.epoch("a", e)
+        assert live.eta() is None and live.summary().endswith("ETA after the first epochs")
+        clock.t += 1
+    live.epoch("a", 4)  # 4 epochs in 4 s after the first: 95 left at 1 s each
+    assert live.eta() == pytest.approx(95.0)
 
 
 def test_a_plain_line_at_the_first_epoch_then_at_most_every_30_s(tmp_path):
@@ -77,14 +91,15 @@ def test_live_json_and_what_status_makes_of_it(tmp_path):
     live.started("a")
     live.started("b")
     clock.t += 10
-    live.epoch("a", 9)
+    live.epoch("a", 9)  # the first report: the rate is measured from here
+    clock.t += 10
     live.epoch("b", 4)
     state = read_live(store)
     assert state["epochs_done"] == 15 and state["epochs_total"] == 80 and not state["finished"]
     assert state["running"] == {"a": {"epoch": 10, "epochs": 40}, "b": {"epoch": 5, "epochs": 40}}
-    assert state["eta_seconds"] == pytest.approx(65 * 10 / 15)
+    assert state["eta_seconds"] == pytest.approx(65 * 10 / 5)
     lines = describe(state, now=clock.t + 20)  # read 20 s later: the ETA counts down
-    assert lines[0].endswith(f"15/80 epochs trained (19%), ETA {format_seconds(65 * 10 / 15 - 20)}")
+    assert lines[0].endswith(f"15/80 epochs trained (19%), ETA {format_seconds(65 * 10 / 5 - 20)}")
     assert "20 s ago" in lines[0]
     assert lines[1:] == ["  running a: epoch 10/40", "  running b: epoch 5/40"]
     live.close()

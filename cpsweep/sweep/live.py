@@ -24,6 +24,9 @@ from ..results.store import Store
 LIVE = "live.json"
 
 
+MEASURED = 4  # epochs done after the first reported one before an ETA is shown
+
+
 class Live:
     """Epochs done / total and an ETA for one launch (pickled with Tune's callback: the bar is not)."""
 
@@ -39,6 +42,7 @@ class Live:
         self.total = sum(self.epochs[t] - self.start[t] for t in epochs)
         self.tty = tty
         self.began: float | None = None
+        self.first: tuple[float, int] | None = None    # (time, epochs done) at the first reported epoch
         self.printed = self.saved = float("-inf")
         self._bar: Any = None
 
@@ -55,6 +59,8 @@ class Live:
             self.began = now
         self.at[tid] = epoch + 1
         self._set_done(tid, min(max(self.done[tid], epoch + 1 - self.start[tid]), self.epochs[tid]))
+        if self.first is None:
+            self.first = (now, self.done_sum)
         self.show(now)
 
     def _set_done(self, tid: str, done: int) -> None:
@@ -85,12 +91,15 @@ class Live:
         return self.done_sum
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left at the rate of this launch so far; None before the first epoch."""
+        """Seconds left at the rate measured since the first reported epoch (so the start of Ray, of the
+        workers and of the first epoch do not count); None until `MEASURED` more epochs are done."""
         now = self.clock() if now is None else now
-        done = self.epochs_done()
-        if self.began is None or done == 0 or now <= self.began:
+        if self.first is None:
             return None
-        return max(0, self.total - done) * (now - self.began) / done
+        (t0, d0), done = self.first, self.epochs_done()
+        if done - d0 < MEASURED or now <= t0:
+            return None
+        return max(0, self.total - done) * (now - t0) / (done - d0)
 
     def summary(self, now: float | None = None) -> str:
         """'training: 120/1,020 epochs (12%), 2 running, ETA 14 min'."""

@@ -2,7 +2,7 @@
 
 `Progress` holds the sweep's status board (trial id -> pending | running | ok | diverged | failed), each
 trial's row of `trials.parquet`, and the per-epoch test accuracy of the finished baselines (for the
-"pts vs baseline" of each line); never the epoch rows of other trials, so the driver's memory does not grow
+"pts lost vs baseline" of each line: positive is harm, as everywhere); never the epoch rows of other trials, so the driver's memory does not grow
 with their epochs. Its Tune callback marks trials running, reads each finished trial's row from its shard,
 prints one line with a running total, and flushes the tables (`results/tables.py`: the rows of the trials
 finished since the last flush appended as one part, `trials.parquet` rewritten) at most every
@@ -182,7 +182,8 @@ class Progress:
         self.finished_now += 1
         acc = row["final_test_acc"]
         base = self.baseline_acc(trial) if trial is not None else None
-        delta = f"  {100 * (acc - base):+6.2f} pts vs baseline" if base is not None and not trial.is_baseline else ""
+        lost = f"  {100 * (base - acc):+6.2f} pts lost vs baseline"  # positive: harm (as `status` and the report)
+        delta = lost if base is not None and not trial.is_baseline else ""
         shared = int(row.get("shared_epochs") or 0)
         branched = f" (first {shared} epoch{'s' if shared > 1 else ''} shared)" if shared else ""
         self.line(f"{row['status']:8} {tid:28} final {100 * acc:6.2f}%{delta}  {row['wall_seconds']:6.0f} s{branched}")
