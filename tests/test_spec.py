@@ -352,3 +352,16 @@ def test_every_float_field_takes_scientific_notation(tmp_path, text, value):
         coerce("fast", float, "optim.lr")
     with pytest.raises(SpecError, match="data.name"):
         coerce(1e-3, str, "data.name")  # strings stay strings: only float fields convert
+
+
+def test_every_mistake_of_a_file_at_once_range_checks_included(tmp_path):
+    """A range mistake (data.subset: 0) is reported with a type mistake in another section (optim.lr) and
+    another range mistake (fisher.every), not only once those are fixed."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nepochs: 4\ndata: {subset: 0}\noptim: {lr: fast}\nfisher: {every: -1}\n"
+                    "grid: {onset: [0], length: [2]}\n")
+    with pytest.raises(SpecError) as err:
+        load_sweep(str(spec))
+    fields = [p.field for p in err.value.problems]
+    assert {"data.subset", "optim.lr", "fisher.every"} <= set(fields), fields
+    assert "optim.lr: must be > 0" not in str(err.value)  # the stand-in's checks of a failed section wait

@@ -36,7 +36,7 @@ from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch
 from .search import SearchSpec, coarse_onsets, onset_range, parse_search
 from .plugins import importable_here
 from .registry import entry
-from .spec import (Component, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
+from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
                    component, data_section, freeze, hashed_settings, metrics_section)
 
 # Keys of a sweep file, and which dataclass reads each section.
@@ -200,7 +200,8 @@ def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
                                f"epochs); shorten the window, lower the onset or raise epochs")
 
 
-def _check_ranges(t: TrialSpec) -> None:
+def _check_ranges(t: TrialSpec) -> list[SpecError]:
+    """Every range and consistency mistake of the fixed settings (all of them, not the first)."""
     checks = [("optim.lr", t.optim.lr > 0, "must be > 0"),
               ("optim.momentum", 0 <= t.optim.momentum < 1, "must be in [0, 1)"),
               ("optim.weight_decay", t.optim.weight_decay >= 0, "must be >= 0"),
@@ -231,23 +232,23 @@ def _check_ranges(t: TrialSpec) -> None:
                "a weight_decay window scales optim.weight_decay, which is 0 here; set optim.weight_decay > 0"),
               ("deficit.name", t.deficit.name != "no_augment" or _augments(t),
                "a no_augment window turns augmentation off, which is off here; set data.augment: true (images)")]
-    for path, ok, message in checks:
-        if not ok:
-            raise SpecError(path, message)
+    found = [SpecError(path, message) for path, ok, message in checks if not ok]
     if t.optim.name == "adam" and t.optim.momentum != OptimSpec.momentum:
-        raise SpecError("optim.momentum", "has no effect with adam; remove it or use beta1")
+        found.append(SpecError("optim.momentum", "has no effect with adam; remove it or use beta1"))
     for key in ("beta", "steps"):  # the options of fisher.method: variational
         if t.fisher.method != "variational" and getattr(t.fisher, key) != getattr(FisherSpec, key):
-            raise SpecError(f"fisher.{key}", f'is only used by fisher.method "variational", not '
-                                             f'"{t.fisher.method}"; remove it or set method: variational')
+            found.append(SpecError(f"fisher.{key}", f'is only used by fisher.method "variational", not '
+                                                    f'"{t.fisher.method}"; remove it or set method: variational'))
     if t.fisher.method == "variational" and t.fisher.backend == "gram":
-        raise SpecError("fisher.backend", 'method "variational" computes no per-sample gradients; use auto or func')
+        found.append(SpecError("fisher.backend", 'method "variational" computes no per-sample gradients; use auto '
+                                                 'or func'))
     kind = entry("model", t.model.name).input
     info = entry("data", t.data.name).data  # (a plug-in data set's kind is known once loaded: the dry run)
     data_kind = info.kind if info is not None else kind
     if kind != "any" and kind != data_kind:
-        raise SpecError("model.name", f'model "{t.model.name}" needs {kind} inputs but data set '
-                                      f'"{t.data.name}" has {data_kind}s; pick a matching model or data set')
+        found.append(SpecError("model.name", f'model "{t.model.name}" needs {kind} inputs but data set '
+                                             f'"{t.data.name}" has {data_kind}s; pick a matching model or data set'))
+    return found
 
 
 def _augments(t: TrialSpec) -> bool:
@@ -270,12 +271,17 @@ def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> Tri
     for key, step in steps.items():
         with problems.check():
             parts[key] = step()
+    # the range checks run on every section that parsed (a failed one stands in with its defaults, and
+    # its range mistakes wait), so that every mistake of the file is reported at once
+    failed = set(steps) - set(parts)
+    stand_in = {**{k: cls() for k, cls in SECTIONS.items()}, "data": DataSpec(),
+                "model": component("cnn1d", "model"), "deficit": component("blur", "deficit"), "metrics": (),
+                "bn_refresh": 50, "checkpoint_every": 1}
+    t = TrialSpec(sweep=name, onset=0, length=0, epochs=0, seed=0, **{**stand_in, **parts})
+    problems.errors += [e for e in _check_ranges(t)
+                        if e.field.split(".")[0] not in failed and not (failed & {"model", "data"}
+                                                                           and e.field == "model.name")]
     problems.raise_any(source)
-    t = TrialSpec(sweep=name, onset=0, length=0, epochs=0, seed=0, **parts)
-    try:
-        _check_ranges(t)
-    except SpecError as e:
-        raise SpecError.of([e], source) from None
     return t
 
 
