@@ -365,3 +365,25 @@ def test_every_mistake_of_a_file_at_once_range_checks_included(tmp_path):
     fields = [p.field for p in err.value.problems]
     assert {"data.subset", "optim.lr", "fisher.every"} <= set(fields), fields
     assert "optim.lr: must be > 0" not in str(err.value)  # the stand-in's checks of a failed section wait
+
+
+def test_a_tracking_section_that_validates_also_launches(tmp_path):
+    """Unknown trackers, bad options and missing packages are found by validation (exit 2, one line each),
+    not when the launch starts the trackers."""
+    from tiny_specs import tiny_sweep as _tiny
+
+    cases = [({"comet": {"project": "x"}}, 'tracking.comet: unknown key "comet"'),
+             ({"mlflow": {"tracking_url": "x"}}, 'tracking.mlflow.tracking_url: unknown key "tracking_url" '
+                                                 '(did you mean "tracking_uri"?)'),
+             ({"mlflow": "x"}, "tracking.mlflow: expected a mapping of options or nothing")]
+    for tracking, message in cases:
+        with pytest.raises(SpecError) as err:
+            parse_sweep(_tiny(tracking=tracking))
+        assert message in str(err.value)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+        with pytest.raises(SpecError, match="tracking.wandb: the wandb package is not installed here"):
+            parse_sweep(_tiny(tracking={"wandb": None}))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -47,6 +48,33 @@ TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after"
             "resources", "tracking", "search", "metrics"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
+# each tracker's options in `tracking:` (None: any keyword of the tracker's own init, e.g. wandb.init)
+TRACKER_OPTIONS: dict[str, tuple[str, ...] | None] = {"wandb": None, "mlflow": ("tracking_uri", "experiment_name")}
+
+
+def parse_tracking(raw: Any) -> dict[str, dict[str, Any]]:
+    """`tracking:`: tracker name -> its options; every name known, every option valid, every package
+    importable, so that a file that validates also launches."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("tracking", f"expected a mapping of tracker names to options, e.g. tracking: {{wandb: "
+                                    f"{{project: my-project}}}}; got {raw!r}")
+    problems, out = Problems(), {}
+    for name, options in raw.items():
+        with problems.check():
+            check_keys({name: 0}, TRACKERS, "tracking")
+            if options is not None and not isinstance(options, Mapping):
+                raise SpecError(f"tracking.{name}", f"expected a mapping of options or nothing, got {options!r}")
+            valid = TRACKER_OPTIONS[name]
+            if valid is not None:
+                check_keys(dict(options or {}), valid, f"tracking.{name}")
+            if importlib.util.find_spec(name) is None:
+                raise SpecError(f"tracking.{name}", f"the {name} package is not installed here; pip install "
+                                                    f"'cpsweep[{name}]' (or pip install {name}), or remove it")
+            out[name] = dict(options or {})
+    problems.raise_any()
+    return out
 
 
 @dataclass(frozen=True)
@@ -326,6 +354,8 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         resources = parse(Resources, raw.get("resources"), "resources")
         if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
             raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
+    with problems.check():
+        parse_tracking(raw.get("tracking"))
     with problems.check():
         search = parse_search(raw.get("search"))
         if search is not None and grid is not None:
