@@ -122,10 +122,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .results.report import write_compare, write_report
 
+    folder = os.path.dirname(args.output) if args.output and "://" not in args.output else ""
+    new = bool(folder) and not os.path.isdir(folder)
     if args.compare:
-        print(write_compare([args.results, *args.compare], args.output or "compare.html"))
+        path = write_compare([args.results, *args.compare], args.output or "compare.html")
     else:
-        print(write_report(args.results, args.output, args.threshold, args.per_parameter, args.measure))
+        path = write_report(args.results, args.output, args.threshold, args.per_parameter, args.measure)
+    print(f"{path} (created the folder {folder})" if new else path)
     return 0
 
 

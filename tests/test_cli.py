@@ -219,3 +219,21 @@ def test_validate_says_nothing_of_savings_where_there_are_none(tmp_path):
     one.write_text("name: one\nepochs: 4\ngrid: {onset: [0], length: [2]}\n")  # a baseline and one window at 0
     res = cpsweep("validate", str(one))
     assert res.returncode == 0 and "saved" not in res.stdout and "fewer" not in res.stdout, res.stdout
+
+
+def test_report_output_errors_name_the_path_and_a_new_folder_is_said(tmp_path):
+    from results_fixture import make_results
+
+    from cpsweep.results.store import Store
+
+    folder = str(tmp_path / "res")
+    r = make_results()
+    Store(folder).write_tables(r.trials, r.epochs, r.fisher_layers)
+    res = cpsweep("report", folder, "-o", "/proc/nowhere/r.html")
+    assert res.returncode == 2 and res.stderr.strip().startswith(
+        "cpsweep: error: cannot write the report r.html to /proc/nowhere: ")
+    assert res.stderr.strip().endswith("pass -o a file in a folder you can write to") and "--storage" not in res.stderr
+    new = tmp_path / "new" / "deeper"
+    res = cpsweep("report", folder, "-o", str(new / "r.html"))
+    assert res.returncode == 0 and res.stdout.strip() == f"{new / 'r.html'} (created the folder {new})"
+    assert (new / "r.html").stat().st_size > 0

@@ -311,8 +311,10 @@ def render_compare(named: Sequence[tuple[str, Results]]) -> str:
 
 
 def _write(page: str, path: str) -> str:
+    """`page` to `path` (-o), its folder created if missing; failures name the path and the fix."""
     folder, _, name = path.rpartition("/")
-    Store(folder or ".").write_bytes(page.encode(), name)
+    Store(folder or ".", fix="pass -o a file in a folder you can write to").write_bytes(
+        page.encode(), name, doing=f"write the report {name} to")
     return path
 
 

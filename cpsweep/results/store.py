@@ -112,9 +112,9 @@ class Store:
         with self.errors("read"):
             return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
-    def write_bytes(self, data: bytes, *parts: str) -> None:
+    def write_bytes(self, data: bytes, *parts: str, doing: str = "write results to") -> None:
         """Write atomically (`_io.atomic_write`: a temporary sibling, then a rename)."""
-        with self.errors("write results to", self.fix):
+        with self.errors(doing, self.fix):
             atomic_write(self.path(*parts), data, self.fs)
 
     def read_bytes(self, *parts: str) -> bytes:
