@@ -1,12 +1,16 @@
 """The `cpsweep` command line: each command a few lines over library calls.
 
-    cpsweep launch SPEC.yaml... [--address A] [--storage S] [--max-concurrent N] [--smoke] [--full-grid] [--no-share]
-                                               run (or finish) a sweep on Ray Tune; Parquet + report.html
+    cpsweep launch SPEC.yaml... [key=value ...] [--address A] [--storage S] [--max-concurrent N] [--smoke]
+                   [--full-grid] [--no-share]  run (or finish) a sweep on Ray Tune; Parquet + report.html
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
     cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
                                                write the HTML report (or overlay several sweeps)
-    cpsweep validate SPEC.yaml [...]           check sweep files; print its trials and epochs (with and
+    cpsweep validate SPEC.yaml... [key=value ...]
+                                               check sweep files; print their trials and epochs (with and
                                                without shared prefixes)
+
+Overrides `dotted.key=value` (the value read as YAML) change every file given, are validated like the
+file, and are recorded in the results (spec.yaml): `replicates=5 grid.onset=[0,20,40] optim.lr=1e-2`.
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
 
@@ -27,12 +31,24 @@ from .results.records import FINAL_EPOCHS, STATUSES
 from .results.reduce import DEFAULT_THRESHOLD
 
 
+def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Sweep files and `dotted.key=value` overrides (an argument with '=' that is not an existing file),
+    the overrides applying to every file."""
+    overrides = [a for a in args if "=" in a and not os.path.exists(a)]
+    files = [a for a in args if a not in overrides]
+    if not files:
+        raise CpsweepError("no sweep file given, only overrides; e.g. cpsweep launch sweeps/quickstart.yaml "
+                           "replicates=5 optim.lr=0.01")
+    return files, overrides
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file given (each one's mistakes all at once), then say what each one runs."""
     errors = []
-    for spec in args.spec:
+    files, overrides = split_overrides(args.spec)
+    for spec in files:
         try:
-            validate_one(spec)
+            validate_one(spec, overrides)
         except CpsweepError as e:
             errors.append(str(e))
     if errors:
@@ -40,11 +56,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def validate_one(spec: str) -> None:
+def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
     from .config.sharing import sharing_summary
     from .config.sweep_file import load_sweep
 
-    sweep = load_sweep(spec)
+    sweep = load_sweep(spec, overrides)
     trials = sweep.trials()
     _dry_run_plugins(trials)
     baselines = sum(t.is_baseline for t in trials)
@@ -76,16 +92,18 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .sweep.launch import launch
 
-    errors = []
-    for spec in args.spec:  # every file is checked before anything runs
+    files, overrides = split_overrides(args.spec)
+    errors, sweeps = [], []
+    for spec in files:  # every file is checked before anything runs
         try:
-            _dry_run_plugins(load_sweep(spec).trials())
+            sweeps.append(load_sweep(spec, overrides))
+            _dry_run_plugins(sweeps[-1].trials())
         except SpecError as e:
             errors.append(str(e))
     if errors:
         raise CpsweepError("\n".join(errors))
     failed = 0
-    for spec in args.spec:  # one after the other, in one Ray session
+    for spec in sweeps:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
                          smoke=args.smoke, full_grid=args.full_grid, trackers=args.tracker or (), verbose=args.verbose,
                          shared_storage=args.shared_storage, share=not args.no_share)
@@ -187,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     la = sub.add_parser("launch", help="run (or finish) a sweep on Ray Tune")
-    la.add_argument("spec", nargs="+", help="sweep YAML file(s); several run one after the other")
+    la.add_argument("spec", nargs="+", help="sweep YAML file(s), several run one after the other; and overrides "
+                                            "key=value (YAML values) applied to each, e.g. replicates=5 "
+                                            "grid.onset=[0,20,40] optim.lr=0.01")
     la.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
     la.add_argument("--storage", default="results", help="results root: a folder, or s3://bucket/prefix "
                                                          "(default: ./results)")
@@ -228,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check sweep files and print their trial counts")
-    v.add_argument("spec", nargs="+", help="sweep YAML files (every one is checked, all mistakes reported)")
+    v.add_argument("spec", nargs="+", help="sweep YAML files (every one is checked, all mistakes reported), and "
+                                           "overrides key=value as for launch")
     v.set_defaults(func=cmd_validate)
 
     t = sub.add_parser("trial", help="run one trial of a sweep locally")

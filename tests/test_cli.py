@@ -237,3 +237,29 @@ def test_report_output_errors_name_the_path_and_a_new_folder_is_said(tmp_path):
     res = cpsweep("report", folder, "-o", str(new / "r.html"))
     assert res.returncode == 0 and res.stdout.strip() == f"{new / 'r.html'} (created the folder {new})"
     assert (new / "r.html").stat().st_size > 0
+
+
+def test_overrides_on_the_command_line_are_validated_and_recorded(tmp_path):
+    res = cpsweep("validate", QUICKSTART, "replicates=3", "grid.onset=[0,30]", "optim.lr=1e-2")
+    assert res.returncode == 0, res.stderr
+    from cpsweep.config.sweep_file import load_sweep
+
+    plain = load_sweep(QUICKSTART)
+    sweep = load_sweep(QUICKSTART, ["replicates=3", "grid.onset=[0,30]", "optim.lr=1e-2"])
+    assert sweep.seeds == (0, 1, 2) and sweep.grid["onset"] == (0, 30) and sweep.base.optim.lr == 0.01
+    assert f"{len(sweep.trials())} trials" in res.stdout and len(sweep.trials()) != len(plain.trials())
+    assert sweep.hash() != plain.hash()  # another sweep (its settings and grid), under the same name
+    from cpsweep.results.store import Store
+    from cpsweep.sweep.launch import write_spec
+
+    store = Store(str(tmp_path))
+    write_spec(store, sweep)
+    doc = yaml.safe_load(store.read_bytes("spec.yaml"))
+    assert doc["overrides"] == ["replicates=3", "grid.onset=[0,30]", "optim.lr=1e-2"]
+    assert doc["spec"]["optim"]["lr"] == "1e-2" and doc["spec"]["replicates"] == 3  # the merged file as read
+    bad = cpsweep("validate", QUICKSTART, "optim.lrr=0.1", "grid.onset=[0,")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "grid.onset: the override's value '[0,' is not YAML" in bad.stderr
+    bad = cpsweep("launch", QUICKSTART, "optim.lrr=0.1", "--storage", str(tmp_path / "r"))
+    assert bad.returncode == 2 and 'optim.lrr: unknown key "lrr" (did you mean "lr"?)' in bad.stderr
+    assert not (tmp_path / "r").exists()

@@ -27,7 +27,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -90,6 +90,7 @@ class SweepSpec:
     source: str | None = None
     search: SearchSpec | None = None  # adaptive onsets (`search.py`, `sweep/adaptive.py`); None: the whole grid
     common_end: bool = False        # `epochs:` with windows ending at different epochs accepted (not hashed)
+    overrides: tuple[str, ...] = ()  # `key=value` from the command line, already merged into `raw`
 
     def trials(self, onsets: Callable[[TrialSpec], bool] | None = None) -> list[TrialSpec]:
         """Every trial of the grid plus each seed's baseline, deduplicated, in a stable order.
@@ -420,8 +421,36 @@ def _schedule_label(schedule: Any, value: Any, i: int) -> str:
     return schedule_axis(schedule, value)[1]
 
 
-def load_sweep(path: str | os.PathLike) -> SweepSpec:
-    """Read and validate a sweep YAML file (with `yaml.safe_load`)."""
+def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = None) -> Any:
+    """`raw` with each `dotted.key=value` of `overrides` set (the value read as YAML: `grid.onset=[0,20]`,
+    `optim.lr=1e-3`, `model.name=resnet18`); the result is validated like the file itself."""
+    if not overrides:
+        return raw
+    out = copy.deepcopy(dict(raw)) if isinstance(raw, Mapping) else {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise SpecError("(override)", f'"{item}" is not key=value; write e.g. optim.lr=0.01 or '
+                                          f"grid.onset=[0,20,40]", source)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SpecError(key, f"the override's value {text!r} is not YAML: {_yaml_problem(e)}", source) from None
+        node, parts = out, key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            child = {"name": child} if isinstance(child, str) else {} if child is None else child
+            if not isinstance(child, Mapping):
+                raise SpecError(".".join(parts[:i + 1]), f"is {child!r}, not a section; {key} cannot be set", source)
+            node[part] = dict(child)
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def load_sweep(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read and validate a sweep YAML file (with `yaml.safe_load`), with command-line `overrides`
+    (`apply_overrides`) merged in and recorded."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -435,7 +464,8 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     except yaml.YAMLError as e:
         raise SpecError("(file)", f"not valid YAML: {_yaml_problem(e)}", path) from None
     importable_here([os.path.dirname(os.path.abspath(path))])  # plug-ins next to the sweep file
-    return parse_sweep(raw, path)
+    sweep = parse_sweep(apply_overrides(raw, overrides, path), path)
+    return dataclasses.replace(sweep, overrides=tuple(overrides)) if overrides else sweep
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

@@ -97,7 +97,8 @@ def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
 
 
 def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
-    """spec.yaml: the hash, the fixed settings, the file as read, and `design`: the seeds planned at each
+    """spec.yaml: the hash, the fixed settings, the file as read (with the command line's overrides merged
+    in, and listed under `overrides`), and `design`: the seeds planned at each
     launch that changed them, with the number of trials already finished then (`trials_done_before`: seeds
     added to a sweep with results are not a design fixed in advance, and the verdicts say so)."""
     old = (yaml.safe_load(store.read_bytes("spec.yaml")) or {}) if store.exists("spec.yaml") else {}
@@ -106,7 +107,8 @@ def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
     if not design or design[-1].get("seeds") != seeds:
         design.append({"seeds": seeds, "launched": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                        "trials_done_before": done})
-    doc = {"hash": sweep.hash(), "fixed": sweep.fixed_settings(), "spec": sweep.raw, "design": design}
+    doc = {"hash": sweep.hash(), "fixed": sweep.fixed_settings(), "spec": sweep.raw, "design": design,
+           **({"overrides": list(sweep.overrides)} if sweep.overrides else {})}
     store.write_bytes(yaml.safe_dump(doc, sort_keys=False).encode(), "spec.yaml")
 
 
