@@ -344,7 +344,7 @@ def test_reproduce_script_on_a_results_root(tmp_path):
     assert out.returncode == 0, out.stderr
     # reproduced: early vs late, late windows, window length (1.5 more points in every seed), vflip; not shown:
     # the peak onset and the Fisher link (two onsets, no Fisher trace); measured: the other deficits' removal
-    assert ("13 not run, 4 reproduced, 2 not shown, 1 measured" in out.stdout
+    assert ("14 not run, 4 reproduced, 2 not shown, 1 measured" in out.stdout
             and "verdict:  REPRODUCED" in out.stdout)
     text = md.read_text()
     assert text.count("\n") == 2 + len(rp.CHECKS)

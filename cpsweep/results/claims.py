@@ -70,7 +70,7 @@ def _removal(part: pd.DataFrame) -> tuple[str, str]:
 
 def check_removal(get: Getter) -> Check:
     claim, source = "Blur removal: the later the blur is removed, the lower the final accuracy", \
-        f"{PAPER} (claim 1), PAPER.md (removal protocol)"
+        f"{PAPER} (claim 1), docs/paper.md (removal protocol)"
     test = ("per seed, sensitivity at the last removal epoch minus the first, every removal followed by the same "
             "clean epochs; 95 % t-interval above zero; under the paper's schedule and with the rate restarted "
             "at the removal")
@@ -135,12 +135,12 @@ def check_vflip(get: Getter) -> Check:
 def check_label_permutation(get: Getter) -> Check:
     return _no_lasting_effect(get, "label_permutation", "label_permutation",
                               "Permuted class names (a high-level deficit) leave no lasting loss",
-                              "paper (claim 2: high-level deficits), PAPER.md (other deficits)")
+                              "paper (claim 2: high-level deficits), docs/paper.md (other deficits)")
 
 
 def check_noise(get: Getter) -> Check:
     return _no_lasting_effect(get, "noise", "noise", "Sensory deprivation (noise inputs) leaves no lasting loss",
-                              "PAPER.md (other deficits)")
+                              "docs/paper.md (other deficits)")
 
 
 def check_label_shuffle(get: Getter) -> Check:
@@ -202,7 +202,7 @@ def check_weight_decay(get: Getter) -> Check:
 
 def check_lr_restart(get: Getter) -> Check:
     claim = "Restarting the learning rate after the deficit almost closes the gap"
-    source = "PAPER.md (a 2025 study)"
+    source = "docs/paper.md (a 2025 study)"
     test = ("per seed at the earliest window: its sensitivity under the paper's schedule minus under the "
             "restarted one (grid.schedule of blur_grid), 95 % t-interval above zero (the gap narrows), and the "
             "restarted sensitivity equivalent to zero within +-0.5 pts (closed)")

@@ -32,7 +32,7 @@ its own seed's baseline, or two sensitivities of the same seed), so the unit of 
 
 The defaults, fixed before any run and stated in every verdict: LEVEL = 0.95; MARGIN = 0.5 percentage
 points of final test accuracy (the public replication's "at most 0.5 points" for windows that do no
-harm, PAPER.md); ALPHA_TOST = 0.05; ALPHA_ONE_SIDED = 0.025; MIN_SEEDS = 3 paired seeds for any verdict.
+harm, docs/paper.md); ALPHA_TOST = 0.05; ALPHA_ONE_SIDED = 0.025; MIN_SEEDS = 3 paired seeds for any verdict.
 """
 
 from __future__ import annotations
