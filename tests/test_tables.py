@@ -180,3 +180,22 @@ def test_the_report_reads_the_per_layer_rows_of_the_trials_it_shows_only(tmp_pat
     with open(write_report(store.uri)) as f:
         page = f.read()
     assert "Per-layer Fisher: baseline-s0" in page and "Per-layer Fisher: blur-o0-l10-s0" in page
+
+
+def test_a_window_that_ends_before_its_baseline_gets_its_line_and_the_loss_once_the_baseline_is_in(tmp_path):
+    """Tune may finish a window before its baseline (CI saw it): its line says no loss, never raises."""
+    import io
+
+    trials = grid(onsets=(0, 2), seeds=1)
+    windows = [t for t in trials if not t.is_baseline]
+    baselines = [t for t in trials if t.is_baseline]
+    store = Store(str(tmp_path / "s"))
+    out = io.StringIO()
+    progress = Progress(store, trials, "h", out=out, flush_every=0)
+    writer = SyntheticShards(store, epochs=64, layers=2)
+    run(store, windows[:1] + baselines + windows[1:], writer, progress)
+    progress.finish()
+    lines = [ln for ln in out.getvalue().splitlines() if " final " in ln]
+    assert len(lines) == len(trials)
+    assert "pts lost vs baseline" not in lines[0] and windows[0].trial_id in lines[0]
+    assert "pts lost vs baseline" in lines[-1] and windows[-1].trial_id in lines[-1]

@@ -90,3 +90,33 @@ def test_trackers_log_every_epoch_at_its_epoch_into_stable_runs(tmp_path, ray_lo
     assert runs == first_ids
     folders = glob.glob(f"{tmp_path}/wandb/offline-run-*/run-{run_id('tiny', again)}.wandb")
     assert len(folders) == 2 and len(glob.glob(f"{tmp_path}/wandb/offline-run-*")) == len(first_ids) + 2
+
+
+def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
+    """Tune starts a trial again on a reused actor without ending it (CI saw W&B refuse the second start:
+    "run ID ... is in use"): the trial keeps its one open run in each tracker."""
+    from mlflow.tracking import MlflowClient
+
+    from cpsweep.config.sweep_file import parse_sweep
+    from cpsweep.sweep.trackers import make_trackers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlruns = f"file://{tmp_path}/mlruns"
+    sweep = parse_sweep(tiny_sweep(tracking={"wandb": {"project": "cps-test"}, "mlflow": {"tracking_uri": mlruns}}))
+    trial = sweep.trials()[0]
+    trackers = make_trackers(sweep, [])
+    for t in trackers:
+        t.open(trial)
+        t.log(trial.trial_id, 0, {"test_acc": 0.5})
+        t.open(trial)  # started again
+        t.log(trial.trial_id, 1, {"test_acc": 0.6})
+        t.close(trial.trial_id)
+    client = MlflowClient(tracking_uri=mlruns)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 1
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "test_acc")) == [0, 1]
+    rows = wandb_history(tmp_path)[run_id("tiny", trial.trial_id)]
+    assert sorted(int(r["epoch"]) for r in rows) == [0, 1]

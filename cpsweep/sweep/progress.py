@@ -182,8 +182,9 @@ class Progress:
         self.finished_now += 1
         acc = row["final_test_acc"]
         base = self.baseline_acc(trial) if trial is not None else None
-        lost = f"  {100 * (base - acc):+6.2f} pts lost vs baseline"  # positive: harm (as `status` and the report)
-        delta = lost if base is not None and not trial.is_baseline else ""
+        delta = ""
+        if base is not None and not trial.is_baseline:  # positive: harm (as `status` and the report)
+            delta = f"  {100 * (base - acc):+6.2f} pts lost vs baseline"
         shared = int(row.get("shared_epochs") or 0)
         branched = f" (first {shared} epoch{'s' if shared > 1 else ''} shared)" if shared else ""
         self.line(f"{row['status']:8} {tid:28} final {100 * acc:6.2f}%{delta}  {row['wall_seconds']:6.0f} s{branched}")

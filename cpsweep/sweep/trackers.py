@@ -72,6 +72,8 @@ class WandbTracker:
     def open(self, trial: TrialSpec) -> None:
         import wandb
 
+        if trial.trial_id in self.runs:  # Tune starts a trial again (a reused or restarted actor): same run
+            return
         run = wandb.init(project=self.project, id=run_id(self.sweep, trial.trial_id), name=trial.trial_id,
                          group=self.sweep, resume="allow", reinit="create_new", config=trial.to_dict(), **self.options)
         run.define_metric(STEP)
@@ -106,6 +108,8 @@ class MlflowTracker:
         return MlflowClient(tracking_uri=self.uri)
 
     def open(self, trial: TrialSpec) -> None:
+        if trial.trial_id in self.runs:  # Tune starts a trial again (a reused or restarted actor): same run
+            return
         client = self.client()
         exp = client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
