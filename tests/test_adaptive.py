@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_report import CHROMIUM, figures_expected, open_in_chromium
-from test_sweep import launch_and_kill, relaunch
+from headless_chromium import CHROMIUM, figures_expected, open_in_chromium
+from killed_launch import launch_and_kill, relaunch
 from tiny_specs import tiny_sweep
 from trial_runs import COMPARE, read, reference_epochs
 

@@ -4,9 +4,6 @@ refused changes, impossible resources."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,6 +11,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from killed_launch import launch_and_kill, relaunch
 from tiny_specs import tiny_sweep, write_spec
 from trial_runs import COMPARE, read, reference_epochs
 
@@ -119,31 +117,6 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     assert trials.set_index("trial_id").shared_epochs.to_dict() == {"baseline-s0": 0, "blur-o2-l3-s0": 2}
 
 
-def launch_and_kill(spec: str, storage, when, what: str, timeout: float = 120) -> list[str]:
-    """Run `cpsweep launch spec` in a subprocess, SIGKILL it (and the Ray it started) once `when()` holds,
-    and return the command, to relaunch with."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(storage)]
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-    deadline = time.time() + timeout
-    while time.time() < deadline and not when():
-        time.sleep(0.1)
-    assert when(), f"{what} never happened"
-    started = psutil.Process(driver.pid).children(recursive=True)  # the Ray it started, and its workers
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
-    kill_processes(started, session=driver.pid)  # Ray's processes left behind by the killed driver
-    return cmd
-
-
-def relaunch(cmd: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res
-
-
 def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
     storage = tmp_path / "res"
@@ -158,22 +131,6 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     assert (trials.status == "ok").all() and len(trials) == 5
     assert (epochs.epoch >= 0).sum() == 30 and not epochs.duplicated(["trial_id", "epoch"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
-
-
-def kill_processes(procs: list, session: int) -> None:
-    """Kill `procs` and anything else still in the killed driver's session (workers started meanwhile);
-    other processes on the machine, another Ray included, are left alone."""
-    for p in psutil.process_iter():
-        try:
-            if os.getsid(p.pid) == session:
-                procs.append(p)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def test_only_each_trials_newest_two_checkpoints_are_kept(tmp_path):
