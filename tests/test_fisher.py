@@ -323,9 +323,11 @@ def test_auto_falls_back_for_module_called_twice():
     assert_matches(ft, brute_force(model, x, "sampled", drawn=drawn))
 
 
-def test_auto_prefers_a_supported_backend():
-    model, x = make("mlp")
-    assert fisher_trace(model, x).backend in BACKENDS
+def test_auto_prefers_the_gram_backend_where_it_is_supported():
+    model, x = make("mlp")  # Linear and BatchNorm only: every module the gram backend supports
+    auto, gram = fisher_trace(model, x), fisher_trace(model, x, backend="gram")
+    assert auto.backend == "gram"
+    assert auto.total == gram.total and auto.per_layer == gram.per_layer
 
 
 @pytest.mark.parametrize("kwargs, match", [
