@@ -1,7 +1,7 @@
 """The driver at scale: what a launch's own bookkeeping costs per trial at 100 / 1,000 / 10,000 trials.
 
 1. *Bookkeeping*: synthetic trials (no training, no Ray cluster) driven through the launch's real driver
-   code, in the order Tune would run them with `--slots` trials at a time: the `PrefixSearcher` that hands
+   code, in the order Tune would run them with `--slots` trials at a time: the `PrefixOrder` that hands
    out trials, the progress board's Tune callback (`Progress`, `Live`: status lines, live.json, the
    flushes of the tables), one result per epoch, and the trial's shard written when it ends (by the
    "trial": not timed). Each size runs in a fresh process, on a local folder and on a moto S3 server.
@@ -58,7 +58,7 @@ def bookkeeping(uri: str, n: int, epochs: int, layers: int, slots: int) -> dict:
     from cpsweep.sweep.launch import plan_tasks
     from cpsweep.sweep.live import Live
     from cpsweep.sweep.progress import Progress, tune_callback
-    from cpsweep.sweep.searcher import PrefixSearcher
+    from cpsweep.sweep.prefix_order import PrefixOrder
 
     raw = Store(uri)
     writer = SyntheticShards(raw, epochs, layers)  # the trials' side: its own file system, not counted
@@ -74,7 +74,7 @@ def bookkeeping(uri: str, n: int, epochs: int, layers: int, slots: int) -> dict:
     tasks, starts = plan_tasks(sweep, trials, store, resources, True, sink)
     progress.live = Live(store, {t.trial_id: t.epochs for t in trials}, {t: s.epoch for t, s in starts.items()},
                          sink, tty=False)
-    searcher = PrefixSearcher(tasks, starts, subtree_epochs(trials, starts), [t.trial_id for t in trials])
+    searcher = PrefixOrder(tasks, starts, subtree_epochs(trials, starts), [t.trial_id for t in trials])
     callback = tune_callback(progress)
     plan_s = time.perf_counter() - t0
     handler.reset()

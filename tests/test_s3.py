@@ -185,7 +185,7 @@ def test_resume_point_is_the_newest_complete_checkpoint(s3):
     """A driver or node killed while Tune uploads a checkpoint (one file after the other) leaves one without
     all its files: a relaunch resumes from the checkpoint before it."""
     from cpsweep.results.store import Store
-    from cpsweep.sweep.checkpoints import CHECKPOINT_FILES, newest_checkpoints
+    from cpsweep.sweep.checkpoint_store import CHECKPOINT_FILES, newest_checkpoints
 
     store = Store(s3.uri("bucket/prefix/tiny"))
     for epoch, names in ((2, CHECKPOINT_FILES), (3, ("meta.json", "records.json"))):

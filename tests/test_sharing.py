@@ -1,4 +1,4 @@
-"""Shared prefixes: the plan against a brute-force trie, branching exact bit for bit, the searcher's order."""
+"""Shared prefixes: the plan against a brute-force trie, branching exact bit for bit, the order Tune gets them in."""
 
 from __future__ import annotations
 
@@ -134,11 +134,11 @@ def test_priority_is_the_longest_chain_of_work():
     assert prio["blur-o4-l4-s0"] == 6 and prio["blur-o4-l2-s0"] == 2 + 6 and prio["baseline-s0"] == 12
 
 
-def test_searcher_holds_children_until_their_branch_epoch():
+def test_prefix_order_holds_children_until_their_branch_epoch():
     pytest.importorskip("ray")
     from ray.tune.search import Searcher
 
-    from cpsweep.sweep.searcher import PrefixSearcher
+    from cpsweep.sweep.prefix_order import PrefixOrder
     from cpsweep.sweep.task import TrialTask
 
     trials = parse_sweep({**GRID, "replicates": 1, "grid": {"onset": [0, 4], "length": [2, 4]}}).trials()
@@ -146,7 +146,7 @@ def test_searcher_holds_children_until_their_branch_epoch():
     ids = [t.trial_id for t in trials]
     tasks = {t.trial_id: TrialTask.plan(t, starts[t.trial_id], store="s", cpus=1, gpus=0, spec_hash="h",
                                         git_commit="") for t in trials}
-    s = PrefixSearcher(tasks, starts, subtree_epochs(trials, starts), ids)
+    s = PrefixOrder(tasks, starts, subtree_epochs(trials, starts), ids)
     suggest = lambda trial_id: TrialTask.from_config(s.suggest(trial_id))  # noqa: E731
     got = [suggest("a").id, suggest("b").id]
     assert got == ["baseline-s0", "blur-o0-l2-s0"]
@@ -190,7 +190,7 @@ def test_a_task_survives_the_tune_config_unchanged():
 def test_branching_is_exact(tmp_path):
     """A window trial started from the baseline's prefix checkpoint (saved and read through storage, as
     under Tune) gives the records of the same trial trained from scratch, bit for bit."""
-    from cpsweep.sweep.checkpoints import load_prefix, save_prefix
+    from cpsweep.sweep.checkpoint_store import load_prefix, save_prefix
 
     sweep = parse_sweep({**GRID, "replicates": 1})
     base, window = sweep.make_trial(0, 0, 0), sweep.make_trial(4, 4, 0)

@@ -16,7 +16,7 @@ from trial_runs import comparable, image_data
 from cpsweep.config.spec import ScheduleSpec
 from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.config.timeline import lr_at, trial_lr
-from cpsweep.engine.checkpoint import load_checkpoint, save_checkpoint
+from cpsweep.engine.trial_state import load_state_file, save_state_file
 from cpsweep.engine.trial import train_trial
 from cpsweep.errors import CpsweepError, SpecError, TrialDiverged
 from cpsweep.results.records import trained
@@ -61,7 +61,7 @@ def test_resumed_trial_reproduces_the_uninterrupted_one(tmp_path):
     full = comparable(train_trial(t, "cpu"))
     run = train_trial(t, "cpu")
     first = [next(run), next(run), next(run)]  # initialisation, epochs 0 and 1
-    save_checkpoint(run.state_dict(), tmp_path / "ckpt.pt")
+    save_state_file(run.state_dict(), tmp_path / "ckpt.pt")
     del run
     rest = list(train_trial(t, "cpu", resume=str(tmp_path / "ckpt.pt")))
     assert [r.epoch for r in first] == [-1, 0, 1] and [r.epoch for r in rest] == [2, 3]
@@ -75,14 +75,14 @@ def test_resume_with_augmentation_and_noise_deficit(tmp_path):
     full = comparable(train_trial(t, "cpu", data=data))
     run = train_trial(t, "cpu", data=data)
     first = [next(run), next(run)]
-    state = load_checkpoint_roundtrip(run.state_dict(), tmp_path)
+    state = state_file_roundtrip(run.state_dict(), tmp_path)
     rest = list(train_trial(t, "cpu", resume=state, data=data))
     assert comparable(first + rest) == full
 
 
-def load_checkpoint_roundtrip(state, tmp_path):
-    save_checkpoint(state, tmp_path / "c.pt")
-    return load_checkpoint(tmp_path / "c.pt")
+def state_file_roundtrip(state, tmp_path):
+    save_state_file(state, tmp_path / "c.pt")
+    return load_state_file(tmp_path / "c.pt")
 
 
 def test_checkpoint_of_another_trial_is_refused(tmp_path):
@@ -100,7 +100,7 @@ def test_checkpoint_of_another_trial_is_refused(tmp_path):
     assert train_trial(moved, "cpu", resume=state, data=run.data).epoch == 1
 
 
-def test_checkpoints_load_with_weights_only(tmp_path):
+def test_state_files_load_with_weights_only(tmp_path):
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
@@ -108,7 +108,7 @@ def test_checkpoints_load_with_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, path)
     with pytest.raises(pickle.UnpicklingError):
-        load_checkpoint(path)
+        load_state_file(path)
 
 
 def test_deficit_changes_nothing_outside_its_window():

@@ -354,7 +354,7 @@ def project(obj: Any, keep: Callable[[Role], bool], *, at_default: bool = True,
             if sub:
                 out[f.name] = sub
         elif r is not None and keep(r):
-            out[f.name] = _plain(value)
+            out[f.name] = _as_json(value)
     return out
 
 
@@ -364,7 +364,7 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
 
 
-def _plain(value: Any) -> Any:
+def _as_json(value: Any) -> Any:
     """A field's value as `to_dict` writes it (JSON: tuples as lists, components as mappings)."""
     if isinstance(value, Component):
         value = value.to_dict()

@@ -1,8 +1,8 @@
 """Train one deficit-window trial: an iterator of per-epoch records (never imports ray).
 
-    run = train_trial(trial, "cpu")            # or resume=load_checkpoint(path)
+    run = train_trial(trial, "cpu")            # or resume=load_state_file(path)
     for record in run:                         # one EpochRecord per epoch
-        save_checkpoint(run.state_dict(), path)
+        save_state_file(run.state_dict(), path)
 
 A `TrialRun` is built in named steps (data, model, memory layout and compilation, optimiser, deficit,
 Fisher probe, layer table, resume) and runs an epoch as steps other engines reuse (`packed.py`, the
@@ -39,7 +39,7 @@ from ..config.spec import TrialSpec, checkpoint_identity
 from ..config.timeline import fisher_due, trial_lr
 from ..errors import CpsweepError, TrialDiverged
 from ..results.records import EpochRecord
-from .checkpoint import load_checkpoint
+from .trial_state import load_state_file
 from .data import Dataset, load_data
 from ..config.registry import Entry, entry
 from ..config.spec import Component
@@ -81,7 +81,7 @@ class TrialRun:
         self.epoch = 0  # next epoch to run
         self.init_due = resume is None and trial.fisher.every > 0  # the record at initialisation (epoch -1)
         if resume is not None:
-            self.load_state_dict(load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume)
+            self.load_state_dict(load_state_file(resume) if isinstance(resume, (str, os.PathLike)) else resume)
 
     # -- construction steps --------------------------------------------------------------------------
     @property
@@ -314,7 +314,7 @@ def train_trial(trial: TrialSpec, device: torch.device | str = "cpu", resume: di
         trial: the resolved trial.
         device: where the data, the model and all computation live.
         resume: a checkpoint (a state dict from `TrialRun.state_dict()` or a path saved by
-            `save_checkpoint`); training continues at the epoch after the one it was taken at.
+            `save_state_file`); training continues at the epoch after the one it was taken at.
         data: an already loaded data set (shared by trials in one process); loaded from the spec if None.
 
     Raises:

@@ -10,7 +10,7 @@ One launch = one Tune experiment over the trials that the results folder does no
 3. run every trial without a finished shard, each resuming from its newest checkpoint of an earlier launch
    if there is one (so a relaunch after a crash finishes the sweep, and an extended grid runs only the new
    trials), or else branching from another trial's checkpoint where their first epochs are the same
-   (`config.sharing.plan`; `searcher.PrefixSearcher` hands Tune each trial once its branch point exists);
+   (`config.sharing.plan`; `prefix_order.PrefixOrder` hands Tune each trial once its branch point exists);
    each Tune trial gets a typed `TrialTask`; Tune reuses its worker processes and retries a failed trial
    from its last checkpoint (`FailureConfig`);
 4. as each trial ends, print one line; every few seconds append the rows of the trials that ended to the
@@ -42,7 +42,7 @@ from ..errors import DataError, SpecError
 from ..results.store import Store, join_uri
 from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
-from .checkpoints import newest_checkpoints, stored_prefixes
+from .checkpoint_store import newest_checkpoints, stored_prefixes
 from .live import Live
 from .preflight import check_data, check_data_on_nodes, data_needs
 from .progress import FINISHED, Progress, tune_callback
@@ -251,7 +251,7 @@ def keep_newest_checkpoints(keep: int):
     of every trial: O(trials)) each time a trial has saved `num_to_keep` checkpoints since the last one,
     past its own throttle (at most 5 % of the time); at 1,000 trivial trials that snapshot took most of
     the driver (docs/benchmarks.md). cpsweep never restores from that state (a relaunch finds each
-    trial's newest complete checkpoint in storage: `checkpoints.newest_checkpoints`), and Tune restores a
+    trial's newest complete checkpoint in storage: `checkpoint_store.newest_checkpoints`), and Tune restores a
     retried trial from its newest checkpoint, which is always kept."""
     from collections import deque
 
@@ -282,14 +282,14 @@ def run_tune(sweep: SweepSpec, pending: list[TrialSpec], store: Store, resources
              share: bool = True, future: Sequence[TrialSpec] = (), tag: str = "") -> None:
     from ray import tune
 
-    from .searcher import PrefixSearcher
+    from .prefix_order import PrefixOrder
     from .trainable import run_trial
 
     tasks, starts = plan_tasks(sweep, pending, store, resources, share, progress.out, future, progress.stale)
     trackers = [tracker_callback(callbacks, store, {t.trial_id: t for t in pending})] if callbacks else []
     progress.live = Live(store, {t.trial_id: t.epochs for t in pending}, {t: s.epoch for t, s in starts.items()},
                          progress.out)
-    searcher = PrefixSearcher(tasks, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
+    searcher = PrefixOrder(tasks, starts, subtree_epochs(pending, starts), [t.trial_id for t in pending])
     trainable = tune.with_resources(run_trial, {"cpu": resources["CPU"], "gpu": resources["GPU"]})
     # (the caller's environment comes back when `launch` returns)
     if not verbose:  # Tune's new output engine prints a configuration box even at verbose=0

@@ -1,7 +1,7 @@
 """What the driver hands one Tune trial: a typed `TrialTask` instead of a nested dict of string keys.
 
 Tune carries a trial's configuration as a plain dict; `TrialTask.to_config()` packs a task into one
-JSON-able entry of it, and the trainable, the searcher and the progress callback unpack it once with
+JSON-able entry of it, and the trainable, the prefix order and the progress callback unpack it once with
 `TrialTask.from_config(config)` (or read just its id with `TrialTask.id_of(config)`). Plain data only:
 no ray, no torch.
 """

@@ -2,7 +2,7 @@
 
 Each trained epoch's record is reported to Tune (the record at initialisation, epoch -1, only goes into the
 trial's records, checkpoints and shard); every `checkpoint_every` epochs (and at the last) together with
-a checkpoint (`checkpoints.py`). A retried trial resumes from Tune's latest checkpoint; a trial of a
+a checkpoint (`checkpoint_store.py`). A retried trial resumes from Tune's latest checkpoint; a trial of a
 relaunched sweep from its task's `resume_from`; a trial that branches from a shared prefix from that
 prefix checkpoint, and a trial others branch from saves theirs before it reports the branch epoch. When
 the trial ends it writes its shard of the results tables, with the id of the Ray node it ran on; a
@@ -27,7 +27,7 @@ from ..engine.trial import train_trial
 from ..errors import CpsweepError, DataError, StorageError, TrialDiverged
 from ..results.records import EpochRecord, trained
 from ..results.store import Store
-from .checkpoints import load_prefix, read_checkpoint, save_prefix, write_checkpoint
+from .checkpoint_store import load_prefix, read_checkpoint, save_prefix, write_checkpoint
 from .preflight import DATA_ERROR, TRIAL_ERROR
 from .task import TrialTask
 

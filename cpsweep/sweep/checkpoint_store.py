@@ -1,10 +1,10 @@
 """Checkpoints in a sweep's storage: each trial's own (in Tune's folders) and the shared prefixes.
 
-A trial checkpoint is a folder of `CHECKPOINT_FILES`: the training state (`state.pt`, read back with
-`weights_only=True`), the records so far (`records.json`) and `meta.json` (trial id, epoch, the Ray node
-that wrote it, how many first epochs came from a shared prefix). Tune uploads the files one after the
-other, so a checkpoint in storage is complete only when all three are there; `newest_checkpoints` finds
-each trial's newest complete one after a crash.
+A trial checkpoint is a folder of `CHECKPOINT_FILES`: the training state (`state.pt`, written and read by
+the engine's `trial_state.py`, `weights_only=True`), the records so far (`records.json`) and `meta.json`
+(trial id, epoch, the Ray node that wrote it, how many first epochs came from a shared prefix). Tune
+uploads the files one after the other, so a checkpoint in storage is complete only when all three are
+there; `newest_checkpoints` finds each trial's newest complete one after a crash.
 
 A prefix checkpoint (`prefixes/<key>/`) is the state after the first epochs that several trials share
 (`config.sharing`); `meta.json` is written last, as its completion marker.
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import pyarrow.fs as pafs
 
 from ..config.spec import TrialSpec
-from ..engine.checkpoint import dump_state, load_checkpoint, load_state, save_checkpoint
+from ..engine.trial_state import dump_state, load_state, load_state_file, save_state_file
 from ..errors import CpsweepError
 from ..results.records import EpochRecord, records_from_json, records_to_json, trained
 from ..results.store import Store
@@ -31,7 +31,7 @@ CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
 
 def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochRecord], trial_id: str,
                      node: str = "", shared: int = 0) -> None:
-    save_checkpoint(state, os.path.join(folder, "state.pt"))
+    save_state_file(state, os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json"), "w") as f:
         f.write(records_to_json(records))
     with open(os.path.join(folder, "meta.json"), "w") as f:
@@ -40,7 +40,7 @@ def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochReco
 
 def read_checkpoint(folder: str) -> tuple[dict[str, Any], list[EpochRecord], int]:
     """A checkpoint's training state, records so far, and how many of them came from a shared prefix."""
-    state = load_checkpoint(os.path.join(folder, "state.pt"))
+    state = load_state_file(os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json")) as f:
         records = records_from_json(f.read())
     with open(os.path.join(folder, "meta.json")) as f:

@@ -1,11 +1,12 @@
 """Hand Tune the trials of a launch in the order shared prefixes allow (`config.sharing.plan`).
 
-A Tune searcher that suggests no new configurations, only the planned trials: a trial that branches from
-another trial of the launch is held back until that trial has reported the epoch its prefix checkpoint is
-taken at (the trainable saves the checkpoint before it reports the epoch); among the trials that may run,
-the one that unlocks the longest chain of work goes first (a heap: every event costs O(log n) at most). If a trial ends without reaching a branch
-epoch (it diverged, or failed for good), the trials waiting on it start from scratch instead: the same
-records, computed again.
+Tune takes this order through its searcher interface (`search_alg`), but nothing is searched (the adaptive
+search of a `search:` section is `adaptive.py`): `PrefixOrder` suggests no new configurations, only the
+planned trials, each once. A trial that branches from another trial of the launch is held back until that
+trial has reported the epoch its prefix checkpoint is taken at (the trainable saves the checkpoint before it
+reports the epoch); among the trials that may run, the one that unlocks the longest chain of work goes first
+(a heap: every event costs O(log n) at most). If a trial ends without reaching a branch epoch (it diverged,
+or failed for good), the trials waiting on it start from scratch instead: the same records, computed again.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from ..config.sharing import Start
 from .task import TrialTask
 
 
-class PrefixSearcher(Searcher):
-    """Suggests `tasks` (trial id -> task) once each, parents before the trials branching from them."""
+class PrefixOrder(Searcher):
+    """A Tune searcher that suggests `tasks` (trial id -> task) once each, parents before the trials branching
+    from them."""
 
     def __init__(self, tasks: Mapping[str, TrialTask], starts: Mapping[str, Start],
                  priority: Mapping[str, int], order: Sequence[str]):
