@@ -1,10 +1,10 @@
 """How well and how cheaply the adaptive search finds the end of a critical period, on simulated sweeps.
 
 Each scenario runs a few hundred searches of sweeps/mini/blur_boundary.yaml (onsets 0-100 every 5
-epochs, 20-epoch windows, 60 clean epochs after each; its paper's schedule) through the search's own decisions (`cpsweep.sweep.simulate`), with
-the per-seed sensitivity drawn from a known shape plus noise instead of trained: a step (the effect stops
-at the true end) or a ramp (it fades linearly to zero there), the true end uniform in onsets 10-90. The
-full grid is judged on the same draws. Columns:
+epochs, 20-epoch windows, 60 clean epochs after each; its paper's schedule) through the search's own
+decisions (`simulated_searches.py`), with the per-seed sensitivity drawn from a known shape plus noise
+instead of trained: a step (the effect stops at the true end) or a ramp (it fades linearly to zero there),
+the true end uniform in onsets 10-90. The full grid is judged on the same draws. Columns:
 
     within res.    the search's end (the first onset after the last one shown "in") is within 5 epochs
                    (one lattice step) of the true end
@@ -29,7 +29,7 @@ import time
 import yaml
 
 from cpsweep.config.sweep_file import load_sweep, parse_sweep
-from cpsweep.sweep.simulate import simulate_many, summarise
+from simulated_searches import simulate_many, summarise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(ROOT, "sweeps", "mini", "blur_boundary.yaml")

@@ -18,7 +18,7 @@ then left off for the rows after it:
   bf16                engine.precision: bf16 (autocast)
   torch.compile       engine.compile
   packing xN          N trials at once on the device (fractional resources), aggregate throughput
-  or vmap xK          instead, K trials as one vmapped model (`cpsweep.engine.packed.PackedRun`; no compile)
+  or vmap xK          instead, K trials as one vmapped model (`packed_run.PackedRun`; no compile)
   shared prefixes     the same epochs per second; the grid needs fewer epochs (`cpsweep validate`)
 
 Trials per hour = the grid's trials / (its epochs x seconds per epoch / trials in parallel). The floor is
@@ -214,7 +214,7 @@ def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrie
 
 def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int, k: int, spec: str = SPEC) -> float:
     """Seconds per training step of one trial when k trials train as one vmapped model (`PackedRun`)."""
-    from cpsweep.engine.packed import PackedRun
+    from packed_run import PackedRun
 
     engine = {key: v for key, v in engine.items() if key != "compile"}  # PackedRun calls the model functionally
     trials = [trial_with(spec, seed, **engine) for seed in range(k)]

@@ -1,12 +1,16 @@
 """Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), Ray
 clusters of real raylets owned by one test, and one local launch watched while it runs (shared by two
-test modules)."""
+test modules). benchmarks/ is importable: the code only the benchmarks run (`packed_run.py`,
+`simulated_searches.py`) is tested here too."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
+
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 
 @pytest.fixture(autouse=True, scope="session")

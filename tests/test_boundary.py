@@ -1,6 +1,6 @@
 """The adaptive search's statistics and decisions (`results/boundary.py`, `sweep/adaptive.py` via
-`sweep/simulate.py`): each onset's class against t-intervals computed here by hand, the end and the
-proposals on hand-made classes, and a few hundred simulated searches on a step and a ramp plus noise."""
+`benchmarks/simulated_searches.py`): each onset's class against t-intervals computed here by hand, the end
+and the proposals on hand-made classes, and a few hundred simulated searches on a step and a ramp plus noise."""
 
 import math
 
@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from simulated_searches import simulate, simulate_many, step, summarise
 
 from cpsweep.config.search import SearchSpec, coarse_onsets, onset_range
 from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.errors import SpecError
 from cpsweep.results.boundary import IN, OUT, UNCLEAR, Point, classify, classify_windows, locate, propose
 from cpsweep.sweep.adaptive import Search
-from cpsweep.sweep.simulate import simulate, simulate_many, step, summarise
 
 # quantiles of Student's t, from a printed table (independent of scipy): t_{0.975, 2}, t_{0.95, 2}, t_{0.975, 4}
 T975_2, T95_2, T975_4 = 4.302653, 2.919986, 2.776445

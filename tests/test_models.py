@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cpsweep.config.registry import BUILTINS
-from cpsweep.engine.models import build_model, count_parameters
+from cpsweep.engine.models import build_model
 from cpsweep.errors import SpecError
 
 SHAPES = {"image": (3, 32, 32), "signal": (1, 40), "any": (1, 32, 32)}
@@ -18,6 +18,10 @@ def conv(c_in, c_out, k, bias=False):
 
 def bn(c):
     return 2 * c
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def test_all_cnn_c_parameter_count():

@@ -1,16 +1,16 @@
-"""Trials trained as one vmapped model give their single runs' records within floating-point tolerance."""
+"""Trials trained as one vmapped model (`benchmarks/packed_run.py`) give their single runs' records within
+floating-point tolerance."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
+from packed_run import PackedRun
 from tiny_specs import UNIT, tiny_sweep
 from trial_runs import image_data
 
 from cpsweep.config.sharing import check_packable
 from cpsweep.config.sweep_file import parse_sweep
-from cpsweep.engine.packed import PackedRun
 from cpsweep.engine.trial import train_trial
 
 SWEEP = tiny_sweep(UNIT)

@@ -8,7 +8,7 @@ start from the other's checkpoint at epoch p instead of training those epochs ag
 
     key = prefix_keys(trial)[p]       # names the state after the first p epochs; equal keys, equal states
 
-`check_packable(trials)` says whether trials can train as one vmapped model (`engine/packed.py`): they
+`check_packable(trials)` says whether trials can train as one vmapped model (`benchmarks/packed_run.py`): they
 must share every setting whose role is not per member (`spec.py`) and their learning rate at every epoch.
 
 For a sliding-window grid, every window [onset, onset + length) of a seed branches from the baseline at

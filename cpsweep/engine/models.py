@@ -147,7 +147,3 @@ def instantiate(e: Entry, options: Mapping[str, Any], in_shape: Sequence[int], n
         raise SpecError("model.name", f"{e.name} returned a {type(model).__name__}, not a torch.nn.Module; "
                                       f"return the network (docs/plugins.md)")
     return model
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

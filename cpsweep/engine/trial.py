@@ -5,9 +5,9 @@
         save_state_file(run.state_dict(), path)
 
 A `TrialRun` is built in named steps (data, model, memory layout and compilation, optimiser, deficit,
-Fisher probe, layer table, resume) and runs an epoch as steps other engines reuse (`packed.py`, the
-benchmarks): `train_batches` (the epoch's prepared batches), `train_epoch`, `evaluate_epoch` (BN refresh,
-test, Fisher), `lr`, `autocast`.
+Fisher probe, layer table, resume) and runs an epoch as steps other engines reuse (the benchmarks, their
+vmapped packs in `benchmarks/packed_run.py`): `train_batches` (the epoch's prepared batches), `train_epoch`,
+`evaluate_epoch` (BN refresh, test, Fisher), `lr`, `autocast`.
 
 Each epoch: train on the shuffled training set (order from (seed, epoch)), with the deficit applied to
 every batch while the epoch is in [onset, onset + length); re-estimate BatchNorm statistics on clean

@@ -18,6 +18,9 @@ optimiser, schedule, engine, epochs, ...) and their learning rate at every epoch
 `restart_after_deficit` with windows ending at different epochs): `config.sharing.check_packable`. A
 non-finite loss in any member stops the pack. `benchmarks/throughput.py` measures it against running the
 members as separate processes.
+
+Not a launcher mode (docs/throughput.md says what wiring it into `cpsweep launch` would take): it lives
+with the benchmark that measures it, and `tests/test_packed.py` checks it.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from ..config.sharing import check_packable
-from ..config.spec import TrialSpec
-from ..errors import TrialDiverged
-from ..results.records import EpochRecord
-from .data import Dataset, load_data
-from .trial import TrialRun, make_optimizer
+from cpsweep.config.sharing import check_packable
+from cpsweep.config.spec import TrialSpec
+from cpsweep.engine.data import Dataset, load_data
+from cpsweep.engine.trial import TrialRun, make_optimizer
+from cpsweep.errors import TrialDiverged
+from cpsweep.results.records import EpochRecord
 
 
 class PackedRun:

@@ -1,19 +1,20 @@
 """Simulated searches: the adaptive search's own decisions on sensitivities of known shape plus noise.
 
-`simulate(sweep, truth, sd, rng)` runs `adaptive.Search` on a real sweep spec (so the epochs each round
-costs are that sweep's, shared prefixes on) but replaces training by a draw: the sensitivity of the window
-at onset o for seed s is `truth(o) + N(0, sd^2)`, drawn once for every onset of the lattice, so that the
-full grid is judged on the same draws. Each run reports where the search put the end (the last onset shown
-"in", and the next lattice onset), whether that brackets the true end, whether it is the full grid's
-answer on the same draws, and the epochs it cost against the full grid's. The end the search gives is the
-first lattice onset after the last one shown "in" (`Boundary.next_onset`): "within the resolution" means
-within one lattice step of the true end; "brackets" that the true end lies in (last "in", next onset].
+`simulate(sweep, truth, sd, rng)` runs the search itself (`cpsweep.sweep.adaptive.Search`) on a real sweep
+spec (so the epochs each round costs are that sweep's, shared prefixes on) but replaces training by a
+draw: the sensitivity of the window at onset o for seed s is `truth(o) + N(0, sd^2)`, drawn once for every
+onset of the lattice, so that the full grid is judged on the same draws. Each run reports where the search
+put the end (the last onset shown "in", and the next lattice onset), whether that brackets the true end,
+whether it is the full grid's answer on the same draws, and the epochs it cost against the full grid's.
+The end the search gives is the first lattice onset after the last one shown "in" (`Boundary.next_onset`):
+"within the resolution" means within one lattice step of the true end; "brackets" that the true end lies
+in (last "in", next onset].
 
     truth = step(end=62.5, size=2.0)     # sensitivity 2 points before onset 62.5, 0 from there
     truth = ramp(end=62.5, size=4.0)     # 4 points at onset 0, falling linearly to 0 at onset 62.5
-    runs = simulate_many(sweep, "step", sd=0.5, runs=200, seed=0)
+    runs = simulate_many(sweep, "step", sd=0.5, size=2.0, runs=200, seed=0)
 
-`analysis/search_simulation.py` prints the table of docs/adaptive.md; tests/test_boundary.py checks it.
+`benchmarks/search_simulation.py` prints the table of docs/adaptive.md; tests/test_boundary.py checks it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..config.sweep_file import SweepSpec
-from ..results.boundary import IN, classify_windows, locate
-from .adaptive import GridCache, Search
+from cpsweep.config.sweep_file import SweepSpec
+from cpsweep.results.boundary import IN, classify_windows, locate
+from cpsweep.sweep.adaptive import GridCache, Search
 
 Truth = Callable[[float], float]
 
