@@ -129,3 +129,19 @@ def test_the_checker_sees_violations(tmp_path):
     assert "torch" in forbidden and not within(names[1], allowed) and not within(names[2], allowed)
     assert within("cpsweep.results.records", RULES["engine"][0]) and not within("cpsweep.results.store",
                                                                                  RULES["engine"][0])
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in conftest.py (fixtures) or a helper module named for what it holds
+    (tiny_specs.py, killed_launch.py, ...): a test module imported by another would run its tests' module
+    setup there, and its helpers would move whenever its tests do."""
+    tests = os.path.join(ROOT, "tests")
+    found = []
+    for name in sorted(os.listdir(tests)):
+        if name.endswith(".py"):
+            path = os.path.join(tests, name)
+            for node in ast.walk(ast.parse(open(path).read(), path)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                found += [f"{name}:{node.lineno}: {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not found, found
