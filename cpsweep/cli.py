@@ -13,6 +13,7 @@ Overrides `dotted.key=value` (the value read as YAML) change every file given, a
 file, and are recorded in the results (spec.yaml): `replicates=5 grid.onset=[0,20,40] optim.lr=1e-2`.
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
+    cpsweep schema [-o FILE]                   the JSON Schema of sweep files, for editors (docs/sweep.schema.json)
 
 User mistakes (a bad spec, a missing data set, an unwritable folder) print one line and exit 2.
 """
@@ -198,6 +199,21 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .config.schema import schema_text
+
+    if args.output is None:
+        sys.stdout.write(schema_text())
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(schema_text())
+    except OSError as e:
+        raise CpsweepError(f"cannot write {args.output}: {e.strerror}") from None
+    print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cpsweep", description="Sweeps of deficit-window trials for critical "
                                                            "learning periods in deep networks.")
@@ -263,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if the spec asks "
                                                   "for a GPU and one is present, else cpu)")
     t.set_defaults(func=cmd_trial)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of sweep files (editors check and complete YAML with it)")
+    sc.add_argument("-o", "--output", default=None, help="write it to this file instead (e.g. sweep.schema.json)")
+    sc.set_defaults(func=cmd_schema)
     return p
 
 

@@ -17,13 +17,30 @@ import difflib
 import re
 import types
 import typing
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, NamedTuple
 
 from ..errors import Problems, SpecError
 
 
 # a number in scientific notation without a dot (1e-3, 5E+4): PyYAML (YAML 1.1) reads it as a string
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class Range(NamedTuple):
+    """The values a number may take, from `low` to `high` (None: unbounded), an end left out when `open_low` /
+    `open_high`; `message` is the fix a mistake prints. The parser checks it (`holds`) and `schema.py`
+    publishes it; a value that is not a number (None for an optional setting, a list) is not its business."""
+    low: float | None
+    high: float | None
+    message: str
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True
+        return ((self.low is None or value > self.low or (value == self.low and not self.open_low))
+                and (self.high is None or value < self.high or (value == self.high and not self.open_high)))
 
 
 def suggest(word: str, valid: typing.Iterable[str]) -> str:
@@ -135,7 +152,10 @@ def parse_options(raw: Mapping[str, Any], defaults: Mapping[str, Any], path: str
     check_keys(raw, defaults, path)
     out = dict(defaults)
     for key, value in raw.items():
-        default = defaults[key]
-        tp = tuple[int, ...] if isinstance(default, tuple) else type(default)
-        out[key] = coerce(value, tp, f"{path}.{key}")
+        out[key] = coerce(value, option_type(defaults[key]), f"{path}.{key}")
     return out
+
+
+def option_type(default: Any) -> Any:
+    """The type of a built-in component's option: its default's (a tuple: of whole numbers)."""
+    return tuple[int, ...] if isinstance(default, tuple) else type(default)

@@ -23,9 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import SpecError
-from ._parse import check_keys, parse
+from ._parse import Range, check_keys, parse
 
 RANGE_KEYS = ["from", "to", "step"]
+# the ranges of the search settings' numbers (`parse_search`; `schema.py` publishes them)
+RANGES = {"margin": Range(0, None, "must be > 0 (points of final accuracy)", open_low=True),
+          "max_rounds": Range(0, None, "must be >= 0"),
+          "max_epochs": Range(1, None, "must be >= 1 or null"),
+          "max_trials": Range(1, None, "must be >= 1 or null"),
+          "coarse": Range(1, None, "a step must be >= 1 epoch (or give the onsets as a list)")}
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,9 @@ def parse_search(raw: Any) -> SearchSpec | None:
     if raw is None:
         return None
     spec = parse(SearchSpec, raw, "search")
-    checks = [("search.margin", spec.margin > 0, "must be > 0 (points of final accuracy)"),
-              ("search.max_rounds", spec.max_rounds >= 0, "must be >= 0"),
-              ("search.max_epochs", spec.max_epochs is None or spec.max_epochs >= 1, "must be >= 1 or null"),
-              ("search.max_trials", spec.max_trials is None or spec.max_trials >= 1, "must be >= 1 or null"),
-              ("search.coarse", not isinstance(spec.coarse, int) or spec.coarse >= 1,
-               "a step must be >= 1 epoch (or give the onsets as a list)")]
-    for path, ok, message in checks:
-        if not ok:
-            raise SpecError(path, message)
+    for key, r in RANGES.items():
+        if not r.holds(getattr(spec, key)):
+            raise SpecError(f"search.{key}", r.message)
     return spec
 
 

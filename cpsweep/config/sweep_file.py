@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -32,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from ..errors import Problems, SpecError
-from ._parse import check_keys, coerce, parse
+from ._parse import Range, check_keys, coerce, parse
 from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule
 from .search import SearchSpec, coarse_onsets, onset_range, parse_search
 from .plugins import importable_here
@@ -47,9 +48,38 @@ TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after"
             "optim", "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid",
             "resources", "tracking", "search", "metrics"]
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
+DOTTED = ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")  # sections a dotted grid axis may set
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 # each tracker's options in `tracking:` (None: any keyword of the tracker's own init, e.g. wandb.init)
 TRACKER_OPTIONS: dict[str, tuple[str, ...] | None] = {"wandb": None, "mlflow": ("tracking_uri", "experiment_name")}
+
+
+# The ranges of the fixed settings' numbers (`_check_ranges`), of the built-in deficits' options (checked when
+# that deficit is the sweep's) and of a trial's resources; `schema.py` publishes the same bounds.
+RANGES = {"optim.lr": Range(0, None, "must be > 0", open_low=True),
+          "optim.momentum": Range(0, 1, "must be in [0, 1)", open_high=True),
+          "optim.weight_decay": Range(0, None, "must be >= 0"),
+          "optim.batch_size": Range(1, None, "must be >= 1"),
+          "schedule.gamma": Range(0, 1, "must be in (0, 1]", open_low=True),
+          "schedule.step_size": Range(1, None, "must be >= 1"),
+          "fisher.every": Range(0, None, "must be >= 0 (0 turns the Fisher off)"),
+          "fisher.probe_per_class": Range(1, None, "must be >= 1"),
+          "fisher.samples": Range(1, None, "must be >= 1"),
+          "fisher.beta": Range(0, 1e-6, "must be in (0, 1e-6]: larger noise leaves the loss's quadratic region; the "
+                               "default 1e-24 suits any net (the estimate does not depend on beta there)",
+                               open_low=True),
+          "fisher.steps": Range(1, None, "must be >= 1 (Adam steps of method: variational; default 300)"),
+          "bn_refresh": Range(-1, None, "must be -1 (full pass), 0 (off) or a number of batches"),
+          "checkpoint_every": Range(1, None, "must be >= 1"),
+          "data.subset": Range(1, None, "must be >= 1 or null")}
+DEFICIT_RANGES = {("blur", "factor"): Range(2, None, "must be >= 2"),
+                  ("noise", "std"): Range(0, None, "must be > 0", open_low=True),
+                  ("label_noise", "fraction"): Range(0, 1, "must be in (0, 1]", open_low=True),
+                  ("weight_decay", "scale"): Range(0, None, "must be >= 0"),
+                  ("lr_scale", "scale"): Range(0, None, "must be > 0", open_low=True),
+                  ("batch_size", "size"): Range(2, None, "must be >= 2 (BatchNorm trains on batches of at least 2)")}
+RESOURCE_RANGES = {"cpu": Range(0, None, "cpu must be > 0", open_low=True),  # and gpu a fraction below 1 or whole
+                   "gpu": Range(0, None, "gpu must be >= 0, a fraction below 1 or a whole number")}
 
 
 def parse_tracking(raw: Any) -> dict[str, dict[str, Any]]:
@@ -231,36 +261,15 @@ def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
 
 def _check_ranges(t: TrialSpec) -> list[SpecError]:
     """Every range and consistency mistake of the fixed settings (all of them, not the first)."""
-    checks = [("optim.lr", t.optim.lr > 0, "must be > 0"),
-              ("optim.momentum", 0 <= t.optim.momentum < 1, "must be in [0, 1)"),
-              ("optim.weight_decay", t.optim.weight_decay >= 0, "must be >= 0"),
-              ("optim.batch_size", t.optim.batch_size >= 1, "must be >= 1"),
-              ("schedule.gamma", 0 < t.schedule.gamma <= 1, "must be in (0, 1]"),
-              ("schedule.step_size", t.schedule.step_size >= 1, "must be >= 1"),
-              ("fisher.every", t.fisher.every >= 0, "must be >= 0 (0 turns the Fisher off)"),
-              ("fisher.probe_per_class", t.fisher.probe_per_class >= 1, "must be >= 1"),
-              ("fisher.samples", t.fisher.samples >= 1, "must be >= 1"),
-              ("fisher.beta", 0 < t.fisher.beta <= 1e-6, "must be in (0, 1e-6]: larger noise leaves the loss's "
-               "quadratic region; the default 1e-24 suits any net (the estimate does not depend on beta there)"),
-              ("fisher.steps", t.fisher.steps >= 1, "must be >= 1 (Adam steps of method: variational; "
-               "default 300)"),
-              ("bn_refresh", t.bn_refresh >= -1, "must be -1 (full pass), 0 (off) or a number of batches"),
-              ("checkpoint_every", t.checkpoint_every >= 1, "must be >= 1"),
-              ("data.subset", t.data.subset is None or t.data.subset >= 1, "must be >= 1 or null"),
-              ("deficit.factor", t.deficit.name != "blur" or t.deficit.options["factor"] >= 2, "must be >= 2"),
-              ("deficit.std", t.deficit.name != "noise" or t.deficit.options["std"] > 0, "must be > 0"),
-              ("metrics", not t.metrics or t.fisher.every > 0, "are measured at the Fisher epochs, and "
-               "fisher.every is 0; set fisher.every (e.g. 5)"),
-              ("deficit.fraction", t.deficit.name != "label_noise" or 0 < t.deficit.options["fraction"] <= 1,
-               "must be in (0, 1]"),
-              ("deficit.scale", t.deficit.name != "weight_decay" or t.deficit.options["scale"] >= 0, "must be >= 0"),
-              ("deficit.scale", t.deficit.name != "lr_scale" or t.deficit.options["scale"] > 0, "must be > 0"),
-              ("deficit.size", t.deficit.name != "batch_size" or t.deficit.options["size"] >= 2,
-               "must be >= 2 (BatchNorm trains on batches of at least 2)"),
-              ("deficit.name", t.deficit.name != "weight_decay" or t.optim.weight_decay > 0,
-               "a weight_decay window scales optim.weight_decay, which is 0 here; set optim.weight_decay > 0"),
-              ("deficit.name", t.deficit.name != "no_augment" or _augments(t),
-               "a no_augment window turns augmentation off, which is off here; set data.augment: true (images)")]
+    checks = [(path, r.holds(functools.reduce(getattr, path.split("."), t)), r.message) for path, r in RANGES.items()]
+    checks += [(f"deficit.{option}", t.deficit.name != name or r.holds(t.deficit.options[option]), r.message)
+               for (name, option), r in DEFICIT_RANGES.items()]
+    checks += [("metrics", not t.metrics or t.fisher.every > 0, "are measured at the Fisher epochs, and "
+                "fisher.every is 0; set fisher.every (e.g. 5)"),
+               ("deficit.name", t.deficit.name != "weight_decay" or t.optim.weight_decay > 0,
+                "a weight_decay window scales optim.weight_decay, which is 0 here; set optim.weight_decay > 0"),
+               ("deficit.name", t.deficit.name != "no_augment" or _augments(t),
+                "a no_augment window turns augmentation off, which is off here; set data.augment: true (images)")]
     found = [SpecError(path, message) for path, ok, message in checks if not ok]
     if t.optim.name == "adam" and t.optim.momentum != OptimSpec.momentum:
         found.append(SpecError("optim.momentum", "has no effect with adam; remove it or use beta1"))
@@ -353,8 +362,9 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         grid = _parse_grid(raw.get("grid"), raw.get("schedule"))
     with problems.check():
         resources = parse(Resources, raw.get("resources"), "resources")
-        if resources.cpu <= 0 or resources.gpu < 0 or (resources.gpu > 1 and resources.gpu != int(resources.gpu)):
-            raise SpecError("resources", "cpu must be > 0; gpu must be >= 0, a fraction below 1 or a whole number")
+        if not all(r.holds(getattr(resources, k)) for k, r in RESOURCE_RANGES.items()) or (
+                resources.gpu > 1 and resources.gpu != int(resources.gpu)):
+            raise SpecError("resources", "; ".join(r.message for r in RESOURCE_RANGES.values()))
     with problems.check():
         parse_tracking(raw.get("tracking"))
     with problems.check():
@@ -388,8 +398,7 @@ def _parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
 
 def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
     """One grid axis's values, checked (`_parse_grid`)."""
-    if key not in GRID_AXES and not ("." in key and key.split(".")[0] in
-                                     ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")):
+    if key not in GRID_AXES and not ("." in key and key.split(".")[0] in DOTTED):
         check_keys({key: 0}, GRID_AXES, "grid")
     if key == "onset" and isinstance(values, Mapping):  # a range: {from: 0, to: 100, step: 5}
         return tuple(onset_range(values))
@@ -397,10 +406,12 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
         raise SpecError(f"grid.{key}", "must be a non-empty list of values" +
                                        (" or a range {from: 0, to: 100, step: 5}" if key == "onset" else ""))
     if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
+        if None in values:  # (not "the file's deficit": a mistake)
+            raise SpecError(f"grid.{key}", f"null is not a {key}; give its name or a mapping with its name")
         if key == "schedule":
             names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
         else:
-            names = [str(v if isinstance(v, str) else (v or {}).get("name")).rpartition(":")[2] for v in values]
+            names = [str(v.get("name") if isinstance(v, Mapping) else v).rpartition(":")[2] for v in values]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
