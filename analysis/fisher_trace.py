@@ -9,7 +9,7 @@ from _figure import run
 
 from cpsweep.errors import CpsweepError
 from cpsweep.results.reduce import group_curves
-from cpsweep.results.report import curves_figure
+from cpsweep.results.figures import curves_figure
 
 
 def build(results, args):

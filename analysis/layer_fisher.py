@@ -9,11 +9,13 @@ from _figure import run
 
 from cpsweep.errors import CpsweepError
 from cpsweep.results.reduce import chosen_trials, layer_shares, sensitivity
-from cpsweep.results.report import layer_figure
+from cpsweep.results.figures import layer_figure
 
 
 def build(results, args):
-    trial = args.trial or chosen_trials(results.trials, sensitivity(results.trials, results.epochs))["worst"]
+    sens = sensitivity(results.trials, results.epochs)
+    worst = sens.loc[sens.sensitivity.idxmax()] if sens.sensitivity.notna().any() else None
+    trial = args.trial or (chosen_trials(results.trials, sens)[worst.tags]["worst"] if worst is not None else None)
     shares = layer_shares(results.fisher_layers, trial, args.per_parameter) if trial else None
     if shares is None or shares.empty:
         raise CpsweepError(f"no per-layer Fisher traces for trial {trial}")
@@ -21,7 +23,8 @@ def build(results, args):
 
 
 def add_args(p):
-    p.add_argument("--trial", default=None, help="trial id (default: the most damaging window of the first seed)")
+    p.add_argument("--trial", default=None,
+                   help="trial id (default: the lowest seed's trial of the most damaging window)")
     p.add_argument("--per-parameter", action="store_true", help="divide each layer's trace by its parameters")
 
 

@@ -9,7 +9,7 @@ from _figure import run
 
 from cpsweep.errors import CpsweepError
 from cpsweep.results.reduce import removal_curve
-from cpsweep.results.report import removal_figure
+from cpsweep.results.figures import removal_figure
 
 
 def build(results, args):

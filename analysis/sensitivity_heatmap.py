@@ -9,7 +9,7 @@ from _figure import run
 
 from cpsweep.errors import CpsweepError
 from cpsweep.results.reduce import sensitivity
-from cpsweep.results.report import heatmap_figure
+from cpsweep.results.figures import heatmap_figure
 
 
 def build(results, args):
@@ -17,8 +17,7 @@ def build(results, args):
     windows = trials[trials.deficit == args.deficit] if args.deficit else trials[trials.deficit != "none"]
     if windows.empty:
         raise CpsweepError(f"no windows of deficit {args.deficit or '(any)'} in these results")
-    deficit, tags = windows.deficit.iloc[0], windows.tags.iloc[0]
-    return heatmap_figure(sensitivity(trials, results.epochs), trials, deficit, tags)
+    return heatmap_figure(sensitivity(trials, results.epochs), trials, windows.deficit.iloc[0])  # a row per tags
 
 
 if __name__ == "__main__":

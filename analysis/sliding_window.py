@@ -9,7 +9,7 @@ from _figure import run
 
 from cpsweep.errors import CpsweepError
 from cpsweep.results.reduce import sensitivity
-from cpsweep.results.report import sensitivity_curve_figure
+from cpsweep.results.figures import sensitivity_curve_figure
 
 
 def build(results, args):

@@ -115,6 +115,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .results.reduce import sensitivity
     from .results.store import Store, load_results
+    from .results.summary import label
     from .sweep.live import describe, read_live
 
     res = load_results(args.results, fisher_layers=False)  # (the largest table: not needed here)
@@ -131,8 +132,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     sens = sensitivity(res.trials, res.epochs)
     if not sens.empty:
         ranked = sens.sort_values("sensitivity")
-        for label, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):
-            print(f"{label:5} window: {row.deficit} [{row.onset}, {row.onset + row.length}) "
+        for which, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):  # named by every axis value
+            print(f"{which:5} window: {label(row.deficit, row.tags, row.onset, row.length)} "
                   f"{row.sensitivity:+.2f} pts lost vs baseline ({row.acc:.2f}% vs {row.baseline_acc:.2f}%, "
                   f"{int(row.n_seeds)} seed(s))")
     return 0

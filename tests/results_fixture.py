@@ -55,3 +55,35 @@ def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, mis
                       "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128},
                       "schedule": {"name": "exponential"}, "epochs": epochs}}
     return Results(pd.DataFrame(trials), pd.DataFrame(ep), pd.DataFrame(layers), spec)
+
+
+def make_faceted_results(facets: dict, onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30,
+                         restart: str | None = None) -> Results:
+    """Results of a sweep with extra grid axes: `facets` maps each tags value (e.g. "schedule=restart,
+    model.width=8") to its damage function (see `make_results`); trial ids get the facet as a suffix. The
+    facets whose tags contain `restart` get one baseline per seed and onset (a restarted baseline), their
+    windows pointing at the one of their onset."""
+    parts = []
+    for n, (tags, damage) in enumerate(facets.items()):
+        res = make_results(onsets, lengths, seeds, epochs, damage=damage)
+        suffix = f"-f{n}"
+        rename = {t: t + suffix for t in res.trials.trial_id}
+        trials = res.trials.assign(tags=tags, trial_id=res.trials.trial_id.map(rename),
+                                   baseline_id=res.trials.baseline_id.map(rename))
+        ep, layers = res.epochs.assign(trial_id=res.epochs.trial_id.map(rename)), \
+            res.fisher_layers.assign(trial_id=res.fisher_layers.trial_id.map(rename))
+        if restart is not None and restart in tags:  # a baseline per onset: copies of the seed's baseline
+            base = trials[trials.deficit == "none"]
+            copies = [base.assign(onset=o, trial_id=base.trial_id + f"-r{o}") for o in onsets]
+            trials = trials[trials.deficit != "none"].copy()
+            trials["baseline_id"] = trials.baseline_id + "-r" + trials.onset.astype(str)
+            trials = pd.concat([*copies, trials], ignore_index=True)
+            ep = pd.concat([ep[~ep.trial_id.isin(base.trial_id)],
+                            *(ep[ep.trial_id.isin(base.trial_id)].assign(trial_id=lambda d, o=o: d.trial_id + f"-r{o}")
+                              for o in onsets)], ignore_index=True)
+            layers = pd.concat([layers[~layers.trial_id.isin(base.trial_id)],
+                                *(layers[layers.trial_id.isin(base.trial_id)].assign(
+                                    trial_id=lambda d, o=o: d.trial_id + f"-r{o}") for o in onsets)], ignore_index=True)
+        parts.append((trials, ep, layers))
+    spec = make_results().spec
+    return Results(*(pd.concat([p[i] for p in parts], ignore_index=True) for i in range(3)), spec)

@@ -8,10 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
-from results_fixture import make_results
+from results_fixture import falling, make_faceted_results, make_results, peaked
 
 from cpsweep.results.reduce import (chosen_trials, critical_period, group_curves, heatmap_grid, layer_shares,
-                                    removal_curve, sample_windows, sensitivity)
+                                    removal_curve, sample_windows, sensitivity, shown_trials)
 
 
 def row(tid, deficit, onset, length, seed, acc, status="ok"):
@@ -134,7 +134,26 @@ def test_layer_shares_columns_sum_to_one_and_per_parameter_option():
 def test_chosen_trials():
     res = make_results(onsets=(0, 10, 20))
     pick = chosen_trials(res.trials, sensitivity(res.trials))
-    assert pick == {"baseline": "baseline-s0", "worst": "blur-o0-l10-s0", "best": "blur-o20-l10-s0"}
+    assert pick == {"": {"baseline": "baseline-s0", "worst": "blur-o0-l10-s0", "best": "blur-o20-l10-s0"}}
+
+
+def test_chosen_trials_per_facet_of_a_three_axis_sweep():
+    """Each facet (a value of the extra axes) shows its own most and least damaging windows and the worst
+    window's own baseline (with restarted baselines: the one of its onset), checked against a brute force
+    over the damage functions."""
+    onsets, seeds = (0, 10, 20, 30, 40), (1, 2)
+    facets = {"schedule=exponential,width=8": falling, "schedule=exponential,width=16": peaked,
+              "schedule=restart,width=8": lambda o, n, s: 1 + o / 10 + s}
+    res = make_faceted_results(facets, onsets=onsets, seeds=seeds, restart="restart")
+    picks = chosen_trials(res.trials, sensitivity(res.trials))
+    assert list(picks) == sorted(facets)
+    for n, (tags, damage) in enumerate(facets.items()):
+        mean = {o: np.mean([damage(o, 10, s) for s in seeds]) for o in onsets}
+        worst, best = max(mean, key=mean.get), min(mean, key=mean.get)
+        base = f"baseline-s1-f{n}" + (f"-r{worst}" if "restart" in tags else "")
+        assert picks[tags] == {"baseline": base, "worst": f"blur-o{worst}-l10-s1-f{n}",
+                               "best": f"blur-o{best}-l10-s1-f{n}"}, tags
+    assert set(shown_trials(picks)) == {t for p in picks.values() for t in p.values()}
 
 
 def windows_table(deficits, lengths, onsets, sensitivity):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import time
 
 import numpy as np
 import pytest
-from headless_chromium import CHROMIUM, figures_expected, open_in_chromium
+from headless_chromium import CHROMIUM, FIGURES, figures_expected, open_in_chromium
 from results_fixture import make_results, peaked
 
 from cpsweep.results.report import render, render_compare
@@ -191,3 +192,90 @@ def test_claims_of_one_sweep_per_variant_and_fisher_only_with_one_baseline_per_s
     assert grid == {"early_vs_late", "late_windows", "window_length", "peak_onset", "fisher_link"}
     study = {c.key: c.verdict for _, c in sweep_checks(load_results(os.path.join(root, "mini_fisher_study")))}
     assert study == {"fisher_peak": "reproduced", "layer_peak": "reproduced", "layer_shift": "reproduced"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_a_three_axis_sweep_gets_a_row_per_value_in_every_figure(tmp_path, ray_local, capsys):
+    """A real sweep over onset x length x schedule x model.channels, its report opened in Chromium: every
+    figure has one row of panels per value of the extra axes (the sliding-window curve a column per
+    schedule), every heatmap one shared colour axis spanning every cell, the chosen trials drawn in every
+    row, and `status` names the axis values of its best and worst windows."""
+    from PIL import Image
+    from tiny_specs import tiny_sweep
+
+    from cpsweep.cli import main
+    from cpsweep.results.store import load_results
+    from cpsweep.sweep.launch import launch
+
+    raw = tiny_sweep(replicates=2, common_end=None, epochs=None, clean_after=2,
+                     grid={"onset": [0, 3], "length": [2], "schedule": ["exponential", "restart"],
+                           "model.channels": [4, 8]})
+    launch(raw, storage=str(tmp_path / "res"), report=True)
+    folder = tmp_path / "res" / "tiny"
+    trials = load_results(str(folder)).trials
+    assert (trials.status == "ok").all()
+    rows = sorted(trials.tags.unique())
+    assert len(rows) == 4 and all("schedule=" in t and "model.channels=" in t for t in rows)
+    page_html = (folder / "report.html").read_text()
+    assert "one row per value of the sweep's other grid axes (schedule, model.channels)" in html.unescape(page_html)
+    shot = tmp_path / "three_axes.png"
+    expected = figures_expected(page_html)
+    rendered, errors, _, _, figures = open_in_chromium(folder / "report.html", expected, shot, probe=FIGURES)
+    assert errors == [] and rendered == expected
+    by_title = {f["title"]: f for f in figures}
+    titled = [t.replace(",", ", ") for t in rows]
+    for title in ("blur: accuracy lost vs baseline (percentage points)", "Test accuracy per epoch", "Fisher trace",
+                  "Per-layer Fisher: most damaging window", "Per-layer Fisher: baseline"):
+        fig = by_title[title]
+        assert fig["yaxes"] == 4, title
+        assert all(any(row in panel for panel in fig["panels"]) for row in titled), (title, fig["panels"])
+    # the sliding-window curve: a row per channel count, a column per schedule, every panel drawn
+    curve = by_title["Sensitivity against window onset under each schedule"]
+    assert curve["yaxes"] == 4 and sorted(curve["panels"]) == sorted(
+        f"model.channels={c}, schedule: {s}" for c in (4, 8) for s in ("exponential", "restart"))
+    assert len({(t["xaxis"], t["yaxis"]) for t in curve["traces"] if t["type"] == "scatter"}) == 4
+    # one colour axis over every cell of every heatmap
+    heat = by_title["blur: accuracy lost vs baseline (percentage points)"]
+    cells = [v for t in heat["traces"] if t["type"] == "heatmap" for v in t["z"] if v is not None]
+    assert len([t for t in heat["traces"] if t["type"] == "heatmap"]) == 4 and len(cells) == 8
+    assert heat["coloraxis"] == pytest.approx([min(0.0, min(cells)), max(max(cells), min(0.0, min(cells)) + 0.1)],
+                                              abs=1e-4)
+    # each row's accuracy panel: its baseline, its most and its least damaging window
+    acc = by_title["Test accuracy per epoch"]
+    lines = [t for t in acc["traces"] if t["showlegend"]]
+    assert sorted(len([t for t in lines if t["yaxis"] == y]) for y in {t["yaxis"] for t in lines}) == [3] * 4
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # not blank
+    capsys.readouterr()
+    assert main(["status", str(folder)]) == 0
+    status = capsys.readouterr().out
+    for which in ("worst", "best "):
+        line = next(ln for ln in status.splitlines() if ln.startswith(which + " window:"))
+        assert "schedule=" in line and "model.channels=" in line, line
+
+
+def test_faceted_figures_share_one_colour_axis_and_choose_trials_per_row():
+    """Without a browser: a sweep with an extra axis of three values draws each heatmap, curve and
+    per-layer figure with one row per value; the heatmaps' one colour axis spans every cell of every row."""
+    from results_fixture import falling, make_faceted_results
+
+    from cpsweep.results.figures import heatmap_figure
+    from cpsweep.results.reduce import sensitivity
+
+    facets = {"width=8": falling, "width=16": lambda o, n, s: 20 - o / 2 + s, "width=32": lambda o, n, s: -1.0 + s}
+    res = make_faceted_results(facets, onsets=(0, 10, 20), seeds=(0, 1, 2))
+    sens = sensitivity(res.trials, res.epochs)
+    fig = heatmap_figure(sens, res.trials, "blur")
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert [a.text for a in fig.layout.annotations] == sorted(facets) and len(heat) == 3
+    cells = np.concatenate([np.asarray(t.z, dtype=float).ravel() for t in heat])
+    # brute force: mean damage over seeds per window, the scale from min(0, lowest) to the highest
+    means = [np.mean([d(o, 10, s) for s in (0, 1, 2)]) for d in facets.values() for o in (0, 10, 20)]
+    assert sorted(cells) == pytest.approx(sorted(means), abs=1e-4)
+    assert {t.coloraxis for t in heat} == {"coloraxis"}
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == pytest.approx((min(means), max(means)), abs=1e-4)
+    page = html.unescape(render(res))
+    assert f"Every heatmap of this report shares one colour scale, {min(0.0, min(means)):.2f} to " \
+           f"{max(means):.2f} pts" in page
+    assert "one row per value of the sweep's other grid axes (the trials' tags)" in page  # no grid in its spec

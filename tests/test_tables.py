@@ -179,7 +179,7 @@ def test_the_report_reads_the_per_layer_rows_of_the_trials_it_shows_only(tmp_pat
                                       set(shown.fisher_layers.trial_id))]), check_dtype=False)
     with open(write_report(store.uri)) as f:
         page = f.read()
-    assert "Per-layer Fisher: baseline-s0" in page and "Per-layer Fisher: blur-o0-l10-s0" in page
+    assert "for the baseline (baseline-s0)" in page and "for the most damaging window (blur-o0-l10-s0)" in page
 
 
 def test_a_window_that_ends_before_its_baseline_gets_its_line_and_the_loss_once_the_baseline_is_in(tmp_path):

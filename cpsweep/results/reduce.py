@@ -240,21 +240,40 @@ def layer_shares(layers: pd.DataFrame, trial_id: str, per_parameter: bool = Fals
     return table / table.sum(axis=0)
 
 
-def chosen_trials(trials: pd.DataFrame, sens: pd.DataFrame) -> dict[str, str | None]:
-    """The trials the report shows in detail: the first seed's baseline, its most and least damaging
-    windows (by the seed-averaged sensitivity)."""
-    ok = trials[trials.status == "ok"]
-    base = ok[ok.deficit == "none"].sort_values("seed")
-    out: dict[str, str | None] = {"baseline": base.trial_id.iloc[0] if len(base) else None, "worst": None, "best": None}
-    if out["baseline"] is None or sens.empty:
-        return out
-    own = ok[(ok.baseline_id == out["baseline"]) & (ok.deficit != "none")]
-    ranked = sens.sort_values("sensitivity")
-    for key, row in (("worst", ranked.iloc[-1]), ("best", ranked.iloc[0])):
-        match = own[(own.deficit == row.deficit) & (own.tags == row.tags) & (own.onset == row.onset)
-                    & (own.length == row.length)]
-        out[key] = match.trial_id.iloc[0] if len(match) else None
+def chosen_trials(trials: pd.DataFrame, sens: pd.DataFrame) -> dict[str, dict[str, str | None]]:
+    """The trials the report shows in detail, per facet (each value of the trials' `tags`, the sweep's
+    extra grid axes): its most and least damaging windows (by the seed-averaged sensitivity within the
+    facet), each the lowest seed's trial (the same seed for both where it can), and the worst window's own
+    baseline (restarted baselines differ per onset); a facet without windows shows its first seed's
+    baseline. Facets in `tags` order; {"": {...}} for a sweep without trials."""
+    ok = trials[trials.status == "ok"].sort_values(["seed", "trial_id"])
+    out: dict[str, dict[str, str | None]] = {}
+    for tags in sorted(set(trials.tags.fillna(""))) or [""]:
+        own = ok[ok.tags.fillna("") == tags]
+        base = own[own.deficit == "none"]
+        pick: dict[str, str | None] = {"baseline": base.trial_id.iloc[0] if len(base) else None,
+                                       "worst": None, "best": None}
+        ranked = sens[sens.tags.fillna("") == tags].dropna(subset=["sensitivity"]).sort_values("sensitivity")
+        seed = None
+        for key, row in (("worst", ranked.iloc[-1:]), ("best", ranked.iloc[:1])):
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            match = own[(own.deficit == r.deficit) & (own.onset == r.onset) & (own.length == r.length)
+                        & own.baseline_id.isin(base.trial_id)]
+            if seed is not None and (match.seed == seed).any():
+                match = match[match.seed == seed]
+            if len(match):
+                pick[key] = match.trial_id.iloc[0]
+                if key == "worst":
+                    seed, pick["baseline"] = match.seed.iloc[0], match.baseline_id.iloc[0]
+        out[tags] = pick
     return out
+
+
+def shown_trials(picks: dict[str, dict[str, str | None]]) -> list[str]:
+    """Every trial `chosen_trials` picked, once."""
+    return list(dict.fromkeys(t for pick in picks.values() for t in pick.values() if t))
 
 
 def sample_windows(sens: pd.DataFrame, k: int = 12) -> pd.DataFrame:

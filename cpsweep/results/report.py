@@ -12,17 +12,17 @@ every trial is in the Parquet tables), and figure data go out as float32 (7 sign
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from ..errors import CpsweepError
-from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, heatmap_grid,
-                     layer_shares, removal_curve, sample_windows, schedule_of, sensitivity)
+from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, heatmap_figure, layer_figure,
+                      removal_figure, sensitivity_curve_figure)
+from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
+                     sample_windows, sensitivity, shown_trials)
 from .report_checks import checks_table
 from .search_report import search_sections
 from .summary import header, onset_table
@@ -32,131 +32,7 @@ from .store import Results, Store, load_results
 from .records import METRIC
 from .tables import Tables
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-          "#17becf"]
-CURVE_WINDOWS = 12      # per-window curves drawn at most (besides the baselines); the tables hold them all
-DENSE_COLUMNS = 30      # heatmap onsets beyond which the cells are too narrow to print their value in
-
-
-def _compact(values) -> np.ndarray:
-    """`values` as float32 (plotly embeds it as 4 bytes a value, not 8), or float64 where float32 would turn
-    a value into infinity or zero (no trace or accuracy comes near, but a diverged trial might)."""
-    a = np.asarray(values, dtype=float)
-    finite = np.abs(a[np.isfinite(a) & (a != 0)])
-    fits = not finite.size or (finite.max() < 1e38 and finite.min() > 1e-37)
-    return a.astype(np.float32) if fits else a
-
-
-def _band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, **cell) -> None:
-    """A line with a shaded band of one standard error (where known); `cell`: row and col of a subplot."""
-    sem = np.nan_to_num(np.asarray(sem, dtype=float))
-    x, mean = list(x), np.asarray(mean, dtype=float)
-    edge = _compact(np.concatenate([mean + sem, (mean - sem)[::-1]]))
-    fig.add_trace(go.Scatter(x=x + x[::-1], y=edge, fill="toself",
-                             fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
-                             legendgroup=group), **cell)
-    fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers", name=name, line={"color": color},
-                             legendgroup=group, customdata=_compact(sem),
-                             hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>" + html.escape(name) + "</extra>"),
-                  **cell)
-
-
-def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str) -> go.Figure:
-    grid = heatmap_grid(sens, trials, deficit, tags)
-    part = sens[(sens.deficit == deficit) & (sens.tags == tags)]
-    info = {(r.length, r.onset): r for r in part.itertuples(index=False)}
-    windows = trials[(trials.deficit == deficit) & (trials.tags == tags)]
-    states = {key: ", ".join(sorted(set(g))) for key, g in windows.groupby(["length", "onset"]).status}
-    dense = len(grid.columns) > DENSE_COLUMNS
-    hover, marks = [], []  # hover: one short line per cell (the template adds onset and length)
-    for length in grid.index:
-        row = []
-        for onset in grid.columns:
-            r = info.get((length, onset))
-            if r is not None:
-                ci = "" if math.isnan(r.low) else f", {LEVEL:.0%} CI [{r.low:.2f}, {r.high:.2f}]"
-                row.append(f"lost {r.sensitivity:.2f} pts{ci}<br>accuracy {r.acc:.2f}% vs baseline "
-                           f"{r.baseline_acc:.2f}%, {int(r.n_seeds)} seed(s)")
-            else:
-                state = states.get((length, onset)) or "not in the grid"
-                row.append(f"no result: {state}")
-                marks.append((str(onset), str(length), state))
-        hover.append(row)
-    finite = grid.values[np.isfinite(grid.values)]
-    low = min(0.0, float(finite.min())) if finite.size else 0.0  # the scale starts at 0: no loss is white
-    high = max(float(finite.max()), low + 0.1) if finite.size else 1.0
-    # a cell's value is printed in it unless the cells are too narrow to hold it (then: hover)
-    fig = go.Figure(go.Heatmap(z=_compact(grid.values), x=[str(o) for o in grid.columns],
-                               y=[str(l) for l in grid.index], text=hover,
-                               hovertemplate="onset %{x}, length %{y}<br>%{text}<extra></extra>",
-                               texttemplate=None if dense else "%{z:.2f}", colorscale="Reds",
-                               zmin=low, zmax=high, colorbar={"title": "pts lost"}))
-    if marks:  # missing or failed cells are marked, not drawn as zero (their state in the hover when dense)
-        fig.add_trace(go.Scatter(x=[m[0] for m in marks], y=[m[1] for m in marks],
-                                 mode="markers" if dense else "markers+text",
-                                 marker={"symbol": "x", "size": 8 if dense else 14, "color": "#555"},
-                                 text=None if dense else [m[2] for m in marks], textposition="bottom center",
-                                 hoverinfo="skip", showlegend=False))
-    fig.update_layout(title=f"{_label(deficit, tags)}: accuracy lost vs baseline (percentage points)",
-                      xaxis_title="deficit onset (epoch)", yaxis_title="deficit length (epochs)", height=380,
-                      xaxis={"type": "category"}, yaxis={"type": "category"})
-    return fig
-
-
-def sensitivity_curve_figure(sens: pd.DataFrame, name: str = "") -> go.Figure:
-    """Sensitivity against onset, a line per (deficit, tags, length) with its t-interval band; with a
-    `grid.schedule` axis, one panel per schedule side by side (shared y axis)."""
-    labels = sorted(sens.tags.map(schedule_of).unique()) if len(sens) else [""]
-    fig = make_subplots(rows=1, cols=len(labels), shared_yaxes=True, subplot_titles=[
-        f"schedule: {label}" for label in labels] if labels != [""] else None)
-    for i, ((deficit, tags, length), part) in enumerate(sens.groupby(["deficit", "tags", "length"], sort=True)):
-        part = part.sort_values("onset")
-        col = labels.index(schedule_of(tags)) + 1
-        label = f"{name + ': ' if name else ''}{_label(deficit, tags)}, length {int(length)}"
-        half = part["high"] - part.sensitivity  # the t-interval is symmetric about the mean
-        _band(fig, part.onset.tolist(), part.sensitivity, half, COLORS[i % len(COLORS)], label, label,
-              row=1, col=col)
-    fig.add_hline(y=0, line={"color": "#999", "dash": "dot"})
-    fig.update_layout(title="Sensitivity against window onset" + (" under each schedule" if len(labels) > 1 else ""),
-                      yaxis_title="accuracy lost (pts)", height=380)
-    fig.update_xaxes(title_text="deficit onset (epoch)")
-    return fig
-
-
-def removal_figure(curve: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    for i, ((deficit, tags), part) in enumerate(curve.groupby(["deficit", "tags"], sort=True)):
-        label = _label(deficit, tags)
-        _band(fig, part.removal.tolist(), part.acc, part["sem"], COLORS[i % len(COLORS)], label, label)
-    fig.update_layout(title="Final test accuracy against deficit removal epoch", height=380,
-                      xaxis_title="epoch the deficit is removed (0: never applied)", yaxis_title="final test accuracy (%)")
-    return fig
-
-
-def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = False,
-                  shade: tuple[int, int] | None = None) -> go.Figure:
-    fig = go.Figure()
-    for i, (key, part) in enumerate(curves.groupby(["deficit", "tags", "onset", "length"], sort=True)):
-        label = _label(*key)
-        color = "#000" if key[0] == "none" else COLORS[i % len(COLORS)]
-        _band(fig, part.epoch.tolist(), part["mean"], part["sem"], color, label, label)
-    if shade is not None:
-        fig.add_vrect(x0=shade[0] - 0.5, x1=shade[1] - 0.5, fillcolor="#d62728", opacity=0.1, line_width=0,
-                      annotation_text="deficit", annotation_position="top left")
-    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title=y_title, height=420,
-                      yaxis={"type": "log"} if log else {})
-    return fig
-
-
-def layer_figure(shares: pd.DataFrame, title: str, shade: tuple[int, int] | None = None) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=_compact(shares.values), x=list(shares.columns), y=list(shares.index),
-                               colorscale="Viridis", colorbar={"title": "share"},
-                               hovertemplate="layer %{y}, epoch %{x}: %{z:.3f}<extra></extra>"))
-    if shade is not None:
-        fig.add_vrect(x0=shade[0] - 0.5, x1=shade[1] - 0.5, line={"color": "white", "dash": "dash"})
-    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="layer (input at the bottom)", height=380,
-                      yaxis={"type": "category"})
-    return fig
+CURVE_WINDOWS = 12      # per-window curves drawn at most per facet (besides the baselines); the tables hold them all
 
 
 def _window(trials: pd.DataFrame, trial_id: str | None) -> tuple[int, int] | None:
@@ -166,21 +42,24 @@ def _window(trials: pd.DataFrame, trial_id: str | None) -> tuple[int, int] | Non
     return int(row.onset.iloc[0]), int(row.onset.iloc[0] + row.length.iloc[0])
 
 
-def sampled_curves(curves: pd.DataFrame, sens: pd.DataFrame, trials: pd.DataFrame, worst: str | None,
-                   k: int = CURVE_WINDOWS) -> tuple[pd.DataFrame, str]:
-    """The rows of `curves` (a `group_curves` table) to draw: the baselines' and those of at most `k`
-    windows (`sample_windows`; the most damaging trial's window always among them), and the caption's
-    words for them ("every window", or "12 of the 1,000 windows (...)")."""
+def sampled_curves(curves: pd.DataFrame, sens: pd.DataFrame, trials: pd.DataFrame,
+                   picks: dict[str, dict[str, str | None]], k: int = CURVE_WINDOWS) -> tuple[pd.DataFrame, str]:
+    """The rows of `curves` (a `group_curves` table) to draw: the baselines' and, per facet (tags), those of
+    at most `k` windows (`sample_windows`; the facet's most damaging trial's window always among them), and
+    the caption's words for them ("every window", or "12 of the 1,000 windows (...)")."""
     keys = curves[GROUP].drop_duplicates()
     windows = keys[keys.deficit != "none"]
-    if len(windows) <= k:
+    per_facet = windows.groupby("tags").size()
+    if per_facet.empty or per_facet.max() <= k:
         return curves, "every window"
     ranked = windows.merge(sens[[*GROUP, "sensitivity"]], on=GROUP, how="left")  # NaN: no baseline to compare
-    picked = sample_windows(ranked, k)[GROUP]
-    row = trials[trials.trial_id == worst][GROUP]
-    keep = curves.merge(pd.concat([keys[keys.deficit == "none"], picked, row]).drop_duplicates(), on=GROUP)
+    worst = [p["worst"] for p in picks.values() if p.get("worst")]
+    picked = [sample_windows(part, k)[GROUP] for _, part in ranked.groupby("tags", sort=True)]
+    keep = curves.merge(pd.concat([keys[keys.deficit == "none"], *picked, trials[trials.trial_id.isin(worst)][GROUP]])
+                        .drop_duplicates(), on=GROUP)
     n = len(keep[keep.deficit != "none"][GROUP].drop_duplicates())
-    which = ("the most and least damaging, the others spread over the lengths and onsets"
+    each = " of each row" if ranked.tags.nunique() > 1 else ""
+    which = (f"the most and least damaging{each}, the others spread over the lengths and onsets"
              if ranked.sensitivity.notna().any() else "spread over the lengths and onsets")
     return keep, (f"{n} of the {len(windows):,} windows ({which}; every trial's trace per epoch is in the epochs "
                   "table, epochs.parquet)")
@@ -203,14 +82,91 @@ def _page(title: str, sections: list[tuple[str, go.Figure | str | None]], intro:
             + "</body></html>")
 
 
+FACETED = ("Panels: one row per value of the sweep's other grid axes ({axes}), on shared axes. ")
+
+
+def _grid_sections(results: Results, sens: pd.DataFrame, facets: str) -> list[tuple[str, go.Figure]]:
+    """The figures over the grid: heatmaps (one per deficit, one colour axis), the sliding-window curve, the
+    removal curve."""
+    trials, out = results.trials, []
+    low, high = colour_range(sens)
+    for deficit in sorted(trials[trials.deficit != "none"].deficit.unique()):
+        out.append((facets + ("Each cell is a deficit window (onset across, length up) coloured by the points of final "
+                              "test accuracy it cost against the same seed's baseline, mean over seeds (hover: its "
+                              f"{LEVEL:.0%} t-interval, accuracies, seed count); an x marks a window with no finished "
+                              f"result. Every heatmap of this report shares one colour scale, {low:.2f} to "
+                              f"{high:.2f} pts."),
+                    heatmap_figure(sens, trials, deficit, scale=(low, high))))
+    if not sens.empty:
+        out.append(((facets.replace("Panels: one row", "Panels: one column per schedule, one row") if facets else "")
+                    + ("The paper's sliding-window curve: accuracy lost against the window's onset, one line per "
+                       f"window length, the band its {LEVEL:.0%} t-interval across seeds (none with one seed); the "
+                       "critical period is where the band lies above zero."),
+                    sensitivity_curve_figure(sens)))
+    removal = removal_curve(trials, results.epochs)
+    if removal.removal.nunique() > 1:
+        out.append((facets + ("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to "
+                              "the removal epoch; a falling curve means later removal leaves a permanent deficit."),
+                    removal_figure(removal)))
+    return out
+
+
+def _trial_sections(results: Results, sens: pd.DataFrame, picks: dict[str, dict[str, str | None]],
+                    facets: str, per_parameter: bool, measure: str) -> list[tuple[str, go.Figure]]:
+    """The figures per epoch: accuracy of the chosen trials, the user's metrics, the Fisher trace, and the
+    per-layer Fisher of each facet's baseline and most damaging window."""
+    trials, epochs, layers, out = results.trials, results.epochs, results.fisher_layers, []
+    shade = {tags: _window(trials, p["worst"]) for tags, p in picks.items()}
+    chosen = shown_trials(picks)
+    acc = epochs[epochs.trial_id.isin(chosen)][["trial_id", "epoch", "test_acc"]].merge(
+        trials[["trial_id", "deficit", "tags", "onset", "length"]], on="trial_id")
+    if not acc.empty:
+        acc = acc.assign(mean=100 * acc.test_acc, sem=np.nan)
+        out.append((facets + ("Clean test accuracy per epoch of the most and least damaging windows (the lowest "
+                              "seed's trials) and of their baseline (the most damaging window shaded)."),
+                    curves_figure(acc, "Test accuracy per epoch", "test accuracy (%)", shade=shade)))
+    for column in sorted(c for c in epochs.columns if c.startswith(METRIC)):
+        curves, drawn = sampled_curves(group_curves(epochs, trials, column), sens, trials, picks)
+        if not curves.empty:
+            out.append((facets + f"Your metric {html.escape(column[len(METRIC):])} at the epochs the Fisher trace "
+                        f"is measured, mean over seeds, for the baseline (black) and {drawn}; the most damaging "
+                        "window is shaded" + (" (the measure of the sensitivity above)." if column == measure else "."),
+                        curves_figure(curves, column, column[len(METRIC):], shade=shade)))
+    fisher, drawn = sampled_curves(group_curves(epochs, trials, "fisher_trace"), sens, trials, picks)
+    if not fisher.empty:
+        for log in (False, True):
+            out.append((facets + ("Log scale: " if log else "") + "Trace of the Fisher Information of the weights on "
+                        f"the probe set, mean over seeds, for the baseline (black) and {drawn}; the most damaging "
+                        "window is shaded. The paper: it rises fast early, then falls.",
+                        curves_figure(fisher, "Fisher trace" + (" (log scale)" if log else ""), "tr F", log=log,
+                                      shade=shade)))
+    norm = "per parameter, " if per_parameter else ""
+    for key, title in (("baseline", "baseline"), ("worst", "most damaging window")):
+        rows = {f"{tags + ': ' if tags else ''}{p[key]}": (p[key], tags)
+                for tags, p in picks.items() if p[key]}
+        shares = {name: layer_shares(layers, tid, per_parameter) for name, (tid, _) in rows.items()}
+        shares = {name: table for name, table in shares.items() if not table.empty}
+        if shares:
+            names = ", ".join(name.rpartition(": ")[2] for name in shares)
+            out.append(((f"Each layer's share of the Fisher trace ({norm}each epoch's column sums to one) for the "
+                         f"{title} ({names}){', one row per value of the other grid axes' if facets else ''}; the "
+                         "paper: a blur deficit moves the mass towards higher layers."),
+                        layer_figure(shares, f"Per-layer Fisher: {title}",
+                                     {name: _window(trials, rows[name][0]) for name in shares})))
+    return out
+
+
 def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter: bool = False,
            measure: str = "test_acc") -> str:
     """The report of one sweep as a standalone HTML page; `measure`: a user's metric column to measure the
-    sensitivity by instead of test accuracy (the heatmaps and curves; the claims stay on accuracy)."""
-    trials, epochs, layers = results.trials, results.epochs, results.fisher_layers
-    sens = sensitivity(trials, epochs, measure)
-    pick = chosen_trials(trials, sens)
-    worst_window = _window(trials, pick["worst"])
+    sensitivity by instead of test accuracy (the heatmaps and curves; the claims stay on accuracy). A sweep
+    with extra grid axes gets every figure faceted by them (`figures.py`)."""
+    trials = results.trials
+    sens = sensitivity(trials, results.epochs, measure)
+    picks = chosen_trials(trials, sens)
+    grid = (results.spec.get("spec") or {}).get("grid") or {}
+    axes = [k for k in grid if k not in ("onset", "length", "seed")] or ["the trials' tags"]
+    facets = FACETED.format(axes=", ".join(axes)) if len(facet_rows(trials.tags)) > 1 else ""
     sections: list[tuple[str, go.Figure | str | None]] = search_sections(results.search)
     table = onset_table(results)
     if table:
@@ -227,55 +183,8 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
                           "committed twins (docs/reproduction.md): under the paper's schedule and, beside it, under "
                           "the learning-rate controls the sweep has; 'not shown' says why the data cannot decide."),
                          claims))
-    windows = trials[trials.deficit != "none"][["deficit", "tags"]].drop_duplicates()
-    for deficit, tags in windows.itertuples(index=False):
-        sections.append((("Each cell is a deficit window (onset across, length up) coloured by the points of "
-                          "final test accuracy it cost against the same seed's baseline, mean over seeds (hover: "
-                          f"its {LEVEL:.0%} t-interval, accuracies, seed count); an x marks a window with no "
-                          "finished result."),
-                         heatmap_figure(sens, trials, deficit, tags)))
-    if not sens.empty:
-        sections.append((("The paper's sliding-window curve: accuracy lost against the window's onset, one line "
-                          f"per window length, the band its {LEVEL:.0%} t-interval across seeds (none with one "
-                          "seed); the critical period is where the band lies above zero."),
-                         sensitivity_curve_figure(sens)))
-    removal = removal_curve(trials, epochs)
-    if removal.removal.nunique() > 1:
-        sections.append((("The paper's first figure: final accuracy of trials with the deficit from epoch 0 to the "
-                          "removal epoch; a falling curve means later removal leaves a permanent deficit."),
-                         removal_figure(removal)))
-    chosen = [t for t in (pick["baseline"], pick["worst"], pick["best"]) if t]
-    acc = epochs[epochs.trial_id.isin(chosen)][["trial_id", "epoch", "test_acc"]].merge(
-        trials[["trial_id", "deficit", "tags", "onset", "length"]], on="trial_id")
-    if not acc.empty:
-        acc = acc.assign(mean=100 * acc.test_acc, sem=np.nan)
-        sections.append((("Clean test accuracy per epoch of the first seed's baseline and of its most and least "
-                          "damaging windows (the most damaging window shaded)."),
-                         curves_figure(acc, "Test accuracy per epoch", "test accuracy (%)", shade=worst_window)))
-    for column in sorted(c for c in epochs.columns if c.startswith(METRIC)):
-        curves, drawn = sampled_curves(group_curves(epochs, trials, column), sens, trials, pick["worst"])
-        if not curves.empty:
-            sections.append((f"Your metric {html.escape(column[len(METRIC):])} at the epochs the Fisher trace is "
-                             f"measured, mean over seeds, for the baseline (black) and {drawn}; the most damaging "
-                             "window is shaded" + (" (the measure of the sensitivity above)." if column == measure
-                                                   else "."),
-                             curves_figure(curves, column, column[len(METRIC):], shade=worst_window)))
-    fisher, drawn = sampled_curves(group_curves(epochs, trials, "fisher_trace"), sens, trials, pick["worst"])
-    if not fisher.empty:
-        for log in (False, True):
-            sections.append((("Log scale: " if log else "") + "Trace of the Fisher Information of the weights on the "
-                             f"probe set, mean over seeds, for the baseline (black) and {drawn}; the most "
-                             "damaging window is shaded. The paper: it rises fast early, then falls.",
-                             curves_figure(fisher, "Fisher trace" + (" (log scale)" if log else ""), "tr F",
-                                           log=log, shade=worst_window)))
-    norm = "per parameter, " if per_parameter else ""
-    for key, title in (("baseline", "baseline"), ("worst", "most damaging window")):
-        shares = layer_shares(layers, pick[key], per_parameter) if pick[key] else pd.DataFrame()
-        if not shares.empty:
-            sections.append(((f"Each layer's share of the Fisher trace ({norm}each epoch's column sums to one) for "
-                              f"the {title} ({pick[key]}); the paper: a blur deficit moves the mass towards higher "
-                              "layers."),
-                             layer_figure(shares, f"Per-layer Fisher: {pick[key]}", _window(trials, pick[key]))))
+    sections += _grid_sections(results, sens, facets)
+    sections += _trial_sections(results, sens, picks, facets, per_parameter, measure)
     name = str((results.spec.get("spec") or {}).get("name", "sweep"))
     intro = header(results, sens, threshold)
     if measure != "test_acc":
@@ -293,12 +202,12 @@ def render_compare(named: Sequence[tuple[str, Results]]) -> str:
         for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
             part = part.sort_values("onset")
             label = f"{name}: {_label(deficit, tags)}, length {int(length)}"
-            _band(sens_fig, part.onset.tolist(), part.sensitivity, part["sem"], COLORS[i % len(COLORS)], label, label)
+            band(sens_fig, part.onset.tolist(), part.sensitivity, part["sem"], COLORS[i % len(COLORS)], label, label)
         fisher = group_curves(res.epochs, res.trials, "fisher_trace")
         base = fisher[fisher.deficit == "none"]
         for tags, part in base.groupby("tags"):
             label = f"{name}: {_label('none', tags)}"
-            _band(fisher_fig, part.epoch.tolist(), part["mean"], part["sem"], COLORS[i % len(COLORS)], label, label)
+            band(fisher_fig, part.epoch.tolist(), part["mean"], part["sem"], COLORS[i % len(COLORS)], label, label)
     sens_fig.update_layout(title="Sensitivity against window onset", xaxis_title="deficit onset (epoch)",
                            yaxis_title="accuracy lost (pts)", height=420)
     fisher_fig.update_layout(title="Baseline Fisher trace", xaxis_title="epoch", yaxis_title="tr F", height=420,
@@ -326,8 +235,8 @@ def results_for_report(uri: str, measure: str = "test_acc") -> Results:
         have = [c for c in res.epochs.columns if c.startswith(METRIC)]
         raise CpsweepError(f"--measure: {uri} has no column {measure}; its metrics: {', '.join(have) or 'none'} "
                            f"(a sweep's metrics: section)")
-    pick = chosen_trials(res.trials, sensitivity(res.trials, res.epochs, measure))
-    res.fisher_layers = Tables.read(Store(uri))[0].read_table("fisher_layers", trial_ids=[t for t in pick.values() if t])
+    picks = chosen_trials(res.trials, sensitivity(res.trials, res.epochs, measure))
+    res.fisher_layers = Tables.read(Store(uri))[0].read_table("fisher_layers", trial_ids=shown_trials(picks))
     return res
 
 
