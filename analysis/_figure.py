@@ -15,7 +15,7 @@ from typing import Callable
 import plotly.graph_objects as go
 
 from cpsweep.errors import CpsweepError
-from cpsweep.results.store import Results, load_results
+from cpsweep.storage.folder import Results, load_results
 
 
 def run(name: str, description: str, build: Callable[[Results, argparse.Namespace], go.Figure],

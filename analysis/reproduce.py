@@ -24,7 +24,7 @@ from cpsweep.errors import CpsweepError  # noqa: E402
 from cpsweep.results.claims import run_checks  # noqa: E402
 from cpsweep.results.reproduction import SWEEPS, loader  # noqa: E402  (sweeps/<name>.yaml; mini_<name>)
 from cpsweep.results.stats import CORRECTION, LEVEL, MARGIN, MIN_SEEDS  # noqa: E402
-from cpsweep.results.store import join_uri  # noqa: E402
+from cpsweep.storage.store import join_uri  # noqa: E402
 
 # Which figure scripts draw which sweep (module names in analysis/).
 FIGURES = {"blur_grid": ["sensitivity_heatmap", "sliding_window"], "blur_removal": ["removal_curve"],

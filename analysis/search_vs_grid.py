@@ -21,7 +21,7 @@ import sys
 from cpsweep.errors import CpsweepError
 from cpsweep.results.boundary import classify_windows, locate
 from cpsweep.results.reduce import seed_sensitivity
-from cpsweep.results.store import load_results
+from cpsweep.storage.folder import load_results
 
 
 def trained(trials) -> int:

@@ -40,7 +40,7 @@ from cpsweep.config.spec import TrialSpec
 from cpsweep.engine.data import Dataset, load_data
 from cpsweep.engine.trial import TrialRun, make_optimizer
 from cpsweep.errors import TrialDiverged
-from cpsweep.results.records import EpochRecord
+from cpsweep.storage.records import EpochRecord
 
 
 class PackedRun:

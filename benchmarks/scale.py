@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from cpsweep.results.store import join_uri
+from cpsweep.storage.store import join_uri
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "scale.json")
@@ -53,8 +53,8 @@ def bookkeeping(uri: str, n: int, epochs: int, layers: int, slots: int) -> dict:
 
     from cpsweep.config.sharing import subtree_epochs
     from cpsweep.config.sweep_file import parse_sweep
-    from cpsweep.results._synthetic import CountingHandler, SyntheticShards
-    from cpsweep.results.store import Store
+    from synthetic_shards import CountingHandler, SyntheticShards
+    from cpsweep.storage.store import Store
     from cpsweep.sweep.launch import plan_tasks
     from cpsweep.sweep.live import Live
     from cpsweep.sweep.progress import Progress, tune_callback
@@ -138,8 +138,8 @@ def relaunch(uri: str, n: int, epochs: int) -> dict:
     import pyarrow.fs as pafs
 
     from cpsweep.config.sweep_file import parse_sweep
-    from cpsweep.results._synthetic import CountingHandler
-    from cpsweep.results.store import Store
+    from synthetic_shards import CountingHandler
+    from cpsweep.storage.store import Store
     from cpsweep.sweep.launch import check_same_fixed_settings
     from cpsweep.sweep.progress import FINISHED, Progress
 

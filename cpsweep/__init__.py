@@ -9,10 +9,11 @@ The public Python API (the command line `cpsweep ...` is a thin layer over the s
     res = cpsweep.load_results(summary.uri)                    # trials / epochs / fisher_layers DataFrames
     ft = cpsweep.fisher_trace(model, inputs)                   # the true Fisher trace, total and per layer
 
-The package reads as the pipeline it implements: `config` (what to run: spec, registries, per-epoch
-timeline, sharing) -> `engine` (how one trial trains: data, deficits, models, Fisher, the epoch loop) ->
-`sweep` (where it runs: Ray Tune; the only package that imports ray) -> `results` (records, Parquet
-tables, reducers, report, claims) -> `cli`. Names are imported on first use, so `import cpsweep` loads
+The package reads as the pipeline it implements, each floor importing only those below it: `config` (what
+to run: spec, registries, per-epoch timeline, sharing) -> `storage` (records, results folders, Parquet
+tables) -> `engine` (how one trial trains: data, deficits, models, Fisher, the epoch loop) and `results`
+(what the tables show: reducers, statistics, report, claims) -> `sweep` (where it runs: Ray Tune; the
+only package that imports ray) -> `cli`. Names are imported on first use, so `import cpsweep` loads
 neither torch nor ray.
 """
 
@@ -35,8 +36,9 @@ _API = {
     "train_trial": "cpsweep.engine.trial",
     "fisher_trace": "cpsweep.engine.fisher",
     "FisherTrace": "cpsweep.engine.fisher",
-    "load_results": "cpsweep.results.store",
-    "Results": "cpsweep.results.store",
+    "load_results": "cpsweep.storage.folder",
+    "ResultsFolder": "cpsweep.storage.folder",
+    "Results": "cpsweep.storage.folder",
     "write_report": "cpsweep.results.report",
     "CpsweepError": "cpsweep.errors",
     "SpecError": "cpsweep.errors",

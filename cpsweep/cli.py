@@ -28,7 +28,7 @@ from typing import Sequence
 from . import __version__
 from .errors import CpsweepError, SpecError, TrialDiverged
 from .config.sweep_file import TRACKERS
-from .results.records import FINAL_EPOCHS, STATUSES
+from .storage.records import FINAL_EPOCHS, STATUSES
 from .results.reduce import DEFAULT_THRESHOLD
 
 
@@ -114,7 +114,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .results.reduce import sensitivity
-    from .results.store import Store, load_results
+    from .storage.store import Store
+    from .storage.folder import load_results
     from .results.summary import label
     from .sweep.live import describe, read_live
 
@@ -164,8 +165,8 @@ def format_record(r, epochs: int) -> str:
 
 def cmd_trial(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
-    from .results.records import final_accuracy
-    from .results.store import Store
+    from .storage.records import final_accuracy
+    from .storage.store import Store
 
     sweep = load_sweep(args.spec)
     seed = sweep.seeds[0] if args.seed is None else args.seed

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cpsweep.results.store import Results
+from cpsweep.storage.folder import Results
+from cpsweep.storage.store import Store
+from cpsweep.storage.tables import Tables
+
+
+def write_tables(uri: str, res: Results) -> None:
+    """A results folder holding `res`'s three tables (one part each), as a launch would leave them."""
+    Tables(Store(uri)).write_frames(res.trials, res.epochs, res.fisher_layers)
 
 
 def falling(onset: int, length: int, seed: int) -> float:

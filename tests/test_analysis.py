@@ -12,8 +12,8 @@ import shutil
 import pytest
 import yaml
 
-from cpsweep.results.store import Store
-from results_fixture import make_results
+from cpsweep.storage.store import Store
+from results_fixture import make_results, write_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAN_EXPORT = shutil.which("chromium") is not None and importlib.util.find_spec("kaleido") is not None
@@ -25,7 +25,7 @@ def results_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("results") / "hand"
     res = make_results(onsets=(0, 10, 20), lengths=(10, 20))
     store = Store(str(folder))
-    store.write_tables(res.trials, res.epochs, res.fisher_layers)
+    write_tables(store.uri, res)
     store.write_bytes(yaml.safe_dump(res.spec).encode(), "spec.yaml")
     return folder
 

@@ -16,7 +16,8 @@ from cpsweep.results import claims as rp
 from cpsweep.results.checks import conjunction
 from cpsweep.results.stats import DuplicateSeeds
 from cpsweep.results.reduce import layer_shift
-from cpsweep.results.store import Results, Store
+from cpsweep.storage.store import Store
+from cpsweep.storage.folder import Results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXED = {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"}, "optim": {"name": "sgd", "lr": 0.05},

@@ -222,13 +222,11 @@ def test_validate_says_nothing_of_savings_where_there_are_none(tmp_path):
 
 
 def test_report_output_errors_name_the_path_and_a_new_folder_is_said(tmp_path):
-    from results_fixture import make_results
-
-    from cpsweep.results.store import Store
+    from results_fixture import make_results, write_tables
 
     folder = str(tmp_path / "res")
     r = make_results()
-    Store(folder).write_tables(r.trials, r.epochs, r.fisher_layers)
+    write_tables(folder, r)
     res = cpsweep("report", folder, "-o", "/proc/nowhere/r.html")
     assert res.returncode == 2 and res.stderr.strip().startswith(
         "cpsweep: error: cannot write the report r.html to /proc/nowhere: ")
@@ -249,7 +247,7 @@ def test_overrides_on_the_command_line_are_validated_and_recorded(tmp_path):
     assert sweep.seeds == (0, 1, 2) and sweep.grid["onset"] == (0, 30) and sweep.base.optim.lr == 0.01
     assert f"{len(sweep.trials())} trials" in res.stdout and len(sweep.trials()) != len(plain.trials())
     assert sweep.hash() != plain.hash()  # another sweep (its settings and grid), under the same name
-    from cpsweep.results.store import Store
+    from cpsweep.storage.store import Store
     from cpsweep.sweep.launch import write_spec
 
     store = Store(str(tmp_path))

@@ -1,8 +1,9 @@
 """The layer rules of cpsweep/ (each subpackage's docstring states them), checked on the import graph.
 
     config   what to run             may import: errors, config                      never torch, ray, pandas
-    results  what a trial produced   may import: errors, _io, config, results        never torch, ray
-    engine   how one trial trains    may import: errors, _io, config, results.records  never ray
+    storage  what a trial produced   may import: errors, _io, config, storage        never torch, ray, plotly
+    engine   how one trial trains    may import: errors, _io, config, storage.records  never ray
+    results  what the tables show    may import: errors, _io, config, storage, results  never torch, ray
     sweep    where it runs (Ray)     anything; the only package that imports ray
     cli, the package root            anything but ray
 
@@ -27,9 +28,11 @@ HEAVY = ("torch", "torchvision", "ray", "pandas", "pyarrow", "plotly")
 # layer -> (cpsweep modules it may import, third-party packages it must not import)
 RULES = {
     "config": (("cpsweep.errors", "cpsweep.config"), HEAVY),
-    "results": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.results"),
+    "storage": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.storage"),
+                ("torch", "torchvision", "ray", "plotly")),
+    "results": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.storage", "cpsweep.results"),
                 ("torch", "torchvision", "ray")),
-    "engine": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.results.records", "cpsweep.engine"),
+    "engine": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.storage.records", "cpsweep.engine"),
                ("ray",)),
     "sweep": (("cpsweep",), ()),
     "": (("cpsweep",), ("ray",)),  # cli.py, __init__.py, errors.py, _io.py
@@ -80,9 +83,9 @@ def within(name: str, prefixes) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def test_the_package_has_the_four_layers():
+def test_the_package_has_the_five_layers():
     layers = {layer_of(m) for m, _ in modules()}
-    assert {"config", "results", "engine", "sweep"} <= layers
+    assert {"config", "storage", "results", "engine", "sweep"} <= layers
 
 
 @pytest.mark.parametrize("module, path", list(modules()), ids=[m for m, _ in modules()])
@@ -98,6 +101,38 @@ def test_layer_rules(module, path):
             context = " ".join(lines[max(0, line - 2):line])
             assert "no public API" in context, f"{path}:{line}: private Ray module {name} without a comment " \
                                                f"saying why no public API exists"
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of `graph` (module -> the modules it imports) as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [nxt])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    """Every import counts, lazy ones too: no module of cpsweep reaches itself, so the floors read one way
+    (config -> storage -> engine, results -> sweep -> cli)."""
+    graph = {m: {n for n, _ in imports(m, p) if is_module(n) and n != m} for m, p in modules()}
+    assert cycle(graph) is None, " -> ".join(cycle(graph))
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds one
 
 
 @pytest.mark.slow
@@ -122,12 +157,12 @@ def test_the_public_api_names_resolve():
 def test_the_checker_sees_violations(tmp_path):
     """The rule test itself: a torch import in the configuration layer is caught, lazily or not."""
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    import torch\n    from ..engine import trial\n    from ..results import records\n")
+    bad.write_text("def f():\n    import torch\n    from ..engine import trial\n    from ..storage import records\n")
     names = [n for n, _ in imports("cpsweep.config.bad", str(bad))]
-    assert names == ["torch", "cpsweep.engine.trial", "cpsweep.results.records"]
+    assert names == ["torch", "cpsweep.engine.trial", "cpsweep.storage.records"]
     allowed, forbidden = RULES["config"]
     assert "torch" in forbidden and not within(names[1], allowed) and not within(names[2], allowed)
-    assert within("cpsweep.results.records", RULES["engine"][0]) and not within("cpsweep.results.store",
+    assert within("cpsweep.storage.records", RULES["engine"][0]) and not within("cpsweep.storage.store",
                                                                                  RULES["engine"][0])
 
 

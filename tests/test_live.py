@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cpsweep.results.store import Store
+from cpsweep.storage.store import Store
 from cpsweep.sweep.live import Live, describe, format_seconds, read_live
 
 

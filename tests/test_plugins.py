@@ -234,7 +234,7 @@ def test_a_users_metric_is_measured_at_the_fisher_epochs_into_its_own_column(plu
     for r in records:  # the engine's batched test accuracy, recomputed one example at a time
         if r.epoch in (-1, 1, 3, 5):
             assert r.metrics["metric.loop_accuracy"] == pytest.approx(r.test_acc, abs=1e-12)
-    from cpsweep.results.store import Store
+    from cpsweep.storage.store import Store
 
     store = Store(str(tmp_path / "res"))
     store.write_trial(t, records, "ok")

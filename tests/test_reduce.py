@@ -269,3 +269,27 @@ def test_recovery_columns_against_a_loop():
     assert s.recovery > 0.5  # this window is still recovering: its loss shrank by more than the margin
     assert critical_period(s.to_frame().T.astype({"sem": float, "n_seeds": int})).recovering.iloc[0] == [5]
     assert math.isnan(sensitivity(trials.assign(epochs=[60, 60])).recovery.iloc[0])  # no curves: no check
+
+
+def test_tags_read_back_as_the_typed_values_of_the_trials_axes():
+    """trials.parquet's `tags` text is read back (records.tag_values) into exactly the values of the trial
+    spec's axes, tuples with commas inside included; schedule_of and variant_of read them, not a pattern."""
+    from tiny_specs import tiny_sweep
+
+    from cpsweep.config.sweep_file import parse_sweep
+    from cpsweep.results.reduce import schedule_of, variant_of
+    from cpsweep.storage.records import tag_items, tag_values, tags_text
+
+    raw = tiny_sweep(model={"name": "mlp", "hidden": [16]},
+                     grid={"onset": [0], "length": [2], "schedule": ["exponential", "restart"],
+                           "model.hidden": [[16], [16, 8, 4]], "model.bn": [True, False]})
+    trials = parse_sweep(raw).trials()
+    assert {t.tags for t in trials} and all(t.tags for t in trials)
+    for t in trials:
+        text = tags_text(t)
+        assert tag_values(text) == {k: v for k, v in t.tags}
+        assert schedule_of(text) == dict(t.tags)["schedule"]
+        assert tag_values(variant_of(text)) == {k: v for k, v in t.tags if k != "schedule"}
+    assert tag_items("model.hidden=(16, 8, 4),schedule=restart") == [("model.hidden", "(16, 8, 4)"),
+                                                                      ("schedule", "restart")]
+    assert tag_values("") == {} and schedule_of("") == "" and variant_of("schedule=restart") == ""

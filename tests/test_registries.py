@@ -19,7 +19,7 @@ from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.engine import models
 from cpsweep.engine.data import load_dataset, resolve_data_dir
 from cpsweep.engine.trial import train_trial
-from cpsweep.results.records import trained
+from cpsweep.storage.records import trained
 from cpsweep.errors import SpecError
 
 

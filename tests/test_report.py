@@ -44,7 +44,7 @@ def test_report_without_a_critical_period_says_so():
 
 
 def test_report_header_states_the_design_and_windows_still_recovering():
-    from cpsweep.results.store import Results
+    from cpsweep.storage.folder import Results
 
     res = make_results(onsets=(0, 10, 20), seeds=(0, 1, 2))
     ep = res.epochs.copy()
@@ -72,7 +72,7 @@ def test_schedules_side_by_side_and_unmatched_baselines_flagged():
 
     from cpsweep.results.reduce import sensitivity
     from cpsweep.results.report import sensitivity_curve_figure
-    from cpsweep.results.store import Results
+    from cpsweep.storage.folder import Results
 
     res = make_results(onsets=(0, 10, 20, 30))
     both = pd.concat([res.trials.assign(tags="schedule=exponential"),
@@ -183,7 +183,7 @@ def test_report_grades_the_claims_the_sweep_can_test():
 def test_claims_of_one_sweep_per_variant_and_fisher_only_with_one_baseline_per_seed():
     from cpsweep.results.report_checks import sweep_checks
     from cpsweep.results.reproduction import DATA
-    from cpsweep.results.store import load_results
+    from cpsweep.storage.folder import load_results
 
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DATA)
     depth = sweep_checks(load_results(os.path.join(root, "mini_mlp_depth")))  # two depths, the same seeds
@@ -205,7 +205,7 @@ def test_a_three_axis_sweep_gets_a_row_per_value_in_every_figure(tmp_path, ray_l
     from tiny_specs import tiny_sweep
 
     from cpsweep.cli import main
-    from cpsweep.results.store import load_results
+    from cpsweep.storage.folder import load_results
     from cpsweep.sweep.launch import launch
 
     raw = tiny_sweep(replicates=2, common_end=None, epochs=None, clean_after=2,

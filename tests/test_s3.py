@@ -24,7 +24,7 @@ from ray_cluster import free_port, marked_env, stop_marked, wait_for_port
 from tiny_specs import write_spec
 from trial_runs import COMPARE, reference_epochs
 
-from cpsweep.results.store import load_results
+from cpsweep.storage.folder import load_results
 
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 # ~0.1 s an epoch plus the checkpoint upload: a trial lasts a few seconds, long enough to be interrupted
@@ -184,7 +184,7 @@ def test_sweep_on_s3_resumes_from_the_bucket_and_reports(tmp_path, s3):
 def test_resume_point_is_the_newest_complete_checkpoint(s3):
     """A driver or node killed while Tune uploads a checkpoint (one file after the other) leaves one without
     all its files: a relaunch resumes from the checkpoint before it."""
-    from cpsweep.results.store import Store
+    from cpsweep.storage.store import Store
     from cpsweep.sweep.checkpoint_store import CHECKPOINT_FILES, newest_checkpoints
 
     store = Store(s3.uri("bucket/prefix/tiny"))

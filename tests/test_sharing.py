@@ -14,7 +14,7 @@ from trial_runs import COMPARE
 from cpsweep.config.sharing import cost, plan, prefix_keys, sharing_summary, subtree_epochs
 from cpsweep.config.sweep_file import load_sweep, parse_sweep
 from cpsweep.engine.trial import train_trial
-from cpsweep.results.store import Store
+from cpsweep.storage.store import Store
 
 GRID = tiny_sweep(GRID_CHANGES)
 

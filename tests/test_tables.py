@@ -1,4 +1,4 @@
-"""The top-level tables (cpsweep/results/tables.py) fed by the progress board, without Ray: synthetic
+"""The top-level tables (cpsweep/storage/tables.py) fed by the progress board, without Ray: synthetic
 shards through the real store, flushes and compactions, checked after every event against a brute-force
 concatenation of the shards; flushes cut off at each step; a relaunch's storage requests counted."""
 
@@ -12,10 +12,11 @@ import pytest
 from tiny_specs import tiny_sweep
 
 from cpsweep.config.sweep_file import parse_sweep
-from cpsweep.results import tables as tables_mod
-from cpsweep.results._synthetic import CountingHandler, SyntheticShards
-from cpsweep.results.store import Store, load_results
-from cpsweep.results.tables import Tables
+from cpsweep.storage import tables as tables_mod
+from synthetic_shards import CountingHandler, SyntheticShards
+from cpsweep.storage.store import Store
+from cpsweep.storage.folder import load_results
+from cpsweep.storage.tables import Tables
 from cpsweep.sweep.progress import Progress
 
 KEYS = ["trial_id", "epoch"]
@@ -165,13 +166,13 @@ def test_relaunch_of_a_finished_sweep_costs_the_same_requests_at_any_size(tmp_pa
 
 
 def test_the_report_reads_the_per_layer_rows_of_the_trials_it_shows_only(tmp_path, monkeypatch):
-    from results_fixture import make_results
+    from results_fixture import make_results, write_tables
 
     from cpsweep.results.report import results_for_report, write_report
 
     res = make_results(onsets=(0, 10, 20))
     store = Store(str(tmp_path / "hand"))
-    store.write_tables(res.trials, res.epochs, res.fisher_layers)
+    write_tables(store.uri, res)
     shown = results_for_report(store.uri)
     assert set(shown.fisher_layers.trial_id) == {"baseline-s0", "blur-o0-l10-s0", "blur-o20-l10-s0"}
     pd.testing.assert_frame_equal(tidy(shown.fisher_layers)[list(res.fisher_layers.columns)],
@@ -199,3 +200,31 @@ def test_a_window_that_ends_before_its_baseline_gets_its_line_and_the_loss_once_
     assert len(lines) == len(trials)
     assert "pts lost vs baseline" not in lines[0] and windows[0].trial_id in lines[0]
     assert "pts lost vs baseline" in lines[-1] and windows[-1].trial_id in lines[-1]
+
+
+def test_every_table_is_written_and_read_with_the_columns_records_declares(tmp_path):
+    """The three tables' columns and types are declared once (records.py *_FIELDS): the files a folder
+    holds carry exactly them, and a trials table of an older layout (round as float, reason all null, no
+    plugins column: the committed quickstart run) reads back with them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from results_fixture import make_results, write_tables
+
+    from cpsweep.storage.folder import ResultsFolder
+    from cpsweep.storage.records import EPOCH_FIELDS, LAYER_FIELDS, TRIAL_FIELDS
+
+    arrow = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+    write_tables(str(tmp_path / "hand"), make_results())
+    folder = ResultsFolder(str(tmp_path / "hand"))
+    for fields, path in ((TRIAL_FIELDS, "trials.parquet"),
+                         (EPOCH_FIELDS, f"epochs.parquet/{folder.tables.parts['epochs'][0]}"),
+                         (LAYER_FIELDS, f"fisher_layers.parquet/{folder.tables.parts['fisher_layers'][0]}")):
+        schema = pq.read_schema(tmp_path / "hand" / path)
+        assert [(f.name, f.type) for f in schema] == [(n, arrow[t]) for n, t in fields.items()], path
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    old = os.path.join(root, "docs", "reproduction", "data", "quickstart")
+    assert "plugins" not in pq.read_schema(os.path.join(old, "trials.parquet")).names
+    assert pq.read_schema(os.path.join(old, "trials.parquet")).field("reason").type == pa.float64()
+    trials = ResultsFolder(old).trials()
+    assert list(trials.columns) == list(TRIAL_FIELDS) and trials.plugins.isna().all()
+    assert trials.reason.isna().all() and trials.onset.dtype == "int64"

@@ -19,7 +19,7 @@ from cpsweep.config.timeline import lr_at, trial_lr
 from cpsweep.engine.trial_state import load_state_file, save_state_file
 from cpsweep.engine.trial import train_trial
 from cpsweep.errors import CpsweepError, SpecError, TrialDiverged
-from cpsweep.results.records import trained
+from cpsweep.storage.records import trained
 
 
 def trial(onset=1, length=2, seed=0, **changes):
@@ -233,7 +233,7 @@ def test_one_long_baseline_gives_every_length_matched_baseline(schedule):
     the same sensitivities, as the sweep's one long baseline read after that many epochs."""
     import pandas as pd
 
-    from cpsweep.results.records import trial_row
+    from cpsweep.storage.records import trial_row
     from cpsweep.results.reduce import seed_sensitivity
 
     spec = tiny_sweep(UNIT, epochs=None, common_end=None, clean_after=2, schedule=schedule,

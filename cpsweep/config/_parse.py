@@ -23,6 +23,7 @@ from ..errors import Problems, SpecError
 
 
 # a number in scientific notation without a dot (1e-3, 5E+4): PyYAML (YAML 1.1) reads it as a string
+REQUIRED = object()  # the default of an option a plug-in's signature requires (`plugins.py`, `registry.py`)
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 

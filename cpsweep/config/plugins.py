@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
 from ..errors import SpecError
-from .registry import REQUIRED, Entry
+from ._parse import REQUIRED
 
 # The positional parameters each kind's callable takes before its options (docs/plugins.md).
 CONTRACT = {"data": ("data_dir",), "model": ("in_shape", "num_classes"), "deficit": ("x", "y", "ctx"),
@@ -93,9 +93,9 @@ def entry_point(kind: str, name: str) -> str | None:
     return None
 
 
-def plugin_entry(kind: str, name: str, path: str, unknown: Callable[[], str]) -> Entry:
-    """A plug-in's registry entry from a reference or an entry-point name (`unknown()`: the message for a
-    name that is neither)."""
+def plugin_fields(kind: str, name: str, path: str, unknown: Callable[[], str]) -> dict[str, Any]:
+    """The fields of a plug-in's registry entry (`registry.Entry`) from a reference or an entry-point name
+    (`unknown()`: the message for a name that is neither)."""
     reference = name if is_reference(name) else entry_point(kind, name)
     if reference is None or not is_reference(reference):
         raise SpecError(path, unknown())
@@ -123,9 +123,10 @@ def plugin_entry(kind: str, name: str, path: str, unknown: Callable[[], str]) ->
                                   f"section; rename it")
         options[p.name] = REQUIRED if p.default is p.empty else p.default
         kinds[p.name] = _option_type(hints.get(p.name), options[p.name])
-    return Entry(kind, name, reference, options, types=kinds, acts_on=acts_on if kind == "deficit" else "batch",
-                 disables_augment=bool(getattr(fn, "disables_augment", False)),
-                 plugin=f"{reference}@{source_identity(reference.partition(':')[0])}")
+    return {"kind": kind, "name": name, "builder": reference, "options": options, "types": kinds,
+            "acts_on": acts_on if kind == "deficit" else "batch",
+            "disables_augment": bool(getattr(fn, "disables_augment", False)),
+            "plugin": f"{reference}@{source_identity(reference.partition(':')[0])}"}
 
 
 def _wanted(kind: str) -> str:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import SpecError
-from ._parse import check_keys, coerce, parse_options, unknown_name
+from ._parse import REQUIRED, check_keys, coerce, parse_options, unknown_name
+from .plugins import import_reference, plugin_fields
 
 __all__ = ["BUILTINS", "INPUT_DIMS", "KINDS", "DataSetInfo", "Entry", "entry", "options_of", "unknown_name"]
 
 KINDS = ("model", "deficit", "data", "metric")
-REQUIRED = object()  # the default of an option a plug-in's signature requires
 # Each input kind's dimensions without the batch, and its name in messages.
 INPUT_DIMS: dict[str, tuple[int, str]] = {"image": (3, "image inputs (C, H, W)"),
                                           "signal": (2, "1-D signals (C, L)")}
@@ -59,8 +59,6 @@ class Entry:
 
     def load(self) -> Callable[..., Any]:
         """The builder, imported now."""
-        from .plugins import import_reference
-
         return import_reference(self.builder, f"{self.kind}.name", need_callable=self.kind != "data",
                                 plugin=bool(self.plugin))
 
@@ -147,11 +145,9 @@ def entry(kind: str, name: Any, path: str | None = None) -> Entry:
     table = BUILTINS[kind]
     if isinstance(name, str) and name in table:
         return table[name]
-    from .plugins import plugin_entry
-
     if not isinstance(name, str) or not name:
         raise SpecError(path, unknown_name(name, table, WHAT[kind]) + _own(kind))
-    return plugin_entry(kind, name, path, lambda: unknown_name(name, table, WHAT[kind]) + _own(kind))
+    return Entry(**plugin_fields(kind, name, path, lambda: unknown_name(name, table, WHAT[kind]) + _own(kind)))
 
 
 def _own(kind: str) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config.spec import Component
 from ..errors import SpecError
-from ..results.records import METRIC
+from ..storage.records import METRIC
 
 
 @dataclass

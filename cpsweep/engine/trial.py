@@ -38,7 +38,7 @@ from torch import nn
 from ..config.spec import TrialSpec, checkpoint_identity
 from ..config.timeline import fisher_due, trial_lr
 from ..errors import CpsweepError, TrialDiverged
-from ..results.records import EpochRecord
+from ..storage.records import EpochRecord
 from .trial_state import load_state_file
 from .data import Dataset, load_data
 from ..config.registry import Entry, entry

@@ -40,7 +40,7 @@ from ..config.spec import diff_settings
 from . import stats
 from .recovery import recovery_note
 from .reduce import schedule_of, seed_sensitivity
-from .store import Results
+from ..storage.folder import Results
 
 VERDICTS = ("reproduced", "partly", "contradictory", "not reproduced", "not shown", "measured", "not run")
 PAPER = "paper, abstract"

@@ -9,7 +9,6 @@ missing) and returns one row per claim: key, claim, source, test, measured, verd
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import pandas as pd
@@ -19,7 +18,8 @@ from .checks import (CONTROLS, PAPER, VERDICTS, Check, Getter, by_schedule, comb
                      contrast_check, early_minus_late, graded, lasting, paper_schedule, sensitivities, settings_differ, window)
 from .fisher_claims import check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift, check_robustness
 from .reduce import seed_sensitivity
-from .store import Results
+from ..storage.folder import Results
+from ..storage.records import tag_values
 from .window_claims import check_boundary, check_peak_onset, check_window_length
 
 __all__ = ["CHECKS", "VERDICTS", "Check", "combine", "run_checks", "seed_sensitivity"]
@@ -151,8 +151,9 @@ def check_label_shuffle(get: Getter) -> Check:
 
 
 def _depth_of(tags: str) -> int:
-    m = re.search(r"hidden=\(([^)]*)\)", tags)
-    return len([x for x in m.group(1).split(",") if x.strip()]) if m else 0
+    """The hidden layers of an MLP trial (its `model.hidden` axis, a tuple of widths); 0 without one."""
+    hidden = tag_values(tags).get("model.hidden", ())
+    return len(hidden) if isinstance(hidden, (tuple, list)) else 1
 
 
 def _depth(part: pd.DataFrame) -> tuple[str, str]:

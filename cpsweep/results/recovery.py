@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .records import FINAL_EPOCHS
+from ..storage.records import FINAL_EPOCHS
 from .stats import MARGIN
 
 

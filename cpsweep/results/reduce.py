@@ -9,12 +9,10 @@ points of final test accuracy lost against the seed's no-deficit baseline ("fina
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
-from .records import FINAL_EPOCHS
+from ..storage.records import FINAL_EPOCHS, tag_items, tag_values
 from .recovery import add_gains
 from .stats import CORRECTION, MARGIN, check_unique_seeds, fdr, interval, p_above
 
@@ -23,19 +21,15 @@ DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical p
                          # more than this (Benjamini-Hochberg over onsets); a larger value asks for a minimal loss
 
 
-SCHEDULE_TAG = re.compile(r"(?:^|,)schedule=([^,]+)")
-
-
 def schedule_of(tags: str) -> str:
     """The `grid.schedule` label in a trial's tags ("" where the sweep has no schedule axis)."""
-    m = SCHEDULE_TAG.search(tags or "")
-    return m.group(1) if m else ""
+    return str(tag_values(tags).get("schedule", ""))
 
 
 def variant_of(tags: str) -> str:
     """A trial's tags without its `grid.schedule` label: its values of the sweep's other grid axes (the
     checks grade the schedules side by side within one variant)."""
-    return ",".join(part for part in str(tags or "").split(",") if part and not part.startswith("schedule="))
+    return ",".join(f"{key}={value}" for key, value in tag_items(tags) if key != "schedule")
 
 
 def sem(values: pd.Series) -> float:

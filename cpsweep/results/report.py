@@ -28,9 +28,9 @@ from .search_report import search_sections
 from .summary import header, onset_table
 from .summary import label as _label
 from .stats import LEVEL
-from .store import Results, Store, load_results
-from .records import METRIC
-from .tables import Tables
+from ..storage.store import Store
+from ..storage.folder import Results, ResultsFolder, load_results
+from ..storage.records import METRIC
 
 CURVE_WINDOWS = 12      # per-window curves drawn at most per facet (besides the baselines); the tables hold them all
 
@@ -230,13 +230,14 @@ def _write(page: str, path: str) -> str:
 def results_for_report(uri: str, measure: str = "test_acc") -> Results:
     """What `render` draws from: every trial and epoch, and the per-layer rows of only the trials it shows
     in detail (`chosen_trials`): the largest table stays on disk at any scale."""
-    res = load_results(uri, fisher_layers=False)
+    folder = ResultsFolder(uri)
+    res = folder.load(fisher_layers=False)
     if measure != "test_acc" and measure not in res.epochs:
         have = [c for c in res.epochs.columns if c.startswith(METRIC)]
         raise CpsweepError(f"--measure: {uri} has no column {measure}; its metrics: {', '.join(have) or 'none'} "
                            f"(a sweep's metrics: section)")
     picks = chosen_trials(res.trials, sensitivity(res.trials, res.epochs, measure))
-    res.fisher_layers = Tables.read(Store(uri))[0].read_table("fisher_layers", trial_ids=shown_trials(picks))
+    res.fisher_layers = folder.table("fisher_layers", trial_ids=shown_trials(picks))
     return res
 
 

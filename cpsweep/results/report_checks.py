@@ -20,7 +20,7 @@ from .checks import Check, Getter
 from .claims import check_early_vs_late, check_late_windows
 from .fisher_claims import check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift
 from .reduce import variant_of
-from .store import Results
+from ..storage.folder import Results
 from .window_claims import check_peak_onset, check_window_length
 
 

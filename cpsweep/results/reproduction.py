@@ -18,9 +18,10 @@ import pandas as pd
 from . import stats
 from .checks import by_schedule, contrast, early_minus_late, paper_schedule, schedule_name, window
 from .claims import CHECKS, run_checks
-from .records import FINAL_EPOCHS
+from ..storage.records import FINAL_EPOCHS
 from .reduce import critical_period, fisher_peak, seed_sensitivity, sensitivity
-from .store import Results, Store, join_uri, load_results
+from ..storage.store import Store, join_uri
+from ..storage.folder import Results, load_results
 
 SWEEPS = ["blur_grid", "blur_removal", "vflip", "label_permutation", "label_shuffle", "noise", "fisher_study",
           "mlp_depth", "resnet18", "adam", "robust_kernel", "robust_width", "robust_bias", "blur_boundary",

@@ -13,7 +13,7 @@ import pandas as pd
 from .checks import by_schedule, design_note, early_minus_late, schedule_name
 from .reduce import critical_period, seed_sensitivity, variant_of
 from .stats import CORRECTION, LEVEL, MARGIN
-from .store import Results
+from ..storage.folder import Results
 
 
 def label(deficit: str, tags: str, onset=None, length=None) -> str:

@@ -42,9 +42,9 @@ from ..config.spec import TrialSpec
 from ..config.sweep_file import SweepSpec
 from ..errors import SpecError
 from ..results.boundary import WINDOW, classify_windows, locate, propose
-from ..results.records import tags_text
+from ..storage.records import tags_text
 from ..results.reduce import seed_sensitivity
-from ..results.store import SEARCH_FILE, Store
+from ..storage.store import SEARCH_FILE, Store
 from .progress import FINISHED, Progress
 
 Group = tuple  # (deficit, tags, length)

@@ -23,8 +23,8 @@ import pyarrow.fs as pafs
 from ..config.spec import TrialSpec
 from ..engine.trial_state import dump_state, load_state, load_state_file, save_state_file
 from ..errors import CpsweepError
-from ..results.records import EpochRecord, records_from_json, records_to_json, trained
-from ..results.store import Store
+from ..storage.records import EpochRecord, records_from_json, records_to_json, trained
+from ..storage.store import Store
 
 CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
 

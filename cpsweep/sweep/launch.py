@@ -14,7 +14,7 @@ One launch = one Tune experiment over the trials that the results folder does no
    each Tune trial gets a typed `TrialTask`; Tune reuses its worker processes and retries a failed trial
    from its last checkpoint (`FailureConfig`);
 4. as each trial ends, print one line; every few seconds append the rows of the trials that ended to the
-   top-level tables (`progress.py`, `results/tables.py`); at the end write `report.html` and print a
+   top-level tables (`progress.py`, `storage/tables.py`); at the end write `report.html` and print a
    summary.
 
 Why not `Tuner.restore`: it cannot add trials, and its experiment state lags up to ~10 s behind the
@@ -39,7 +39,7 @@ from ..config.spec import TrialSpec, diff_settings
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep
 from ..config.variants import full_grid_sweep, smoke_sweep
 from ..errors import DataError, SpecError
-from ..results.store import Store, join_uri
+from ..storage.store import Store, join_uri
 from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoint_store import newest_checkpoints, stored_prefixes

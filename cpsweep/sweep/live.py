@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from ..results.store import Store
+from ..storage.store import Store
 
 LIVE = "live.json"
 

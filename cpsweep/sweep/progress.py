@@ -4,7 +4,7 @@
 trial's row of `trials.parquet`, and the per-epoch test accuracy of the finished baselines (for the
 "pts lost vs baseline" of each line: positive is harm, as everywhere); never the epoch rows of other trials, so the driver's memory does not grow
 with their epochs. Its Tune callback marks trials running, reads each finished trial's row from its shard,
-prints one line with a running total, and flushes the tables (`results/tables.py`: the rows of the trials
+prints one line with a running total, and flushes the tables (`storage/tables.py`: the rows of the trials
 finished since the last flush appended as one part, `trials.parquet` rewritten) at most every
 `flush_every` seconds and when the launch ends. Every event costs the same at any number of trials.
 `tune_callback` wraps the board in a Tune callback (ray is imported only there, when a launch builds it).
@@ -21,10 +21,10 @@ from typing import Callable, Sequence, TextIO
 import pandas as pd
 
 from ..config.spec import TrialSpec
-from ..results.records import METRIC, STATUSES, trial_row
+from ..storage.records import METRIC, STATUSES, trial_row
 from ..results.reduce import accuracy_after
-from ..results.store import Store
-from ..results.tables import Tables
+from ..storage.store import Store
+from ..storage.tables import Tables
 from .live import Live
 from .preflight import DATA_ERROR, TRIAL_ERROR
 from .task import TrialTask
@@ -109,7 +109,7 @@ class Progress:
         what = ", ".join(p.partition("=")[2] for p in changed) or "built-ins"
         print(f"{len(self.stale)} finished trial(s) ran other plug-in code than {what}; training them again",
               file=self.out or sys.stdout, flush=True)
-        self.tables.open()
+        self.tables.remove_uncommitted()
         self.tables.drop(self.trials_frame(), list(self.stale))
         self.store.remove_shards(list(self.stale))
         self.flushed_at = self.clock()
@@ -240,7 +240,7 @@ class Progress:
         """Append the rows of the trials finished since the last flush and rewrite trials.parquet
         (`Tables.commit`); the first flush of a launch first deletes what a cut-off flush left."""
         if self.flushed_at == float("-inf"):
-            self.tables.open()
+            self.tables.remove_uncommitted()
         self.tables.commit(self.trials_frame(), self.unflushed)
         self.unflushed = []
         self.dirty = False

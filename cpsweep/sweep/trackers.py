@@ -27,8 +27,8 @@ import pandas as pd
 from ..config.spec import TrialSpec
 from ..config.sweep_file import TRACKERS, SweepSpec
 from ..errors import CpsweepError, SpecError
-from ..results.records import EPOCH_COLUMNS
-from ..results.store import Store
+from ..storage.records import EPOCH_COLUMNS
+from ..storage.store import Store
 
 STEP = "epoch"
 LOGGED = [c for c in EPOCH_COLUMNS if c not in ("trial_id", "epoch")]  # and fisher/<layer>

@@ -25,8 +25,8 @@ from ..config.spec import checkpoint_identity
 from ..engine.data import load_data
 from ..engine.trial import train_trial
 from ..errors import CpsweepError, DataError, StorageError, TrialDiverged
-from ..results.records import EpochRecord, trained
-from ..results.store import Store
+from ..storage.records import EpochRecord, trained
+from ..storage.store import Store
 from .checkpoint_store import load_prefix, read_checkpoint, save_prefix, write_checkpoint
 from .preflight import DATA_ERROR, TRIAL_ERROR
 from .task import TrialTask

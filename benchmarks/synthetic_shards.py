@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 
-from ..config.spec import TrialSpec
-from .records import EPOCH_COLUMNS, LAYER_COLUMNS, trial_row
-from .store import SHARD_TRIAL, TABLE_FILES, Store
+from cpsweep.config.spec import TrialSpec
+from cpsweep.storage.records import EPOCH_COLUMNS, LAYER_COLUMNS, trial_row
+from cpsweep.storage.store import SHARD_TRIAL, TABLE_FILES, Store
 
 
 class SyntheticShards:

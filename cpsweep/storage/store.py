@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import yaml
 
 from .._io import atomic_write
 from ..config.spec import TrialSpec
-from ..errors import CpsweepError, StorageError
-from .records import EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS, EpochRecord, trial_row
+from ..errors import StorageError
+from .records import EPOCH_COLUMNS, EPOCH_FIELDS, LAYER_COLUMNS, LAYER_FIELDS, EpochRecord, numeric_types, trial_row
 
 TABLES = ("trials", "epochs", "fisher_layers")
 TABLE_FILES = {"epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}  # in a shard and at the top
@@ -45,22 +42,14 @@ def epochs_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
     """epochs.parquet rows of one trial (its records may come from a prefix another trial trained)."""
     extra = sorted({k for r in records for k in r.metrics})  # a user's metrics, `metric.<name>`
     return pd.DataFrame([{**r.to_row(), "trial_id": trial_id} for r in records],
-                        columns=EPOCH_COLUMNS + extra).astype({"epoch": "int64", "deficit_active": "bool",
+                        columns=EPOCH_COLUMNS + extra).astype({**numeric_types(EPOCH_FIELDS),
                                                                **{c: "float64" for c in extra}})
 
 
 def layers_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
     """fisher_layers.parquet rows of one trial."""
     rows = [{**row, "trial_id": trial_id} for r in records for row in r.layer_rows()]
-    return pd.DataFrame(rows, columns=LAYER_COLUMNS).astype({"epoch": "int64", "order": "int64", "trace": "float64",
-                                                             "params": "int64"})
-
-
-EMPTY = {"trials": TRIAL_COLUMNS, "epochs": EPOCH_COLUMNS, "fisher_layers": LAYER_COLUMNS}
-
-
-def empty_table(name: str) -> pd.DataFrame:
-    return pd.DataFrame(columns=EMPTY[name])
+    return pd.DataFrame(rows, columns=LAYER_COLUMNS).astype(numeric_types(LAYER_FIELDS))
 
 
 def join_uri(uri: str, *parts: str) -> str:
@@ -180,43 +169,3 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.delete_file(self.path("shards", tid, SHARD_TRIAL))
                 self.fs.delete_dir(self.path("shards", tid))
-
-    # -- the top-level tables (`tables.py`) ------------------------------------------------------------------
-    def write_tables(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
-        """A results folder from whole tables (hand-made results, tests): one part per table."""
-        from .tables import Tables
-
-        Tables(self).write_frames(trials, epochs, layers)
-
-
-@dataclass
-class Results:
-    trials: pd.DataFrame
-    epochs: pd.DataFrame
-    fisher_layers: pd.DataFrame
-    spec: dict[str, Any]
-    search: dict[str, Any] = field(default_factory=dict)  # search.json of an adaptive sweep (`sweep/adaptive.py`)
-
-
-def load_results(uri: str, fisher_layers: bool | Sequence[str] = True) -> Results:
-    """The tables of a sweep's results folder (local or a pyarrow URI), as its manifest has them
-    (`tables.py`). `fisher_layers`: True reads every per-layer row, False none, a list of trial ids only
-    theirs (it is the largest table: 20 rows per epoch of a deep network).
-
-    Raises:
-        CpsweepError: the folder holds no cpsweep results.
-    """
-    from .tables import Tables
-
-    store = Store(uri)
-    tables, trials = Tables.read(store)
-    if trials is None:
-        raise CpsweepError(f"{uri} holds no cpsweep results (no trials.parquet); pass the folder of one sweep, "
-                           f"e.g. results/quickstart")
-    spec = yaml.safe_load(store.read_bytes("spec.yaml")) if store.exists("spec.yaml") else {}
-    if fisher_layers is True or fisher_layers is False:
-        layers = tables.read_table("fisher_layers") if fisher_layers else empty_table("fisher_layers")
-    else:
-        layers = tables.read_table("fisher_layers", trial_ids=fisher_layers)
-    search = json.loads(store.read_bytes(SEARCH_FILE)) if store.exists(SEARCH_FILE) else {}
-    return Results(trials, tables.read_table("epochs"), layers, spec or {}, search)

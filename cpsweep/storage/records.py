@@ -3,11 +3,12 @@
 
     EpochRecord       what one epoch of one trial produced (a row of epochs.parquet, plus per-layer Fisher)
     trial_row(...)    one row of trials.parquet: the trial's axes, status, outcome and provenance
-    *_COLUMNS         the columns of the three tables, in order (docs/results.md describes each)
+    *_FIELDS          the columns of the three tables, in order, with their types (*_COLUMNS: the names)
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -19,12 +20,26 @@ from ..config.spec import TrialSpec
 FINAL_EPOCHS = 10  # "final" accuracy = median of the last 10 epochs (the authors' plotting code)
 STATUSES = ("ok", "diverged", "failed", "running", "pending")
 METRIC = "metric."  # the prefix of the epochs table's columns of a user's metrics
-EPOCH_COLUMNS = ["trial_id", "epoch", "lr", "deficit_active", "train_loss", "train_acc", "test_loss", "test_acc",
-                 "fisher_trace", "seconds", "fisher_seconds"]
-LAYER_COLUMNS = ["trial_id", "epoch", "layer", "order", "trace", "params", "kind"]
-TRIAL_COLUMNS = ["trial_id", "baseline_id", "sweep", "status", "deficit", "onset", "length", "seed", "epochs",
-                 "epochs_done", "model", "data", "tags", "final_test_acc", "best_test_acc", "wall_seconds", "error",
-                 "spec_hash", "cpsweep_version", "git_commit", "node", "shared_epochs", "round", "reason", "plugins"]
+# Every table's columns, in order, with their types: declared here once. `tables.py` builds the Parquet
+# schemas from them, `store.py` casts a trial's rows with them; docs/results.md describes each column.
+EPOCH_FIELDS = {"trial_id": "string", "epoch": "int64", "lr": "float64", "deficit_active": "bool",
+                "train_loss": "float64", "train_acc": "float64", "test_loss": "float64", "test_acc": "float64",
+                "fisher_trace": "float64", "seconds": "float64", "fisher_seconds": "float64"}
+LAYER_FIELDS = {"trial_id": "string", "epoch": "int64", "layer": "string", "order": "int64", "trace": "float64",
+                "params": "int64", "kind": "string"}
+TRIAL_FIELDS = {"trial_id": "string", "baseline_id": "string", "sweep": "string", "status": "string",
+                "deficit": "string", "onset": "int64", "length": "int64", "seed": "int64", "epochs": "int64",
+                "epochs_done": "int64", "model": "string", "data": "string", "tags": "string",
+                "final_test_acc": "float64", "best_test_acc": "float64", "wall_seconds": "float64",
+                "error": "string", "spec_hash": "string", "cpsweep_version": "string", "git_commit": "string",
+                "node": "string", "shared_epochs": "int64", "round": "int64", "reason": "string",
+                "plugins": "string"}
+EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS = list(EPOCH_FIELDS), list(LAYER_FIELDS), list(TRIAL_FIELDS)
+
+
+def numeric_types(fields: dict[str, str]) -> dict[str, str]:
+    """The non-string columns of `fields` and their types (what a DataFrame of new rows is cast to)."""
+    return {name: kind for name, kind in fields.items() if kind != "string"}
 
 
 @dataclass
@@ -80,8 +95,34 @@ def final_accuracy(records: Sequence[EpochRecord], last: int = FINAL_EPOCHS) -> 
 
 
 def tags_text(trial: TrialSpec) -> str:
-    """A trial's other grid axes as trials.parquet's `tags` column writes them: `key=value,...`."""
+    """A trial's other grid axes as trials.parquet's `tags` column writes them: `key=value,...`
+    (`tag_values` reads them back)."""
     return ",".join(f"{k}={v}" for k, v in trial.tags)
+
+
+def tag_items(text: str | None) -> list[tuple[str, str]]:
+    """The (axis, value as written) pairs of a `tags` text, in order: split at the commas outside brackets
+    (a value may be a tuple, `model.hidden=(256, 256)`), each at its first `=`."""
+    parts, depth, start, text = [], 0, 0, str(text or "")
+    for i, ch in enumerate(text):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [(key, value) for key, _, value in (p.partition("=") for p in parts if p)]
+
+
+def tag_values(text: str | None) -> dict[str, Any]:
+    """A `tags` text's axes with typed values, the inverse of `tags_text`: numbers, booleans, None and
+    tuples as Python values, anything else (a schedule's or a component's name) as its text."""
+    out: dict[str, Any] = {}
+    for key, value in tag_items(text):
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            out[key] = value
+    return out
 
 
 def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str = "pending", error: str = "",

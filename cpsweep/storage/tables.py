@@ -15,7 +15,7 @@ The manifest names the parts that hold committed rows. A flush writes its new pa
 no longer names. A trial's rows enter a part in the same flush that marks it finished in `trials.parquet`,
 so the trials it lists as ok or diverged are exactly the trials whose rows the parts hold, once each.
 A flush cut off before its commit leaves parts the manifest does not name; the next launch deletes them
-(`Tables.open`) and indexes those trials again from their shards.
+(`Tables.remove_uncommitted`) and indexes those trials again from their shards.
 
 Compaction keeps the number of files small: when `FANIN` parts of one level exist, they are merged into
 one part of the next level (streamed, a row group at a time), so every row is rewritten about
@@ -43,20 +43,23 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .records import TRIAL_COLUMNS
+from .records import EPOCH_FIELDS, LAYER_FIELDS, TRIAL_COLUMNS, TRIAL_FIELDS
 from .store import TABLE_FILES, Store
 
 FORMAT = 2          # the layout version the manifest records
 FANIN = 8           # parts of one level merged into one of the next
 ROW_GROUP = 262_144  # rows per row group in the parts (memory of a flush or a compaction: one group)
 
-EPOCH_SCHEMA = pa.schema([("trial_id", pa.string()), ("epoch", pa.int64()), ("lr", pa.float64()),
-                          ("deficit_active", pa.bool_()), ("train_loss", pa.float64()), ("train_acc", pa.float64()),
-                          ("test_loss", pa.float64()), ("test_acc", pa.float64()), ("fisher_trace", pa.float64()),
-                          ("seconds", pa.float64()), ("fisher_seconds", pa.float64())])
-LAYER_SCHEMA = pa.schema([("trial_id", pa.string()), ("epoch", pa.int64()), ("layer", pa.string()),
-                          ("order", pa.int64()), ("trace", pa.float64()), ("params", pa.int64()),
-                          ("kind", pa.string())])
+ARROW = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+
+
+def arrow_schema(fields: dict[str, str]) -> pa.Schema:
+    """The Parquet schema of a table declared in `records.py` (its *_FIELDS)."""
+    return pa.schema([(name, ARROW[kind]) for name, kind in fields.items()])
+
+
+EPOCH_SCHEMA, LAYER_SCHEMA = arrow_schema(EPOCH_FIELDS), arrow_schema(LAYER_FIELDS)
+TRIAL_SCHEMA = arrow_schema(TRIAL_FIELDS)  # trials.parquet, written and read with it (older folders' too)
 SCHEMAS = {"epochs": EPOCH_SCHEMA, "fisher_layers": LAYER_SCHEMA}
 
 
@@ -107,7 +110,7 @@ class Tables:
         with store.errors("read"), store.fs.open_input_file(store.path("trials.parquet")) as f:
             table = pq.read_table(f)
         meta = json.loads((table.schema.metadata or {}).get(b"cpsweep", b"null"))
-        trials = table.to_pandas()
+        trials = conform(table, TRIAL_SCHEMA).to_pandas()
         if not meta:
             return cls(store, legacy=True), trials
         return cls(store, {name: list(meta["parts"].get(name, [])) for name in SCHEMAS},
@@ -118,20 +121,20 @@ class Tables:
         """Table `name` (epochs, fisher_layers) as the manifest has it; only `columns` and the rows of
         `trial_ids` when given."""
         schema = self.schema(name)
+        ids = None if trial_ids is None else sorted(set(trial_ids))
         if self.legacy:
             files = [self.store.path(TABLE_FILES[name])] if self.store.exists(TABLE_FILES[name]) else []
         else:
             files = [self.store.path(TABLE_FILES[name], p) for p in self.parts[name]]
-        if not files:
+        if not files or ids == []:
             return schema.empty_table().select(list(columns or schema.names)).to_pandas()
         with self.store.errors("read"):
             data = pads.dataset(files, schema=schema, filesystem=self.store.fs, format="parquet")
-            where = pads.field("trial_id").isin(pa.array(sorted(set(trial_ids)), pa.string())) \
-                if trial_ids is not None else None
+            where = pads.field("trial_id").isin(pa.array(ids, pa.string())) if ids is not None else None
             return data.to_table(columns=list(columns) if columns else None, filter=where).to_pandas()
 
     # -- writing -------------------------------------------------------------------------------------------
-    def open(self) -> None:
+    def remove_uncommitted(self) -> None:
         """Before a launch extends the tables: delete the parts no manifest names (left by a flush or a
         compaction cut off before its commit); in a legacy folder, drop the single-file tables (the
         launch indexes every shard again)."""
@@ -191,7 +194,7 @@ class Tables:
 
     def write_frames(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
         """Whole tables as one part each (hand-made results, tests), replacing what the folder held."""
-        self.open()
+        self.remove_uncommitted()
         self.add_metrics([c for c in epochs.columns if c.startswith("metric.")])
         parts = {name: [self._write_part(name, 0, [conform(pa.Table.from_pandas(df, preserve_index=False),
                                                           self.schema(name))])]
@@ -204,7 +207,8 @@ class Tables:
                     self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
 
     def _write_trials(self, trials: pd.DataFrame, parts: dict[str, list[str]]) -> None:
-        table = pa.Table.from_pandas(trials.reindex(columns=TRIAL_COLUMNS), preserve_index=False)
+        table = conform(pa.Table.from_pandas(trials.reindex(columns=TRIAL_COLUMNS), preserve_index=False),
+                        TRIAL_SCHEMA)
         manifest = json.dumps({"format": FORMAT, "parts": parts,
                                **({"metrics": self.metrics} if self.metrics else {})}).encode()
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"cpsweep": manifest})
