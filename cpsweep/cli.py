@@ -60,10 +60,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
     from .config.sharing import sharing_summary
     from .config.sweep_file import load_sweep
+    from .sweep.preflight import check_plugins
 
     sweep = load_sweep(spec, overrides)
     trials = sweep.trials()
-    _dry_run_plugins(trials)
+    check_plugins(trials)
     baselines = sum(t.is_baseline for t in trials)
     alone, shared = sharing_summary(trials)
     saved = f" ({alone - shared} saved, {alone / shared:.2f}x fewer)" if shared < alone else ""
@@ -81,24 +82,17 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
               f"(--full-grid runs them all)")
 
 
-def _dry_run_plugins(trials) -> None:
-    """Call a sweep's plug-ins once on a small batch (only when it has any: torch is imported for it)."""
-    if any(t.plugins for t in trials):
-        from .engine.dry_run import check_plugins
-
-        check_plugins(trials)
-
-
 def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .sweep.launch import launch
+    from .sweep.preflight import check_plugins
 
     files, overrides = split_overrides(args.spec)
     errors, sweeps = [], []
     for spec in files:  # every file is checked before anything runs
         try:
             sweeps.append(load_sweep(spec, overrides))
-            _dry_run_plugins(sweeps[-1].trials())
+            check_plugins(sweeps[-1].trials())
         except SpecError as e:
             errors.append(str(e))
     if errors:

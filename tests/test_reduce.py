@@ -206,7 +206,16 @@ def test_sample_windows_against_brute_force(grid, k):
     sens.loc[sens.index[::7], "sensitivity"] = np.nan  # windows without a baseline yet: never an extreme
     got = picked(sens, k)
     assert got == brute_sample(sens, k) and len(got) <= k
-    assert len(got) == k or len(sens) > k or len(got) == len(sens)  # every window when they fit
+    if len(sens) <= k:  # every window when they fit
+        assert len(got) == len(sens)
+    else:  # the two extremes (of the windows with a value) always among them
+        known = sens.dropna(subset=["sensitivity"])
+        keys = {(r.deficit, r.tags, r.length, r.onset) for r in known.itertuples()}
+        top, bottom = known.sensitivity.max(), known.sensitivity.min()
+        assert any(k_ in keys and known.set_index(["deficit", "tags", "length", "onset"]).sensitivity[k_] == top
+                   for k_ in got)
+        assert any(k_ in keys and known.set_index(["deficit", "tags", "length", "onset"]).sensitivity[k_] == bottom
+                   for k_ in got)
 
 
 def long_baseline(epochs=40):

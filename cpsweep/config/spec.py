@@ -118,8 +118,8 @@ class Component:
 
     @property
     def label(self) -> str:
-        """Its name in trial ids: a plug-in's attribute name (no colon in folder names)."""
-        return self.name.rpartition(":")[2]
+        """Its name in trial ids (`id_label`)."""
+        return id_label(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()},
@@ -321,11 +321,17 @@ def component(raw: Any, path: str, what: str | None = None) -> Component:
     return Component(raw["name"], e.complete({k: v for k, v in raw.items() if k != "name"}, path), e.plugin)
 
 
+def id_label(name: str) -> str:
+    """A component's name as trial ids write it: a plug-in's reference `package.module:attribute` as its
+    attribute name (no colon in folder names), a built-in's as it is."""
+    return name.rpartition(":")[2]
+
+
 def _tag(value: Any) -> str:
     if isinstance(value, Mapping):
         return _tag(str(value.get("name", ""))) or "x"
-    if isinstance(value, str):  # a plug-in's reference: its attribute name
-        return value.rpartition(":")[2]
+    if isinstance(value, str):  # a name, or a plug-in's reference
+        return id_label(value)
     if isinstance(value, (tuple, list)):  # e.g. model.hidden: [256, 256] -> "256x256"
         return "x".join(_tag(v) for v in value)
     return str(value)

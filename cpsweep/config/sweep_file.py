@@ -144,7 +144,7 @@ class SweepSpec:
         if onsets is not None:  # drop the baselines (restarted ones: one per window end) no kept window uses
             used = {t.baseline_id for t in out.values() if not t.is_baseline}
             out = {tid: t for tid, t in out.items()
-                   if not t.is_baseline or tid in used or t.baseline_id == tid and _plain(t)}
+                   if not t.is_baseline or tid in used or t.baseline_id == tid and _unrestarted(t)}
         for t in out.values():
             base = out[t.baseline_id]
             if t.schedule.name == "cosine" and base.epochs != t.epochs:
@@ -201,7 +201,7 @@ class SweepSpec:
         return sum(t.epochs for t in self.trials())
 
 
-def _plain(baseline: TrialSpec) -> bool:
+def _unrestarted(baseline: TrialSpec) -> bool:
     """A seed's baseline whose rate does not restart (a restarted one restarts at its `onset`)."""
     return baseline.onset == 0
 

@@ -155,7 +155,7 @@ class Tables:
         shards) into new parts, compaction, then `trials` with the new manifest; then the merged-away
         parts deleted."""
         parts = {name: list(files) for name, files in self.parts.items()}
-        dropped: list[tuple[str, str]] = []
+        merged_away: dict[str, list[str]] = {name: [] for name in SCHEMAS}  # including parts of this flush
         for name in SCHEMAS:
             if new_ids or not parts[name]:  # (an empty part, so that a new sweep's tables have their schema)
                 parts[name].append(self._write_part(name, 0, self._shard_batches(name, new_ids)))
@@ -167,44 +167,41 @@ class Tables:
                 merged = [p for p in parts[name] if level_of(p) == level]
                 parts[name] = [p for p in parts[name] if p not in merged]
                 parts[name].append(self._write_part(name, level + 1, self._part_batches(name, merged)))
-                dropped += [(name, p) for p in merged]
-        self._write_trials(trials, parts)
-        self.parts = parts
-        with self.store.errors("tidy up"):
-            for name, p in dropped:
-                self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
+                merged_away[name] += merged
+        self._replace(trials, parts, merged_away)
 
     def drop(self, trials: pd.DataFrame, ids: Sequence[str]) -> None:
         """Remove the rows of `ids` from every table (their results no longer hold: the plug-in code they
-        ran was edited): each table's parts rewritten as one part without them, then `trials` committed
-        with the new manifest, then the old parts deleted. A full rewrite, so only for such an edit."""
+        ran was edited): each table's parts rewritten as one part without them (`_replace`). A full
+        rewrite, so only for such an edit."""
         gone = pa.array(sorted(set(ids)), pa.string())
-        parts, old = {}, self.parts
-        for name in SCHEMAS:
-            level = max((level_of(p) for p in old[name]), default=0)
-            batches = (b.filter(pa.compute.invert(pa.compute.is_in(b.column("trial_id"), value_set=gone)))
-                       for b in self._part_batches(name, old[name]))
-            parts[name] = [self._write_part(name, level, batches)]
-        self._write_trials(trials, parts)
-        self.parts = parts
-        with self.store.errors("tidy up"):
-            for name, files in old.items():
-                for p in files:
-                    self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
+        parts = {}
+        for name, old in self.parts.items():
+            kept = (b.filter(pa.compute.invert(pa.compute.is_in(b.column("trial_id"), value_set=gone)))
+                    for b in self._part_batches(name, old))
+            parts[name] = [self._write_part(name, max((level_of(p) for p in old), default=0), kept)]
+        self._replace(trials, parts)
 
     def write_frames(self, trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> None:
         """Whole tables as one part each (hand-made results, tests), replacing what the folder held."""
         self.remove_uncommitted()
         self.add_metrics([c for c in epochs.columns if c.startswith("metric.")])
-        parts = {name: [self._write_part(name, 0, [conform(pa.Table.from_pandas(df, preserve_index=False),
-                                                          self.schema(name))])]
-                 for name, df in (("epochs", epochs), ("fisher_layers", layers))}
-        old, self.parts = self.parts, parts
+        self._replace(trials, {name: [self._write_part(name, 0, [conform(
+            pa.Table.from_pandas(df, preserve_index=False), self.schema(name))])]
+            for name, df in (("epochs", epochs), ("fisher_layers", layers))})
+
+    def _replace(self, trials: pd.DataFrame, parts: dict[str, list[str]],
+                 merged_away: dict[str, list[str]] | None = None) -> None:
+        """Commit `trials` with `parts` as the whole tables, then delete the parts they replace: those of
+        the old manifest they do not name, and `merged_away` (parts a compaction merged, this flush's too)."""
+        old = {name: [*files, *(merged_away or {}).get(name, [])] for name, files in self.parts.items()}
         self._write_trials(trials, parts)
+        self.parts = parts
         with self.store.errors("tidy up"):
             for name, files in old.items():
-                for p in files:
-                    self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
+                for p in dict.fromkeys(files):
+                    if p not in parts.get(name, ()):
+                        self.store.fs.delete_file(self.store.path(TABLE_FILES[name], p))
 
     def _write_trials(self, trials: pd.DataFrame, parts: dict[str, list[str]]) -> None:
         table = conform(pa.Table.from_pandas(trials.reindex(columns=TRIAL_COLUMNS), preserve_index=False),

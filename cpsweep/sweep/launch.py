@@ -44,7 +44,7 @@ from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoint_store import newest_checkpoints, stored_prefixes
 from .live import Live
-from .preflight import check_data, check_data_on_nodes, data_needs
+from .preflight import check_data, check_data_on_nodes, check_plugins, data_needs
 from .progress import FINISHED, Progress, tune_callback
 from .task import TrialTask
 from .trackers import make_trackers, tracker_callback
@@ -164,10 +164,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
         needs = data_needs(pending)
         check_data(needs)  # here, before Ray starts or anything is written
-        if any(t.plugins for t in pending):
-            from ..engine.dry_run import check_plugins
-
-            check_plugins(pending)
+        check_plugins(pending)
         store.check_writable()
         adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
                     if search else "")

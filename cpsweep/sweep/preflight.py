@@ -1,4 +1,5 @@
-"""Preflight: the data sets a launch needs are checked before any trial is scheduled.
+"""Preflight: the data sets a launch needs, and the user's plug-ins, are checked before any trial is
+scheduled.
 
 A trial that cannot load its data set fails the same way on every retry and on every trial after it, so
 the launch checks first: on the driver (before Ray starts or anything is written), and, once connected,
@@ -41,6 +42,19 @@ def check_data(needs: Sequence[DataSpec]) -> None:
 
     for spec in needs:
         load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu", options=spec.options)
+
+
+def check_plugins(trials: Sequence[TrialSpec]) -> None:
+    """Call a sweep's plug-ins once on a small batch (`engine.dry_run`), here on the driver; only when it
+    has any, since torch is imported for it (`cpsweep validate` and `launch` alike).
+
+    Raises:
+        SpecError: naming the plug-in's field, what went wrong and the fix.
+    """
+    if any(t.plugins for t in trials):
+        from ..engine.dry_run import check_plugins as dry_run
+
+        dry_run(trials)
 
 
 def _check_on_node(needs: list[dict]) -> str | None:
