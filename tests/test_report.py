@@ -219,6 +219,7 @@ def test_a_three_axis_sweep_gets_a_row_per_value_in_every_figure(tmp_path, ray_l
     assert len(rows) == 4 and all("schedule=" in t and "model.channels=" in t for t in rows)
     page_html = (folder / "report.html").read_text()
     assert "one row per value of the sweep's other grid axes (schedule, model.channels)" in html.unescape(page_html)
+    assert "Panels: one column per schedule and one row per value of the other grid axes" in page_html
     shot = tmp_path / "three_axes.png"
     expected = figures_expected(page_html)
     rendered, errors, _, _, figures = open_in_chromium(folder / "report.html", expected, shot, probe=FIGURES)
@@ -279,3 +280,4 @@ def test_faceted_figures_share_one_colour_axis_and_choose_trials_per_row():
     assert f"Every heatmap of this report shares one colour scale, {min(0.0, min(means)):.2f} to " \
            f"{max(means):.2f} pts" in page
     assert "one row per value of the sweep's other grid axes (the trials' tags)" in page  # no grid in its spec
+    assert "Panels: one row per value of the other grid axes, on shared axes. The paper's sliding-window" in page

@@ -22,7 +22,7 @@ from ..errors import CpsweepError
 from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, heatmap_figure, layer_figure,
                       removal_figure, sensitivity_curve_figure)
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
-                     sample_windows, sensitivity, shown_trials)
+                     sample_windows, schedule_of, sensitivity, shown_trials, variant_of)
 from .report_checks import checks_table
 from .search_report import search_sections
 from .summary import header, onset_table
@@ -98,7 +98,10 @@ def _grid_sections(results: Results, sens: pd.DataFrame, facets: str) -> list[tu
                               f"{high:.2f} pts."),
                     heatmap_figure(sens, trials, deficit, scale=(low, high))))
     if not sens.empty:
-        out.append(((facets.replace("Panels: one row", "Panels: one column per schedule, one row") if facets else "")
+        variants, schedules = sens.tags.map(variant_of).nunique(), sens.tags.map(schedule_of).nunique()
+        panels = [p for p, n in (("one column per schedule", schedules), ("one row per value of the other grid "
+                                                                          "axes", variants)) if n > 1]
+        out.append(((f"Panels: {' and '.join(panels)}, on shared axes. " if panels else "")
                     + ("The paper's sliding-window curve: accuracy lost against the window's onset, one line per "
                        f"window length, the band its {LEVEL:.0%} t-interval across seeds (none with one seed); the "
                        "critical period is where the band lies above zero."),
