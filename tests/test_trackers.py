@@ -105,7 +105,9 @@ def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlruns = f"file://{tmp_path}/mlruns"
-    sweep = parse_sweep(tiny_sweep(tracking={"wandb": {"project": "cps-test"}, "mlflow": {"tracking_uri": mlruns}}))
+    # (W&B keeps the first run's WANDB_DIR for the process: the folder is also given to its init)
+    sweep = parse_sweep(tiny_sweep(tracking={"wandb": {"project": "cps-test", "dir": str(tmp_path)},
+                                             "mlflow": {"tracking_uri": mlruns}}))
     trial = sweep.trials()[0]
     trackers = make_trackers(sweep, [])
     for t in trackers:
