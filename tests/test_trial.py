@@ -206,7 +206,7 @@ def test_engine_settings_are_checked():
 
 @pytest.mark.slow
 def test_compiled_model_gives_the_same_trial_within_rounding():
-    data = image_data()
+    data = image_data(n=128)  # whole batches of 64: compile drops a partial last batch (test_host_device.py)
     rounding.assert_same_within_rounding(lambda: train_trial(image_trial(), "cpu", data=data),
                                          lambda: train_trial(image_trial(compile=True), "cpu", data=data))
 

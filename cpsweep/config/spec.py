@@ -166,7 +166,9 @@ class EngineSpec:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast of training and test forward passes
                                     # (the Fisher stays fp32); faster on GPUs with bf16 tensor cores
     channels_last: bool = False     # NHWC layout for 2-D conv nets (faster cuDNN convolutions)
-    compile: bool = False           # torch.compile the model (first epoch pays the compile time)
+    compile: bool = False           # torch.compile the model with static shapes (first epoch pays the compile
+                                    # time, later epochs never recompile): the partial last training batch is
+                                    # dropped, test chunks are padded, the BN refresh runs uncompiled
 
 
 @dataclass(frozen=True)

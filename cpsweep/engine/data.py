@@ -18,7 +18,7 @@ order, augmentation, balanced selections) lives in `sampling.py`: seeded, never 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from ..config.registry import BUILTINS
 from ..config.registry import entry as registry_entry
 from ..config.spec import DataSpec
 from ..errors import DataError, SpecError
+from . import _device
 from ._readers import LOAD_ERRORS, NORMALISATION, load_error, read_plugin
 from .sampling import balanced_order, derive_seed
 
@@ -46,6 +47,9 @@ class Dataset:
         num_classes: number of classes; labels are in ``range(num_classes)``.
         augment: whether the train-time augmentation (`augment_batch`) applies.
         mean, std: per-channel normalisation of uint8 inputs, in [0, 1] units (None: stored normalised).
+
+    The normalisation's tensors are made once per device and input rank and kept (`normalisation`), so a
+    training step builds no constant and makes no host-to-device copy for them.
     """
 
     name: str
@@ -57,15 +61,24 @@ class Dataset:
     augment: bool
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    _constants: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def normalisation(self, device: torch.device | str, dim: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """`mean` and `std` as float32 tensors shaped (1, C, 1, ...) for inputs of `dim` dimensions, on
+        `device`: made (and moved, one copy each) at the first call, the same tensors afterwards."""
+        key = (str(torch.device(device)), dim)
+        if key not in self._constants:
+            shape = (1, -1) + (1,) * (dim - 2)
+            self._constants[key] = tuple(_device.to_device(torch.tensor(v, dtype=torch.float32).view(shape), device)
+                                         for v in (self.mean, self.std))
+        return self._constants[key]
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Stored inputs (a batch or all) as the float32 the models read: uint8 pixels / 255, minus the
         channel mean, over the channel std, on the tensors' device; float inputs unchanged."""
         if x.dtype != torch.uint8:
             return x
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
+        mean, std = self.normalisation(x.device, x.dim())
         return x.to(torch.float32).div_(255.0).sub_(mean).div_(std)
 
     @property

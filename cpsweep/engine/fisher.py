@@ -61,7 +61,8 @@ __all__ = ["FisherTrace", "fisher_trace"]
 METHODS = ("exact", "sampled", "empirical", "variational")
 BACKENDS = ("auto", "func", "gram")
 AUTO_ORDER = ("gram", "func")  # what backend="auto" tries first (from the benchmark)
-CHUNK_BUDGET_BYTES = 256 * 2**20
+CHUNK_BUDGET_BYTES = 256 * 2**20  # a chunk's per-sample memory off CUDA (and at least this on CUDA)
+CUDA_FREE_FRACTION = 0.25  # on CUDA: of the device's free memory (several trials may share the device)
 NEEDS_LABELS = ("empirical", "variational")
 NEEDS_GENERATOR = ("sampled", "variational")
 
@@ -109,7 +110,7 @@ def fisher_trace(model: nn.Module, inputs: torch.Tensor, *, method: str = "exact
         backend: "auto", "func" or "gram" (see the module docstring); "variational" accepts "auto" and
             "func" (it uses functional_call, no per-sample gradients).
         chunk_size: inputs per chunk; None picks one so that a chunk's per-sample gradient memory stays
-            under ~256 MB.
+            under `chunk_budget`: ~256 MB, on CUDA a quarter of the device's free memory (`chunk_size_for`).
         beta: method="variational" only: the weight of the log-variance term, in (0, 1e-6]; None: the
             default 1e-24 (see `_fisher_variational.py`).
         steps: method="variational" only: Adam steps, >= 1; None (default): 300.
@@ -229,15 +230,16 @@ def _run(model, inputs, modules, backend, method, labels, samples, generator, ch
             engine.start(inputs[s:e])
             if method == "exact":
                 p = _probs(engine.logits())  # (b, C)
+                present = (p.amax(0) > 0).tolist()  # the classes with some probability: one read per chunk
                 passes = [(torch.full((e - s,), c, dtype=torch.long, device=device), p[:, c])
-                          for c in range(p.shape[1]) if bool(p[:, c].max() > 0)]
+                          for c in range(p.shape[1]) if present[c]]
             elif method == "sampled":
                 w = torch.full((e - s,), 1.0 / samples, dtype=torch.float64, device=device)
                 passes = [(drawn[s:e, j], w) for j in range(samples)]
             else:
                 y = labels[s:e].to(device=device, dtype=torch.long)
                 C = engine.logits().shape[1]
-                if bool((y < 0).any() or (y >= C).any()):
+                if s == 0 and bool(((labels < 0) | (labels >= C)).any()):  # all of them, one read
                     raise ValueError(f"labels must lie in [0, {C}) for a model with {C} classes")
                 passes = [(y, torch.ones(e - s, dtype=torch.float64, device=device))]
             for y, w in passes:
@@ -245,8 +247,9 @@ def _run(model, inputs, modules, backend, method, labels, samples, generator, ch
                     acc[name] += v
     finally:
         engine.close()
-    per_layer = {name: float(v) / N for name, v in acc.items()}
-    total = float(sum(acc.values(), torch.zeros((), dtype=torch.float64, device=device))) / N
+    sums = torch.stack(list(acc.values())).tolist() if acc else []  # read back once
+    per_layer = {name: v / N for name, v in zip(acc, sums)}
+    total = sum(sums, 0.0) / N  # float64 sums in the same order as on the device: the same number
     return FisherTrace(total, per_layer, method, backend, N)
 
 
@@ -305,8 +308,25 @@ class _FuncEngine:
         self.x, self._logits = None, None
 
 
+def chunk_budget(device: torch.device | str, free_bytes: int | None = None) -> int:
+    """Bytes a Fisher chunk's per-sample tensors may take on `device`: CHUNK_BUDGET_BYTES off CUDA; on CUDA
+    CUDA_FREE_FRACTION of the free memory (`free_bytes`, else `torch.cuda.mem_get_info`), at least
+    CHUNK_BUDGET_BYTES."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CHUNK_BUDGET_BYTES
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return max(CHUNK_BUDGET_BYTES, int(free_bytes * CUDA_FREE_FRACTION))
+
+
+def chunk_size_for(per_sample_bytes: int, n: int, budget: int) -> int:
+    """Inputs per chunk: as many of the `n` as fit in `budget` bytes at `per_sample_bytes` each, at least 1."""
+    return int(max(1, min(n, budget // max(1, per_sample_bytes))))
+
+
 def _auto_chunk(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Module], backend: str) -> int:
-    """Largest chunk whose per-sample gradient (and activation) memory stays under CHUNK_BUDGET_BYTES."""
+    """Largest chunk whose per-sample gradient (and activation) memory stays under `chunk_budget`."""
     shapes: dict[nn.Module, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def hook(m: nn.Module, args: tuple, out) -> None:
@@ -329,4 +349,4 @@ def _auto_chunk(model: nn.Module, inputs: torch.Tensor, modules: dict[str, nn.Mo
     else:
         per_sample = 2 * sum(p.numel() for p in model.parameters() if p.requires_grad) + 3 * act
     size = inputs.element_size() if inputs.is_floating_point() else 4
-    return int(max(1, min(inputs.shape[0], CHUNK_BUDGET_BYTES // max(1, per_sample * size))))
+    return chunk_size_for(per_sample * size, inputs.shape[0], chunk_budget(inputs.device))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from . import _device
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,10 +59,10 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device | str = "cpu
     """The order in which epoch `epoch` visits the `n` training examples: a permutation of range(n).
 
     A pure function of ``(seed, epoch)`` (and `n`): drawn on the CPU from a generator seeded with
-    ``derive_seed(seed, "order", epoch)``, then moved to `device`, so it is the same on every device.
+    ``derive_seed(seed, "order", epoch)``, then moved to `device` (one copy), so it is the same on every device.
     """
     generator = make_generator(derive_seed(seed, "order", epoch))
-    return torch.randperm(int(n), generator=generator).to(device)
+    return _device.to_device(torch.randperm(int(n), generator=generator), device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,6 +82,22 @@ def augment_params(batch_size: int, generator: torch.Generator, pad: int = 4
     dx = torch.randint(0, 2 * pad + 1, (batch_size,), generator=generator)
     flip = torch.rand(batch_size, generator=generator) < 0.5
     return dy, dx, flip
+
+
+def epoch_augment_params(batch_sizes: list[int], generator: torch.Generator, device: torch.device | str = "cpu",
+                         pad: int = 4) -> torch.Tensor:
+    """The draws of a whole epoch's augmentation, moved to `device` with one copy: int64 (3, sum(batch_sizes)),
+    rows dy, dx and flip (0 or 1), batch after batch.
+
+    Drawn batch by batch on the CPU exactly as successive `augment_params(size, generator, pad)` calls (the
+    same generator, the same order of draws), so batch k's columns equal what `augment_batch` would draw
+    for it: the values do not depend on whether an epoch draws them at once or per batch.
+    """
+    draws = [augment_params(size, generator, pad) for size in batch_sizes]
+    if not draws:
+        return _device.to_device(torch.zeros((3, 0), dtype=torch.int64), device)
+    params = torch.cat([torch.stack([dy, dx, flip.to(torch.int64)]) for dy, dx, flip in draws], dim=1)
+    return _device.to_device(params, device)
 
 
 def apply_augmentation(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,

@@ -48,7 +48,8 @@ from .deficits import Deficit
 from .fisher import fisher_trace
 from .metrics import MetricContext, bind, measure
 from .models import instantiate
-from .sampling import augment_batch, class_balanced_probe, derive_seed, epoch_order, make_generator
+from .sampling import (apply_augmentation, class_balanced_probe, derive_seed, epoch_augment_params, epoch_order,
+                       make_generator)
 from .windows import TrainingSettings
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
@@ -102,9 +103,12 @@ class TrialRun:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def _forward_pass(self) -> nn.Module:
-        """What training, the BN refresh and testing call: the model, compiled when asked (the Fisher hooks
-        the plain model)."""
-        return torch.compile(self.model) if self.trial.engine.compile else self.model
+        """What training and testing call: the model, compiled when asked (the BN refresh and the Fisher run
+        the plain model). Compiled with static shapes (``dynamic=False``): every training batch has the
+        same size under compile (`batches` drops the partial last one) and test chunks are padded to one
+        size (`evaluate`), so a trial compiles a graph for training and one for testing in its first epoch
+        and nothing after (tests/test_host_device.py counts the graphs)."""
+        return torch.compile(self.model, dynamic=False) if self.trial.engine.compile else self.model
 
     def _bind_deficit(self) -> Deficit:
         d, t = self.data, self.trial
@@ -221,28 +225,40 @@ class TrialRun:
         """A batch in the model's memory layout."""
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def batches(self, epoch: int, purpose: str, batch_size: int | None = None) -> Iterator[torch.Tensor]:
+    def batches(self, epoch: int, purpose: str, batch_size: int | None = None, drop_last: bool = False
+                ) -> Iterator[torch.Tensor]:
         """Index batches of the training set in the order of (seed, purpose, epoch); a last batch of
-        one example is dropped (BatchNorm cannot train on it)."""
+        one example is dropped (BatchNorm cannot train on it), a partial last batch too with `drop_last`
+        (unless it is the only one)."""
         n, bs = len(self.data.y_train), batch_size or self.trial.optim.batch_size
         seed = self.trial.seed if purpose == "train" else derive_seed(self.trial.seed, purpose)
         order = epoch_order(n, seed, epoch, self.device)
         for i in range(0, n, bs):
-            if n - i >= 2 or i == 0:
+            if i == 0 or (n - i >= 2 and not (drop_last and n - i < bs)):
                 yield order[i:i + bs]
 
     def train_batches(self, epoch: int, active: bool, settings: TrainingSettings | None = None
                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's training batches (inputs, labels): shuffled by (seed, epoch), augmented, and given
-        the deficit when `active`, all as batched tensor operations on the device."""
+        the deficit when `active`, all as batched tensor operations on the device. The augmentation's
+        draws for the whole epoch are made first and moved to the device with one copy
+        (`epoch_augment_params`: the same values as drawing them batch by batch). Under engine.compile
+        the partial last batch is dropped (one batch shape, no recompile; the epoch trains on the
+        remaining examples)."""
         t, d = self.trial, self.data
         settings = settings or self.epoch_settings(epoch, active)
-        aug_gen = make_generator(derive_seed(t.seed, "augment", epoch))
         deficit_gen = make_generator(derive_seed(t.seed, "deficit", epoch), self.device)
-        for idx in self.batches(epoch, "train", settings.batch_size):
+        batches = list(self.batches(epoch, "train", settings.batch_size, drop_last=t.engine.compile))
+        sizes = [len(idx) for idx in batches]
+        if settings.augment:
+            params = epoch_augment_params(sizes, make_generator(derive_seed(t.seed, "augment", epoch)), self.device)
+        start = 0
+        for idx, size in zip(batches, sizes):
             x, y = d.inputs(d.x_train[idx]), d.y_train[idx]
             if settings.augment:
-                x = augment_batch(x, aug_gen)
+                dy, dx, flip = params[:, start:start + size]
+                x = apply_augmentation(x, dy, dx, flip.bool())
+            start += size
             if active and self.deficit.acts_on == "batch":
                 x, y = self.deficit(x, y, idx, deficit_gen, epoch)
             yield self.layout(x), y
@@ -252,6 +268,7 @@ class TrialRun:
         settings = settings or self.epoch_settings(epoch, active)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        seen = 0
         for x, y in self.train_batches(epoch, active, settings):
             with self.autocast():
                 logits = self.forward(x)
@@ -261,12 +278,15 @@ class TrialRun:
             self.optimizer.step()
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.argmax(1) == y).sum()
-        n = len(self.data.y_train)
+            seen += len(y)
+        n = seen if self.trial.engine.compile else len(self.data.y_train)  # compile: the last batch dropped
         return float(loss_sum) / n, int(correct) / n
 
     @torch.no_grad()
     def refresh_bn(self, epoch: int) -> None:
-        """Re-estimate BatchNorm running statistics on clean, unaugmented training batches."""
+        """Re-estimate BatchNorm running statistics on clean, unaugmented training batches, with the plain
+        model also under engine.compile (its cumulative average reads a counter on the host, a graph break,
+        and its mode is neither training's nor testing's: compiling it would only add graphs)."""
         bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not bns or self.trial.bn_refresh == 0:
             return
@@ -279,20 +299,28 @@ class TrialRun:
             if self.trial.bn_refresh != -1 and i >= self.trial.bn_refresh:
                 break
             with self.autocast():
-                self.forward(self.layout(self.data.inputs(self.data.x_train[idx])))
+                self.model(self.layout(self.data.inputs(self.data.x_train[idx])))
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Mean loss and accuracy on (x, y) in chunks of EVAL_BATCH, summed on the device and read back once.
+        Under engine.compile a partial last chunk is padded with zeros to the first chunk's size and the
+        padding's outputs are ignored (eval mode: examples do not mix), so testing has one shape."""
         self.model.eval()
-        loss_sum, correct = 0.0, 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        size = min(EVAL_BATCH, len(y))
         for i in range(0, len(y), EVAL_BATCH):
+            xb, yb = self.data.inputs(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+            if self.trial.engine.compile and len(yb) < size:
+                xb = torch.cat([xb, xb.new_zeros((size - len(yb),) + xb.shape[1:])])
             with self.autocast():
-                logits = self.forward(self.layout(self.data.inputs(x[i:i + EVAL_BATCH]))).float()
-            loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_BATCH], reduction="sum"))
-            correct += int((logits.argmax(1) == y[i:i + EVAL_BATCH]).sum())
-        return loss_sum / len(y), correct / len(y)
+                logits = self.forward(self.layout(xb))[:len(yb)].float()
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
+            correct += (logits.argmax(1) == yb).sum()
+        return float(loss_sum) / len(y), int(correct) / len(y)
 
 
 def component_entry(c: Component, kind: str) -> Entry:
