@@ -7,20 +7,23 @@ For each workload it times, with the real training loop (`cpsweep.engine.trial.T
   - the BN refresh before testing (the spec's `bn_refresh` batches),
   - the Fisher trace on the default probe set (exact over classes, backend "auto"),
 and prints the Fisher's cost as a fraction of an epoch. Workloads: cnn1d on MNIST-1D at the quickstart
-settings (probe 100, every 2 epochs) and all_cnn_c on CIFAR-shaped random data (probe 300, every epoch).
+settings (probe 100, every 2 epochs), all_cnn_c and resnet18 on CIFAR-shaped random data (probe 300;
+every epoch, every 5 for ResNet-18), each with its peak device memory (None on a CPU). Runs with a plain
+`python3` from a checkout and rewrites its JSON after every workload. `--quick` on a CPU shrinks the image
+models (throughput.py's tiny widths) for a rehearsal of the GPU run; on a GPU it changes nothing here.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
 import sys
 import time
 
+import bench_io
 import torch
 
 from cpsweep.config.sweep_file import load_sweep
@@ -55,9 +58,14 @@ def cifar_like(n: int, device: torch.device) -> Dataset:
 
 
 def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
-            batches: int | None, device: torch.device) -> dict:
+            batches: int | None, device: torch.device, tiny: bool = False) -> dict:
     sweep = load_sweep(spec_path)
     trial = sweep.make_trial(0, 0, 0)
+    if tiny:
+        from throughput import tiny_trial
+
+        trial = tiny_trial(trial)
+    bench_io.reset_peak(device)
     if data is None:
         data = load_data(trial.data, device)
     run = TrialRun(trial, device, data=data)
@@ -82,33 +90,45 @@ def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
             "batches_timed": timed_batches, "full_epoch_batches": n_batches, "train_epoch_s": epoch_s,
             "bn_refresh_s": bn_s, "bn_refresh_batches": trial.bn_refresh, "test_s": test_s, "probe": len(run.probe),
             "fisher_s": fisher_s, "fisher_every": every, "fisher_fraction": fisher_s / epoch_s,
-            "fisher_fraction_amortised": fisher_s / every / epoch_s}
+            "fisher_fraction_amortised": fisher_s / every / epoch_s, **bench_io.peak_mb(device)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--cifar-batches", type=int, default=20, help="batches of 128 timed for All-CNN (CPU is slow)")
+    p.add_argument("--models", nargs="+", choices=["cnn1d", "all_cnn_c", "resnet18"],
+                   default=["cnn1d", "all_cnn_c", "resnet18"])
+    p.add_argument("--quick", action="store_true", help="on a CPU: tiny image models, 2 timed batches")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "engine.json"))
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    rows = [measure("cnn1d / MNIST-1D (quickstart)", os.path.join(ROOT, "sweeps", "quickstart.yaml"), None,
-                    4000, None, device)]
-    cifar_batches = None if device.type == "cuda" else args.cifar_batches
-    rows.append(measure("all_cnn_c / CIFAR-shaped random", os.path.join(ROOT, "sweeps", "blur_grid.yaml"),
-                        cifar_like(50_000 if device.type == "cuda" else 300 * 10 + 128 * args.cifar_batches, device),
-                        50_000, cifar_batches, device))
-    header = f"{'workload':34} {'device':6} {'epoch s':>9} {'BN s':>7} {'test s':>7} {'probe':>5} {'Fisher s':>9} " \
-             f"{'Fisher/epoch':>12} {'amortised':>9}"
+    gpu = device.type == "cuda"
+    tiny = args.quick and not gpu
+    cifar_batches = None if gpu else (2 if tiny else args.cifar_batches)
+    out = bench_io.Results(args.out, device=bench_io.device_name(device), torch=torch.__version__,
+                           threads=torch.get_num_threads(), quick=args.quick, tiny_models=tiny)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}")
-    print(header)
-    for r in rows:
+    print(f"{'workload':34} {'device':6} {'epoch s':>9} {'BN s':>7} {'test s':>7} {'probe':>5} {'Fisher s':>9} "
+          f"{'Fisher/epoch':>12} {'amortised':>9} {'peak MiB':>9}", flush=True)
+    image = {"all_cnn_c": ("all_cnn_c / CIFAR-shaped random", "blur_grid.yaml"),
+             "resnet18": ("resnet18 / CIFAR-shaped random", "resnet18.yaml")}
+    for model in args.models:
+        if model == "cnn1d":
+            r = measure("cnn1d / MNIST-1D (quickstart)", os.path.join(ROOT, "sweeps", "quickstart.yaml"), None,
+                        4000, None, device)
+        else:
+            label, spec = image[model]
+            n = 50_000 if gpu else (30 if tiny else 300) * 10 + 128 * cifar_batches
+            r = measure(label, os.path.join(ROOT, "sweeps", spec), cifar_like(n, device), 50_000, cifar_batches,
+                        device, tiny=tiny)
+        out.add(r)
+        peak = r["peak_allocated_mb"]
         print(f"{r['workload']:34} {r['device']:6} {r['train_epoch_s']:9.2f} {r['bn_refresh_s']:7.2f} "
               f"{r['test_s']:7.2f} {r['probe']:5d} {r['fisher_s']:9.3f} {100 * r['fisher_fraction']:11.1f}% "
-              f"{100 * r['fisher_fraction_amortised']:8.1f}%")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, f, indent=2)
+              f"{100 * r['fisher_fraction_amortised']:8.1f}% {'-' if peak is None else f'{peak:9.0f}':>9}",
+              flush=True)
+    out.finish()
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -1,6 +1,17 @@
 """Trials per hour for the blur grid: a straightforward trainer against cpsweep with each optimisation on.
 
-    python benchmarks/throughput.py [--device cpu|cuda] [--batches 8] [--pack N] [--out FILE]
+    python benchmarks/throughput.py [--device cpu|cuda] [--batches 8] [--pack N] [--models all_cnn_c resnet18]
+                                    [--quick] [--out FILE]
+
+Runs with a plain `python3` from a checkout (the repository is put on sys.path) and rewrites its JSON
+after every row, so a run stopped by a time-out keeps what it measured. ResNet-18 (`sweeps/resnet18.yaml`)
+gets the same rows as All-CNN-C but torch.compile and vmap (their compile and batching costs are All-CNN's
+question). Each row records the device's peak memory while it ran (`peak_allocated_mb`; None on a CPU);
+a packed row records the largest of its trial processes' own peaks (data set, model, optimiser: what one
+trial needs). `--quick` times fewer steps and leaves out torch.compile, packing, vmap, ResNet-18's
+straightforward row and the small model's parallel rows; on a CPU it also shrinks the models (All-CNN-C
+width 1/12, ResNet-18 width 8), the batches (32) and the Fisher probe, for a rehearsal of the GPU run
+(tests/test_gpu_check.py), not for figures.
 
 The workload is `sweeps/blur_grid.yaml`'s model and data shape (All-CNN-C, batches of 128 CIFAR-shaped
 32x32 RGB images, SGD with momentum), on random uint8 pixels (no download). Each row times `--batches`
@@ -30,14 +41,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import sys
 import time
 
+import bench_io  # noqa: F401  (first: the repository on sys.path)
 import torch
 import torch.nn.functional as F
 
@@ -51,7 +61,24 @@ CIFAR10_MEAN, CIFAR10_STD = NORMALISATION["cifar10"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(ROOT, "sweeps", "blur_grid.yaml")
+RESNET18 = os.path.join(ROOT, "sweeps", "resnet18.yaml")
+SPECS = {"all_cnn_c": SPEC, "resnet18": RESNET18}
 EPOCH_IMAGES = 50_000
+# --quick on a CPU: models, batches and probe small enough for a rehearsal of the GPU run on two cores
+TINY_MODELS = {"all_cnn_c": {"width": 1 / 12}, "resnet18": {"width": 8}}
+TINY_BATCH = 32
+TINY = False
+
+
+def tiny_trial(trial):
+    """The trial with throughput.py's tiny model (if it has one), batches of 32, 2 probe examples per class
+    and 2 BN-refresh batches: a rehearsal's trial, not a figure."""
+    if trial.model.name not in TINY_MODELS:
+        return trial
+    return dataclasses.replace(
+        trial, bn_refresh=2, fisher=dataclasses.replace(trial.fisher, probe_per_class=2),
+        optim=dataclasses.replace(trial.optim, batch_size=TINY_BATCH),
+        model=dataclasses.replace(trial.model, options={**trial.model.options, **TINY_MODELS[trial.model.name]}))
 
 
 def sync(device: torch.device) -> None:
@@ -59,11 +86,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def cifar_uint8(n: int, device: torch.device) -> Dataset:
+def cifar_uint8(n: int, device: torch.device, n_test: int = 2000) -> Dataset:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.arange(n) % 10
-    return Dataset("cifar10", x.to(device), y.to(device), x[:2000].to(device), y[:2000].to(device), 10, True,
+    return Dataset("cifar10", x.to(device), y.to(device), x[:n_test].to(device), y[:n_test].to(device), 10, True,
                    CIFAR10_MEAN, CIFAR10_STD)
 
 
@@ -74,7 +101,8 @@ def head(data: Dataset, n: int) -> Dataset:
 
 def trial_with(spec: str, seed: int, **engine):
     trial = load_sweep(spec).make_trial(0, 0, seed)
-    return dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, **engine))
+    trial = dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, **engine))
+    return tiny_trial(trial) if TINY else trial
 
 
 def make_run(device: torch.device, data: Dataset, spec: str = SPEC, **engine) -> TrialRun:
@@ -194,7 +222,9 @@ def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrier, queue, spec: str,
-                   data_name: str) -> None:
+                   data_name: str, tiny: bool = False, wait_s: float = 600.0) -> None:
+    global TINY
+    TINY = tiny
     torch.set_num_threads(threads)
     dev = torch.device(device)
     if data_name == "mnist1d":
@@ -205,11 +235,11 @@ def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrie
     run.data = head(run.data, batches * run.trial.optim.batch_size)
     run.train_epoch(0, active=False)
     sync(dev)
-    barrier.wait()
+    barrier.wait(timeout=wait_s)  # a sibling that died or hangs breaks the barrier instead of hanging us
     start = time.perf_counter()
     run.train_epoch(1, active=False)
     sync(dev)
-    queue.put(time.perf_counter() - start)
+    queue.put((time.perf_counter() - start, bench_io.peak_mb(dev)["peak_allocated_mb"]))
 
 
 def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int, k: int, spec: str = SPEC) -> float:
@@ -225,132 +255,197 @@ def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int
     return fastest(run.train_epoch, device) / (k * batches)
 
 
-def time_packed(device: torch.device, engine: dict, batches: int, n: int, spec: str = SPEC,
-                data_name: str = "cifar10") -> float:
-    """Seconds per training step of the whole device when n trials train at once (n processes)."""
+def gather(target, args: tuple, n: int, timeout_s: float) -> list:
+    """Run `target(*args, barrier, queue)`-style workers: n spawned daemon processes, each putting one
+    result on the queue; the results, or TimeoutError once `timeout_s` has passed without all of them (a
+    worker that died, hung or never reached the barrier). The workers are ended either way (daemons: they
+    also die with this process), so a broken worker cannot hold the benchmark for long."""
+    import queue as queues
+
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
-    threads = max(1, torch.get_num_threads() // n) if device.type == "cpu" else 1
-    procs = [ctx.Process(target=_packed_worker, args=(str(device), engine, batches, threads, barrier, queue, spec,
-                                                      data_name))
+    procs = [ctx.Process(target=target, args=(*args[:1], barrier, queue, *args[1:]), daemon=True)
              for _ in range(n)]
     for p in procs:
         p.start()
-    seconds = [queue.get(timeout=1800) for _ in procs]
-    for p in procs:
-        p.join()
-    return max(seconds) / (n * batches)  # n trials' steps in the slowest one's time
+    deadline = time.monotonic() + timeout_s
+    results = []
+    try:
+        while len(results) < n:
+            try:
+                results.append(queue.get(timeout=max(0.1, min(5.0, deadline - time.monotonic()))))
+            except queues.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead or time.monotonic() >= deadline:
+                    why = f"worker exit codes {[p.exitcode for p in procs]}" if dead else f"after {timeout_s:g} s"
+                    raise TimeoutError(f"{n - len(results)} of {n} workers gave no result ({why})") from None
+        return results
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+
+
+def _packed_entry(device, barrier, queue, engine, batches, threads, spec, data_name, tiny, wait_s):
+    _packed_worker(device, engine, batches, threads, barrier, queue, spec, data_name, tiny, wait_s)
+
+
+def time_packed(device: torch.device, engine: dict, batches: int, n: int, spec: str = SPEC,
+                data_name: str = "cifar10", timeout_s: float = 600.0, with_memory: bool = False):
+    """Seconds per training step of the whole device when n trials train at once (n processes); with
+    `with_memory`, also the largest of the trials' own peak device memory (MiB; None on a CPU)."""
+    threads = max(1, torch.get_num_threads() // n) if device.type == "cpu" else 1
+    results = gather(_packed_entry, (str(device), engine, batches, threads, spec, data_name, TINY, timeout_s),
+                     n, timeout_s)
+    step = max(s for s, _ in results) / (n * batches)  # n trials' steps in the slowest one's time
+    peaks = [m for _, m in results if m is not None]
+    return (step, max(peaks) if peaks else None) if with_memory else step
 
 
 QUICKSTART = os.path.join(ROOT, "sweeps", "quickstart.yaml")
 
 
-def small_model_rows(device: torch.device, k: int) -> list[dict]:
-    """Training epochs per second of the quickstart's small model (cnn1d, 4,000 MNIST-1D signals): one
-    trial at a time, two processes at once, k trials as one vmapped model."""
+def small_model_rows(device: torch.device, k: int, quick: bool = False):
+    """Training epochs per second of the quickstart's small model (cnn1d, 4,000 MNIST-1D signals), yielded
+    row by row: one trial at a time, two processes at once, k trials as one vmapped model (the first only
+    with `quick`)."""
     trial = load_sweep(QUICKSTART).make_trial(0, 0, 0)
     data = load_data(trial.data, device)
     batches = -(-len(data.y_train) // trial.optim.batch_size)
-    one = time_steps(TrialRun(trial, device, data=data), batches) * batches
+    yield {"row": "one trial at a time", "epoch_s": time_steps(TrialRun(trial, device, data=data), batches) * batches}
+    if quick:
+        return
     two = time_packed(device, {}, batches, 2, spec=QUICKSTART, data_name="mnist1d") * batches
+    yield {"row": "2 trials at once (processes)", "epoch_s": two}
     vm = time_vmapped(device, data, {}, batches, k, spec=QUICKSTART) * batches
-    return [{"row": "one trial at a time", "epoch_s": one}, {"row": "2 trials at once (processes)", "epoch_s": two},
-            {"row": f"{k} trials as one vmapped model", "epoch_s": vm}]
+    yield {"row": f"{k} trials as one vmapped model", "epoch_s": vm}
+
+
+def model_rows(out: bench_io.Results, model: str, device: torch.device, data: Dataset, batches: int, workers: int,
+               pack: int, vmap: int, quick: bool) -> None:
+    """The rows of one model (`SPECS[model]`'s sweep), each added to `out` as soon as it is measured."""
+    spec = SPECS[model]
+    trials = load_sweep(spec).trials()
+    grid_alone, grid_shared = sharing_summary(trials)
+    steps_per_epoch = -(-EPOCH_IMAGES // 128)
+    bench_io.reset_peak(device)
+    base = make_run(device, data, spec=spec)
+    extras = epoch_extras(base)
+    out.doc.setdefault("epoch_extras_s", {})[model] = extras
+    out.doc.setdefault("grid_trials", {})[model] = len(trials)
+    mine: list[dict] = []
+
+    def add(label: str, step_s: float, parallel: int = 1, epochs: int = grid_alone, engine=None, kept=True,
+            memory=None):
+        epoch_s = step_s * steps_per_epoch + extras / parallel
+        hours = epochs * epoch_s / 3600
+        row = {"model": model, "row": label, "step_s": step_s, "epoch_s": epoch_s, "epochs_per_s": 1 / epoch_s,
+               "grid_epochs": epochs, "trials_per_hour": len(trials) / hours, "grid_hours": hours,
+               "engine": engine or {}, "kept": kept, "trials_in_parallel": parallel,
+               **(memory if memory is not None else bench_io.peak_mb(device))}
+        mine.append(out.add(row))
+        print(f"{model:9} {label:30} {step_s * 1000:9.1f} {epoch_s:9.1f} {row['epochs_per_s']:9.4f} {epochs:7d} "
+              f"{row['trials_per_hour']:9.3g} {row['trials_per_hour'] / mine[0]['trials_per_hour']:7.2f}x"
+              f"{'' if kept else '  (slower: left off)'}", flush=True)
+        bench_io.reset_peak(device)
+
+    print(f"{model}: batch 128, {steps_per_epoch} steps per epoch; its grid: {len(trials)} trials, {grid_alone} "
+          f"epochs ({grid_shared} shared); epoch extras {extras:.1f} s")
+    print(f"{'model':9} {'row':30} {'ms/step':>9} {'s/epoch':>9} {'epochs/s':>9} {'epochs':>7} {'trials/h':>9} "
+          f"{'ratio':>8}", flush=True)
+    if not (quick and model != "all_cnn_c"):
+        bench_io.reset_peak(device)
+        add("straightforward", time_straightforward(make_run(device, data, spec=spec), batches, workers))
+    engine: dict = {}
+    bench_io.reset_peak(device)
+    best = time_steps(base, batches)
+    add("data on device", best, engine=dict(engine))
+    changes = [("channels-last", {"channels_last": True}), ("bf16", {"precision": "bf16"})]
+    if not quick and model == "all_cnn_c":
+        changes.append(("torch.compile", {"compile": True}))
+    for label, change in changes:
+        trial_engine = {**engine, **change}
+        step = time_steps(make_run(device, data, spec=spec, **trial_engine), batches)
+        kept = step < best
+        add(f"+ {label}", step, engine=trial_engine, kept=kept)
+        if kept:
+            engine, best = trial_engine, step
+    parallel, step = 1, best
+    if not quick:
+        packed, peak = time_packed(device, engine, batches, pack, spec=spec, with_memory=True)
+        alone_epoch = best * steps_per_epoch + extras
+        kept = packed * steps_per_epoch + extras / pack < alone_epoch  # per trial-epoch, extras in parallel too
+        add(f"+ packing x{pack}", packed, parallel=pack, engine=engine, kept=kept,
+            memory={"peak_allocated_mb": peak, "peak_reserved_mb": None})
+        if kept:
+            parallel, step = pack, packed
+        if model == "all_cnn_c":
+            vmapped = time_vmapped(device, data, engine, batches, vmap, spec=spec)
+            kept_v = vmapped * steps_per_epoch + extras / vmap < step * steps_per_epoch + extras / parallel
+            add(f"  or vmap x{vmap} (one model)", vmapped, parallel=vmap, engine=engine, kept=kept_v)
+            if kept_v:
+                parallel, step = vmap, vmapped
+    add("+ shared prefixes", step, parallel=parallel, epochs=grid_shared, engine=engine)
+    print(f"{model} overall: {mine[-1]['trials_per_hour'] / mine[0]['trials_per_hour']:.1f}x the first row's "
+          f"trials per hour on its grid", flush=True)
 
 
 def main(argv=None) -> int:
+    global TINY
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batches", type=int, default=None, help="training steps timed per row (default: 8 on "
-                                                                "CPU, 40 on a GPU)")
+    p.add_argument("--batches", type=int, default=None,
+                   help="training steps timed per row (default: 8 on CPU, 40 on a GPU; --quick: 2 and 15)")
     p.add_argument("--pack", type=int, default=None, help="trials packed on the device (default: 2 on CPU, "
                                                           "4 on a GPU)")
     p.add_argument("--vmap", type=int, default=4, help="trials trained as one vmapped model (default 4)")
     p.add_argument("--vmap-small", type=int, default=8, help="trials vmapped together for the small model")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the straightforward "
                                                              "trainer (default: 0 on CPU, 4 on a GPU)")
+    p.add_argument("--models", nargs="+", choices=list(SPECS), default=list(SPECS))
+    p.add_argument("--quick", action="store_true", help="fewer steps and rows (on a CPU: tiny models)")
     p.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/throughput-<device>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    batches = args.batches or (40 if gpu else 8)
+    TINY = args.quick and not gpu
+    batches = args.batches or ((15 if gpu else 2) if args.quick else (40 if gpu else 8))
     pack = args.pack or (4 if gpu else 2)
     workers = args.workers if args.workers is not None else (4 if gpu else 0)
-    name = torch.cuda.get_device_name(device) if gpu else f"CPU {platform.processor() or platform.machine()}, " \
-                                                          f"{torch.get_num_threads()} threads"
-    trials = load_sweep(SPEC).trials()
-    grid_alone, grid_shared = sharing_summary(trials)
-    steps_per_epoch = -(-EPOCH_IMAGES // 128)
-    data = cifar_uint8(batches * 128 + 2000 if not gpu else EPOCH_IMAGES, device)
-
-    base = make_run(device, data)
-    extras = epoch_extras(base)
-    rows = []
-
-    def add(label: str, step_s: float, parallel: int = 1, epochs: int = grid_alone, engine=None, kept=True):
-        epoch_s = step_s * steps_per_epoch + extras / parallel
-        hours = epochs * epoch_s / 3600
-        rows.append({"row": label, "step_s": step_s, "epoch_s": epoch_s, "epochs_per_s": 1 / epoch_s,
-                     "grid_epochs": epochs, "trials_per_hour": len(trials) / hours, "grid_hours": hours,
-                     "engine": engine or {}, "kept": kept})
-        r = rows[-1]
-        print(f"{label:22} {step_s * 1000:9.1f} {epoch_s:9.1f} {r['epochs_per_s']:9.4f} {epochs:7d} "
-              f"{r['trials_per_hour']:9.3g} {r['trials_per_hour'] / rows[0]['trials_per_hour']:7.2f}x"
-              f"{'' if kept else '  (slower: left off)'}", flush=True)
-
-    print(f"{name}; torch {torch.__version__}; All-CNN-C, batch 128, {steps_per_epoch} steps per epoch; "
-          f"blur grid: {len(trials)} trials, {grid_alone} epochs ({grid_shared} shared); epoch extras "
-          f"{extras:.1f} s")
-    print(f"{'row':22} {'ms/step':>9} {'s/epoch':>9} {'epochs/s':>9} {'epochs':>7} {'trials/h':>9} {'ratio':>8}")
-    add("straightforward", time_straightforward(make_run(device, data), batches, workers))
-    engine: dict = {}
-    best = time_steps(base, batches)
-    add("data on device", best, engine=dict(engine))
-    for label, change in [("channels-last", {"channels_last": True}), ("bf16", {"precision": "bf16"}),
-                          ("torch.compile", {"compile": True})]:
-        trial_engine = {**engine, **change}
-        step = time_steps(make_run(device, data, **trial_engine), batches)
-        kept = step < best
-        add(f"+ {label}", step, engine=trial_engine, kept=kept)
-        if kept:
-            engine, best = trial_engine, step
-    packed = time_packed(device, engine, batches, pack)
-    alone_epoch = best * steps_per_epoch + extras
-    kept = packed * steps_per_epoch + extras / pack < alone_epoch  # per trial-epoch, extras run in parallel too
-    add(f"+ packing x{pack}", packed, parallel=pack, engine=engine, kept=kept)
-    parallel, step = (pack, packed) if kept else (1, best)
-    vmapped = time_vmapped(device, data, engine, batches, args.vmap)
-    kept_v = vmapped * steps_per_epoch + extras / args.vmap < step * steps_per_epoch + extras / parallel
-    add(f"  or vmap x{args.vmap} (one model)", vmapped, parallel=args.vmap, engine=engine, kept=kept_v)
-    if kept_v:
-        parallel, step = args.vmap, vmapped
-    add("+ shared prefixes", step, parallel=parallel, epochs=grid_shared, engine=engine)
+    name = bench_io.device_name(device)
+    out = args.out or os.path.join(ROOT, "benchmarks", "results", f"throughput-{device.type}.json")
+    res = bench_io.Results(out, device=name, torch=torch.__version__, batches_timed=batches, pack=pack,
+                           loader_workers=workers, quick=args.quick, tiny_models=TINY,
+                           gpu_memory_mb=torch.cuda.get_device_properties(device).total_memory / 2 ** 20 if gpu
+                           else None)
+    print(f"{name}; torch {torch.__version__}; writing {out} after every row", flush=True)
+    n_test = 256 if TINY else 2000
+    data = cifar_uint8(EPOCH_IMAGES, device) if gpu else cifar_uint8(batches * 128 + n_test, device, n_test=n_test)
+    for model in args.models:
+        model_rows(res, model, device, data, batches, workers, pack, args.vmap, args.quick)
 
     flops = flops_per_image(device)
     rates = {name: matmul_rate(device, dt) for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     dtype = max(rates, key=rates.get)
-    rate = rates[dtype]
-    floor = flops * EPOCH_IMAGES / rate
-    final = rows[-1]
-    print(f"overall: {final['trials_per_hour'] / rows[0]['trials_per_hour']:.1f}x the straightforward trainer's "
-          f"trials per hour on the blur grid")
-    print(f"All-CNN-C: {flops / 1e9:.2f} GFLOP per training image; matmul "
-          + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()) + f" TFLOP/s; at the {dtype} rate the "
-          f"epoch floor {floor:.2f} s; best measured training epoch "
-          f"{min(r['step_s'] for r in rows if r['kept']) * steps_per_epoch:.1f} s")
-    small = small_model_rows(device, args.vmap_small)
+    floor = flops * EPOCH_IMAGES / rates[dtype]
+    res.set(flops_per_image=flops, matmul_flops=rates, floor_dtype=dtype, epoch_floor_s=floor)
+    cnn = [r for r in res.doc["rows"] if r["model"] == "all_cnn_c" and r["kept"]]
+    if cnn:
+        print(f"All-CNN-C: {flops / 1e9:.2f} GFLOP per training image; matmul "
+              + ", ".join(f"{k} {v / 1e12:.2f}" for k, v in rates.items()) + f" TFLOP/s; at the {dtype} rate the "
+              f"epoch floor {floor:.2f} s; best measured training epoch "
+              f"{min(r['step_s'] for r in cnn) * -(-EPOCH_IMAGES // 128):.2f} s", flush=True)
     print(f"small model (the quickstart's cnn1d, 4,000 MNIST-1D signals, {-(-4000 // 128)} steps per epoch), "
-          f"training only:")
-    for r in small:
+          f"training only:", flush=True)
+    for r in small_model_rows(device, args.vmap_small, quick=args.quick):
         r["epochs_per_s"] = 1 / r["epoch_s"]
-        print(f"  {r['row']:34} {r['epoch_s']:7.3f} s per trial-epoch  {r['epochs_per_s'] / small[0]['epochs_per_s']:6.2f}x")
-    out = args.out or os.path.join(ROOT, "benchmarks", "results", f"throughput-{device.type}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"device": name, "torch": torch.__version__, "batches_timed": batches, "pack": pack,
-                   "loader_workers": workers, "epoch_extras_s": extras, "flops_per_image": flops,
-                   "matmul_flops": rates, "floor_dtype": dtype, "epoch_floor_s": floor,
-                   "grid_trials": len(trials), "rows": rows, "small_model": small}, f, indent=2)
+        res.add(r, key="small_model")
+        first = res.doc["small_model"][0]
+        print(f"  {r['row']:34} {r['epoch_s']:7.3f} s per trial-epoch  "
+              f"{r['epochs_per_s'] / first['epochs_per_s']:6.2f}x", flush=True)
+    res.finish()
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -12,6 +12,7 @@ import pickle
 import random
 import socket
 import struct
+import sys
 import urllib.error
 import urllib.request
 
@@ -576,3 +577,17 @@ def test_balanced_order():
     assert sorted(y[order[:4]].tolist()) == [0, 1, 2, 3]
     assert torch.bincount(y[order[:12]], minlength=4).tolist() == [3, 3, 3, 3]
     assert torch.bincount(y[order[:30]], minlength=4).tolist() == [5, 11, 11, 3]
+
+
+def test_missing_mnist1d_package_gives_one_line_data_error(tmp_path, monkeypatch):
+    """Without the mnist1d package (a bare GPU machine) generating MNIST-1D is a DataError naming the fix,
+    not an ImportError escaping the data loader."""
+    monkeypatch.setitem(sys.modules, "mnist1d", None)  # `import mnist1d.data` now raises ImportError
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    with pytest.raises(DataError) as info:
+        D.load_dataset("mnist1d", data_dir=tmp_path / "empty")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "mnist1d package is missing" in message and "pip install mnist1d" in message
+    assert "fetch_wheels.sh" in message and "mnist1d.npz" in message
+    assert isinstance(info.value.__cause__, ImportError)

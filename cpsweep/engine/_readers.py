@@ -146,7 +146,14 @@ def _generate_mnist1d() -> dict[str, np.ndarray]:
     ``make_dataset`` calls ``mnist1d.utils.set_seed(42)``, which reseeds numpy's global RNG *and*
     Python's ``random``, and then draws from both; we restore both afterwards.
     """
-    import mnist1d.data  # imports matplotlib.pyplot, hence only here
+    try:
+        import mnist1d.data  # imports matplotlib.pyplot, hence only here
+    except ImportError as exc:  # not one of LOAD_ERRORS: say so in the data error's one line, with the fix
+        raise DataError(f"cannot generate MNIST-1D: the mnist1d package is missing or broken "
+                        f"({_one_line(f'{type(exc).__name__}: {exc}')}); fix: pip install mnist1d (offline: "
+                        f"bash benchmarks/fetch_wheels.sh on a machine with internet access, then pip install "
+                        f"--no-index --no-deps wheels/mnist1d-*.whl), or put an mnist1d.npz made elsewhere into "
+                        f"the data directory") from exc
 
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
