@@ -166,10 +166,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--checks", nargs="+", choices=["memory", "resume", "drift"], default=["memory", "resume", "drift"])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--tiny", action="store_true", help="tiny models also without --quick (a CPU try of every check)")
     p.add_argument("--out", default=os.path.join(bench_io.ROOT, "benchmarks", "results", "checks.json"))
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    tiny = args.quick and device.type != "cuda"
+    tiny = args.tiny or (args.quick and device.type != "cuda")
     out = bench_io.Results(args.out, device=bench_io.device_name(device), torch=torch.__version__,
                            quick=args.quick, tiny_models=tiny)
     failed = 0

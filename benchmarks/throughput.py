@@ -406,11 +406,13 @@ def main(argv=None) -> int:
                                                              "trainer (default: 0 on CPU, 4 on a GPU)")
     p.add_argument("--models", nargs="+", choices=list(SPECS), default=list(SPECS))
     p.add_argument("--quick", action="store_true", help="fewer steps and rows (on a CPU: tiny models)")
+    p.add_argument("--tiny", action="store_true", help="tiny models, batches and probe also without --quick "
+                                                       "(to try every row's code on a CPU)")
     p.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/throughput-<device>.json)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    TINY = args.quick and not gpu
+    TINY = args.tiny or (args.quick and not gpu)
     batches = args.batches or ((15 if gpu else 2) if args.quick else (40 if gpu else 8))
     pack = args.pack or (4 if gpu else 2)
     workers = args.workers if args.workers is not None else (4 if gpu else 0)
@@ -423,14 +425,14 @@ def main(argv=None) -> int:
     print(f"{name}; torch {torch.__version__}; writing {out} after every row", flush=True)
     n_test = 256 if TINY else 2000
     data = cifar_uint8(EPOCH_IMAGES, device) if gpu else cifar_uint8(batches * 128 + n_test, device, n_test=n_test)
-    for model in args.models:
-        model_rows(res, model, device, data, batches, workers, pack, args.vmap, args.quick)
-
-    flops = flops_per_image(device)
+    flops = flops_per_image(device)  # first: seconds, and the floor every row is read against
     rates = {name: matmul_rate(device, dt) for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     dtype = max(rates, key=rates.get)
     floor = flops * EPOCH_IMAGES / rates[dtype]
     res.set(flops_per_image=flops, matmul_flops=rates, floor_dtype=dtype, epoch_floor_s=floor)
+    for model in args.models:
+        model_rows(res, model, device, data, batches, workers, pack, args.vmap, args.quick)
+
     cnn = [r for r in res.doc["rows"] if r["model"] == "all_cnn_c" and r["kept"]]
     if cnn:
         print(f"All-CNN-C: {flops / 1e9:.2f} GFLOP per training image; matmul "
