@@ -180,16 +180,16 @@ def cmd_trial(args: argparse.Namespace) -> int:
     print(f"trial {sweep.name}/{trial.trial_id}: {trial.data.name}, {trial.model.name}, deficit "
           f"{trial.deficit.name} in [{trial.onset}, {trial.window_end}), {trial.epochs} epochs, seed {trial.seed}, "
           f"on {device}")
-    records = []
+    records, run = [], train_trial(trial, device)
     try:
-        for record in train_trial(trial, device):
+        for record in run:
             records.append(record)
             print(format_record(record, trial.epochs), flush=True)
     except TrialDiverged as e:
         print(f"trial diverged: {e}", file=sys.stderr)
-        store.write_trial(trial, records, "diverged")
+        store.write_trial(trial, records, "diverged", numerics=run.numerics)
         return 1
-    store.write_trial(trial, records, "ok")
+    store.write_trial(trial, records, "ok", numerics=run.numerics)
     print(f"final test accuracy (median of the last {FINAL_EPOCHS} epochs): {100 * final_accuracy(records):.2f}%"
           f"  -> {out}")
     return 0

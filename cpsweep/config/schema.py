@@ -68,6 +68,9 @@ DESCRIPTIONS = {
     "engine": "How the arithmetic runs; the defaults are bit-for-bit reproducible on CPU",
     "engine.precision": "fp32, or bf16 autocast (the Fisher stays fp32)",
     "engine.channels_last": "NHWC layout for 2-D conv nets", "engine.compile": "torch.compile the model",
+    "engine.tf32": "TF32 for fp32 matmuls and convolutions on a GPU, never in the Fisher; off: fp32 is fp32",
+    "engine.deterministic": "Deterministic GPU algorithms: resume and shared prefixes bit for bit on a GPU too; "
+                            "a CPU always is",
     "bn_refresh": "Batches of clean data to re-estimate BatchNorm statistics before each test; -1: all; 0: off",
     "checkpoint_every": "A checkpoint every k epochs (and at the last)",
     "grid": "The grid's axes: a trial per combination, plus each seed's baseline; a dotted setting (optim.lr) "

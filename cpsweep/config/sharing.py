@@ -4,7 +4,8 @@ Two trials compute the same first p epochs exactly when they have the same fixed
 epoch by epoch, the same learning rate, the same deficit (or none) and the same Fisher measurement. Then
 the state after p epochs (model, optimiser, records) of one is the state of the other, and a trial can
 start from the other's checkpoint at epoch p instead of training those epochs again. Resuming is exact
-(bit for bit on CPU, `engine/trial.py`), so branching is too.
+(bit for bit on CPU, and on a GPU with `engine.deterministic`: `engine/numerics.py`), so branching is too;
+on a GPU without it, both are statistically equal only (the trials' `numerics` column says which).
 
     key = prefix_keys(trial)[p]       # names the state after the first p epochs; equal keys, equal states
 

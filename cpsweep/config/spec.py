@@ -169,6 +169,13 @@ class EngineSpec:
     compile: bool = False           # torch.compile the model with static shapes (first epoch pays the compile
                                     # time, later epochs never recompile): the partial last training batch is
                                     # dropped, test chunks are padded, the BN refresh runs uncompiled
+    tf32: bool = field(default=False, metadata=role(SETTING, hashed_at_default=False, keyed_at_default=False))
+                                    # TF32 for fp32 matmuls and cuDNN convolutions on a GPU (never in the
+                                    # Fisher); off: fp32 is fp32 (added later: hashed and keyed only when set)
+    deterministic: bool = field(default=False, metadata=role(SETTING, hashed_at_default=False,
+                                                             keyed_at_default=False))
+                                    # GPU: deterministic algorithms, so resume and shared prefixes are bit for
+                                    # bit there too (engine/numerics.py); CPU: always deterministic
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,9 @@ class DeficitContext:
 
     Attributes:
         idx: (B,) the batch's example indices into the training set.
-        generator: this epoch's generator, derived from (seed, epoch) (on the training device); the
-            epoch's batches draw from it in order, so a resumed trial draws the same numbers.
+        generator: this epoch's generator, derived from (seed, epoch), on the CPU (draw there, then move
+            to x's device: the same numbers on every device); the epoch's batches draw from it in order,
+            so a resumed trial draws the same numbers.
         epoch: the 0-based epoch.
         num_classes: the data set's number of classes.
         y_train: (N,) the training labels.

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..config.registry import INPUT_DIMS, Entry, entry
 from ..errors import SpecError
+from .numerics import GlobalAvgPool
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int | None = None) -> nn.Sequential:
@@ -47,7 +48,7 @@ def all_cnn_c(in_shape: Sequence[int], num_classes: int, width: float = 1.0, fin
         blocks.append(conv_bn_relu(c2, num_classes, 1))
     else:
         blocks.append(nn.Sequential(nn.Conv2d(c2, num_classes, 1)))
-    return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(*blocks, GlobalAvgPool(), nn.Flatten())
 
 
 class PreActBlock(nn.Module):
@@ -80,7 +81,7 @@ def resnet18(in_shape: Sequence[int], num_classes: int, width: int = 64) -> nn.M
             stride = 2 if stage > 0 and block == 0 else 1
             layers.append(PreActBlock(c_in, width * mult, stride))
             c_in = width * mult
-    layers += [nn.BatchNorm2d(c_in), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    layers += [nn.BatchNorm2d(c_in), nn.ReLU(), GlobalAvgPool(), nn.Flatten(),
                nn.Linear(c_in, num_classes)]
     return nn.Sequential(*layers)
 
@@ -110,7 +111,7 @@ def cnn1d(in_shape: Sequence[int], num_classes: int, channels: int = 32, depth: 
         layers += [nn.Conv1d(c_in, channels, kernel, stride, kernel // 2, bias=bias), nn.BatchNorm1d(channels),
                    nn.ReLU()]
         c_in = channels
-    layers += [nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+    layers += [GlobalAvgPool(), nn.Flatten(), nn.Linear(c_in, num_classes)]
     return nn.Sequential(*layers)
 
 

@@ -33,7 +33,7 @@ TRIAL_FIELDS = {"trial_id": "string", "baseline_id": "string", "sweep": "string"
                 "final_test_acc": "float64", "best_test_acc": "float64", "wall_seconds": "float64",
                 "error": "string", "spec_hash": "string", "cpsweep_version": "string", "git_commit": "string",
                 "node": "string", "shared_epochs": "int64", "round": "int64", "reason": "string",
-                "plugins": "string"}
+                "plugins": "string", "numerics": "string"}
 EPOCH_COLUMNS, LAYER_COLUMNS, TRIAL_COLUMNS = list(EPOCH_FIELDS), list(LAYER_FIELDS), list(TRIAL_FIELDS)
 
 
@@ -126,11 +126,13 @@ def tag_values(text: str | None) -> dict[str, Any]:
 
 
 def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str = "pending", error: str = "",
-              spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> dict[str, Any]:
+              spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
+              numerics: str = "") -> dict[str, Any]:
     """One row of trials.parquet: the trial's axes, its status and outcome, and provenance (`node`: the Ray
     node id of the process that finished the trial, empty outside Ray; `shared_epochs`: how many of its
     first epochs it took from another trial's prefix checkpoint instead of training them; `plugins`: the
-    identities of the user's code it ran, `kind=reference@source;...`)."""
+    identities of the user's code it ran, `kind=reference@source;...`; `numerics`: how its arithmetic ran,
+    `engine/numerics.py`'s label, e.g. "cpu fp32", empty until it ran)."""
     done = trained(records)
     return {"trial_id": trial.trial_id, "baseline_id": trial.baseline_id, "sweep": trial.sweep, "status": status,
             "deficit": "none" if trial.is_baseline else trial.deficit.name,
@@ -141,4 +143,4 @@ def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str
             "best_test_acc": max((r.test_acc for r in done), default=float("nan")),
             "wall_seconds": float(sum(r.seconds for r in records)), "error": error,
             "spec_hash": spec_hash, "cpsweep_version": __version__, "git_commit": git_commit, "node": node,
-            "shared_epochs": shared, "plugins": trial.plugins}
+            "shared_epochs": shared, "plugins": trial.plugins, "numerics": numerics}

@@ -127,19 +127,20 @@ class Store:
 
     # -- shards: one finished trial each -------------------------------------------------------------
     def write_shard(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
-                    spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0) -> None:
+                    spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
+                    numerics: str = "") -> None:
         """A finished trial's three tables; `trial.parquet` last, as the completion marker."""
         self.write_trial(trial, records, status, error, spec_hash, git_commit, node, shared,
-                         folder=("shards", trial.trial_id), table=SHARD_TRIAL)
+                         folder=("shards", trial.trial_id), table=SHARD_TRIAL, numerics=numerics)
 
     def write_trial(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",
                     spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
-                    folder: tuple[str, ...] = (), table: str = "trials.parquet") -> None:
+                    folder: tuple[str, ...] = (), table: str = "trials.parquet", numerics: str = "") -> None:
         """One trial's three tables in `folder` (the store's top by default, as `cpsweep trial` writes them),
         the trial's row (`table`) last."""
         self.write_table(epochs_frame(trial.trial_id, records), *folder, TABLE_FILES["epochs"])
         self.write_table(layers_frame(trial.trial_id, records), *folder, TABLE_FILES["fisher_layers"])
-        row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared)
+        row = trial_row(trial, records, status, error, spec_hash, git_commit, node, shared, numerics)
         self.write_table(pd.DataFrame([row]), *folder, table)
 
     def read_shard(self, trial_id: str, tables: Sequence[str] = TABLES) -> dict[str, pd.DataFrame] | None:

@@ -23,6 +23,7 @@ from ray import tune
 
 from ..config.spec import checkpoint_identity
 from ..engine.data import load_data
+from ..engine.numerics import prepare_process
 from ..engine.trial import train_trial
 from ..errors import CpsweepError, DataError, StorageError, TrialDiverged
 from ..storage.records import EpochRecord, trained
@@ -100,11 +101,24 @@ def fail_for_good(task: TrialTask, store: Store, e: BaseException) -> str:
     return f"{prefix}{message[:300]} (not retried: it would fail again; traceback: {log})"
 
 
+def trial_device(trial_id: str, gpus: float) -> str:
+    """Where a trial given `gpus` GPUs (resources.gpu) trains: "cuda", or "cpu" for none. A trial given a
+    GPU where torch finds none fails (deterministically: not retried) instead of training on the CPU."""
+    if gpus <= 0:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise CpsweepError(f"trial {trial_id} asks for {gpus:g} GPU (resources.gpu) but torch finds none on this "
+                           f"node (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}): install "
+                           f"a CUDA build of torch on the GPU nodes, or set resources.gpu: 0 to train on CPUs")
+    return "cuda"
+
+
 def train(task: TrialTask, store: Store) -> None:
     """The trial's epochs from its starting point, reported to Tune; its shard written at the end."""
     trial = task.trial
     torch.set_num_threads(max(1, int(task.cpus)))
-    device = "cuda" if task.gpus > 0 and torch.cuda.is_available() else "cpu"
+    prepare_process(trial.engine)  # before the trial's first CUDA call
+    device = trial_device(task.id, task.gpus)
     save = dict(task.save)
     state, records, shared = starting_point(task, store)
     node = ray.get_runtime_context().get_node_id()  # recorded with the results: where the trial finished
@@ -114,7 +128,8 @@ def train(task: TrialTask, store: Store) -> None:
         save_prefix(store, save[run.epoch], run.state_dict(), records)
     if run.epoch >= trial.epochs:  # every epoch came from a shared prefix
         tune.report(record_metrics(records[-1]))
-    provenance = {"spec_hash": task.spec_hash, "git_commit": task.git_commit, "node": node, "shared": shared}
+    provenance = {"spec_hash": task.spec_hash, "git_commit": task.git_commit, "node": node, "shared": shared,
+                  "numerics": run.numerics}
     try:
         for record in run:
             records.append(record)
