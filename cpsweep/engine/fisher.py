@@ -55,6 +55,7 @@ from torch.func import functional_call, grad, vmap
 
 from ._fisher_gram import GramEngine, GramUnsupported, check_supported, temp_numel
 from ._fisher_variational import check_variational_args, variational
+from .numerics import strict_fp32
 
 __all__ = ["FisherTrace", "fisher_trace"]
 
@@ -87,6 +88,7 @@ class FisherTrace:
     num_inputs: int = 0
 
 
+@strict_fp32  # TF32 off: the Fisher is fp32 whatever engine.tf32 (engine/numerics.py)
 def fisher_trace(model: nn.Module, inputs: torch.Tensor, *, method: str = "exact",
                  labels: torch.Tensor | None = None, samples: int = 1, generator: torch.Generator | None = None,
                  backend: str = "auto", chunk_size: int | None = None, beta: float | None = None,

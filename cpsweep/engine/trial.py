@@ -19,8 +19,9 @@ against the untrained network. It does not change training: every BN refresh sta
 statistics. All randomness
 (initialisation, data order, augmentation, deficit noise, sampled Fisher labels, variational Fisher
 noise) derives from
-(seed, purpose, epoch), so a trial resumed from its epoch-k checkpoint reproduces the uninterrupted run
-exactly (bit for bit on CPU). A non-finite training loss raises `TrialDiverged`.
+(seed, purpose, epoch), drawn on the CPU on every device, so a trial resumed from its epoch-k checkpoint
+reproduces the uninterrupted run exactly (bit for bit on CPU, and on a GPU with engine.deterministic:
+`numerics.py`). A non-finite training loss raises `TrialDiverged`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .deficits import Deficit
 from .fisher import fisher_trace
 from .metrics import MetricContext, bind, measure
 from .models import instantiate
+from .numerics import numerics_label, set_numerics
 from .sampling import (apply_augmentation, class_balanced_probe, derive_seed, epoch_augment_params, epoch_order,
                        make_generator)
 from .windows import TrainingSettings
@@ -71,6 +73,7 @@ class TrialRun:
                  data: Dataset | None = None):
         self.trial = trial
         self.device = torch.device(device)
+        set_numerics(trial.engine, self.device)  # TF32 and determinism, before anything computes
         self.data = data if data is not None else load_data(trial.data, self.device)
         self.model = self._build_model()
         self.forward = self._forward_pass()
@@ -85,6 +88,11 @@ class TrialRun:
             self.load_state_dict(load_state_file(resume) if isinstance(resume, (str, os.PathLike)) else resume)
 
     # -- construction steps --------------------------------------------------------------------------
+    @property
+    def numerics(self) -> str:
+        """How its arithmetic runs (trials.parquet's `numerics`, `engine/numerics.py`), e.g. "cpu fp32"."""
+        return numerics_label(self.trial.engine, self.device)
+
     @property
     def channels_last(self) -> bool:
         """NHWC memory layout: asked for (engine.channels_last) and meaningful (2-D images only)."""
@@ -200,7 +208,7 @@ class TrialRun:
             ft = fisher_trace(self.model, d.inputs(d.x_train[self.probe]), method=method,
                               labels=d.y_train[self.probe] if method in ("empirical", "variational") else None,
                               samples=t.fisher.samples, backend=t.fisher.backend,
-                              generator=make_generator(derive_seed(t.seed, "fisher", epoch), self.device)
+                              generator=make_generator(derive_seed(t.seed, "fisher", epoch))  # (on the CPU)
                               if method in ("sampled", "variational") else None,
                               **({"beta": t.fisher.beta, "steps": t.fisher.steps} if method == "variational" else {}))
             total, layers = ft.total, ft.per_layer
@@ -247,7 +255,7 @@ class TrialRun:
         remaining examples)."""
         t, d = self.trial, self.data
         settings = settings or self.epoch_settings(epoch, active)
-        deficit_gen = make_generator(derive_seed(t.seed, "deficit", epoch), self.device)
+        deficit_gen = make_generator(derive_seed(t.seed, "deficit", epoch))  # draws on the CPU, copied
         batches = list(self.batches(epoch, "train", settings.batch_size, drop_last=t.engine.compile))
         sizes = [len(idx) for idx in batches]
         if settings.augment:
