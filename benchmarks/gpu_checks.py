@@ -13,8 +13,9 @@ One JSON file, rewritten after every row (each row has a "check"):
            and once interrupted after two epochs, saved with `save_state_file` and resumed from the file:
            whether the repeat and the resumed run give records bit-identical to the first (wall times
            aside), and the largest difference of any loss, accuracy or trace; once with torch's
-           defaults and once with `torch.use_deterministic_algorithms(True)` (CUBLAS_WORKSPACE_CONFIG
-           is set before CUDA starts), which tells a non-deterministic kernel from a resume bug;
+           defaults and once in the engine's deterministic mode (`engine.deterministic`: deterministic
+           algorithms, CUBLAS_WORKSPACE_CONFIG set before CUDA starts), which tells a non-deterministic
+           kernel from a resume bug;
   drift    the quickstart's model and data (cnn1d, MNIST-1D) for a few epochs and seeds at fp32 and at
            bf16: final test accuracies, the bf16 - fp32 difference per seed, and the seeds' spread at
            fp32 for scale (`drift_summary`).
@@ -116,8 +117,8 @@ def resume_rows(device: torch.device, quick: bool, tiny: bool):
         trial = shrink(load_sweep(SPECS[model]).make_trial(1, 1, 0, epochs=4), tiny)
         trial = dataclasses.replace(trial, fisher=dataclasses.replace(trial.fisher, every=1))
         data = cifar_uint8(4096, device) if gpu else cifar_uint8(96, device, n_test=64)
-        for deterministic in (False, True):
-            torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        for deterministic in (False, True):  # the engine's own mode (engine.deterministic: numerics.py)
+            trial = dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, deterministic=deterministic))
             began = time.perf_counter()
             first = comparable(train_trial(trial, device, data=data))
             again = comparable(train_trial(trial, device, data=data))
@@ -129,13 +130,12 @@ def resume_rows(device: torch.device, quick: bool, tiny: bool):
                 rest = list(train_trial(trial, device, resume=load_state_file(os.path.join(tmp, "state.pt")),
                                         data=data))
             resumed = comparable(head_records + rest)
-            yield {"check": "resume", "model": model, "deterministic_algorithms": deterministic,
+            yield {"check": "resume", "model": model, "engine_deterministic": deterministic,
                    "epochs": trial.epochs, "resumed_after_epoch": 1, "records": len(first),
                    "repeat_identical": again == first, "resume_identical": resumed == first,
                    "repeat_max_diff": largest_difference(first, again),
                    "resume_max_diff": largest_difference(first, resumed),
                    "seconds": time.perf_counter() - began}
-        torch.use_deterministic_algorithms(False)
 
 
 def drift_rows(device: torch.device, quick: bool, tiny: bool):
