@@ -20,13 +20,13 @@ pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow
 
 
-def wandb_history(root) -> dict[str, list[dict]]:
-    """run id -> the history rows of every offline run folder under `root` (W&B's .wandb files: a header,
-    then LevelDB-log records of 32 KiB blocks holding protobuf `Record`s)."""
+def wandb_history(root, files=None) -> dict[str, list[dict]]:
+    """run id -> the history rows of every offline run folder under `root` (or of the run `files`) (W&B's
+    .wandb files: a header, then LevelDB-log records of 32 KiB blocks holding protobuf `Record`s)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     rows = defaultdict(list)
-    for path in glob.glob(f"{root}/wandb/offline-run-*/run-*.wandb"):
+    for path in files if files is not None else glob.glob(f"{root}/wandb/offline-run-*/run-*.wandb"):
         with open(path, "rb") as f:
             data = f.read()
         assert data[:4] == b":W&B"
@@ -105,20 +105,26 @@ def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlruns = f"file://{tmp_path}/mlruns"
-    # (W&B keeps the first run's WANDB_DIR for the process: the folder is also given to its init)
-    sweep = parse_sweep(tiny_sweep(tracking={"wandb": {"project": "cps-test", "dir": str(tmp_path)},
+    # (W&B keeps settings of the process's first run: its folder and mode also go to its init, and the run's
+    # own file is read back)
+    sweep = parse_sweep(tiny_sweep(tracking={"wandb": {"project": "cps-test", "dir": str(tmp_path),
+                                                       "mode": "offline"},
                                              "mlflow": {"tracking_uri": mlruns}}))
     trial = sweep.trials()[0]
     trackers = make_trackers(sweep, [])
+    files = []
     for t in trackers:
         t.open(trial)
         t.log(trial.trial_id, 0, {"test_acc": 0.5})
         t.open(trial)  # started again
         t.log(trial.trial_id, 1, {"test_acc": 0.6})
+        if t.name == "wandb":
+            files.append(t.runs[trial.trial_id].settings.sync_file)
         t.close(trial.trial_id)
     client = MlflowClient(tracking_uri=mlruns)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert len(runs) == 1
     assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "test_acc")) == [0, 1]
-    rows = wandb_history(tmp_path)[run_id("tiny", trial.trial_id)]
+    assert len(files) == 1
+    rows = wandb_history(tmp_path, files)[run_id("tiny", trial.trial_id)]
     assert sorted(int(r["epoch"]) for r in rows) == [0, 1]
