@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from cpsweep.cli import main
+from cpsweep.config import grid as grid_axes
 from cpsweep.config import search, sweep_file
 from cpsweep.config._parse import option_type
 from cpsweep.config.registry import BUILTINS
@@ -160,7 +161,7 @@ def test_cpsweep_schema_prints_it_and_writes_it(capsys, tmp_path):
 def test_the_schema_is_valid_and_describes_every_key():
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert list(SCHEMA["properties"]) == sweep_file.TOP_KEYS
-    assert set(sweep_file.GRID_AXES) <= set(SCHEMA["properties"]["grid"]["properties"])
+    assert set(grid_axes.GRID_AXES) <= set(SCHEMA["properties"]["grid"]["properties"])
 
     def undescribed(node: typing.Any, path: str) -> list[str]:
         if isinstance(node, list):
@@ -200,7 +201,7 @@ def test_keys_types_and_ranges_get_the_same_verdict():
     cases += section_cases("resources", Resources, sweep_file.RESOURCE_RANGES)
     cases += [(f"search.{k}", c) for k, c in section_cases("search", search.SearchSpec, search.RANGES)
               if "grid" not in k]
-    for axis in sweep_file.GRID_AXES:
+    for axis in grid_axes.GRID_AXES:
         cases += [(f"grid.{axis}", {f"grid/{axis}": v}) for v in ([], 7, *([v] for v in POOL))]
         cases.append((f"grid.{axis} misspelt", {f"grid/{misspelt(axis)}": [0]}))
     for k in search.RANGE_KEYS:
@@ -231,7 +232,7 @@ def test_names_and_component_options_get_the_same_verdict():
                 cases.append((label, {kind: {"name": name, misspelt(option): default}}))
         cases += [(kind, {kind: v}) for v in ("vgg", "Blur", "my_models.TinyConv", 7, None, {"width": 4}, [])]
     cases += [("grid.schedule", {"grid/schedule": [v]}) for v in ("bogus", {"gamma": 0.5}, {"gammma": 0.5}, 7)]
-    cases += [(f"schedule.name={v}", {"grid/schedule": [v]}) for v in sweep_file.SCHEDULE_PRESETS]
+    cases += [(f"schedule.name={v}", {"grid/schedule": [v]}) for v in grid_axes.SCHEDULE_PRESETS]
     cases += [("metrics", {"metrics": v}) for v in ("vgg", ["vgg"], [7], [], None, {"name": "x"})]
     found = disagreements(cases)
     assert not found, f"{len(found)} of {len(cases)} mutations: " + "\n".join(found[:40])

@@ -27,8 +27,8 @@ from ._parse import SCIENTIFIC, Range, option_type
 from .registry import BUILTINS
 from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
-from .sweep_file import (DEFICIT_RANGES, DOTTED, GRID_AXES, RANGES, RESOURCE_RANGES, SCHEDULE_PRESETS, SECTIONS,
-                         TOP_KEYS, TRACKER_OPTIONS)
+from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
+from .sweep_file import (DEFICIT_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REFERENCE = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"  # a plug-in: package.module:attribute (`plugins.py`)

@@ -35,7 +35,8 @@ import yaml
 from ..errors import Problems, SpecError
 from ._parse import Range, check_keys, coerce, parse
 from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule
-from .search import SearchSpec, coarse_onsets, onset_range, parse_search
+from .grid import parse_grid, schedule_axis, set_dotted
+from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
 from .registry import entry
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
@@ -47,8 +48,6 @@ SECTIONS = {"optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "common_end", "data", "model",
             "optim", "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid",
             "resources", "tracking", "search", "metrics"]
-GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
-DOTTED = ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")  # sections a dotted grid axis may set
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 # each tracker's options in `tracking:` (None: any keyword of the tracker's own init, e.g. wandb.init)
 TRACKER_OPTIONS: dict[str, tuple[str, ...] | None] = {"wandb": None, "mlflow": ("tracking_uri", "experiment_name")}
@@ -172,7 +171,7 @@ class SweepSpec:
             if key == "schedule":
                 raw["schedule"], value = schedule_axis(raw.get("schedule"), value)
             else:
-                _set_dotted(raw, key, value)
+                set_dotted(raw, key, value)
             tags.append((key, freeze(value)))
         if deficit is not None:
             raw["deficit"] = deficit
@@ -217,39 +216,6 @@ def _keep_longest(out: dict[str, TrialSpec], baseline: TrialSpec) -> None:
 def _digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-SCHEDULE_PRESETS = {"restart": {"restart_after_deficit": True}}  # grid.schedule shorthands
-
-
-def schedule_axis(base: Any, value: Any) -> tuple[dict[str, Any], str]:
-    """A `grid.schedule` value -> (the schedule section it gives, its label for ids and tables).
-
-    A name (`exponential`, `constant`, `step`, `cosine`) sets the file's schedule's name, without a restart;
-    `restart` is the file's schedule restarted after each deficit; a mapping is merged over the file's
-    schedule and labelled by its name (plus `-restart`)."""
-    section = dict(base or {})
-    if isinstance(value, str) and value in SCHEDULE_PRESETS:
-        return {**section, **SCHEDULE_PRESETS[value]}, value
-    if isinstance(value, str):
-        section.pop("restart_after_deficit", None)
-        return {**section, "name": value}, value
-    section = {**section, **(value or {})}
-    label = str(section.get("name", ScheduleSpec.name))
-    return section, label + ("-restart" if section.get("restart_after_deficit") else "")
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    section, _, leaf = key.partition(".")
-    if not leaf:
-        raw[key] = value
-        return
-    node = raw.get(section)
-    if isinstance(node, str):
-        node = {"name": node}
-    node = dict(node or {})
-    node[leaf] = value
-    raw[section] = node
 
 
 def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
@@ -359,7 +325,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     with problems.check():
         base = _resolve_fixed(raw, str(name), None)
     with problems.check():
-        grid = _parse_grid(raw.get("grid"), raw.get("schedule"))
+        grid = parse_grid(raw.get("grid"), raw.get("schedule"))
     with problems.check():
         resources = parse(Resources, raw.get("resources"), "resources")
         if not all(r.holds(getattr(resources, k)) for k, r in RESOURCE_RANGES.items()) or (
@@ -378,58 +344,6 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     trials = sweep.trials()  # resolves every grid point: every window and every override is checked here
     check_common_end(epochs, common_end, {t.window_end for t in trials if not t.is_baseline})
     return sweep
-
-
-def _parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
-    """The grid axes; `schedule`: the file's schedule section, which `grid.schedule` values are labelled against."""
-    if not isinstance(raw, Mapping) or not raw:
-        raise SpecError("grid", "required: at least grid.onset and grid.length, each a list of epochs")
-    grid: dict[str, tuple[Any, ...]] = {}
-    problems = Problems()
-    for key, values in raw.items():
-        with problems.check():
-            grid[key] = _parse_axis(key, values, schedule)
-    for key in ("onset", "length"):
-        if key not in raw:
-            problems.errors.append(SpecError(f"grid.{key}", "required: a list of epochs, e.g. [0, 10, 20]"))
-    problems.raise_any()
-    return grid
-
-
-def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
-    """One grid axis's values, checked (`_parse_grid`)."""
-    if key not in GRID_AXES and not ("." in key and key.split(".")[0] in DOTTED):
-        check_keys({key: 0}, GRID_AXES, "grid")
-    if key == "onset" and isinstance(values, Mapping):  # a range: {from: 0, to: 100, step: 5}
-        return tuple(onset_range(values))
-    if not isinstance(values, list) or not values:
-        raise SpecError(f"grid.{key}", "must be a non-empty list of values" +
-                                       (" or a range {from: 0, to: 100, step: 5}" if key == "onset" else ""))
-    if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
-        if None in values:  # (not "the file's deficit": a mistake)
-            raise SpecError(f"grid.{key}", f"null is not a {key}; give its name or a mapping with its name")
-        if key == "schedule":
-            names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
-        else:
-            names = [str(v.get("name") if isinstance(v, Mapping) else v).rpartition(":")[2] for v in values]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup:
-            example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
-                       "schedule": "schedule.gamma: [0.97, 0.9]"}[key]
-            raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
-                                           f"axis instead, e.g. grid: {{{example}}}")
-    if key in ("onset", "length", "seed"):
-        what = "a seed" if key == "seed" else "a whole number of epochs"
-        values = [_nonneg_int(v, f"grid.{key}[{i}]", what) for i, v in enumerate(values)]
-    return tuple(freeze(v) for v in values)
-
-
-def _schedule_label(schedule: Any, value: Any, i: int) -> str:
-    """The label `make_trial` gives `value` over the file's `schedule` (so duplicates are caught as ids)."""
-    if not isinstance(value, (str, Mapping)):
-        raise SpecError(f"grid.schedule[{i}]", 'expected a schedule name, "restart", or a mapping of schedule '
-                                               "settings")
-    return schedule_axis(schedule, value)[1]
 
 
 def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = None) -> Any:
