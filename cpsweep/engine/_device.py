@@ -7,7 +7,7 @@ device: the epoch's order and the epoch's augmentation draws, each as one copy p
 batch). On CUDA the copy goes through pinned memory with ``non_blocking=True``, so the host does not wait
 for it; the caching host allocator keeps the pinned buffer until the copy has run. Call it as
 ``_device.to_device`` (an attribute of the module), so that a test can wrap it and count the copies on a
-machine without a GPU (tests/test_trial.py).
+machine without a GPU (tests/test_host_device.py).
 """
 
 from __future__ import annotations

@@ -145,17 +145,16 @@ def _trial_sections(results: Results, sens: pd.DataFrame, picks: dict[str, dict[
                                       shade=shade)))
     norm = "per parameter, " if per_parameter else ""
     for key, title in (("baseline", "baseline"), ("worst", "most damaging window")):
-        rows = {f"{tags + ': ' if tags else ''}{p[key]}": (p[key], tags)
-                for tags, p in picks.items() if p[key]}
-        shares = {name: layer_shares(layers, tid, per_parameter) for name, (tid, _) in rows.items()}
-        shares = {name: table for name, table in shares.items() if not table.empty}
-        if shares:
-            names = ", ".join(name.rpartition(": ")[2] for name in shares)
+        chosen = [(f"{tags + ': ' if tags else ''}{p[key]}", p[key]) for tags, p in picks.items() if p[key]]
+        shares = {name: layer_shares(layers, tid, per_parameter) for name, tid in chosen}
+        kept = [(name, tid) for name, tid in chosen if not shares[name].empty]  # (row title, trial)
+        if kept:
             out.append(((f"Each layer's share of the Fisher trace ({norm}each epoch's column sums to one) for the "
-                         f"{title} ({names}){', one row per value of the other grid axes' if facets else ''}; the "
+                         f"{title} ({', '.join(tid for _, tid in kept)})"
+                         f"{', one row per value of the other grid axes' if facets else ''}; the "
                          "paper: a blur deficit moves the mass towards higher layers."),
-                        layer_figure(shares, f"Per-layer Fisher: {title}",
-                                     {name: _window(trials, rows[name][0]) for name in shares})))
+                        layer_figure({name: shares[name] for name, _ in kept}, f"Per-layer Fisher: {title}",
+                                     {name: _window(trials, tid) for name, tid in kept})))
     return out
 
 
