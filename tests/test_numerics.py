@@ -15,8 +15,9 @@ from trial_runs import comparable
 
 import cpsweep.engine.trial as trial_module
 from cpsweep.config.sharing import prefix_keys
-from cpsweep.config.spec import EngineSpec, computed_settings, hashed_settings
+from cpsweep.config.spec import EngineSpec
 from cpsweep.config.sweep_file import parse_sweep
+from cpsweep.config.views import computed_settings, hashed_settings
 from cpsweep.engine import numerics
 from cpsweep.engine.fisher import fisher_trace
 from cpsweep.engine.models import build_model

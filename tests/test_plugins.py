@@ -13,7 +13,7 @@ from tiny_specs import TINY, tiny_sweep, write_spec
 
 from cpsweep.cli import main
 from cpsweep.config.sharing import prefix_keys
-from cpsweep.config.spec import hashed_settings
+from cpsweep.config.views import hashed_settings
 from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.engine.trial import train_trial
 from cpsweep.errors import SpecError, StorageError

@@ -11,6 +11,7 @@ import pytest
 from tiny_specs import UNIT, tiny_sweep
 
 from cpsweep.config import spec as S
+from cpsweep.config import views as V
 from cpsweep.config.sharing import check_packable, prefix_keys
 from cpsweep.config.sweep_file import parse_sweep
 
@@ -33,7 +34,7 @@ def views(trial):
     settings and the checkpoint identity."""
     sweep = dataclasses.replace(SWEEP, base=trial)
     return {"hash": sweep.hash(), "prefix": (prefix_keys(trial)[0], prefix_keys(trial)[-1]),
-            "pack": S.shared_settings(trial), "checkpoint": S.checkpoint_identity(trial)}
+            "pack": V.shared_settings(trial), "checkpoint": V.checkpoint_identity(trial)}
 
 
 def packable(a, b) -> bool:
@@ -80,7 +81,7 @@ def test_a_setting_added_later_keeps_old_hashes_at_its_default():
     assert views(with_extra(TRIAL, cls, 0))["hash"] == old
     assert views(with_extra(TRIAL, cls, 1))["hash"] != old
     engine = dataclasses.replace(TRIAL, engine=S.EngineSpec(channels_last=True))
-    assert views(engine)["hash"] != old and "engine" not in S.hashed_settings(TRIAL)
+    assert views(engine)["hash"] != old and "engine" not in V.hashed_settings(TRIAL)
 
 
 def test_every_field_declares_its_role():

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from .registry import entry
-from .spec import TrialSpec, computed_settings, shared_settings
+from .spec import TrialSpec
+from .views import computed_settings, shared_settings
 from .timeline import fisher_due, trial_lr
 
 

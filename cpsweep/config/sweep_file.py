@@ -40,7 +40,8 @@ from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
 from .registry import entry
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
-                   component, data_section, freeze, hashed_settings, metrics_section)
+                   component, data_section, freeze, metrics_section)
+from .views import hashed_settings
 
 # Keys of a sweep file, and which dataclass reads each section.
 SECTIONS = {"optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,

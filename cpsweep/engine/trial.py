@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config.spec import TrialSpec, checkpoint_identity
+from ..config.spec import TrialSpec
+from ..config.views import checkpoint_identity
 from ..config.timeline import fisher_due, trial_lr
 from ..errors import CpsweepError, TrialDiverged
 from ..storage.records import EpochRecord

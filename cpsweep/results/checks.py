@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ..config.spec import diff_settings
+from ..config.views import diff_settings
 from . import stats
 from .recovery import recovery_note
 from .reduce import schedule_of, seed_sensitivity

@@ -35,9 +35,10 @@ import yaml
 
 from ..config.plugins import ship_paths
 from ..config.sharing import plan, subtree_epochs
-from ..config.spec import TrialSpec, diff_settings
+from ..config.spec import TrialSpec
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep
 from ..config.variants import full_grid_sweep, smoke_sweep
+from ..config.views import diff_settings
 from ..errors import DataError, SpecError
 from ..storage.store import Store, join_uri
 from .adaptive import Search, replay, run_rounds, summary_lines
