@@ -168,18 +168,22 @@ def cmd_trial(args: argparse.Namespace) -> int:
         trial = sweep.make_trial(args.onset, args.length, seed, epochs=args.epochs)
     except SpecError as e:
         raise SpecError(e.field.replace("grid.onset/length", "--onset/--length"), e.message, args.spec) from None
+
+    from .engine import _device
+    from .engine.trial import train_trial
+
+    # without --device: a GPU when the spec asks for one and there is one here, else the CPU (said so)
+    gpus = sweep.resources.gpu if _device.gpu_count() else 0
+    device = _device.choose(args.device, gpus, f"trial {trial.trial_id}", "--device")
+    fallback = args.device is None and sweep.resources.gpu > 0 and device == "cpu"
+    note = " (the spec asks for a GPU; torch finds none here)" if fallback else ""
     out = args.out or os.path.join("results", sweep.name, "trials", trial.trial_id)
     store = Store(out, fix="choose another folder with --out")
     store.check_writable()  # before any training
 
-    import torch
-
-    from .engine.trial import train_trial
-
-    device = args.device or ("cuda" if torch.cuda.is_available() and sweep.resources.gpu > 0 else "cpu")
     print(f"trial {sweep.name}/{trial.trial_id}: {trial.data.name}, {trial.model.name}, deficit "
           f"{trial.deficit.name} in [{trial.onset}, {trial.window_end}), {trial.epochs} epochs, seed {trial.seed}, "
-          f"on {device}")
+          f"on {device}{note}")
     records, run = [], train_trial(trial, device)
     try:
         for record in run:
@@ -212,7 +216,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cpsweep", description="Sweeps of deficit-window trials for critical "
-                                                           "learning periods in deep networks.")
+                                                            "learning periods in deep networks.")
     p.add_argument("--version", action="version", version=f"cpsweep {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -246,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a sweep's HTML report")
     rp.add_argument("results", help="a sweep's results folder (or s3://...)")
     rp.add_argument("-o", "--output", default=None, help="where to write (default: <results>/report.html, "
-                                                       "or compare.html with --compare)")
+                                                         "or compare.html with --compare)")
     rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
                     help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
     rp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -272,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None, help="total epochs (default: from the spec)")
     t.add_argument("--out", default=None, help="folder for the Parquet records "
                                                "(default: results/<sweep>/trials/<trial id>)")
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if the spec asks "
-                                                  "for a GPU and one is present, else cpu)")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if the spec "
+                                                  "asks for a GPU and one is present, else cpu; a device "
+                                                  "that is not here is an error)")
     t.set_defaults(func=cmd_trial)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of sweep files (editors check and complete YAML with it)")

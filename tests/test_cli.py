@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,22 @@ def test_trial_bad_arguments_exit_2_without_traceback(args, message, tmp_path):
     assert res.returncode == 2
     assert message in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("device, message", [
+    ("meta", "--device: 'meta': cpsweep trains on cpu, cuda, mps; use one of them"),
+    ("tpu", "--device: 'tpu' is not a device"),
+    ("gpu0", "--device: 'gpu0' is not a device; use one of cpu, cuda, cuda:N or mps"),
+    ("cuda", "asks for cuda (--device) but torch finds no GPU on this node"),
+    ("cuda:3", "asks for cuda:3 (--device) but torch finds no GPU on this node"),
+])
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+def test_trial_on_a_device_that_is_not_here_is_one_line(device, message, tmp_path):
+    """No CUDA traceback and no silent CPU run: the device asked for is checked before anything is written."""
+    res = cpsweep("trial", QUICKSTART, "--onset", "0", "--length", "3", "--device", device,
+                  "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.splitlines()) == 1 and not (tmp_path / "x").exists() and "epoch" not in res.stdout
 
 
 def test_trial_unwritable_output_fails_before_training(tmp_path):

@@ -142,6 +142,47 @@ def test_an_existing_cublas_setting_is_kept(monkeypatch):
     assert numerics.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
+def test_every_worker_of_a_launch_with_a_deterministic_trial_starts_with_the_cublas_setting(monkeypatch):
+    """A Ray worker may have run a non-deterministic GPU trial (and made its cuBLAS handles) before a
+    deterministic one: the setting is in every worker's environment from its start, kept if the user set
+    it, and absent when no trial asks for determinism."""
+    from cpsweep.sweep._cluster import runtime_environment
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert numerics.worker_environment([EngineSpec(), EngineSpec(tf32=True)]) == {}
+    env = numerics.worker_environment([EngineSpec(), EngineSpec(deterministic=True)])
+    assert env == {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    assert runtime_environment([], {}) == {}
+    assert runtime_environment(["/p/plug.py"], env) == {"runtime_env": {"py_modules": ["/p/plug.py"],
+                                                                        "env_vars": env}}
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    assert numerics.worker_environment([EngineSpec(deterministic=True)]) == {"CUBLAS_WORKSPACE_CONFIG": ":16:8"}
+
+
+@pytest.mark.slow
+def test_a_launch_gives_its_ray_workers_the_environment_of_its_trials(tmp_path, monkeypatch):
+    """Through a real launch on a real local Ray: a deterministic sweep's trial sees the setting in its
+    worker's environment although the driver's environment lacks it."""
+    import ray
+
+    import cpsweep.sweep.launch as launch_module
+    from cpsweep.sweep.launch import launch
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seen = []
+    real_connect = launch_module.connect
+
+    def connect(*args, **kw):
+        real_connect(*args, **kw)
+        seen.append(ray.get(ray.remote(lambda: __import__("os").environ.get("CUBLAS_WORKSPACE_CONFIG")).remote()))
+
+    monkeypatch.setattr(launch_module, "connect", connect)
+    spec = tiny_sweep(engine={"deterministic": True}, epochs=2, grid={"onset": [0], "length": [1]})
+    summary = launch(spec, storage=str(tmp_path), report=False)
+    assert summary.counts["ok"] == 2 and sum(summary.counts.values()) == 2 and seen == [":4096:8"]
+    assert "CUBLAS_WORKSPACE_CONFIG" not in numerics.os.environ  # the driver's own environment is as it was
+
+
 @pytest.mark.parametrize("shape", [(4, 6, 5, 7), (4, 6, 9)])
 def test_global_average_pooling_is_adaptive_pooling_on_the_cpu_and_a_mean_in_deterministic_cuda(shape):
     x = torch.randn(shape)
@@ -205,7 +246,8 @@ def test_a_trial_given_a_gpu_that_finds_none_fails_with_one_line(monkeypatch, tm
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # (the trainable's, for this process)
     assert trainable.trial_device("baseline-s0", 0) == "cpu"
-    with pytest.raises(CpsweepError, match=r"trial baseline-s0 asks for 0.5 GPU .* resources.gpu: 0") as e:
+    asked = r"trial baseline-s0 asks for 0.5 GPU \(resources.gpu\) .*\(resources.gpu: 0\)"
+    with pytest.raises(CpsweepError, match=asked) as e:
         trainable.trial_device("baseline-s0", 0.5)
     assert not trainable.transient(e.value)
     # through the trainable: reported (not raised, so Tune does not retry it) as one line

@@ -11,9 +11,10 @@ On a GPU, `engine.tf32: false` (the default) keeps fp32 matmuls and cuDNN convol
 cuDNN default is TF32); the Fisher is measured with TF32 off whatever the option (`strict_fp32`).
 `engine.deterministic: true` on a GPU turns on `torch.use_deterministic_algorithms` (an operation without
 a deterministic kernel raises instead of running), cuDNN's deterministic algorithms without benchmarking,
-and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set before the process's first CUDA call by the
-trainable); the built-in models' global average pooling is then a mean (`GlobalAvgPool`), since the CUDA
-backward of adaptive average pooling has no deterministic kernel. On the CPU nothing changes.
+and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG: in every Ray worker's environment from its start
+when a launch has a deterministic trial, and set before the first CUDA call by a trial run alone); the
+built-in models' global average pooling is then a mean (`GlobalAvgPool`), since the CUDA backward of
+adaptive average pooling has no deterministic kernel. On the CPU nothing changes.
 
 All random draws are made on the CPU and copied to the device, so a trial draws the same numbers on a CPU
 and on any GPU (its arithmetic still differs: the records of one trial on two devices are statistically,
@@ -25,7 +26,7 @@ from __future__ import annotations
 import functools
 import os
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 
@@ -40,6 +41,15 @@ def prepare_process(engine: EngineSpec) -> None:
     trial (an already set CUBLAS_WORKSPACE_CONFIG is kept)."""
     if engine.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+def worker_environment(engines: Iterable[EngineSpec]) -> dict[str, str]:
+    """Environment variables every Ray worker of a launch starts with: cuBLAS's fixed workspace when any of
+    `engines` is deterministic. `prepare_process` alone is too late in a worker process that already ran a
+    non-deterministic trial on the GPU: its cuBLAS handles and workspaces were made then, without it."""
+    if not any(e.deterministic for e in engines):
+        return {}
+    return {"CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)}
 
 
 def set_numerics(engine: EngineSpec, device: torch.device | str) -> None:

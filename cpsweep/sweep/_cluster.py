@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import yaml
 
 from ..errors import CpsweepError, SpecError
 
 
-def connect(address: str | None, verbose: bool, ship: Sequence[str] = ()) -> None:
+def connect(address: str | None, verbose: bool, ship: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), else start a new local Ray sized to this machine;
-    `ship`: local module files and package folders every worker must import (a sweep's plug-ins), sent
-    with the job as Ray's runtime environment (`py_modules`)."""
+    `ship`: local module files and package folders every worker must import (a sweep's plug-ins), and
+    `env`: environment variables every worker starts with, both sent with the job as Ray's runtime
+    environment (`py_modules`, `env_vars`)."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -33,12 +34,18 @@ def connect(address: str | None, verbose: bool, ship: Sequence[str] = ()) -> Non
         # /tmp/ray/ray_current_cluster (which a bare ray.init() would join, or wait for if it is gone)
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR,
-                 **({"runtime_env": {"py_modules": list(ship)}} if ship else {}))
+                 **runtime_environment(ship, env or {}))
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise CpsweepError(f"cannot reach {where}: {str(e).splitlines()[0]}; start one with `ray start --head` "
                            f"(or `ray up cluster/aws.yaml`) and pass its address, or drop --address to run "
                            f"locally") from None
+
+
+def runtime_environment(ship: Sequence[str], env: Mapping[str, str]) -> dict:
+    """`ray.init`'s runtime_env argument for `connect` (none when there is nothing to send)."""
+    runtime_env = {**({"py_modules": list(ship)} if ship else {}), **({"env_vars": dict(env)} if env else {})}
+    return {"runtime_env": runtime_env} if runtime_env else {}
 
 
 def local_ray_environment() -> None:

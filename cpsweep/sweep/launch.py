@@ -39,6 +39,7 @@ from ..config.spec import TrialSpec
 from ..config.sweep_file import SweepSpec, load_sweep, parse_sweep
 from ..config.variants import full_grid_sweep, smoke_sweep
 from ..config.views import diff_settings
+from ..engine.numerics import worker_environment
 from ..errors import DataError, SpecError
 from ..storage.store import Store, join_uri
 from .adaptive import Search, replay, run_rounds, summary_lines
@@ -174,7 +175,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         if pending:
             connect(address, verbose, ship_paths(p.partition("=")[2].partition("@")[0] for t in pending
-                                                 for p in t.plugins.split(";") if p))
+                                                 for p in t.plugins.split(";") if p),
+                    worker_environment(t.engine for t in pending))
             if smoke:
                 import ray
 

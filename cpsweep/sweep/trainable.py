@@ -21,7 +21,8 @@ import ray
 import torch
 from ray import tune
 
-from ..config.spec import checkpoint_identity
+from ..config.views import checkpoint_identity
+from ..engine import _device
 from ..engine.data import load_data
 from ..engine.numerics import prepare_process
 from ..engine.trial import train_trial
@@ -104,13 +105,7 @@ def fail_for_good(task: TrialTask, store: Store, e: BaseException) -> str:
 def trial_device(trial_id: str, gpus: float) -> str:
     """Where a trial given `gpus` GPUs (resources.gpu) trains: "cuda", or "cpu" for none. A trial given a
     GPU where torch finds none fails (deterministically: not retried) instead of training on the CPU."""
-    if gpus <= 0:
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise CpsweepError(f"trial {trial_id} asks for {gpus:g} GPU (resources.gpu) but torch finds none on this "
-                           f"node (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}): install "
-                           f"a CUDA build of torch on the GPU nodes, or set resources.gpu: 0 to train on CPUs")
-    return "cuda"
+    return _device.choose(None, gpus, f"trial {trial_id}", "resources.gpu")
 
 
 def train(task: TrialTask, store: Store) -> None:
