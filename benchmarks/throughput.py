@@ -27,7 +27,8 @@ then left off for the rows after it:
   data on device      cpsweep's loop: uint8 data set on the device, batched augmentation and deficits
   channels-last       engine.channels_last
   bf16                engine.precision: bf16 (autocast)
-  torch.compile       engine.compile
+  torch.compile       engine.compile (its row also records `recompiles`: frames compiled after the warm-up
+                      pass, 0 when the static shapes hold)
   packing xN          N trials at once on the device (fractional resources), aggregate throughput
   or vmap xK          instead, K trials as one vmapped model (`packed_run.PackedRun`; no compile)
   shared prefixes     the same epochs per second; the grid needs fewer epochs (`cpsweep validate`)
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 from cpsweep.config.sharing import sharing_summary
 from cpsweep.config.spec import DataSpec
 from cpsweep.config.sweep_file import load_sweep
+from cpsweep.engine.compile_stats import compiled_frames
 from cpsweep.engine.data import NORMALISATION, Dataset, load_data
 from cpsweep.engine.trial import TrialRun
 
@@ -109,10 +111,12 @@ def make_run(device: torch.device, data: Dataset, spec: str = SPEC, **engine) ->
     return TrialRun(trial_with(spec, 0, **engine), device, data=data)
 
 
-def fastest(one_pass, device: torch.device) -> float:
+def fastest(one_pass, device: torch.device, recompiles: list[int] | None = None) -> float:
     """Seconds of the faster of two timed calls `one_pass(epoch)`, after a warm-up call (which absorbs
-    torch.compile's compile time): less noise from the rest of the machine."""
+    torch.compile's compile time): less noise from the rest of the machine. With `recompiles`, the frames
+    torch.compile compiled during the timed calls are appended to it (0 when nothing recompiled)."""
     one_pass(0)
+    before = compiled_frames() if recompiles is not None else 0
     times = []
     for epoch in (1, 2):
         sync(device)
@@ -120,15 +124,17 @@ def fastest(one_pass, device: torch.device) -> float:
         one_pass(epoch)
         sync(device)
         times.append(time.perf_counter() - start)
+    if recompiles is not None:
+        recompiles.append(compiled_frames() - before)
     return min(times)
 
 
-def time_steps(run: TrialRun, batches: int) -> float:
-    """Seconds per training step of `run`'s loop, over `batches` steps."""
+def time_steps(run: TrialRun, batches: int, recompiles: list[int] | None = None) -> float:
+    """Seconds per training step of `run`'s loop, over `batches` steps (see `fastest` for `recompiles`)."""
     full = run.data
     run.data = head(full, batches * run.trial.optim.batch_size)
     try:
-        return fastest(lambda epoch: run.train_epoch(epoch, active=False), run.device) / batches
+        return fastest(lambda epoch: run.train_epoch(epoch, active=False), run.device, recompiles) / batches
     finally:
         run.data = full
 
@@ -338,12 +344,12 @@ def model_rows(out: bench_io.Results, model: str, device: torch.device, data: Da
     mine: list[dict] = []
 
     def add(label: str, step_s: float, parallel: int = 1, epochs: int = grid_alone, engine=None, kept=True,
-            memory=None):
+            memory=None, recompiles=None):
         epoch_s = step_s * steps_per_epoch + extras / parallel
         hours = epochs * epoch_s / 3600
         row = {"model": model, "row": label, "step_s": step_s, "epoch_s": epoch_s, "epochs_per_s": 1 / epoch_s,
                "grid_epochs": epochs, "trials_per_hour": len(trials) / hours, "grid_hours": hours,
-               "engine": engine or {}, "kept": kept, "trials_in_parallel": parallel,
+               "engine": engine or {}, "kept": kept, "trials_in_parallel": parallel, "recompiles": recompiles,
                **(memory if memory is not None else bench_io.peak_mb(device))}
         mine.append(out.add(row))
         print(f"{model:9} {label:30} {step_s * 1000:9.1f} {epoch_s:9.1f} {row['epochs_per_s']:9.4f} {epochs:7d} "
@@ -367,9 +373,10 @@ def model_rows(out: bench_io.Results, model: str, device: torch.device, data: Da
         changes.append(("torch.compile", {"compile": True}))
     for label, change in changes:
         trial_engine = {**engine, **change}
-        step = time_steps(make_run(device, data, spec=spec, **trial_engine), batches)
+        recompiles = [] if trial_engine.get("compile") else None  # frames compiled after the warm-up epoch
+        step = time_steps(make_run(device, data, spec=spec, **trial_engine), batches, recompiles)
         kept = step < best
-        add(f"+ {label}", step, engine=trial_engine, kept=kept)
+        add(f"+ {label}", step, engine=trial_engine, kept=kept, recompiles=recompiles[0] if recompiles else None)
         if kept:
             engine, best = trial_engine, step
     parallel, step = 1, best
