@@ -205,12 +205,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(schema_text())
         return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(schema_text())
+    from ._io import atomic_write
+
+    folder = os.path.dirname(args.output)
+    new = bool(folder) and not os.path.isdir(folder)
+    try:  # like `report -o`: whole or not at all, the folder made if missing
+        atomic_write(args.output, schema_text().encode())
     except OSError as e:
-        raise CpsweepError(f"cannot write {args.output}: {e.strerror}") from None
-    print(args.output)
+        raise CpsweepError(f"cannot write {args.output}: {e.strerror or e}; pass -o a file in a folder you can "
+                           f"write to") from None
+    print(f"{args.output} (created the folder {folder})" if new else args.output)
     return 0
 
 

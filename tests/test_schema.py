@@ -154,8 +154,15 @@ def test_cpsweep_schema_prints_it_and_writes_it(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out) == SCHEMA
     assert main(["schema", "-o", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text()) == SCHEMA
-    assert main(["schema", "-o", str(tmp_path / "no" / "s.json")]) == 2  # one line, exit 2
-    assert "cannot write" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["schema", "-o", str(tmp_path / "new" / "s.json")]) == 0  # as `report -o`: the folder is made
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'new' / 's.json'} (created the folder {tmp_path / 'new'})"
+    assert json.loads((tmp_path / "new" / "s.json").read_text()) == SCHEMA
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["schema", "-o", str(tmp_path / "file" / "s.json")]) == 2  # one line, exit 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cpsweep: error: cannot write {tmp_path / 'file' / 's.json'}") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "new", "s.json"]  # no temporary file left
 
 
 def test_the_schema_is_valid_and_describes_every_key():
