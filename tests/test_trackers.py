@@ -94,11 +94,15 @@ def test_trackers_log_every_epoch_at_its_epoch_into_stable_runs(tmp_path, ray_lo
 
 def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
     """Tune starts a trial again on a reused actor without ending it (CI saw W&B refuse the second start:
-    "run ID ... is in use"): the trial keeps its one open run in each tracker."""
+    "run ID ... is in use"): through the Tune callback, the trial keeps its one open run in each tracker."""
+    from types import SimpleNamespace
+
     from mlflow.tracking import MlflowClient
 
     from cpsweep.config.sweep_file import parse_sweep
-    from cpsweep.sweep.trackers import make_trackers
+    from cpsweep.storage.store import Store
+    from cpsweep.sweep.task import TrialTask
+    from cpsweep.sweep.trackers import make_trackers, tracker_callback
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -112,15 +116,17 @@ def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
                                              "mlflow": {"tracking_uri": mlruns}}))
     trial = sweep.trials()[0]
     trackers = make_trackers(sweep, [])
-    files = []
-    for t in trackers:
-        t.open(trial)
-        t.log(trial.trial_id, 0, {"test_acc": 0.5})
-        t.open(trial)  # started again
-        t.log(trial.trial_id, 1, {"test_acc": 0.6})
-        if t.name == "wandb":
-            files.append(t.runs[trial.trial_id].settings.sync_file)
-        t.close(trial.trial_id)
+    [wandb_tracker] = [t for t in trackers if t.name == "wandb"]
+    callback = tracker_callback(trackers, Store(str(tmp_path / "res")), {trial.trial_id: trial})
+    tune_trial = SimpleNamespace(config=TrialTask(trial=trial, store=str(tmp_path / "res"), cpus=1, gpus=0,
+                                                  spec_hash="h", git_commit="").to_config())
+    callback.on_trial_start(0, [], tune_trial)
+    callback.on_trial_result(0, [], tune_trial, {"epoch": 0, "test_acc": 0.5})
+    callback.on_trial_start(1, [], tune_trial)  # started again
+    callback.on_trial_result(1, [], tune_trial, {"epoch": 1, "test_acc": 0.6})
+    files = [wandb_tracker.runs[trial.trial_id].settings.sync_file]
+    callback.on_trial_complete(2, [], tune_trial)  # (no shard: nothing more to log)
+    assert all(trial.trial_id not in t.runs for t in trackers)  # closed
     client = MlflowClient(tracking_uri=mlruns)
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert len(runs) == 1

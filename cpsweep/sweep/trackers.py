@@ -11,7 +11,9 @@ What is logged when: each trained epoch as Tune reports it; when the trial ends,
 train in this launch and no earlier launch logged (the record at initialisation, epoch -1, and the epochs
 of a shared prefix it branched from), read from its shard. An epoch reported twice in one launch (Tune
 retrying a trial from its last checkpoint) is logged once; a driver killed mid-trial may have logged the
-epochs since the trial's last checkpoint, and the relaunch logs them again, with the same values.
+epochs since the trial's last checkpoint, and the relaunch logs them again, with the same values. A trial
+that Tune starts again without ending it (a reused or restarted actor) keeps its open runs: the callback
+opens each trial's runs once and closes them when it ends.
 """
 
 from __future__ import annotations
@@ -72,8 +74,6 @@ class WandbTracker:
     def open(self, trial: TrialSpec) -> None:
         import wandb
 
-        if trial.trial_id in self.runs:  # Tune starts a trial again (a reused or restarted actor): same run
-            return
         run = wandb.init(project=self.project, id=run_id(self.sweep, trial.trial_id), name=trial.trial_id,
                          group=self.sweep, resume="allow", reinit="create_new", config=trial.to_dict(), **self.options)
         run.define_metric(STEP)
@@ -108,8 +108,6 @@ class MlflowTracker:
         return MlflowClient(tracking_uri=self.uri)
 
     def open(self, trial: TrialSpec) -> None:
-        if trial.trial_id in self.runs:  # Tune starts a trial again (a reused or restarted actor): same run
-            return
         client = self.client()
         exp = client.get_experiment_by_name(self.experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
@@ -170,6 +168,7 @@ def tracker_callback(trackers: list, store: Store, specs: Mapping[str, TrialSpec
     class TrackerCallback(Callback):
         def __init__(self):
             self.logged: dict[str, set[int]] = {}
+            self.opened: set[str] = set()  # trials with an open run in every tracker
 
         def log(self, tid: str, epoch: int, metrics: dict[str, float]) -> None:
             if epoch in self.logged.setdefault(tid, set()) or not metrics:
@@ -180,8 +179,16 @@ def tracker_callback(trackers: list, store: Store, specs: Mapping[str, TrialSpec
 
         def on_trial_start(self, iteration, trials, trial, **info):
             tid = TrialTask.id_of(trial.config)
+            if tid in self.opened:  # Tune starts a trial again (a reused or restarted actor): same runs
+                return
             for t in trackers:
                 t.open(specs[tid])
+            self.opened.add(tid)
+
+        def close(self, tid: str) -> None:
+            self.opened.discard(tid)
+            for t in trackers:
+                t.close(tid)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if isinstance(result.get("epoch"), int) and not result.get("diverged"):
@@ -200,11 +207,9 @@ def tracker_callback(trackers: list, store: Store, specs: Mapping[str, TrialSpec
                         metrics = {**numeric(row), **{f"fisher/{name or 'model'}": float(v) for name, v in
                                                        zip(per_layer.layer, per_layer.trace)}}
                         self.log(tid, epoch, metrics)
-            for t in trackers:
-                t.close(tid)
+            self.close(tid)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            for t in trackers:
-                t.close(TrialTask.id_of(trial.config))
+            self.close(TrialTask.id_of(trial.config))
 
     return TrackerCallback()
