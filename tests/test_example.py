@@ -68,7 +68,8 @@ def test_the_copied_example_runs_and_a_plugin_edit_retrains_only_its_trials(tmp_
 def test_the_example_runs_on_a_two_node_cluster_with_only_shipped_code(tmp_path, ray_cluster):
     """Ray puts the driver's current folder on every worker's path (which exists on this one machine), so
     the driver runs from another folder and names the sweep file by path: the plug-ins import on the
-    driver from the sweep file's folder, and on the worker only from the code the launch ships."""
+    driver from the sweep file's folder, and on the worker only from the code the launch ships. `--smoke`
+    keeps every plug-in (model, deficit, metric) and shrinks the trials: the shipping is what is tested."""
     folder = copy_example(tmp_path)
     elsewhere, driver_home = tmp_path / "worker_home", tmp_path / "driver_home"
     elsewhere.mkdir()
@@ -77,8 +78,11 @@ def test_the_example_runs_on_a_two_node_cluster_with_only_shipped_code(tmp_path,
     cluster.start_head("--num-cpus=0")  # every trial runs on the worker node
     worker = raylet_node_id(cluster.add_worker("--num-cpus=2", cwd=str(elsewhere)))
     storage = tmp_path / "shared"
-    launch(str(driver_home), "--address", cluster.address, "--storage", str(storage), "--shared-storage",
+    launch(str(driver_home), "--address", cluster.address, "--storage", str(storage), "--shared-storage", "--smoke",
            env=cluster.env, spec=os.path.join(folder, "sweep.yaml"))
-    trials = pd.read_parquet(storage / "own_experiment" / "trials.parquet")
+    trials = pd.read_parquet(storage / "own_experiment-smoke" / "trials.parquet")
     assert (trials.status == "ok").all() and (trials.node == worker).all()
     assert trials.plugins.str.contains("my_models:TinyConv@src-").all()
+    assert trials.plugins.str.contains("deficit=my_deficits:sensor_dropout@src-").any()
+    epochs = pd.read_parquet(storage / "own_experiment-smoke" / "epochs.parquet")
+    assert epochs["metric.noisy_accuracy"].notna().any()  # the user's metric ran on the worker too
