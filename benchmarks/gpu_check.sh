@@ -6,7 +6,7 @@
 # another folder) are installed first into a temporary folder put on PYTHONPATH. Every step runs under its
 # own time-out and may fail without stopping the others; each benchmark rewrites its JSON in OUT_DIR after
 # every row. Steps and time-outs (seconds, full / --quick; at most 8 and 3 minutes in all):
-#   wheels 10/10, nvidia-smi 5/5, the CUDA tests 45/30, throughput.py 210/50, bench_engine.py 50/25,
+#   wheels 10/10, nvidia-smi 5/5, the CUDA tests (-m cuda) 50/30, throughput.py 210/50, bench_engine.py 50/25,
 #   bench_fisher.py 55/20, gpu_checks.py 100/35.
 # OUT_DIR then holds (6 files): gpu_check.log (every step's output), throughput-<dev>.json,
 # engine-<dev>.json, fisher-<dev>.json, checks-<dev>.json and summary.json (each step's exit status and
@@ -42,7 +42,7 @@ log="$out/gpu_check.log"
 : >"$log"
 steps=()
 began=$SECONDS
-if [ -n "$quick" ]; then limits=(10 5 30 50 25 20 35); else limits=(10 5 45 210 50 55 100); fi
+if [ -n "$quick" ]; then limits=(10 5 30 50 25 20 35); else limits=(10 5 50 210 50 55 100); fi
 if [ "$device" = cpu ]; then  # the rehearsal on a shared 2-core machine: its time-outs doubled, not the GPU's
     for i in "${!limits[@]}"; do limits[$i]=$((2 * limits[$i])); done
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # two threads on a busy 2-core machine: up to 10x slower
@@ -73,8 +73,8 @@ fi
 if command -v nvidia-smi >/dev/null; then
     step nvidia-smi "${limits[1]}" nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 fi
-step cuda-tests "${limits[2]}" "$py" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_fisher.py \
-    tests/test_trial.py -k cuda -rA
+step cuda-tests "${limits[2]}" "$py" -m pytest -q -p no:cacheprovider -o addopts="" -m cuda -rA \
+    tests/test_fisher.py tests/test_trial.py tests/test_numerics.py tests/test_host_device.py
 step throughput "${limits[3]}" "$py" benchmarks/throughput.py --device "$device" $quick \
     --out "$out/throughput-$device.json"
 step engine "${limits[4]}" "$py" benchmarks/bench_engine.py --device "$device" $quick --out "$out/engine-$device.json"

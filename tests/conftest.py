@@ -1,7 +1,7 @@
 """Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), Ray
 clusters of real raylets owned by one test, and one local launch watched while it runs (shared by two
-test modules). benchmarks/ is importable: the code only the benchmarks run (`packed_run.py`,
-`simulated_searches.py`) is tested here too."""
+test modules); the tests marked `cuda` skipped where torch finds no GPU. benchmarks/ is importable: the
+code only the benchmarks run (`packed_run.py`, `simulated_searches.py`) is tested here too."""
 
 from __future__ import annotations
 
@@ -11,6 +11,18 @@ import sys
 import pytest
 
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped without a GPU (benchmarks/gpu_check.sh runs them with `-m cuda`)."""
+    cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -359,7 +359,7 @@ def test_bad_inputs_and_logits():
         fisher_trace(nn.Sequential(nn.Flatten(0)).double(), x)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cuda_matches_cpu(backend):
     model, x = make("conv2d")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -85,6 +86,11 @@ def test_rehearsal_of_the_device_command(tmp_path):
     if fetched.returncode == 0:
         expected["wheels"] = 0
     assert {s["step"]: s["exit"] for s in summary["steps"]} == expected
+    # every CUDA test of the four files (6, with their parameters) collected on the bare environment, and
+    # skipped on this CPU
+    log = (out / "gpu_check.log").read_text()
+    cuda_tests = log[log.index("=== cuda-tests"):log.index("=== cuda-tests: exit")]
+    assert re.search(r"\b6 skipped, \d+ deselected\b", cuda_tests) and "error" not in cuda_tests.lower(), cuda_tests
     names = ["throughput-cpu.json", "engine-cpu.json", "fisher-cpu.json", "checks-cpu.json"]
     assert sorted(os.listdir(out)) == sorted(names + ["gpu_check.log", "summary.json"])  # <= 8 files come back
     for name in names:

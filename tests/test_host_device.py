@@ -141,7 +141,7 @@ def test_to_device_is_the_tensor_itself_when_already_there():
     assert _device.to_device(t, "cpu") is t
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_to_device_copies_to_cuda_from_pinned_memory():
     t = torch.arange(1000)
     moved = _device.to_device(t, "cuda")

@@ -261,7 +261,7 @@ def test_a_trial_given_a_gpu_that_finds_none_fails_with_one_line(monkeypatch, tm
     assert (tmp_path / "logs" / f"{t.trial_id}.txt").exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_gpu_trials_in_deterministic_mode_resume_bit_for_bit(tmp_path):
     """On a GPU, engine.deterministic gives the CPU's guarantee: a resumed trial equals the uninterrupted
     one bit for bit; and the noise deficit draws the CPU's numbers."""

@@ -211,7 +211,7 @@ def test_compiled_model_gives_the_same_trial_within_rounding():
                                          lambda: train_trial(image_trial(compile=True), "cpu", data=data))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("engine", [{}, {"channels_last": True, "precision": "bf16"}])
 def test_cuda_trial_matches_cpu(engine):
     """The same trial on the GPU (uint8 data on the device, batched augmentation) as on the CPU, within
