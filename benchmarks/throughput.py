@@ -354,7 +354,8 @@ def model_rows(out: bench_io.Results, model: str, device: torch.device, data: Da
         mine.append(out.add(row))
         print(f"{model:9} {label:30} {step_s * 1000:9.1f} {epoch_s:9.1f} {row['epochs_per_s']:9.4f} {epochs:7d} "
               f"{row['trials_per_hour']:9.3g} {row['trials_per_hour'] / mine[0]['trials_per_hour']:7.2f}x"
-              f"{'' if kept else '  (slower: left off)'}", flush=True)
+              f"{'' if kept else '  (slower: left off)'}"
+              f"{'' if recompiles is None else f'  ({recompiles} recompiles after the first pass)'}", flush=True)
         bench_io.reset_peak(device)
 
     print(f"{model}: batch 128, {steps_per_epoch} steps per epoch; its grid: {len(trials)} trials, {grid_alone} "
