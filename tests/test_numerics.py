@@ -159,28 +159,39 @@ def test_every_worker_of_a_launch_with_a_deterministic_trial_starts_with_the_cub
     assert numerics.worker_environment([EngineSpec(deterministic=True)]) == {"CUBLAS_WORKSPACE_CONFIG": ":16:8"}
 
 
-@pytest.mark.slow
 def test_a_launch_gives_its_ray_workers_the_environment_of_its_trials(tmp_path, monkeypatch):
-    """Through a real launch on a real local Ray: a deterministic sweep's trial sees the setting in its
-    worker's environment although the driver's environment lacks it."""
+    """A launch hands its trials' worker environment to `connect`, and a real local Ray started by `connect`
+    gives it to a worker although the driver's environment lacks it."""
     import ray
 
     import cpsweep.sweep.launch as launch_module
-    from cpsweep.sweep.launch import launch
+    from cpsweep.sweep._cluster import connect
 
+    class Connected(Exception):
+        pass
+
+    def connect_stub(address, verbose, ship=(), env=None):
+        seen.append(env)
+        raise Connected  # (nothing is written before Ray is reached)
+
+    seen: list = []
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    seen = []
-    real_connect = launch_module.connect
+    monkeypatch.setattr(launch_module, "connect", connect_stub)
+    for deterministic in (False, True):
+        spec = tiny_sweep(engine={"deterministic": deterministic}, epochs=2, grid={"onset": [0], "length": [1]})
+        with pytest.raises(Connected):
+            launch_module.launch(spec, storage=str(tmp_path), report=False)
+    assert seen == [{}, {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}]
 
-    def connect(*args, **kw):
-        real_connect(*args, **kw)
-        seen.append(ray.get(ray.remote(lambda: __import__("os").environ.get("CUBLAS_WORKSPACE_CONFIG")).remote()))
-
-    monkeypatch.setattr(launch_module, "connect", connect)
-    spec = tiny_sweep(engine={"deterministic": True}, epochs=2, grid={"onset": [0], "length": [1]})
-    summary = launch(spec, storage=str(tmp_path), report=False)
-    assert summary.counts["ok"] == 2 and sum(summary.counts.values()) == 2 and seen == [":4096:8"]
-    assert "CUBLAS_WORKSPACE_CONFIG" not in numerics.os.environ  # the driver's own environment is as it was
+    if ray.is_initialized():
+        ray.shutdown()
+    with launch_module.restored_environment():
+        connect(None, False, env=seen[-1])
+        try:
+            got = ray.get(ray.remote(lambda: __import__("os").environ.get("CUBLAS_WORKSPACE_CONFIG")).remote())
+        finally:
+            ray.shutdown()
+    assert got == ":4096:8" and "CUBLAS_WORKSPACE_CONFIG" not in numerics.os.environ
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 5, 7), (4, 6, 9)])
