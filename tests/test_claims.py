@@ -484,3 +484,39 @@ def test_spec_yaml_keeps_the_seeds_planned_at_each_launch(tmp_path):
     assert [(d["seeds"], d["trials_done_before"]) for d in spec["design"]] == [([0, 1, 2], 0), ([0, 1, 2, 3, 4], 9)]
     note = design_note(Results(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), spec))
     assert note.startswith("NOTE: seeds 3, 4 were added only after 9 trials had finished (")
+
+
+def test_fewer_than_three_seeds_decide_neither_the_peak_onset_nor_the_critical_period():
+    from cpsweep.results.reduce import critical_period, sensitivity
+
+    grid = {(o, 20): [v + s * 0.1 for s in range(2)] for o, v in {0: 3.0, 20: 1.0, 40: 0.3, 60: 0.1}.items()}
+    two = sweep(grid, base_acc=(0.95, 0.96))
+    p = rp.check_peak_onset(getter(blur_grid=two))
+    assert p.verdict == "not shown" and "2 paired seeds at onset 0, at least 3 needed" in p.measured
+    cp = critical_period(sensitivity(two.trials))
+    assert cp.onsets.tolist() == [[]] and cp.min_seeds.tolist() == [2]  # 3.0 +- 0.07 would pass a t-test
+    three = sweep({k: v + [v[-1] + 0.1] for k, v in grid.items()})
+    assert critical_period(sensitivity(three.trials)).onsets.tolist() == [[0, 20, 40]]  # 60: 0.2 +- 0.1, p 0.04
+
+
+def test_layer_shift_grades_each_window_with_each_seed_once():
+    """Two windows per seed (lengths 10 and 20) are two instances, never one pool of 2n values."""
+    one = fisher_sweep(4, 0.2, shares_blur=[0.1, 0.2, 0.3, 0.4])
+    other = fisher_sweep(4, 0.2)  # no shift: shown
+    longer = other.trials[other.trials.deficit == "blur"].assign(
+        trial_id=lambda t: t.trial_id.str.replace("-l10-", "-l20-"), length=20)
+    rename = dict(zip(other.trials.trial_id, longer.trial_id.reindex(other.trials.index).fillna("")))
+    layers = other.fisher_layers[other.fisher_layers.trial_id.str.startswith("blur")].assign(
+        trial_id=lambda d: d.trial_id.map(rename))
+    both = Results(pd.concat([one.trials, longer]), one.epochs, pd.concat([one.fisher_layers, layers]), {})
+    c = rp.check_layer_shift(getter(fisher_study=both))
+    assert "window [0, 10), window end (epoch 9): centre shift 0.33 [0.33, 0.33] (95% CI, n=3)" in c.measured
+    assert "window [0, 20), window end (epoch 19): centre shift" in c.measured and "n=6" not in c.measured
+    assert c.verdict == "contradictory"  # one window shifts, the other is shown not to
+
+
+def test_the_fisher_peak_epoch_is_tested_over_seeds_not_decided_by_one():
+    one_late = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=15, final_ratio=0.2, seeds=1)))
+    assert one_late.verdict == "not shown"  # one seed decides nothing, not even "late"
+    late = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=15, final_ratio=0.2)))
+    assert late.verdict == "not reproduced" and "minus the peak epoch -5.00 [-5.00, -5.00]" in late.measured

@@ -38,9 +38,10 @@ def test_report_without_a_critical_period_says_so():
     everywhere = render(make_results(onsets=(0, 10), seeds=(0, 1, 2)))
     assert ("<b>sensitive at every onset tried (blur, length 10: 0, 10)</b>: the critical period does not end "
             "inside the grid; add later onsets") in everywhere and "critical period (blur" not in everywhere
-    one_seed = render(make_results(onsets=(0, 10), seeds=(0,)))
-    assert "critical period (blur, length 10): not shown</b>: 1 seed per window, an interval needs at least 2" in \
-        one_seed
+    for seeds in ((0,), (0, 1)):  # fewer than 3 paired seeds decide nothing (as every verdict of the report)
+        few = render(make_results(onsets=(0, 10), seeds=seeds))
+        assert (f"critical period (blur, length 10): not shown</b>: {len(seeds)} paired seed{'s' * (len(seeds) > 1)} "
+                "at some window, at least 3 needed at every onset") in few, seeds
 
 
 def test_report_header_states_the_design_and_windows_still_recovering():

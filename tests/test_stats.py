@@ -161,3 +161,73 @@ def test_a_duplicated_seed_is_refused_not_counted_twice():
         S.paired(a, b)
     with pytest.raises(S.DuplicateSeeds):
         S.paired(b, a)
+
+
+# -- claims made of several instances (family_verdicts) --------------------------------------------------
+
+def test_against_is_at_most_one_exactly_when_the_one_rule_shows_the_claim_does_not_hold():
+    """The p-value over level of `against` agrees with `grade` (an independent route: the intervals)."""
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        values = rng.normal(rng.uniform(-1.5, 1.5), rng.uniform(0.05, 1.0), int(rng.integers(3, 8)))
+        g = S.grade(values)
+        assert (S.against(values, "effect") <= 1) == (g.kind in ("negligible", "negative"))
+        assert (S.against(values, "no effect") <= 1) == g.beyond
+
+
+def weighted_holm_reference(ratios):
+    """Holm with each test at its own level, written as the closed testing procedure: reject i when every
+    intersection containing i is rejected by weighted Bonferroni (some j in it with ratio_j <= 1 / size)."""
+    from itertools import combinations
+
+    m = len(ratios)
+    return [all(any(ratios[j] <= 1 / len(sub) for j in sub)
+                for size in range(1, m + 1) for sub in combinations(range(m), size) if i in sub)
+            for i in range(m)]
+
+
+def test_holm_levels_equals_its_closed_testing_form_and_holm_at_one_level():
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        ratios = list(rng.uniform(0, 3, int(rng.integers(1, 6))) ** 2)
+        assert S.holm_levels(ratios) == weighted_holm_reference(ratios)
+        p = [r * S.ALPHA_ONE_SIDED for r in ratios]
+        assert S.holm_levels(ratios) == S.holm(p)
+
+
+def test_one_instance_is_graded_as_alone():
+    for values in ([0.1, -0.2, 0.05, 0.0], [2.0, 2.5, 1.5], [0.9, 1.0, 1.1, 0.95], [1.0, -0.5, 2.0]):
+        assert S.family_verdicts([values], "effect") == [S.effect_verdict(values)]
+        assert S.family_verdicts([values], "no effect") == [S.no_effect_verdict(values)]
+
+
+def test_an_instance_beyond_the_margin_only_at_its_own_level_is_not_shown_in_a_family():
+    # window 1: one-sided p of "mean > 0.5" about 0.012 (below 0.025 alone, above 0.025 / 3 with two others)
+    near = [0.74 + d for d in (-0.15, 0.05, 0.2, -0.1, 0.0)]
+    assert S.no_effect_verdict(near)[0] == "not reproduced"
+    flat = [[0.1, -0.3, 0.6, 0.2, -0.4], [0.3, 0.9, -0.2, 0.5, 0.1]]
+    verdicts = S.family_verdicts([flat[0], near, flat[1]], "no effect", what="windows")
+    assert verdicts[1][0] == "not shown" and "not after Holm's correction over the 3 windows" in verdicts[1][1]
+    far = [2.0, 2.2, 1.9, 2.1, 2.05]  # far beyond: survives the correction
+    assert S.family_verdicts([flat[0], far, flat[1]], "no effect")[1][0] == "not reproduced"
+    # too few seeds are not tested and do not count in the family
+    assert S.family_verdicts([[0.1, 0.2], near], "no effect")[1][0] == "not reproduced"
+
+
+@pytest.mark.parametrize("claim, sd", [("no effect", 1.0), ("effect", 0.3)])
+def test_a_family_is_shown_not_to_hold_by_chance_at_most_at_the_stated_rate(claim, sd):
+    """Every instance exactly at the margin (the hardest true case for "not reproduced" of a no-effect claim;
+    for an effect claim a true effect of the margin): over 3 windows of 5 seeds, the claim is shown not to
+    hold in at most 2.5 % (no effect) or 7.5 % (effect: equivalence at 5 % or below zero at 2.5 %) of
+    simulated sweeps, plus Monte-Carlo error; the uncorrected rule exceeds it. (`sd`: seed-to-seed spread,
+    small enough for the equivalence test to have power.)"""
+    rng = np.random.default_rng(5)
+    runs, corrected, uncorrected = 1500, 0, 0
+    verdict_of = S.no_effect_verdict if claim == "no effect" else S.effect_verdict
+    for _ in range(runs):
+        family = [rng.normal(S.MARGIN, sd, 5) for _ in range(3)]
+        corrected += any(v == "not reproduced" for v, _ in S.family_verdicts(family, claim))
+        uncorrected += any(verdict_of(v)[0] == "not reproduced" for v in family)
+    bound = (S.ALPHA_ONE_SIDED if claim == "no effect" else S.ALPHA_ONE_SIDED + S.ALPHA_TOST)
+    assert corrected / runs <= bound + 3 * math.sqrt(bound * (1 - bound) / runs)
+    assert uncorrected / runs > bound + 3 * math.sqrt(bound * (1 - bound) / runs)

@@ -22,8 +22,10 @@ test under the learning-rate controls, and the verdicts in plain words:
     not run          a sweep it needs is missing, or holds nothing to compare
 
 Every test is paired by seed and uses `stats.py` (one rule for "an effect" and "no effect"; the false
-discovery rate over many onsets). A claim about onset is graded under every schedule of its sweep (`grid.schedule`): the verdict is
-the paper's schedule's; `controls` gives the verdicts under `restart` (the rate restarted at the window's
+discovery rate over many onsets; a claim tested on several instances, every window or every length, is
+shown not to hold only where Holm's correction over its instances still shows it: `stats.family_verdicts`).
+A claim about onset is graded under every schedule of its sweep (`grid.schedule`): the verdict is the
+paper's schedule's; `controls` gives the verdicts under `restart` (the rate restarted at the window's
 end, against a baseline restarted there) and `constant`, where the onset does not set the rate the
 network recovers at; `plain` says in words whether the effect survives them. A window whose loss is
 still shrinking when it is read (`recovery.py`) shows no lasting effect either way: "not shown".
@@ -129,15 +131,20 @@ def contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, st
 
 
 def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
-    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each."""
+    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each
+    (a length shown not to hold: Holm-corrected over the lengths, `stats.family_verdicts`)."""
+    lengths = sorted(part.length.unique()) if lengths is None else lengths
+    contrasts = {k: contrast(part, k) for k in lengths if part[part.length == k].onset.nunique() >= 2}
+    graded_ = dict(zip(contrasts, stats.family_verdicts([c[0] for c in contrasts.values()], "effect",
+                                                        what="window lengths")))
     verdicts, texts = [], []
-    for length in sorted(part.length.unique()) if lengths is None else lengths:
-        if part[part.length == length].onset.nunique() < 2:
+    for length in lengths:
+        if length not in contrasts:
             verdicts.append("not shown")
             texts.append(f"length {length}: needs an early and a late window")
             continue
-        diff, text, rows = contrast(part, length)
-        verdict, reason = lasting(*stats.effect_verdict(diff), rows)
+        diff, text, rows = contrasts[length]
+        verdict, reason = lasting(*graded_[length], rows)
         verdicts.append(verdict)
         texts.append(f"{text}; early minus late {stats.interval(diff)}: {reason}")
     return combine(verdicts), "; ".join(texts)
@@ -240,7 +247,8 @@ def sensitivities(get: Getter, name: str, key: str, claim: str, source: str, tes
 def contrast_check(get: Getter, key: str, name: str, claim: str, source: str) -> Check:
     """Early window minus late window at every length, paired by seed, under every schedule of the sweep."""
     test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length; 95 % "
-            "t-interval above zero, >= 3 seeds; graded under the paper's schedule and each learning-rate control")
+            "t-interval above zero, >= 3 seeds (a length shown not to hold: Holm-corrected over the lengths); "
+            "graded under the paper's schedule and each learning-rate control")
     ss, missing, note = sensitivities(get, name, key, claim, source, test)
     if missing:
         return missing

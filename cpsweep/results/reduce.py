@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..storage.records import FINAL_EPOCHS, tag_items, tag_values
 from .recovery import add_gains
-from .stats import CORRECTION, MARGIN, check_unique_seeds, fdr, interval, p_above
+from .stats import CORRECTION, MARGIN, MIN_SEEDS, check_unique_seeds, fdr, interval, p_above
 
 GROUP = ["deficit", "tags", "onset", "length"]
 DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if it is shown to cost
@@ -154,14 +154,16 @@ def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) ->
 
     Columns: `first_onset`, `last_onset` (NaN when none is shown), `onsets` (all shown, in order),
     `peak_onset`, `peak`, `peak_low`, `peak_high` (the largest mean sensitivity and its interval),
-    `min_seeds` (the fewest seeds behind any onset: below 2 nothing can be shown), `threshold`, `tested`
+    `min_seeds` (the fewest seeds behind any onset: an onset with fewer than `stats.MIN_SEEDS` is never
+    shown), `threshold`, `tested`
     (onsets in the family), `correction` (its name), `recovering` (onsets whose window is still recovering,
     `recovery.py`).
     """
     rows = []
     for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
         part = part.sort_values("onset")
-        p = [p_above(r.sensitivity, r.sem, int(r.n_seeds), threshold) for r in part.itertuples(index=False)]
+        p = [p_above(r.sensitivity, r.sem, int(r.n_seeds), threshold) if r.n_seeds >= MIN_SEEDS else 1.0
+             for r in part.itertuples(index=False)]  # fewer paired seeds decide nothing
         shown = part[fdr(p)]
         peak = part.loc[part.sensitivity.idxmax()]
         recovering = part[part.recovery > MARGIN].onset if "recovery" in part else pd.Series(dtype=int)
@@ -324,10 +326,11 @@ def centre(shares: pd.Series) -> float:
 
 
 def layer_shift(layers: pd.DataFrame, trials: pd.DataFrame, at: str = "window_end") -> pd.DataFrame:
-    """Per deficit trial: the total-variation distance between its per-layer Fisher shares and its
-    baseline's, and the shift of the Fisher mass's centre (positive: towards the output), at the window's
-    last epoch (`at="window_end"`) or at the last epoch (`"final"`). Also `noise_tv`: the mean distance
-    between the baselines of different seeds at the same epoch, the yardstick for "a shift"."""
+    """Per deficit trial (with its deficit, tags, onset and length): the total-variation distance between its
+    per-layer Fisher shares and its baseline's, and the shift of the Fisher mass's centre (positive: towards
+    the output), at the window's last epoch (`at="window_end"`) or at the last epoch (`"final"`). Also
+    `noise_tv`: the mean distance between the baselines of different seeds at the same epoch, the yardstick
+    for "a shift"."""
     ok = trials[trials.status == "ok"]
     base = ok[ok.deficit == "none"]
     rows = []
@@ -338,6 +341,8 @@ def layer_shift(layers: pd.DataFrame, trials: pd.DataFrame, at: str = "window_en
             continue
         others = [shares_at(layers, o, epoch) for o in base.trial_id if o != t.baseline_id]
         noise = [0.5 * (b - o).abs().sum() for o in others if not o.empty]
-        rows.append({"trial_id": t.trial_id, "seed": t.seed, "epoch": epoch, "tv": 0.5 * (w - b).abs().sum(),
+        rows.append({"trial_id": t.trial_id, "deficit": t.deficit, "tags": t.tags, "onset": t.onset,
+                     "length": t.length, "seed": t.seed, "epoch": epoch, "tv": 0.5 * (w - b).abs().sum(),
                      "centre_shift": centre(w) - centre(b), "noise_tv": np.mean(noise) if noise else np.nan})
-    return pd.DataFrame(rows, columns=["trial_id", "seed", "epoch", "tv", "centre_shift", "noise_tv"])
+    return pd.DataFrame(rows, columns=["trial_id", "deficit", "tags", "onset", "length", "seed", "epoch", "tv",
+                                       "centre_shift", "noise_tv"])

@@ -140,6 +140,10 @@ def render_reproduction(root: str = DATA) -> str:
         "margin). One rule for both: an effect smaller than the margin counts as none; a no-effect claim is "
         "\"not reproduced\" only when the 95 % interval lies wholly beyond the margin, and \"not shown\" when it "
         "excludes zero but overlaps the margin.",
+        "- **Claims made of several instances** (every window, every window length, the three parts of the "
+        "Fisher's rise and fall) hold only when every instance does; they are shown not to hold when one "
+        "instance is, and that instance's test must then survive Holm's correction over the instances tested "
+        "(each test at its own level), else it is \"not shown\".",
         f"- **Many onsets**: the onsets shown to cost accuracy (the critical period, and the adaptive search's "
         f"\"in\") come from one-sided t-tests with the false discovery rate controlled by {stats.CORRECTION}'s "
         f"procedure over the onsets of each window length at {stats.ALPHA_ONE_SIDED:.1%}: at most that share of "

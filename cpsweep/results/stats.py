@@ -27,6 +27,13 @@ its own seed's baseline, or two sensitivities of the same seed), so the unit of 
   onset so does the chance of reporting any. With one comparison it is exactly "the LEVEL interval lies
   above the threshold". `holm`: Holm's step-down procedure (the family-wise error rate below alpha), for
   simultaneous statements such as the confidence set of the most damaging onset.
+- `family_verdicts`: a claim made of several instances (every window, every length) holds only when each
+  instance does (no correction needed for that), but is shown NOT to hold as soon as one instance is: a
+  union of tests, whose false "not reproduced" would grow with the number of instances. So each
+  instance's evidence against the claim (the p-value of the test that shows it does not hold, over that
+  test's own level: ALPHA_TOST for an equivalence, ALPHA_ONE_SIDED otherwise) goes through Holm's
+  step-down procedure over the instances tested, and a "not reproduced" that does not survive it is "not
+  shown". With one instance nothing changes.
 - `paired` and every per-seed table refuse a seed that appears twice (`DuplicateSeeds`): counting one seed
   twice would narrow every interval.
 
@@ -188,6 +195,71 @@ def no_effect_verdict(values: Iterable[float], min_seeds: int = MIN_SEEDS, margi
         return "not shown", (f"the {g.est.level:.0%} interval excludes zero but overlaps the +-{margin:g} margin: "
                              f"neither no effect nor an effect beyond the margin is shown ({g.eq})")
     return "not shown", f"neither an effect nor equivalence within +-{margin:g} can be shown ({g.eq})"
+
+
+def _p_values(values: Iterable[float], margin: float) -> tuple[float, float, float]:
+    """One-sided p-values of the tests that show a claim does not hold, from per-seed values: (equivalence
+    within +-margin by TOST: the larger of its two one-sided p-values; "mean < 0"; "the mean lies beyond
+    +-margin": the smaller of "mean > margin" and "mean < -margin"). Each rejects at its level exactly when
+    `grade` says negligible, negative or beyond."""
+    x = pd.Series(list(values), dtype=float).dropna().to_numpy()
+    n = len(x)
+    if n < 2:
+        return 1.0, 1.0, 1.0
+    mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
+    tost = max(p_above(mean, sem, n, -margin), p_above(-mean, sem, n, -margin))
+    negative = p_above(-mean, sem, n, 0.0)
+    beyond = min(p_above(mean, sem, n, margin), p_above(-mean, sem, n, margin))
+    return tost, negative, beyond
+
+
+def against(values: Iterable[float], claim: str, margin: float = MARGIN) -> float:
+    """How strongly the per-seed `values` show a claim does not hold, as p-value over the test's level (at
+    most 1: shown at that level). claim "effect" (the mean is positive): shown negligible (TOST at
+    ALPHA_TOST) or negative (ALPHA_ONE_SIDED), whichever is stronger; "no effect": beyond the margin
+    (ALPHA_ONE_SIDED)."""
+    tost, negative, beyond = _p_values(values, margin)
+    if claim == "effect":
+        return min(tost / ALPHA_TOST, negative / ALPHA_ONE_SIDED) if margin > 0 else negative / ALPHA_ONE_SIDED
+    if claim == "no effect":
+        return beyond / ALPHA_ONE_SIDED
+    raise ValueError(f"claim must be 'effect' or 'no effect', not {claim!r}")
+
+
+def holm_levels(ratios: Sequence[float]) -> list[bool]:
+    """Holm's step-down procedure on p-values given as p / (the test's own level): the smallest ratio must be
+    at most 1 / m, the next 1 / (m - 1), ..., stopping at the first that fails. Each test keeps its own
+    level and the chance of any false rejection stays at most the largest level (Holm 1979, weighted)."""
+    order = np.argsort(np.asarray(ratios, dtype=float), kind="stable")
+    m, out = len(order), [False] * len(order)
+    for rank, i in enumerate(order):
+        if not ratios[i] <= 1 / (m - rank):
+            break
+        out[i] = True
+    return out
+
+
+def family_verdicts(instances: Sequence[Iterable[float]], claim: str, margin: float | Sequence[float] = MARGIN,
+                    min_seeds: int = MIN_SEEDS, what: str = "instances") -> list[tuple[str, str]]:
+    """(verdict, reason) of each instance of a claim made of several (module docstring): `effect_verdict`
+    (claim "effect") or `no_effect_verdict` ("no effect"), with every "not reproduced" kept only where
+    Holm's procedure over the instances tested (those with `min_seeds` seeds) still shows it; else "not
+    shown", saying so. `margin`: one for all, or one per instance. `what` names the instances in that text
+    ("windows", "window lengths")."""
+    instances = [list(v) for v in instances]
+    margins = [margin] * len(instances) if isinstance(margin, (int, float)) else list(margin)
+    verdict_of = effect_verdict if claim == "effect" else no_effect_verdict
+    out = [verdict_of(v, min_seeds, m) for v, m in zip(instances, margins)]
+    tested = [i for i, v in enumerate(instances) if interval(v).n >= min_seeds]
+    if len(tested) < 2:
+        return out
+    shown = dict(zip(tested, holm_levels([against(instances[i], claim, margins[i]) for i in tested])))
+    for i in tested:
+        verdict, reason = out[i]
+        if verdict == "not reproduced" and not shown[i]:
+            out[i] = ("not shown", f"{reason} at its own level, but not after Holm's correction over the "
+                                   f"{len(tested)} {what} of this claim")
+    return out
 
 
 def p_above(mean: float, sem: float, n: int, threshold: float = 0.0) -> float:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .checks import by_schedule, design_note, early_minus_late, schedule_name
 from .reduce import critical_period, seed_sensitivity, variant_of
-from .stats import CORRECTION, LEVEL, MARGIN
+from .stats import CORRECTION, LEVEL, MARGIN, MIN_SEEDS
 from ..storage.folder import Results
 
 
@@ -84,9 +84,10 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
                 + ("" if math.isnan(r.peak_low) else f", {LEVEL:.0%} CI [{r.peak_low:.2f}, {r.peak_high:.2f}]"))
         test = (f"one-sided t-tests over seeds, {CORRECTION} over the {r.tested} onsets: false onsets at most 2.5 % "
                 f"of those shown, and no onset shown by chance in more than 2.5 % of grids without any effect")
-        if r.min_seeds < 2:
-            lines.append(f"<b>critical period ({what}): not shown</b>: {int(r.min_seeds)} seed per window, an "
-                         f"interval needs at least 2 ({peak})")
+        if r.min_seeds < MIN_SEEDS:
+            lines.append(f"<b>critical period ({what}): not shown</b>: {int(r.min_seeds)} paired "
+                         f"seed{'s' * (r.min_seeds != 1)} at some window, at least {MIN_SEEDS} needed at every "
+                         f"onset ({peak})")
         elif math.isnan(r.first_onset):
             lines.append(f"<b>critical period ({what}): none shown</b>: no window is shown to cost accuracy "
                          f"{rule} ({test}; {peak}; n={int(r.min_seeds)}+ seeds)")

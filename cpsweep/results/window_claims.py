@@ -54,6 +54,12 @@ def _peak(part: pd.DataFrame) -> tuple[str, str]:
     mid = (onsets[0] + onsets[-1]) / 2
     verdicts, texts = [], []
     for length in sorted(part.length.unique()):
+        seeds = part[part.length == length].groupby("onset").seed.nunique()
+        if seeds.min() < stats.MIN_SEEDS:
+            verdicts.append("not shown")
+            texts.append(f"length {length}: not shown: {int(seeds.min())} paired seeds at onset "
+                         f"{int(seeds.idxmin())}, at least {stats.MIN_SEEDS} needed at every onset")
+            continue
         top, conf = peak_set(part, length)
         if all(o < mid for o in conf):
             verdict = "reproduced"
@@ -75,8 +81,8 @@ def check_peak_onset(get: Getter) -> Check:
     key, claim, source = "peak_onset", "Blur: the most damaging onset is early in training", f"{PAPER} (claim 1)"
     test = ("per window length, the 95 % confidence set of the most damaging onset (the onset of largest mean "
             "loss and every onset not shown to cost less, paired one-sided t-tests, Holm); reproduced when the "
-            "set lies in the first half of the onsets tried, not reproduced when it lies in the second; under the "
-            "paper's schedule and each learning-rate control")
+            "set lies in the first half of the onsets tried, not reproduced when it lies in the second; >= 3 seeds "
+            "at every onset; under the paper's schedule and each learning-rate control")
     ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
     return missing or graded(key, claim, source, test, ss, _peak, note)
 
