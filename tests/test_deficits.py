@@ -134,3 +134,19 @@ def test_unknown_deficits_and_options_are_refused():
         make_deficit("blurr", {}, y_train=torch.zeros(1), num_classes=10, seed=0)
     with pytest.raises(SpecError, match='unknown key "size"'):
         make_deficit("blur", {"size": 8}, y_train=torch.zeros(1), num_classes=10, seed=0)
+
+
+def test_each_fixed_key_has_its_own_stream_and_the_built_ins_keep_theirs():
+    """ctx.fixed: two keys of a plug-in draw independent values; the built-in label deficits keep the
+    values they drew before keys had their own streams (the trial's fixed seed itself)."""
+    from cpsweep.engine.deficits import DeficitContext
+    from cpsweep.engine.sampling import derive_seed
+
+    ctx = DeficitContext(torch.arange(4), gen(0), 0, 10, torch.arange(40) % 10, 7, {})
+    a = ctx.fixed("a", lambda g: torch.rand(5, generator=g))
+    b = ctx.fixed("b", lambda g: torch.rand(5, generator=g))
+    assert not torch.equal(a, b) and torch.equal(ctx.fixed("a", lambda g: None), a)  # made once, kept
+    assert torch.equal(a, torch.rand(5, generator=torch.Generator().manual_seed(derive_seed(7, "fixed", "a"))))
+    d = make_deficit("label_permutation", {}, y_train=torch.arange(40) % 10, num_classes=10, seed=7)
+    _, y = d(torch.zeros(10, 1, 4), torch.arange(10), torch.arange(10), gen(1))
+    assert torch.equal(y, derangement(10, torch.Generator().manual_seed(d.seed)))

@@ -213,9 +213,9 @@ def test_global_average_pooling_is_adaptive_pooling_on_the_cpu_and_a_mean_in_det
 
 def test_the_deficit_and_fisher_draws_are_made_on_the_cpu_whatever_the_device(monkeypatch):
     """With a stand-in device (the run believes it is on "cuda", its tensors stay on the CPU), the noise
-    deficit's and the sampled Fisher's generators are still made on the CPU; the metrics' (a plug-in's
-    documented contract, unchanged) is the stand-in's, which shows the stand-in took effect."""
-    made = []
+    deficit's, the sampled Fisher's and the metrics' generators are still made on the CPU (the epoch order
+    is asked for on the stand-in, which shows the stand-in took effect)."""
+    made, orders = [], []
     real_order = trial_module.epoch_order
 
     def spy(seed, device="cpu"):
@@ -226,7 +226,8 @@ def test_the_deficit_and_fisher_draws_are_made_on_the_cpu_whatever_the_device(mo
                                                                                 "method": "sampled"})
     run = train_trial(t, "cpu")
     monkeypatch.setattr(trial_module, "make_generator", spy)
-    monkeypatch.setattr(trial_module, "epoch_order", lambda n, seed, epoch, device="cpu": real_order(n, seed, epoch))
+    monkeypatch.setattr(trial_module, "epoch_order", lambda n, seed, epoch, device="cpu":
+                        orders.append(torch.device(device).type) or real_order(n, seed, epoch))
     run.device = torch.device("cuda")
     monkeypatch.setattr(run, "autocast", contextlib.nullcontext)  # (torch.autocast("cuda") would start CUDA)
     monkeypatch.setattr(run, "refresh_bn", lambda epoch: None)  # (what would touch the device: not drawn)
@@ -236,7 +237,8 @@ def test_the_deficit_and_fisher_draws_are_made_on_the_cpu_whatever_the_device(mo
     devices = {seed: device for seed, device in made}
     assert devices[derive_seed(t.seed, "deficit", 0)] == "cpu"
     assert devices[derive_seed(t.seed, "fisher", 0)] == "cpu"
-    assert devices[derive_seed(t.seed, "metric", 0)] == "cuda"
+    assert devices[derive_seed(t.seed, "metric", 0)] == "cpu"
+    assert orders and set(orders) == {"cuda"}
 
 
 def test_the_noise_is_the_cpu_generators_numbers():

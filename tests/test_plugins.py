@@ -49,6 +49,13 @@ def NotModule(in_shape, num_classes):
 
 def WrongLogits(in_shape, num_classes):
     return Tiny(in_shape, 3)
+
+
+class Dropping(Tiny):
+    """Draws from torch's global generator in training (dropout), as many users' models do."""
+
+    def forward(self, x):
+        return self.head(nn.functional.dropout(self.conv(x).relu(), 0.5, self.training).mean(-1))
 '''
 DEFICITS = '''
 import torch
@@ -332,3 +339,25 @@ def test_a_users_data_set_by_reference(plugins, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (plugins / "results").exists()
+
+
+def test_a_plugin_model_with_dropout_is_a_pure_function_of_its_seed_and_resumes_bit_for_bit(plugins):
+    """torch's global generator, which dropout draws from, is seeded from (seed, epoch) around each epoch's
+    training and BN refresh: two runs agree, a resumed run equals the uninterrupted one, and the global
+    state outside the trial is left as it was."""
+    raw = {**plugin_sweep(), "model": {"name": "tp_models:Dropping", "width": 6}}
+    t = parse_sweep(raw).make_trial(1, 3, 0)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    whole = list(train_trial(t, "cpu"))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(999)  # another global state: the trial does not depend on it
+    again = list(train_trial(t, "cpu"))
+    first = train_trial(t, "cpu")
+    head = [next(first) for _ in range(3)]  # epochs -1, 0, 1
+    rest = list(train_trial(t, "cpu", resume=first.state_dict()))
+    assert [r.epoch for r in head + rest] == [r.epoch for r in whole] == list(range(-1, t.epochs))
+    for a, b, c in zip(whole[1:], again[1:], head[1:] + rest):  # (epoch -1 trains nothing: its loss is NaN)
+        assert (a.epoch, a.train_loss, a.test_acc, a.fisher_trace) == (b.epoch, b.train_loss, b.test_acc,
+                                                                       b.fisher_trace) == \
+            (c.epoch, c.train_loss, c.test_acc, c.fisher_trace)

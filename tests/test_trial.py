@@ -264,3 +264,30 @@ def test_one_long_baseline_gives_every_length_matched_baseline(schedule):
                                                      "baseline-s0"]
     else:
         assert [(t.trial_id, t.epochs) for t in bases] == [("baseline-s0", 7)]
+
+
+def test_train_loss_and_accuracy_are_means_over_the_examples_trained():
+    """65 examples in batches of 64: the last one is dropped (BatchNorm cannot train on one), and the
+    epoch's loss and accuracy are over the 64 trained, as a brute-force pass over the same batches gives
+    (a learning rate of 1e-30: the weights do not move)."""
+    import torch.nn.functional as F
+
+    from cpsweep.engine.data import Dataset
+    from cpsweep.engine.trial import TrialRun
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(65, 1, 40, generator=g), torch.arange(65) % 10
+    data = Dataset("synthetic", x, y, x[:30].clone(), y[:30].clone(), 10, False)
+    t = trial(0, 0, epochs=1, optim={"lr": 1e-30, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 64},
+              fisher={"every": 0}, grid={"onset": [0], "length": [0]})
+    run = TrialRun(t, "cpu", data=data)
+    run.model.train()
+    losses, hits, n = 0.0, 0, 0
+    with torch.no_grad():
+        for xb, yb in run.train_batches(0, False):
+            logits = run.model(xb)
+            losses += float(F.cross_entropy(logits, yb, reduction="sum"))
+            hits, n = hits + int((logits.argmax(1) == yb).sum()), n + len(yb)
+    assert n == 64
+    loss, acc = TrialRun(t, "cpu", data=data).train_epoch(0, False)
+    assert loss == pytest.approx(losses / n, rel=1e-6) and acc == hits / n

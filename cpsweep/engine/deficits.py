@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..config.registry import Entry, entry
 from ..errors import SpecError
+from .sampling import derive_seed
 
 
 def blur(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -90,10 +91,20 @@ class DeficitContext:
 
     def fixed(self, key: str, make: Callable[[torch.Generator], Any]) -> Any:
         """A value fixed for the whole trial (a permutation of the classes, shuffled labels): `make`
-        called once with a CPU generator seeded from the trial, then kept."""
+        called once with a CPU generator seeded from the trial and `key` (two keys, two independent
+        streams), then kept."""
+        return self._fixed(key, make, derive_seed(self.seed, "fixed", key))
+
+    def _fixed(self, key: str, make: Callable[[torch.Generator], Any], seed: int) -> Any:
         if key not in self.cache:
-            self.cache[key] = make(torch.Generator().manual_seed(self.seed))
+            self.cache[key] = make(torch.Generator().manual_seed(seed))
         return self.cache[key]
+
+
+def _builtin_fixed(ctx: DeficitContext, key: str, make: Callable[[torch.Generator], Any]) -> Any:
+    """`ctx.fixed` for the built-in deficits, each with its one key: seeded with the trial's fixed seed
+    itself, as before keys had their own streams, so that their trials keep their results."""
+    return ctx._fixed(key, make, ctx.seed)
 
 
 # -- the built-in deficits: registered in config.registry as "cpsweep.engine.deficits:<function>" -----
@@ -111,13 +122,13 @@ def vflip_deficit(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext):
 
 
 def label_permutation(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext):
-    perm = ctx.fixed("permutation", lambda g: derangement(ctx.num_classes, g).to(y.device))
+    perm = _builtin_fixed(ctx, "permutation", lambda g: derangement(ctx.num_classes, g).to(y.device))
     return x, perm[y]
 
 
 def label_shuffle(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext):
-    shuffled = ctx.fixed("shuffled", lambda g: ctx.y_train[torch.randperm(len(ctx.y_train), generator=g)
-                                                           .to(ctx.y_train.device)])
+    shuffled = _builtin_fixed(ctx, "shuffled", lambda g: ctx.y_train[
+        torch.randperm(len(ctx.y_train), generator=g).to(ctx.y_train.device)])
     return x, shuffled[ctx.idx]
 
 
@@ -134,7 +145,7 @@ def label_noise(x: torch.Tensor, y: torch.Tensor, ctx: DeficitContext, fraction:
         labels = ctx.y_train.cpu().clone()
         labels[chosen] = torch.randint(ctx.num_classes, (len(chosen),), generator=g)
         return labels.to(ctx.y_train.device)
-    return x, ctx.fixed("noisy labels", noisy)[ctx.idx]
+    return x, _builtin_fixed(ctx, "noisy labels", noisy)[ctx.idx]
 
 
 class Deficit:

@@ -32,7 +32,8 @@ class MetricContext:
     Attributes:
         epoch: the epoch just trained (-1: at initialisation).
         device: where the model and the data are.
-        generator: derived from (seed, epoch), for any randomness (e.g. a corruption's noise).
+        generator: derived from (seed, epoch), on the CPU, for any randomness (e.g. a corruption's noise):
+            draw on its device and move the result (the same numbers on any device).
         autocast: a context manager for the trial's precision (`with ctx.autocast(): model(x)`).
     """
     epoch: int

@@ -9,8 +9,10 @@ the labels and the seed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import operator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -53,6 +55,18 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """torch's global generators (the CPU's and `device`'s) seeded with `seed` inside, and restored after.
+    cpsweep itself never draws from them; a plug-in model that does (dropout, stochastic depth) then draws
+    the same numbers on every run of a trial and after a resume, since the trainer wraps each epoch's
+    training and BN refresh in this with a seed from (seed, epoch)."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda"):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Tensor:

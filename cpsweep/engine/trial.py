@@ -52,7 +52,7 @@ from .metrics import MetricContext, bind, measure
 from .models import instantiate
 from .numerics import numerics_label, set_numerics
 from .sampling import (apply_augmentation, class_balanced_probe, derive_seed, epoch_augment_params, epoch_order,
-                       make_generator)
+                       make_generator, seeded_global_rng)
 from .windows import TrainingSettings
 
 EVAL_BATCH = 1000  # examples per forward pass when evaluating (no gradients)
@@ -214,8 +214,8 @@ class TrialRun:
                               **({"beta": t.fisher.beta, "steps": t.fisher.steps} if method == "variational" else {}))
             total, layers = ft.total, ft.per_layer
             values = measure(self.metrics, self.model, d,
-                             MetricContext(epoch, self.device, make_generator(derive_seed(t.seed, "metric", epoch),
-                                                                              self.device), self.autocast))
+                             MetricContext(epoch, self.device, make_generator(derive_seed(t.seed, "metric", epoch)),
+                                           self.autocast))  # (a CPU generator, as every draw of a trial)
         else:
             values = {m.column: float("nan") for m in self.metrics}
         end = time.perf_counter()
@@ -273,6 +273,11 @@ class TrialRun:
             yield self.layout(x), y
 
     def train_epoch(self, epoch: int, active: bool, settings: TrainingSettings | None = None) -> tuple[float, float]:
+        with seeded_global_rng(derive_seed(self.trial.seed, "global", epoch), self.device):
+            return self._train_epoch(epoch, active, settings)
+
+    def _train_epoch(self, epoch: int, active: bool, settings: TrainingSettings | None) -> tuple[float, float]:
+        """The epoch's training steps; mean loss and accuracy over the examples trained."""
         self.model.train()
         settings = settings or self.epoch_settings(epoch, active)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -288,8 +293,7 @@ class TrialRun:
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
-        n = seen if self.trial.engine.compile else len(self.data.y_train)  # compile: the last batch dropped
-        return float(loss_sum) / n, int(correct) / n
+        return float(loss_sum) / seen, int(correct) / seen  # over the examples trained (a dropped batch not)
 
     @torch.no_grad()
     def refresh_bn(self, epoch: int) -> None:
@@ -304,11 +308,12 @@ class TrialRun:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the refresh batches
         self.model.train()
-        for i, idx in enumerate(self.batches(epoch, "bn")):
-            if self.trial.bn_refresh != -1 and i >= self.trial.bn_refresh:
-                break
-            with self.autocast():
-                self.model(self.layout(self.data.inputs(self.data.x_train[idx])))
+        with seeded_global_rng(derive_seed(self.trial.seed, "bn-global", epoch), self.device):
+            for i, idx in enumerate(self.batches(epoch, "bn")):
+                if self.trial.bn_refresh != -1 and i >= self.trial.bn_refresh:
+                    break
+                with self.autocast():
+                    self.model(self.layout(self.data.inputs(self.data.x_train[idx])))
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
 
