@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -162,10 +165,7 @@ def test_every_worker_of_a_launch_with_a_deterministic_trial_starts_with_the_cub
 def test_a_launch_gives_its_ray_workers_the_environment_of_its_trials(tmp_path, monkeypatch):
     """A launch hands its trials' worker environment to `connect`, and a real local Ray started by `connect`
     gives it to a worker although the driver's environment lacks it."""
-    import ray
-
     import cpsweep.sweep.launch as launch_module
-    from cpsweep.sweep._cluster import connect
 
     class Connected(Exception):
         pass
@@ -183,15 +183,15 @@ def test_a_launch_gives_its_ray_workers_the_environment_of_its_trials(tmp_path, 
             launch_module.launch(spec, storage=str(tmp_path), report=False)
     assert seen == [{}, {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}]
 
-    if ray.is_initialized():
-        ray.shutdown()
-    with launch_module.restored_environment():
-        connect(None, False, env=seen[-1])
-        try:
-            got = ray.get(ray.remote(lambda: __import__("os").environ.get("CUBLAS_WORKSPACE_CONFIG")).remote())
-        finally:
-            ray.shutdown()
-    assert got == ":4096:8" and "CUBLAS_WORKSPACE_CONFIG" not in numerics.os.environ
+    # in a process of its own (a Ray started with a token leaves process-wide state that other tests' Rays
+    # must not inherit)
+    code = ("import os, ray; from cpsweep.sweep._cluster import connect; connect(None, False, env={env!r}); "
+            "print(ray.get(ray.remote(lambda: os.environ.get('CUBLAS_WORKSPACE_CONFIG')).remote()), "
+            "os.environ.get('CUBLAS_WORKSPACE_CONFIG'))").format(env=seen[-1])
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [":4096:8", "None"]  # the worker has it, the driver does not
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 5, 7), (4, 6, 9)])
