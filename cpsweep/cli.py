@@ -142,6 +142,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
         path = write_compare([args.results, *args.compare], args.output or "compare.html")
     else:
+        if not args.threshold >= 0:  # (NaN too)
+            raise SpecError("--threshold", f"must be >= 0 points (a window costs more than this), got "
+                                           f"{args.threshold:g}")
         path = write_report(args.results, args.output, args.threshold, args.per_parameter, args.measure)
     print(f"{path} (created the folder {folder})" if new else path)
     return 0

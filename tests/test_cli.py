@@ -278,3 +278,26 @@ def test_overrides_on_the_command_line_are_validated_and_recorded(tmp_path):
     bad = cpsweep("launch", QUICKSTART, "optim.lrr=0.1", "--storage", str(tmp_path / "r"))
     assert bad.returncode == 2 and 'optim.lrr: unknown key "lrr" (did you mean "lr"?)' in bad.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-concurrent", "0"], "--max-concurrent: must be a whole number >= 1 (trials at once), got 0"),
+    (["--max-concurrent", "-1"], "--max-concurrent: must be a whole number >= 1 (trials at once), got -1"),
+    (["--storage", "s3:/bucket/p"], "--storage: 's3:/bucket/p' looks like a URI without its '//': write "
+                                    "s3://bucket/p"),
+])
+def test_launch_options_are_checked_before_anything_runs(args, message, tmp_path):
+    res = cpsweep("launch", QUICKSTART, *args, cwd=str(tmp_path))
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []  # no folder, no s3:/ folder
+
+
+def test_report_threshold_below_zero_is_refused(tmp_path):
+    res = cpsweep("report", str(tmp_path), "--threshold", "-5", "-o", str(tmp_path / "r.html"))
+    assert res.returncode == 2 and "--threshold: must be >= 0 points" in res.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_an_override_given_twice_is_refused():
+    res = cpsweep("validate", QUICKSTART, "replicates=2", "replicates=3")
+    assert res.returncode == 2 and "replicates: overridden twice on the command line; give it once" in res.stderr

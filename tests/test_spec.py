@@ -78,7 +78,17 @@ def error_of(raw) -> str:
     ({"clean_after": 10}, "epochs: give exactly one of epochs (a fixed total) or clean_after"),
     ({"common_end": "yes"}, "common_end: expected true/false, got 'yes'"),
     ({"common_end": 1}, "common_end: expected true/false, got 1"),
-    ({"name": "a b"}, "name: required: a name for the sweep"),
+    ({"name": "a b"}, "name: 'a b' cannot name a results folder: use letters, digits, - _ ."),
+    ({"name": "../x"}, "name: '../x' cannot name a results folder"),
+    ({"name": DELETE}, "name: required: a name for the sweep"),
+    ({"seed": -1}, "seed: expected a seed >= 0, got -1"),
+    ({"seed": 2 ** 64}, "seed: a seed must be at most 2**63 - 1 (they are stored as 64-bit integers)"),
+    ({"seed": 2 ** 63 - 2, "replicates": 3}, "replicates: seeds 9223372036854775806 .. 9223372036854775808 pass"),
+    ({"grid__seed": [1, 2 ** 63]}, "grid.seed[1]: a seed must be at most 2**63 - 1"),
+    ({"replicates": 3, "grid__seed": [7]}, "replicates: grid.seed lists the seeds itself, so replicates would be "
+                                           "ignored; drop replicates, or drop grid.seed"),
+    ({"seed": 5, "replicates": DELETE, "grid__seed": [7]}, "seed: grid.seed lists the seeds itself, so seed would be "
+                                                            "ignored"),
     ({"resources__gpu": 1.5}, "resources: cpu must be > 0; gpu must be >= 0, a fraction below 1"),
     ({"deficit__factor": 1}, "deficit.factor: must be >= 2"),
     ({"grid__deficit": ["blur", {"name": "blur", "factor": 2}]}, 'grid.deficit: "blur" appears twice'),
@@ -128,6 +138,10 @@ def test_all_mistakes_of_a_file_are_reported_together(tmp_path):
     ("- name: t\n", "(top level): a sweep file must be a mapping of settings (name:, grid:, ...), got a YAML list"),
     ("just words", "(top level): a sweep file must be a mapping of settings (name:, grid:, ...), got a YAML str"),
     ("", "(top level): a sweep file must be a mapping of settings (name:, grid:, ...), got an empty file"),
+    ("name: t\nseed: 0\nseed: 1\n", '(file): not valid YAML: line 3, column 1: "seed" is given twice (also on line '
+                                    "2); keep one"),
+    ("name: t\ngrid:\n  onset: [0]\n  onset: [1]\n", '(file): not valid YAML: line 4, column 3: "onset" is given '
+                                                     "twice (also on line 3)"),
 ])
 def test_a_file_that_is_not_a_yaml_mapping(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"
@@ -253,7 +267,8 @@ def test_cosine_needs_a_fixed_total_for_length_matched_baselines():
 
 
 def test_extra_axes_and_overrides():
-    raw = spec(**{"grid__seed": [3], "grid__deficit": ["blur", "vflip"], "grid__optim.lr": [0.1, 0.01]})
+    raw = spec(**{"replicates": DELETE, "grid__seed": [3], "grid__deficit": ["blur", "vflip"],
+                  "grid__optim.lr": [0.1, 0.01]})
     trials = parse_sweep(raw).trials()
     ids = {t.trial_id: t for t in trials}
     assert set(ids) == {f"{p}-lr{lr}-s3" for lr in (0.1, 0.01)

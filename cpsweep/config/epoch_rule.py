@@ -26,6 +26,17 @@ def nonneg_int(value: Any, path: str, what: str = "a whole number of epochs") ->
     return value
 
 
+MAX_SEED = 2 ** 63 - 1  # seeds are stored as int64 (trials.parquet)
+
+
+def seed_int(value: Any, path: str) -> int:
+    """A seed: a whole number from 0 to MAX_SEED."""
+    seed = nonneg_int(value, path, "a seed")
+    if seed > MAX_SEED:
+        raise SpecError(path, f"a seed must be at most 2**63 - 1 (they are stored as 64-bit integers), got {seed}")
+    return seed
+
+
 def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bool]:
     """(epochs, clean_after, common_end): exactly one of epochs and clean_after given, at least 1;
     `common_end` true or false, and only beside `epochs`."""

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from ..errors import Problems, SpecError
 from ._parse import check_keys
-from .epoch_rule import nonneg_int as _nonneg_int
+from .epoch_rule import nonneg_int as _nonneg_int, seed_int
 from .search import onset_range
 from .spec import ScheduleSpec, freeze
 
@@ -91,9 +91,10 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
                        "schedule": "schedule.gamma: [0.97, 0.9]"}[key]
             raise SpecError(f"grid.{key}", f'"{dup}" appears twice; vary its options with a dotted '
                                            f"axis instead, e.g. grid: {{{example}}}")
-    if key in ("onset", "length", "seed"):
-        what = "a seed" if key == "seed" else "a whole number of epochs"
-        values = [_nonneg_int(v, f"grid.{key}[{i}]", what) for i, v in enumerate(values)]
+    if key == "seed":
+        values = [seed_int(v, f"grid.seed[{i}]") for i, v in enumerate(values)]
+    elif key in ("onset", "length"):
+        values = [_nonneg_int(v, f"grid.{key}[{i}]") for i, v in enumerate(values)]
     return tuple(freeze(v) for v in values)
 
 

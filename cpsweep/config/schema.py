@@ -28,6 +28,7 @@ from .registry import BUILTINS
 from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
 from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
+from .epoch_rule import MAX_SEED
 from .sweep_file import (DEFICIT_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -198,7 +199,8 @@ def _grid() -> dict[str, Any]:
             "required": RANGE_KEYS, "additionalProperties": False}
     names = [*typing.get_args(typing.get_type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
     schedule = {**_section(ScheduleSpec, "schedule"), "type": "object"}
-    axes = {"onset": {"anyOf": [_list(epochs), span]}, "length": _list(epochs), "seed": _list(epochs),
+    axes = {"onset": {"anyOf": [_list(epochs), span]}, "length": _list(epochs),
+            "seed": _list({**epochs, "maximum": MAX_SEED}),
             "deficit": _list({"$ref": "#/$defs/deficit"}), "model": _list({"$ref": "#/$defs/model"}),
             "schedule": _list({"anyOf": [{"enum": names}, schedule]})}
     props = {k: {**axes.get(k, {}), "description": DESCRIPTIONS.get(f"grid.{k}", "")} for k in GRID_AXES}
@@ -224,7 +226,7 @@ def build() -> dict[str, Any]:
             trackers[name].update(additionalProperties=False, properties={
                 o: {"description": DESCRIPTIONS.get(f"tracking.{name}.{o}", "")} for o in options})
     trial, hints = {f.name: f for f in dataclasses.fields(TrialSpec)}, typing.get_type_hints(TrialSpec)
-    top = {"name": {"type": "string", "pattern": r"^[\w.-]+$"}, "description": {}, "seed": {"type": "integer"},
+    top = {"name": {"type": "string", "pattern": r"^[\w.-]+$"}, "description": {}, "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
            "replicates": {"type": "integer", "minimum": 1, "default": 1},
            "epochs": {"type": "integer", "minimum": 1}, "clean_after": {"type": "integer", "minimum": 1},
            "common_end": {"type": "boolean", "default": False}, "data": _data(),
@@ -243,6 +245,11 @@ def build() -> dict[str, Any]:
             "type": "object", "properties": props, "required": ["name", "grid"],
             "oneOf": [{"required": ["epochs"]}, {"required": ["clean_after"]}],
             "dependentRequired": {"common_end": ["epochs"]}, "additionalProperties": False,
+            # grid.seed lists the seeds itself: seed and replicates at their defaults only
+            "allOf": [{"if": {"required": ["grid"], "properties": {"grid": {"required": ["seed"]}}},
+                       "then": {"properties": {k: {"const": v, "description": f"{k}: not beside grid.seed (it "
+                                                                              "lists the seeds itself)"}
+                                               for k, v in (("seed", 0), ("replicates", 1))}}}],
             "if": {"properties": {"data": {"anyOf": [builtin, {"type": ["object", "null"], "properties": {
                 "name": builtin}}]}}}, "then": {"properties": {"grid": data_axes}},
             "$defs": {kind: _component(kind) for kind in ("model", "deficit", "metric")}}

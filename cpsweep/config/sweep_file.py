@@ -34,7 +34,7 @@ import yaml
 
 from ..errors import Problems, SpecError
 from ._parse import Range, check_keys, coerce, parse
-from .epoch_rule import check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule
+from .epoch_rule import MAX_SEED, check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule, seed_int
 from .grid import parse_grid, schedule_axis, set_dotted
 from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
@@ -161,6 +161,7 @@ class SweepSpec:
         """One trial of this sweep: window [onset, onset + length), with optional axis values."""
         _nonneg_int(onset, "onset")
         _nonneg_int(length, "length")
+        seed_int(seed, "seed")
         if epochs is not None and (_nonneg_int(epochs, "epochs") == 0):
             raise SpecError("epochs", "must be at least 1 epoch")
         raw = copy.deepcopy(self.raw)
@@ -311,16 +312,27 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         check_keys(raw, TOP_KEYS, "")
     name = raw.get("name")
     with problems.check():
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        if name is None:
             raise SpecError("name", "required: a name for the sweep (letters, digits, - _ .), used for its folder")
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) \
+                or name.strip(".") == "":
+            raise SpecError("name", f"{name!r} cannot name a results folder: use letters, digits, - _ . "
+                                    f"(e.g. blur_grid)")
     seed = replicates = epochs = clean_after = base = grid = resources = search = None
     common_end = False
     with problems.check():
-        seed = coerce(raw.get("seed", 0), int, "seed")
+        seed = seed_int(coerce(raw.get("seed", 0), int, "seed"), "seed")
     with problems.check():
         replicates = coerce(raw.get("replicates", 1), int, "replicates")
         if replicates < 1:
             raise SpecError("replicates", "must be >= 1")
+        if seed is not None and seed + replicates - 1 > MAX_SEED:
+            raise SpecError("replicates", f"seeds {seed} .. {seed + replicates - 1} pass 2**63 - 1; lower seed")
+    with problems.check():
+        given = [k for k, default in (("seed", 0), ("replicates", 1)) if raw.get(k, default) != default]
+        if given and isinstance(raw.get("grid"), Mapping) and "seed" in raw["grid"]:
+            raise SpecError(given[0], f"grid.seed lists the seeds itself, so {' and '.join(given)} would be "
+                                      f"ignored; drop {' and '.join(given)}, or drop grid.seed")
     with problems.check():
         epochs, clean_after, common_end = parse_epoch_rule(raw)
     with problems.check():
@@ -353,11 +365,15 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = Non
     if not overrides:
         return raw
     out = copy.deepcopy(dict(raw)) if isinstance(raw, Mapping) else {}
+    seen: set[str] = set()
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key or any(not p for p in key.split(".")):
             raise SpecError("(override)", f'"{item}" is not key=value; write e.g. optim.lr=0.01 or '
                                           f"grid.onset=[0,20,40]", source)
+        if key in seen:
+            raise SpecError(key, "overridden twice on the command line; give it once", source)
+        seen.add(key)
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
@@ -374,6 +390,30 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = Non
     return out
 
 
+class _SafeUniqueLoader(yaml.SafeLoader):
+    """`yaml.safe_load`'s loader (safe: plain data only) that refuses a key given twice in one mapping, which
+    YAML would otherwise resolve silently to its last value."""
+
+
+def _unique_mapping(loader: _SafeUniqueLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line)
+        except TypeError:  # an unhashable key: the safe constructor says so
+            break
+        if first != key_node.start_mark.line:
+            raise yaml.constructor.ConstructorError(
+                None, None, f'"{key}" is given twice (also on line {first + 1}); keep one', key_node.start_mark)
+    return loader.construct_mapping(node, deep=True)
+
+
+_SafeUniqueLoader.add_constructor("tag:yaml.org,2002:map", _unique_mapping)
+
+
 def load_sweep(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SweepSpec:
     """Read and validate a sweep YAML file (with `yaml.safe_load`), with command-line `overrides`
     (`apply_overrides`) merged in and recorded."""
@@ -381,7 +421,7 @@ def load_sweep(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SweepS
     try:
         with open(path, "rb") as f:
             text = f.read().decode("utf-8")
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_SafeUniqueLoader)  # yaml.safe_load's loader, keys given twice refused
     except OSError as e:
         raise SpecError("(file)", f"cannot read the spec: {e.strerror}", path) from None
     except UnicodeDecodeError as e:

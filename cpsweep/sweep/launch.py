@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -127,6 +128,19 @@ def restored_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def check_launch_options(storage: str, max_concurrent: int | None) -> None:
+    """The launch's own options, before anything else: at least one trial at a time, and a storage that is
+    a folder or a URI (a slash missing after the scheme would make a folder named "s3:")."""
+    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
+                                       or max_concurrent < 1):
+        raise SpecError("--max-concurrent", f"must be a whole number >= 1 (trials at once), got {max_concurrent!r}; "
+                                            "leave it out for as many as the cluster fits")
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/*", storage)
+    if scheme and not storage.startswith(f"{scheme.group(1)}://"):
+        raise SpecError("--storage", f"{storage!r} looks like a URI without its '//': write "
+                                     f"{scheme.group(1)}://{storage[scheme.end():]}")
+
+
 def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: str | None = None,
            storage: str = "results", max_concurrent: int | None = None, smoke: bool = False, full_grid: bool = False,
            trackers: Sequence[str] = (), verbose: bool = False, report: bool = True, shared_storage: bool = False,
@@ -146,6 +160,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         SpecError, CpsweepError: a bad spec, an unreachable cluster, an unwritable storage, resources no
             node can offer (before anything runs).
     """
+    check_launch_options(storage, max_concurrent)
     with restored_environment():
         start = time.time()
         sweep = read_spec(spec)
