@@ -85,6 +85,12 @@ def error_of(raw) -> str:
     ({"seed": 2 ** 64}, "seed: a seed must be at most 2**63 - 1 (they are stored as 64-bit integers)"),
     ({"seed": 2 ** 63 - 2, "replicates": 3}, "replicates: seeds 9223372036854775806 .. 9223372036854775808 pass"),
     ({"grid__seed": [1, 2 ** 63]}, "grid.seed[1]: a seed must be at most 2**63 - 1"),
+    ({"grid__schedule": ["exponential", "restrt"]}, 'grid.schedule[1]: "restrt" is not a schedule (did you mean '
+                                                    '"restart"?); choose one of exponential, constant, step, cosine, '
+                                                    "restart"),
+    ({"grid__deficit": ["blur", "vflp"]}, 'grid.deficit[1].name: unknown deficit "vflp" (did you mean "vflip"?)'),
+    ({"deficit": {"name": "vflip", "factor": 4}}, 'deficit.factor: unknown key "factor"; it takes no options here'),
+    ({"replicates": 60_000}, "grid: 120,000 window trials: more than one sweep holds (at most 100,000)"),
     ({"replicates": 3, "grid__seed": [7]}, "replicates: grid.seed lists the seeds itself, so replicates would be "
                                            "ignored; drop replicates, or drop grid.seed"),
     ({"seed": 5, "replicates": DELETE, "grid__seed": [7]}, "seed: grid.seed lists the seeds itself, so seed would be "

@@ -54,7 +54,8 @@ def check_keys(raw: Mapping[str, Any], valid: typing.Iterable[str], path: str) -
     """Fail on the keys of `raw` that are not in `valid` (all of them in one error), suggesting the closest."""
     valid = list(valid)
     unknown = [SpecError(f"{path}.{key}" if path else str(key),
-                         f'unknown key "{key}"{suggest(str(key), valid)}; valid keys here: {", ".join(valid)}')
+                         f'unknown key "{key}"{suggest(str(key), valid)}; '
+                         + (f'valid keys here: {", ".join(valid)}' if valid else "it takes no options here"))
                for key in raw if key not in valid]
     if unknown:
         raise SpecError.of(unknown)

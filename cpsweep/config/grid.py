@@ -8,11 +8,13 @@ schedule restarted after each window) or a mapping merged over the file's schedu
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Mapping
 
 from ..errors import Problems, SpecError
-from ._parse import check_keys
+from ._parse import check_keys, suggest
 from .epoch_rule import nonneg_int as _nonneg_int, seed_int
+from .registry import entry
 from .search import onset_range
 from .spec import ScheduleSpec, freeze
 
@@ -84,6 +86,8 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
         if key == "schedule":
             names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
         else:
+            for i, v in enumerate(values):  # each name checked here, so the error names the axis entry
+                entry(key, v.get("name") if isinstance(v, Mapping) else v, f"grid.{key}[{i}].name")
             names = [str(v.get("name") if isinstance(v, Mapping) else v).rpartition(":")[2] for v in values]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
@@ -103,4 +107,8 @@ def _schedule_label(schedule: Any, value: Any, i: int) -> str:
     if not isinstance(value, (str, Mapping)):
         raise SpecError(f"grid.schedule[{i}]", 'expected a schedule name, "restart", or a mapping of schedule '
                                                "settings")
+    valid = [*typing.get_args(typing.get_type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
+    if isinstance(value, str) and value not in valid:
+        raise SpecError(f"grid.schedule[{i}]", f'"{value}" is not a schedule{suggest(value, valid)}; choose one of '
+                                               f"{', '.join(valid)}")
     return schedule_axis(schedule, value)[1]

@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -42,6 +43,8 @@ from .registry import entry
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
                    component, data_section, freeze, metrics_section)
 from .views import hashed_settings
+
+MAX_TRIALS = 100_000  # window trials in one sweep (the largest measured: 10,000, docs/benchmarks.md)
 
 # Keys of a sweep file, and which dataclass reads each section.
 SECTIONS = {"optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
@@ -351,6 +354,12 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         if search is not None and grid is not None:
             coarse_onsets(search, grid["onset"])  # coarse onsets outside the grid are refused here
     problems.raise_any(source)
+    count = math.prod(len(v) for k, v in grid.items() if k != "seed") * (len(grid["seed"]) if "seed" in grid
+                                                                         else replicates)
+    if count > MAX_TRIALS:  # before building them (a typo such as replicates: 100000000 would hang here)
+        raise SpecError("grid", f"{count:,} window trials: more than one sweep holds (at most {MAX_TRIALS:,}); "
+                                "check the grid and replicates for a typo, split the sweep, or let an adaptive "
+                                "search (search:) choose the onsets", source)
     sweep = SweepSpec(name=name, raw=dict(raw), base=base, seeds=tuple(seed + r for r in range(replicates)),
                       grid=grid, resources=resources, epochs=epochs, clean_after=clean_after, source=source,
                       search=search, common_end=common_end)
