@@ -53,7 +53,7 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
     (["--onset", "100", "--length", "30", "--epochs", "120"],
      "--onset/--length: window [100, 130) ends after the last epoch (120 epochs)"),
     (["--onset", "-2", "--length", "3"], "onset: expected a whole number of epochs >= 0, got -2"),
-    (["--onset", "0", "--length", "3", "--epochs", "0"], "epochs: must be at least 1 epoch"),
+    (["--onset", "0", "--length", "3", "--epochs", "0"], "epochs: expected a whole number of epochs >= 1, got 0"),
 ])
 def test_trial_bad_arguments_exit_2_without_traceback(args, message, tmp_path):
     res = cpsweep("trial", QUICKSTART, *args, "--out", str(tmp_path / "x"))
@@ -157,6 +157,10 @@ def test_status_and_report_of_a_folder_without_results(tmp_path, command):
     assert res.returncode == 2
     assert res.stderr.strip() == f"cpsweep: error: {tmp_path} holds no cpsweep results (no trials.parquet); pass " \
                                  f"the folder of one sweep, e.g. results/quickstart"
+    gone = cpsweep(command, str(tmp_path / "nowhere"))
+    assert gone.returncode == 2 and gone.stderr.strip() == f"cpsweep: error: {tmp_path / 'nowhere'} does not " \
+                                                           f"exist; pass the results folder of one sweep, e.g. " \
+                                                           f"results/quickstart"
 
 
 def test_storage_errors_are_one_line(tmp_path):
@@ -185,6 +189,9 @@ def test_storage_errors_are_one_line(tmp_path):
         assert proc.returncode == 2, (args, stderr)
         assert stderr.startswith(f"cpsweep: error: {start}") and detail in stderr, stderr
         assert len(stderr.splitlines()) == 1 and stdout == "", stderr
+        # a local table that does not read is damaged, not a matter of endpoints and credentials
+        if args[-1] == str(corrupt):
+            assert "a table that does not read is damaged" in stderr and "credentials" not in stderr, stderr
 
 
 @pytest.mark.slow

@@ -165,8 +165,8 @@ class SweepSpec:
         _nonneg_int(onset, "onset")
         _nonneg_int(length, "length")
         seed_int(seed, "seed")
-        if epochs is not None and (_nonneg_int(epochs, "epochs") == 0):
-            raise SpecError("epochs", "must be at least 1 epoch")
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise SpecError("epochs", f"expected a whole number of epochs >= 1, got {epochs!r}")
         raw = copy.deepcopy(self.raw)
         tags: list[tuple[str, Any]] = []
         if length == 0:  # the baseline has no deficit, so deficit settings do not make it a new trial
@@ -432,7 +432,9 @@ def load_sweep(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SweepS
             text = f.read().decode("utf-8")
         raw = yaml.load(text, Loader=_SafeUniqueLoader)  # yaml.safe_load's loader, keys given twice refused
     except OSError as e:
-        raise SpecError("(file)", f"cannot read the spec: {e.strerror}", path) from None
+        hint = ("; if it is an override, write key=value" if "=" not in path and not os.path.exists(path)
+                and not path.endswith((".yaml", ".yml")) and os.sep not in path else "")
+        raise SpecError("(file)", f"cannot read the spec: {e.strerror}{hint}", path) from None
     except UnicodeDecodeError as e:
         raise SpecError("(file)", f"not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); a sweep "
                                   f"file is a YAML text file, e.g. sweeps/quickstart.yaml", path) from None

@@ -10,6 +10,7 @@ the files (`store.py`) and the tables (`tables.py`).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,9 @@ class ResultsFolder:
             CpsweepError: the folder holds no cpsweep results.
         """
         if self._trials is None:
+            if "://" not in self.uri and not os.path.exists(self.uri):
+                raise CpsweepError(f"{self.uri} does not exist; pass the results folder of one sweep, e.g. "
+                                   f"results/quickstart")
             raise CpsweepError(f"{self.uri} holds no cpsweep results (no trials.parquet); pass the folder of one "
                                f"sweep, e.g. results/quickstart")
         return self._trials

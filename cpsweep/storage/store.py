@@ -84,9 +84,10 @@ class Store:
             yield
         except (OSError, pa.ArrowException) as e:
             detail = " ".join(str(e).split())
-            raise StorageError(f"cannot {doing} {self.uri}: {detail}; "
-                               f"{fix or 'check the path or URI, the endpoint, your credentials and permissions'}"
-                               ) from None
+            default = ("check the path or URI, the endpoint, your credentials and permissions" if "://" in self.uri
+                       else "check the path and its permissions; a table that does not read is damaged: move it "
+                            "away and relaunch the sweep to rebuild it from its shards")
+            raise StorageError(f"cannot {doing} {self.uri}: {detail}; {fix or default}") from None
 
     def path(self, *parts: str) -> str:
         """A path inside the store's file system."""
