@@ -85,8 +85,8 @@ class Store:
         except (OSError, pa.ArrowException) as e:
             detail = " ".join(str(e).split())
             default = ("check the path or URI, the endpoint, your credentials and permissions" if "://" in self.uri
-                       else "check the path and its permissions; a table that does not read is damaged: move it "
-                            "away and relaunch the sweep to rebuild it from its shards")
+                       else "check the path and its permissions; a table that does not read is damaged (each "
+                            "finished trial's own records are also in the folder's shards/)")
             raise StorageError(f"cannot {doing} {self.uri}: {detail}; {fix or default}") from None
 
     def path(self, *parts: str) -> str:
