@@ -202,3 +202,21 @@ def test_false_ins_on_null_data_stay_below_the_stated_rate(seeds):
         naive += any(p.low > 0 for p in points)
     assert false / runs <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / runs)
     assert naive / runs > 0.3
+
+
+def test_an_onset_with_too_few_seeds_does_not_loosen_the_others_false_discovery_control():
+    """Benjamini-Hochberg over the onsets that can be "in" (>= 3 seeds), against a hand-made reference with
+    scipy's one-sided t-tests: onset 20 (two seeds, p 0.0003) must not make onset 0 (p 0.0096) "in", as it
+    would in a family of three (0.0096 <= 2 x 0.025 / 3)."""
+    from scipy import stats as st
+
+    values = {0: [1.0, 1.3, 0.8], 10: [0.5, 1.2, 0.1], 20: [5.0, 5.01]}
+    ss = pd.DataFrame([{"deficit": "blur", "tags": "", "length": 5, "onset": o, "seed": s, "sens": v}
+                       for o, vs in values.items() for s, v in enumerate(vs)])
+    [points] = classify_windows(ss, 0.0, 0.5).values()
+    p = {o: st.ttest_1samp(v, 0, alternative="greater").pvalue if len(v) >= 3 else 1.0 for o, v in values.items()}
+    ranked = sorted(p, key=p.get)
+    k = max([r for r, o in enumerate(ranked, 1) if p[o] <= 0.025 * r / len(p)], default=0)
+    assert {pt.onset for pt in points if pt.cls == IN} == set(ranked[:k]) == set()
+    with_all = sorted(st.ttest_1samp(v, 0, alternative="greater").pvalue for v in values.values())
+    assert with_all[1] <= 0.025 * 2 / 3  # (the two-seed onset in the family would have let onset 0 in)

@@ -89,7 +89,8 @@ def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float) -
     out: dict[tuple, list[Point]] = {}
     for key, part in seed_sens.groupby(WINDOW, sort=True):
         groups = list(part.groupby("onset", sort=True))
-        shown = fdr([p_above_values(g.sens, threshold) for _, g in groups])
+        # an onset with fewer than MIN_SEEDS seeds cannot be "in": its p-value must not loosen the others'
+        shown = fdr([p_above_values(g.sens, threshold) if g.sens.count() >= MIN_SEEDS else 1.0 for _, g in groups])
         out[tuple(key)] = [classify(o, g.sens, threshold, margin, shown_in=s) for (o, g), s in zip(groups, shown)]
     return out
 
