@@ -148,6 +148,8 @@ def test_all_mistakes_of_a_file_are_reported_together(tmp_path):
                                     "2); keep one"),
     ("name: t\ngrid:\n  onset: [0]\n  onset: [1]\n", '(file): not valid YAML: line 4, column 3: "onset" is given '
                                                      "twice (also on line 3)"),
+    ("name: t\ngrid: {onset: [0], onset: [1]}\n", '(file): not valid YAML: line 2, column 20: "onset" is given twice '
+                                                 "(also on line 2)"),
 ])
 def test_a_file_that_is_not_a_yaml_mapping(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"

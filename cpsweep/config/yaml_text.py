@@ -31,12 +31,13 @@ def _unique_mapping(loader: _SafeUniqueLoader, node: yaml.MappingNode) -> dict:
             continue
         key = loader.construct_object(key_node, deep=True)
         try:
-            first = seen.setdefault(key, key_node.start_mark.line)
+            first = seen.get(key)
         except TypeError:  # an unhashable key: the safe constructor says so
             break
-        if first != key_node.start_mark.line:
+        if first is not None:  # (compared as keys, not lines: a flow mapping holds both on one line)
             raise yaml.constructor.ConstructorError(
                 None, None, f'"{key}" is given twice (also on line {first + 1}); keep one', key_node.start_mark)
+        seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=True)
 
 
@@ -59,7 +60,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = Non
             raise SpecError(key, "overridden twice on the command line; give it once", source)
         seen.add(key)
         try:
-            value = yaml.safe_load(text)
+            value = read_yaml(text)  # the file's own reading: a key given twice refused here too
         except yaml.YAMLError as e:
             raise SpecError(key, f"the override's value {text!r} is not YAML: {yaml_problem(e)}", source) from None
         node, parts = out, key.split(".")
