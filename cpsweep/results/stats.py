@@ -220,7 +220,7 @@ def against(values: Iterable[float], claim: str, margin: float = MARGIN) -> floa
     (ALPHA_ONE_SIDED)."""
     tost, negative, beyond = _p_values(values, margin)
     if claim == "effect":
-        return min(tost / ALPHA_TOST, negative / ALPHA_ONE_SIDED) if margin > 0 else negative / ALPHA_ONE_SIDED
+        return min(tost / ALPHA_TOST, negative / ALPHA_ONE_SIDED)  # (margin 0: TOST's p is >= 0.5, never shown)
     if claim == "no effect":
         return beyond / ALPHA_ONE_SIDED
     raise ValueError(f"claim must be 'effect' or 'no effect', not {claim!r}")
