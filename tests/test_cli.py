@@ -308,5 +308,8 @@ def test_report_threshold_below_zero_is_refused(tmp_path):
 def test_an_override_given_twice_is_refused():
     res = cpsweep("validate", QUICKSTART, "replicates=2", "replicates=3")
     assert res.returncode == 2 and "replicates: overridden twice on the command line; give it once" in res.stderr
+    forgotten = cpsweep("validate", QUICKSTART, "replicates")  # no =value: read as a second sweep file
+    assert forgotten.returncode == 2 and "replicates: (file): cannot read the spec: No such file or directory; if " \
+                                         "it is an override, write key=value" in forgotten.stderr
     inner = cpsweep("validate", QUICKSTART, "grid={onset: [0], onset: [60], length: [20]}")  # as in a file
     assert inner.returncode == 2 and '"onset" is given twice' in inner.stderr and "Traceback" not in inner.stderr
