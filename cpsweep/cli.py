@@ -71,6 +71,14 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
     print(f"{spec}: ok, sweep {sweep.name!r} (hash {sweep.hash()}): {len(trials)} trials "
           f"({baselines} baseline{'s' if baselines != 1 else ''}), {alone} training epochs without sharing, "
           f"{shared} with shared prefixes{saved}")
+    short = sorted({(t.onset, t.window_end, t.epochs - t.window_end) for t in trials
+                    if not t.is_baseline and t.epochs - t.window_end < FINAL_EPOCHS})
+    if short:
+        shown = ", ".join(f"[{a}, {b}) ({k} clean)" for a, b, k in short[:3]) + (" ..." if len(short) > 3 else "")
+        print(f"  note: {len(short)} window{'s' * (len(short) > 1)} followed by fewer than {FINAL_EPOCHS} clean "
+              f"epochs: {shown}; the final accuracy is the median of the last {FINAL_EPOCHS} epochs, so it holds "
+              f"deficit epochs and the verdicts on those windows will be \"not shown\" (clean_after: "
+              f"{FINAL_EPOCHS} or more avoids it)")
     if sweep.search is not None:
         from .config.search import coarse_onsets
 

@@ -25,7 +25,7 @@ def peaked(onset: int, length: int, seed: int) -> float:
     return 8 * float(np.exp(-((onset - 37) / 30) ** 2)) * length / 25 + seed * 0.5
 
 
-def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, missing=(), failed=(),
+def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=50, missing=(), failed=(),
                  damage=falling) -> Results:
     """Trials whose sensitivity (pts) is `damage(onset, length, seed)`: by default 6 - onset / 5 (+ seed * 0.5),
     falling with onset. Every trial trains `epochs` epochs, a Fisher trace and per-layer rows every other one."""
@@ -64,7 +64,7 @@ def make_results(onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30, mis
     return Results(pd.DataFrame(trials), pd.DataFrame(ep), pd.DataFrame(layers), spec)
 
 
-def make_faceted_results(facets: dict, onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=30,
+def make_faceted_results(facets: dict, onsets=(0, 10, 20), lengths=(10,), seeds=(0, 1), epochs=50,
                          restart: str | None = None) -> Results:
     """Results of a sweep with extra grid axes: `facets` maps each tags value (e.g. "schedule=restart,
     model.width=8") to its damage function (see `make_results`); trial ids get the facet as a suffix. The

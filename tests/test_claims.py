@@ -25,8 +25,9 @@ FIXED = {"data": {"name": "mnist1d"}, "model": {"name": "cnn1d"}, "optim": {"nam
 
 
 def sweep(windows: dict, deficit: str = "blur", base_acc=(0.95, 0.96, 0.94), tags: str = "",
-          fixed: dict | None = None, epochs: int = 100) -> Results:
-    """Trials with the given per-seed sensitivities: {(onset, length): [pts for seed 0, 1, 2]}."""
+          fixed: dict | None = None, epochs: int = 160) -> Results:
+    """Trials with the given per-seed sensitivities: {(onset, length): [pts for seed 0, 1, 2]}, every trial
+    `epochs` long (at least 60 clean epochs after a window ending at 100)."""
     rows = []
     for seed, acc in enumerate(base_acc):
         suffix = f"-{tags}" if tags else ""
@@ -277,15 +278,15 @@ def test_fisher_peak_needs_the_rise_and_the_fall():
 
 
 def test_robustness_grades_every_variant():
-    def variant(tags, early, fisher_init=5.0):
-        grid = sweep({(0, 40): early, (60, 40): [0.1, 0.0, 0.2]}, tags=tags)
+    def variant(tags, early, late=(0.1, 0.0, 0.2), fisher_init=5.0):
+        grid = sweep({(0, 40): early, (60, 40): list(late)}, tags=tags)
         f = fisher_sweep(4, 0.2, init=fisher_init)
         ep = f.epochs.assign(trial_id=f.epochs.trial_id.str.replace("-s", f"-{tags}-s", regex=False))
         ep = ep[ep.trial_id.str.startswith("baseline")]
         return grid.trials, ep
 
     kept, kept_ep = variant("model.kernel=3", [3.0, 3.4, 2.6])
-    lost, lost_ep = variant("model.kernel=7", [0.1, 0.1, 0.1])
+    lost, lost_ep = variant("model.kernel=7", [0.1, 0.1, 0.1], late=[0.1, 0.05, 0.15])
     kernel = Results(pd.concat([kept, lost]), pd.concat([kept_ep, lost_ep]), pd.DataFrame(), {})
     c = rp.check_robustness(getter(robust_kernel=kernel))
     # early minus late per seed: 2.9, 3.4, 2.4 -> 2.90 +- 4.303 * 0.5 / sqrt(3)
@@ -296,6 +297,32 @@ def test_robustness_grades_every_variant():
     only_kept = Results(kept, kept_ep, pd.DataFrame(), {})
     assert rp.check_robustness(getter(robust_bias=only_kept)).verdict == "reproduced"
     assert rp.check_robustness(getter()).verdict == "not run"
+
+
+def test_robustness_corrects_over_every_test_of_the_claim():
+    """The claim is 2 variants x (1 contrast + 3 Fisher parts) = 8 tests: a variant's loss of the contrast
+    is shown only where Holm's procedure over the 8 still shows it. Kernel 7's early minus late per seed
+    0, 0.1, -0.1: the larger TOST p-value is P(t_2 > 0.5 / (0.1 / sqrt 3)) = 0.0065, 0.13 of its 5 % level:
+    shown at its own level, but above 1/8 (the Fisher tests hold, so its ratio is the smallest): not shown."""
+    from scipy import stats as st
+
+    p = st.t.sf(0.5 / (0.1 / np.sqrt(3)), 2)
+    assert 1 / 8 < p / 0.05 < 1
+    kept = sweep({(0, 40): [3.0, 3.4, 2.6], (60, 40): [0.1, 0.0, 0.2]}, tags="model.kernel=3")
+    lost = sweep({(0, 40): [0.1, 0.1, 0.1], (60, 40): [0.1, 0.0, 0.2]}, tags="model.kernel=7")
+    f = fisher_sweep(4, 0.2).epochs
+    f = f[f.trial_id.str.startswith("baseline")]
+    ep = pd.concat([f.assign(trial_id=f.trial_id.str.replace("-s", f"-{t}-s", regex=False))
+                    for t in ("model.kernel=3", "model.kernel=7")])
+    c = rp.check_robustness(getter(robust_kernel=Results(pd.concat([kept.trials, lost.trials]), ep, pd.DataFrame(),
+                                                         {})))
+    assert c.verdict == "partly"
+    assert ("early minus late 0.00 [-0.25, 0.25] (95% CI, n=3): no effect worth the name: equivalent to zero "
+            "within +-0.5 (0.00 [-0.17, 0.17] (90% CI, n=3)) at its own level, but not after Holm's correction over "
+            "the 8 tests of this claim") in c.measured
+    alone = rp.check_robustness(getter(robust_kernel=Results(lost.trials, ep, pd.DataFrame(), {})))
+    # alone, the claim is 4 tests (0.13 <= 1/4): the lost contrast is shown, against a Fisher rise and fall
+    assert alone.verdict == "contradictory" and "Holm" not in alone.measured
 
 
 def test_layer_shift_against_closed_form():
@@ -363,15 +390,15 @@ def test_reproduce_script_on_a_root_without_sweeps(tmp_path, mini):
                                  f"{tmp_path}/{prefix}blur_grid)")
 
 
-def with_curves(res: Results, recovering=(), epochs: int = 100) -> Results:
+def with_curves(res: Results, recovering=()) -> Results:
     """`res` with a test-accuracy curve per trial: flat at its final accuracy over the last 10 epochs, one point
     lower over the 10 before for the windows in `recovering` ((onset, length) pairs: still recovering), flat
     otherwise."""
     rows = []
     for t in res.trials.itertuples():
         late = (t.onset, t.length) in set(recovering) and t.deficit != "none"
-        for e in range(epochs):
-            acc = t.final_test_acc - (0.01 if late and e < epochs - 10 else 0.0)
+        for e in range(t.epochs):
+            acc = t.final_test_acc - (0.01 if late and e < t.epochs - 10 else 0.0)
             rows.append({"trial_id": t.trial_id, "epoch": e, "test_acc": acc, "fisher_trace": np.nan})
     return Results(res.trials, pd.DataFrame(rows), res.fisher_layers, res.spec)
 
@@ -381,7 +408,7 @@ def test_a_window_still_recovering_shows_no_lasting_effect():
     c = rp.check_early_vs_late(getter(blur_grid=res))
     # length 40: the late window gained a point over its last 10 epochs against its baseline: not shown
     assert c.verdict == "partly"
-    assert "not shown: window [60, 100) still recovering after 0 clean epochs (its loss shrank 1.00 pts over " \
+    assert "not shown: window [60, 100) still recovering after 60 clean epochs (its loss shrank 1.00 pts over " \
            "the last 10)" in c.measured
     assert rp.check_early_vs_late(getter(blur_grid=with_curves(sweep(CRITICAL)))).verdict == "reproduced"
     # a loss already shown negligible stays "no lasting harm", recovering or not
@@ -390,6 +417,35 @@ def test_a_window_still_recovering_shows_no_lasting_effect():
     assert rp.check_late_windows(getter(blur_grid=with_curves(lasting))).verdict == "not reproduced"
     still = rp.check_late_windows(getter(blur_grid=with_curves(lasting, recovering=[(60, 40)])))
     assert still.verdict == "not shown" and "still recovering" in still.measured
+
+
+def test_a_window_read_during_its_deficit_decides_nothing():
+    # a trial of 105 epochs: the window [60, 100) is followed by 5 clean epochs, so the median of the last 10
+    # holds 5 epochs of blur: neither a lasting loss nor "no lasting harm" can come from it
+    res = with_curves(sweep(CRITICAL, epochs=105))
+    c = rp.check_early_vs_late(getter(blur_grid=res))
+    assert c.verdict == "partly"  # length 20 ([60, 80), 25 clean epochs) still decides
+    assert ("not shown: window [60, 100) (5 clean epochs) read during the deficit: the final accuracy is the "
+            "median of the last 10 epochs, so give at least 10 clean epochs after every window (clean_after: 10 "
+            "or more)") in c.measured
+    # [60, 100) is negligible at its read, yet that read holds blur epochs: not shown; [60, 80) still holds
+    late = rp.check_late_windows(getter(blur_grid=res))
+    assert late.verdict == "partly" and "length 40: 0.00 [-0.25, 0.25] (95% CI, n=3) pts: not shown: window " \
+        "[60, 100) (5 clean epochs) read during the deficit" in late.measured
+    assert c.measured.startswith("NOTE: window [60, 100) (5 clean epochs) read during the deficit")
+    # exactly 10 clean epochs: the last 10 are all clean, and the verdicts are those of a long run
+    assert rp.check_early_vs_late(getter(blur_grid=with_curves(sweep(CRITICAL, epochs=110)))).verdict == "reproduced"
+
+
+def test_a_verdict_whose_recovery_could_not_be_checked_says_so():
+    # no per-epoch table: the verdict stands, and its text names the windows whose recovery was not checked
+    c = rp.check_early_vs_late(getter(blur_grid=sweep(CRITICAL)))
+    assert c.verdict == "reproduced"
+    assert ("95% interval above zero (recovery not checked for windows [0, 40), [60, 100): it needs each "
+            "trial's last 20 epochs in the per-epoch table)") in c.measured
+    assert "recovery not checked" not in rp.check_early_vs_late(getter(blur_grid=with_curves(sweep(CRITICAL)))).measured
+    # a loss shown negligible needs no recovery check
+    assert "recovery not checked" not in rp.check_late_windows(getter(blur_grid=sweep(CRITICAL))).measured
 
 
 def test_window_length_and_peak_onset_checks():

@@ -242,7 +242,23 @@ def test_validate_says_nothing_of_savings_where_there_are_none(tmp_path):
     one = tmp_path / "one.yaml"
     one.write_text("name: one\nepochs: 4\ngrid: {onset: [0], length: [2]}\n")  # a baseline and one window at 0
     res = cpsweep("validate", str(one))
-    assert res.returncode == 0 and "saved" not in res.stdout and "fewer" not in res.stdout, res.stdout
+    assert res.returncode == 0 and "saved" not in res.stdout and "x fewer" not in res.stdout, res.stdout
+
+
+def test_validate_notes_windows_read_during_their_deficit(tmp_path):
+    """A window followed by fewer than 10 clean epochs is read (median of the last 10) during its deficit:
+    validate says so, once, with the windows; a design with 10 clean epochs says nothing."""
+    short = tmp_path / "short.yaml"
+    short.write_text("name: short\nclean_after: 4\ngrid: {onset: [0, 3], length: [2]}\n")
+    res = cpsweep("validate", str(short))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[1] == (
+        '  note: 2 windows followed by fewer than 10 clean epochs: [0, 2) (4 clean), [3, 5) (4 clean); the final '
+        'accuracy is the median of the last 10 epochs, so it holds deficit epochs and the verdicts on those '
+        'windows will be "not shown" (clean_after: 10 or more avoids it)')
+    short.write_text("name: short\nclean_after: 10\ngrid: {onset: [0, 3], length: [2]}\n")
+    res = cpsweep("validate", str(short))
+    assert res.returncode == 0 and "note:" not in res.stdout, res.stdout
 
 
 def test_report_output_errors_name_the_path_and_a_new_folder_is_said(tmp_path):

@@ -27,7 +27,7 @@ def test_report_contents_and_critical_period_in_the_header():
             "at onset 0, 95% CI [5.26, 7.74]; n=3+ seeds)") in page
     assert "<script src=" not in page and len(page) > 3_000_000  # plotly.js (~4.6 MB) embedded, nothing fetched
     assert "data mnist1d, model cnn1d, optimiser sgd (lr 0.05, momentum 0.9, weight decay" in page
-    assert "every trial trains 30 epochs" in page and "seeds with trials: 0, 1, 2" in page
+    assert "every trial trains 50 epochs" in page and "seeds with trials: 0, 1, 2" in page
     # the early-late table: onset 0 against onset 30, 6.0 points in every seed
     assert "early minus late 6.00 [6.00, 6.00] (95% CI, n=3): 95% interval above zero</td><td>reproduced" in page
 
@@ -49,7 +49,7 @@ def test_report_header_states_the_design_and_windows_still_recovering():
 
     res = make_results(onsets=(0, 10, 20), seeds=(0, 1, 2))
     ep = res.epochs.copy()
-    late = ep.trial_id.str.startswith("blur-o20") & (ep.epoch < 20)
+    late = ep.trial_id.str.startswith("blur-o20") & (ep.epoch < 40)
     ep.loc[late, "test_acc"] -= 0.01  # the [20, 30) windows gain a point over their last 10 epochs
     spec = {**res.spec, "fixed": {**res.spec["fixed"], "epochs": None, "clean_after": 10},
             "spec": {"name": "hand", "seed": 0, "replicates": 5}}
@@ -59,9 +59,11 @@ def test_report_header_states_the_design_and_windows_still_recovering():
     assert ("<b>still recovering (blur, length 10)</b>: at onset 20 the window's loss still shrank by more than "
             "0.5 pts over its last 10 epochs when read") in page
     common = render(Results(res.trials, res.epochs, res.fisher_layers,
-                            {**res.spec, "spec": {"name": "hand", "common_end": True, "epochs": 30}}))
-    assert "<b>recovery differs per window</b>: every trial stops at epoch 30 (common_end)" in common
-    assert "NOTE: recovery differs per window" in common
+                            {**res.spec, "spec": {"name": "hand", "common_end": True, "epochs": 50}}))
+    assert "<b>recovery differs per window</b>: every trial stops at epoch 50 (common_end)" in common
+    assert "NOTE: recovery differs per window" in common and "read during the deficit" not in common
+    short = render(make_results(onsets=(0, 10, 20), seeds=(0, 1, 2), epochs=35))  # [20, 30): 5 clean epochs
+    assert "NOTE: window [20, 30) (5 clean epochs) read during the deficit: the final accuracy is the median" in short
     adam = {**res.spec["fixed"], "optim": {"name": "adam", "lr": 0.001, "momentum": 0.9, "beta1": 0.9,
                                            "beta2": 0.999, "weight_decay": 0, "batch_size": 128}}
     page = render(Results(res.trials, res.epochs, res.fisher_layers, {**res.spec, "fixed": adam}))

@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..config.views import diff_settings
 from . import stats
-from .recovery import recovery_note
+from .recovery import deficit_note, recovery_note, unchecked_note
 from .reduce import schedule_of, seed_sensitivity
 from ..storage.folder import Results
 
@@ -110,13 +110,21 @@ def conjunction(verdicts: Sequence[str]) -> str:
 
 
 def lasting(verdict: str, reason: str, windows: pd.DataFrame, keep: tuple[str, ...] = ()) -> tuple[str, str]:
-    """A verdict on lasting losses, unless a window in `windows` (per-seed rows) is still recovering or its
-    baseline still improving when read: then "not shown" and why. `keep`: verdicts that stand anyway
-    (a loss already shown negligible cannot become a lasting one by recovering further)."""
-    note = recovery_note(windows)
-    if note is None or verdict in keep or verdict == "not shown":
+    """A verdict on lasting losses, unless a window in `windows` (per-seed rows) was read during its deficit,
+    or is still recovering or its baseline still improving when read: then "not shown" and why (`recovery.py`).
+    `keep`: verdicts that stand when a window is still recovering (a loss already shown negligible cannot
+    become a lasting one by recovering further). A verdict whose recovery could not be checked stands and
+    says so."""
+    if verdict == "not shown":
         return verdict, reason
-    return "not shown", f"not shown: {note}"
+    during = deficit_note(windows)
+    if during is not None:
+        return "not shown", f"not shown: {during}"
+    note = recovery_note(windows)
+    if note is not None and verdict not in keep:
+        return "not shown", f"not shown: {note}"
+    unchecked = None if verdict in keep else unchecked_note(windows)
+    return verdict, reason + (f" ({unchecked})" if unchecked else "")
 
 
 def contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, str, pd.DataFrame]:
@@ -130,24 +138,37 @@ def contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, st
                                 f"(length {length})"), part[part.onset.isin([early, late])]
 
 
-def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
-    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each
-    (a length shown not to hold: Holm-corrected over the lengths, `stats.family_verdicts`)."""
+def length_contrasts(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> dict:
+    """Per window length (every length of `part`, or `lengths`): its `contrast`, or None without an early and
+    a late window."""
     lengths = sorted(part.length.unique()) if lengths is None else lengths
-    contrasts = {k: contrast(part, k) for k in lengths if part[part.length == k].onset.nunique() >= 2}
-    graded_ = dict(zip(contrasts, stats.family_verdicts([c[0] for c in contrasts.values()], "effect",
-                                                        what="window lengths")))
+    return {k: contrast(part, k) if part[part.length == k].onset.nunique() >= 2 else None for k in lengths}
+
+
+def grade_contrasts(contrasts: dict, graded_: dict) -> tuple[str, str]:
+    """One verdict and text from `length_contrasts` and each tested length's (verdict, reason) (`graded_`,
+    corrected over the family the caller chose), each read through `lasting`."""
     verdicts, texts = [], []
-    for length in lengths:
-        if length not in contrasts:
+    for length, c in contrasts.items():
+        if c is None:
             verdicts.append("not shown")
             texts.append(f"length {length}: needs an early and a late window")
             continue
-        diff, text, rows = contrasts[length]
+        diff, text, rows = c
         verdict, reason = lasting(*graded_[length], rows)
         verdicts.append(verdict)
         texts.append(f"{text}; early minus late {stats.interval(diff)}: {reason}")
     return combine(verdicts), "; ".join(texts)
+
+
+def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
+    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each
+    (a length shown not to hold: Holm-corrected over the lengths, `stats.family_verdicts`)."""
+    contrasts = length_contrasts(part, lengths)
+    tested = {k: c for k, c in contrasts.items() if c is not None}
+    graded_ = dict(zip(tested, stats.family_verdicts([c[0] for c in tested.values()], "effect",
+                                                     what="window lengths")))
+    return grade_contrasts(contrasts, graded_)
 
 
 def by_schedule(ss: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -202,10 +223,15 @@ def graded(key: str, claim: str, source: str, test: str, ss: pd.DataFrame, grade
 
 
 def design_note(r: Results) -> str:
-    """What the verdicts must say about a sweep's design: a common end epoch (unequal recovery per window)
-    and seeds added after results had been seen (`launch.write_spec` keeps the history)."""
+    """What the verdicts must say about a sweep's design: windows read during their deficit, a common end
+    epoch (unequal recovery per window) and seeds added after results had been seen (`launch.write_spec`
+    keeps the history)."""
     notes = []
     raw = r.spec.get("spec") or {}
+    win = r.trials[r.trials.deficit != "none"] if {"deficit", "epochs", "onset", "length"} <= set(r.trials) else None
+    during = None if win is None or win.empty else deficit_note(win.assign(clean=win.epochs - win.onset - win.length))
+    if during:
+        notes.append(during)
     if raw.get("common_end"):
         notes.append(f"recovery differs per window: every trial stops at epoch {raw.get('epochs')} "
                      "(common_end), so later windows had fewer clean epochs")

@@ -6,14 +6,15 @@ the per-layer shift a deficit causes, its link with the sensitivity to a deficit
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
 from . import stats
-from .checks import (PAPER, Check, Getter, by_schedule, combine, conjunction, early_minus_late, graded, paper_schedule,
-                     schedule_name, sensitivities)
+from .checks import (CONTROLS, PAPER, Check, Getter, by_schedule, combine, conjunction, grade_contrasts, graded,
+                     length_contrasts, paper_schedule, schedule_name, sensitivities)
 from .reduce import fisher_peak, layer_shift, seed_sensitivity, variant_of
 
 PEAK_PART = 1 / 3       # the Fisher trace must peak within this part of training
@@ -24,14 +25,18 @@ CORR_MARGIN = 0.2       # a rank correlation smaller than this is none
 WEIGHT_LAYERS = ("Conv1d", "Conv2d", "Linear")  # the connections: modules with weights (BN rows excluded)
 
 
-def _rise_and_fall(p: pd.DataFrame) -> tuple[list[str], str]:
-    """The Fisher-peak verdicts of `fisher_peak`'s per-seed table (rise from initialisation, fall to the end,
-    an early peak: the mean peak epoch before PEAK_PART of training, by its 95 % interval), and their text.
-    The three are tested as one family: a part shown not to hold survives Holm's correction over them."""
-    before = (PEAK_PART * p.epochs - p.peak_epoch).astype(float)  # per seed: epochs the peak comes early by
-    parts = [stats.log_ratio(p.peak, p.init), stats.log_ratio(p.peak, p.final), before]
-    rise, fall, (early, early_reason) = stats.family_verdicts(parts, "effect", [FISHER_MARGIN, FISHER_MARGIN, 0.0],
-                                                              what="parts")
+def _fisher_parts(p: pd.DataFrame) -> tuple[list[pd.Series], list[float]]:
+    """The three per-seed tests of `fisher_peak`'s per-seed table and their margins: log(peak / init) (a rise
+    from initialisation), log(peak / final) (a fall to the end), and the epochs the peak comes before
+    PEAK_PART of training (an early peak)."""
+    before = (PEAK_PART * p.epochs - p.peak_epoch).astype(float)
+    return [stats.log_ratio(p.peak, p.init), stats.log_ratio(p.peak, p.final), before], \
+        [FISHER_MARGIN, FISHER_MARGIN, 0.0]
+
+
+def _fisher_result(p: pd.DataFrame, graded_: Sequence[tuple[str, str]]) -> tuple[list[str], str]:
+    """The rise, fall and early-peak verdicts from the three parts' (verdict, reason), and their text."""
+    (rise, fall, (early, early_reason)), before = graded_, _fisher_parts(p)[0][2]
     if p.init.isna().all():
         rise = ("not shown", "not shown: no measurement at initialisation (epoch -1) in these results")
     text = (f"peak at epoch {', '.join(str(e) for e in p.peak_epoch)} of {p.epochs.iloc[0]}; the first "
@@ -39,6 +44,14 @@ def _rise_and_fall(p: pd.DataFrame) -> tuple[list[str], str]:
             f"{stats.interval(p.init / p.peak)}: {rise[1]}; fall: final/peak {stats.interval(p.final / p.peak)}: "
             f"{fall[1]}")
     return [rise[0], fall[0], early], text
+
+
+def _rise_and_fall(p: pd.DataFrame) -> tuple[list[str], str]:
+    """The Fisher-peak verdicts of `fisher_peak`'s per-seed table (rise from initialisation, fall to the end,
+    an early peak: the mean peak epoch before PEAK_PART of training, by its 95 % interval), and their text.
+    The three are tested as one family: a part shown not to hold survives Holm's correction over them."""
+    parts, margins = _fisher_parts(p)
+    return _fisher_result(p, stats.family_verdicts(parts, "effect", margins, what="parts"))
 
 
 def check_fisher_peak(get: Getter) -> Check:
@@ -64,36 +77,68 @@ def check_robustness(get: Getter) -> Check:
     claim = "The early-late blur contrast and the Fisher rise and fall survive small architecture changes"
     source = "issue 13 (an independent loop: kernel 3 shrinks the MNIST-1D contrast)"
     test = ("per variant of kernel size, width and conv bias (sweeps/mini/robust_*.yaml), the early_vs_late "
-            "test at every window length and the fisher_peak test on its baselines; each as in those checks; "
-            "the contrast also under the learning-rate controls")
+            "test at every window length and the fisher_peak test on its baselines; each as in those checks, "
+            "but a test shown not to hold is Holm-corrected over every test of the claim under its schedule (all "
+            "variants, lengths and Fisher parts); the contrast also under the learning-rate controls")
     found = [(name, get(name)) for name in ROBUSTNESS]
     found = [(name, r) for name, r in found if r is not None]
     if not found:
         return Check(key, claim, source, test, "no robust_* results", "not run")
-    parts, verdicts, controls = [], [], {}
+    variants, empty = [], []  # (variant, its sensitivities by schedule, its baselines' fisher_peak table)
     for name, r in found:
         ss = seed_sensitivity(r.trials, r.epochs if len(r.epochs) else None)
         base = r.trials[r.trials.deficit == "none"]
         for variant in sorted(base.tags.map(variant_of).unique()):
             part = ss[ss.tags.map(variant_of) == variant]
             if part.empty:
-                parts.append(f"{variant}: no finished window")
-                verdicts.append("not shown")
+                empty.append(variant)
                 continue
-            per = {label: early_minus_late(p) for label, p in by_schedule(part).items()}
             plain = base[(base.tags.map(variant_of) == variant) & (base.onset == 0)]
             plain = plain[plain.tags.isin(paper_schedule(plain).tags)]
-            p = fisher_peak(r.epochs, plain).set_index("seed")
-            fisher_verdicts, fisher_text = _rise_and_fall(p) if len(p) else (["not shown"], "no Fisher trace")
-            main = [v for label, (v, _) in per.items() if label not in ("restart", "constant")]
-            verdicts += main + [conjunction(fisher_verdicts)]
-            for label, (v, _) in per.items():
-                if label in ("restart", "constant"):
-                    controls.setdefault(label, []).append(v)
-            contrasts = "; ".join(f"{schedule_name(label)}: {text}" for label, (_, text) in per.items())
-            parts.append(f"{variant}: {contrasts}; Fisher {conjunction(fisher_verdicts)}: {fisher_text}")
+            variants.append((variant, by_schedule(part), fisher_peak(r.epochs, plain).set_index("seed")))
+    labels = list(dict.fromkeys(label for _, scheds, _ in variants for label in scheds))
+    graded_ = {label: _robustness_family(variants, label) for label in labels}
+    parts = [f"{variant}: no finished window" for variant in empty]
+    verdicts, controls = ["not shown"] * len(empty), {}
+    for i, (variant, scheds, _) in enumerate(variants):
+        per = {label: graded_[label][i][0] for label in labels if label in scheds}
+        fisher_verdicts, fisher_text = next((graded_[label][i][1] for label in per if label not in CONTROLS),
+                                            None) or (["not shown"], "no Fisher trace")
+        verdicts += [v for label, (v, _) in per.items() if label not in CONTROLS] + [conjunction(fisher_verdicts)]
+        for label, (v, _) in per.items():
+            if label in CONTROLS:
+                controls.setdefault(label, []).append(v)
+        contrasts = "; ".join(f"{schedule_name(label)}: {text}" for label, (_, text) in per.items())
+        parts.append(f"{variant}: {contrasts}; Fisher {conjunction(fisher_verdicts)}: {fisher_text}")
     return Check(key, claim, source, test, " | ".join(parts), combine(verdicts),
                  "; ".join(f"{c}: {combine(v)}" for c, v in controls.items()) or "no control in the sweeps")
+
+
+def _robustness_family(variants: list, label: str) -> list:
+    """Under one schedule: per variant, ((contrast verdict, text), (Fisher verdicts, text) or None), every
+    test of the claim under that schedule (each variant's contrast at every length and, under the paper's
+    schedule, its Fisher rise, fall and early peak) graded as one family (`stats.family_verdicts`)."""
+    instances, margins, slots = [], [], []
+    contrasts = [length_contrasts(scheds[label]) if label in scheds else {} for _, scheds, _ in variants]
+    for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
+        for length, c in cs.items():
+            if c is not None:
+                instances.append(c[0])
+                margins.append(stats.MARGIN)
+                slots.append((i, length))
+        if label not in CONTROLS and len(p):
+            fisher, fisher_margins = _fisher_parts(p)
+            instances += fisher
+            margins += fisher_margins
+            slots += [(i, f"fisher{k}") for k in range(3)]
+    graded_ = dict(zip(slots, stats.family_verdicts(instances, "effect", margins, what="tests")))
+    out = []
+    for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
+        contrast = grade_contrasts(cs, {k: graded_[(i, k)] for k, c in cs.items() if c is not None}) if cs else None
+        fisher = _fisher_result(p, [graded_[(i, f"fisher{k}")] for k in range(3)]) \
+            if label not in CONTROLS and len(p) else None
+        out.append((contrast, fisher))
+    return out
 
 
 def check_layer_shift(get: Getter) -> Check:

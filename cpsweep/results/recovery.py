@@ -13,6 +13,14 @@ A window is **still recovering** when its mean `recovery` over seeds exceeds the
 is still shrinking by more than the smallest effect the verdicts care about, per 10 epochs): a verdict on
 it is "not shown: still recovering after N clean epochs", never "lasting". A baseline whose `base_gain`
 exceeds the margin is **still improving**: the sensitivity is read before training has settled.
+
+Two more cases say what the reads cannot show:
+- a window followed by fewer than FINAL_EPOCHS clean epochs is **read during its deficit**: its "final"
+  accuracy holds epochs trained under the deficit, so no verdict on a lasting effect can come from it
+  (`deficit_note`; a design with `clean_after` below FINAL_EPOCHS, or `epochs: E` with a window ending
+  less than FINAL_EPOCHS epochs before E);
+- a window whose two reads cannot both be made (no per-epoch table, or fewer than 2 FINAL_EPOCHS epochs)
+  has its **recovery not checked**: its verdict stands, and says so (`unchecked_note`).
 """
 
 from __future__ import annotations
@@ -58,6 +66,31 @@ def add_gains(win: pd.DataFrame, epochs: pd.DataFrame | None) -> pd.DataFrame:
 def still_recovering(recovery: float, margin: float = MARGIN) -> bool:
     """Whether a window's mean loss shrinkage over its last 10 epochs passes the margin."""
     return bool(np.isfinite(recovery) and recovery > margin)
+
+
+def deficit_note(part: pd.DataFrame) -> str | None:
+    """The windows of `part` (per-seed rows with `clean`) read during their deficit (fewer than FINAL_EPOCHS
+    clean epochs after them), or None."""
+    short = part[part.clean < FINAL_EPOCHS]
+    if short.empty:
+        return None
+    spans = [f"[{o}, {o + k}) ({int(g.clean.min())} clean epoch{'s' * (int(g.clean.min()) != 1)})"
+             for (o, k), g in short.groupby(["onset", "length"], sort=True)]
+    return (f"window{'s' * (len(spans) > 1)} {', '.join(spans)} read during the deficit: the final accuracy is the "
+            f"median of the last {FINAL_EPOCHS} epochs, so give at least {FINAL_EPOCHS} clean epochs after every "
+            f"window (clean_after: {FINAL_EPOCHS} or more)")
+
+
+def unchecked_note(part: pd.DataFrame) -> str | None:
+    """Which windows of `part` have no still-recovering check (a missing read: no per-epoch table, or
+    fewer than 2 FINAL_EPOCHS epochs), or None."""
+    missing = part[(part.gain - part.base_gain).isna()]
+    if missing.empty:
+        return None
+    spans = [f"[{o}, {o + k})" for o, k in missing[["onset", "length"]].drop_duplicates().sort_values(
+        ["onset", "length"]).itertuples(index=False)]
+    return (f"recovery not checked for window{'s' * (len(spans) > 1)} {', '.join(spans)}: it needs each trial's "
+            f"last {2 * FINAL_EPOCHS} epochs in the per-epoch table")
 
 
 def recovery_note(part: pd.DataFrame, margin: float = MARGIN) -> str | None:

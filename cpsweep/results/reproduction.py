@@ -128,7 +128,8 @@ def render_reproduction(root: str = DATA) -> str:
         f"- **Still recovering**: each window and baseline is also read {FINAL_EPOCHS} epochs earlier; a window "
         f"whose loss shrank by more than {stats.MARGIN:g} pts over its last {FINAL_EPOCHS} epochs (or whose "
         "baseline gained as much) shows nothing lasting: its verdict is \"not shown: still recovering after N "
-        "clean epochs\".",
+        f"clean epochs\". A window followed by fewer than {FINAL_EPOCHS} clean epochs is read during its deficit: "
+        "\"not shown\" too.",
         "- **The learning-rate controls**: every claim about onset is graded under the paper's exponential "
         "schedule (the verdict) and, side by side, under the rate restarted at the window's end against a baseline "
         "restarted at the same epoch (`restart`) and, where the sweep has it, a constant rate (`constant`): there "
