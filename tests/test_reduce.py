@@ -110,7 +110,7 @@ def test_removal_curve_uses_windows_from_epoch_zero():
 
 
 def test_group_curves_average_seeds_and_skip_unmeasured_epochs():
-    res = make_results(onsets=(0,), seeds=(0, 1))
+    res = make_results(onsets=(0,), seeds=(0, 1), epochs=30)
     curves = group_curves(res.epochs, res.trials, "fisher_trace")
     base = curves[curves.deficit == "none"]
     assert base.epoch.tolist() == list(range(1, 30, 2))  # NaN epochs dropped
