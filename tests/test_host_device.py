@@ -171,8 +171,10 @@ class Reads:
 @pytest.mark.parametrize("method, per_chunk", [("exact", 1), ("empirical", 0)])
 def test_fisher_reads_back_once_per_chunk_and_once_at_the_end(monkeypatch, method, per_chunk):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 5))
-    x, y = torch.randn(20, 6), torch.arange(20) % 5
+    # float64, so that chunking changes the sums only at 1e-16 (in float32, a batch of 20 and one of 3 can take
+    # matrix kernels that round differently, 1e-8 apart, depending on the CPU)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 5)).double()
+    x, y = torch.randn(20, 6, dtype=torch.float64), torch.arange(20) % 5
     kwargs = {"labels": y} if method == "empirical" else {}
     whole = fisher_trace(model, x, method=method, backend="func", chunk_size=20, **kwargs)
     reads = Reads(monkeypatch)
