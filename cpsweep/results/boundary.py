@@ -44,7 +44,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .stats import ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, interval, p_above
+from .stats import ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, interval, p_detect
 
 IN, OUT, UNCLEAR = "in", "out", "unclear"
 WINDOW = ["deficit", "tags", "length"]  # one search per window length (and deficit, and other axes' values)
@@ -89,17 +89,17 @@ def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float) -
     out: dict[tuple, list[Point]] = {}
     for key, part in seed_sens.groupby(WINDOW, sort=True):
         groups = list(part.groupby("onset", sort=True))
-        # an onset with fewer than MIN_SEEDS seeds cannot be "in": its p-value must not loosen the others'
-        shown = fdr([p_above_values(g.sens, threshold) if g.sens.count() >= MIN_SEEDS else 1.0 for _, g in groups])
+        shown = fdr([p_above_values(g.sens, threshold) for _, g in groups])  # under MIN_SEEDS seeds: p = 1
         out[tuple(key)] = [classify(o, g.sens, threshold, margin, shown_in=s) for (o, g), s in zip(groups, shown)]
     return out
 
 
 def p_above_values(values: Iterable[float], threshold: float) -> float:
-    """One-sided p-value of "the mean sensitivity exceeds `threshold`" from per-seed values."""
+    """One-sided p-value of "the mean sensitivity exceeds `threshold`" from per-seed values (`stats.p_detect`:
+    1 with fewer than MIN_SEEDS seeds)."""
     x = pd.Series(list(values), dtype=float).dropna()
     n = len(x)
-    return p_above(float(x.mean()), float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n, threshold)
+    return p_detect(float(x.mean()), float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n, threshold)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..storage.records import FINAL_EPOCHS, tag_items, tag_values
 from .recovery import add_gains
-from .stats import CORRECTION, MARGIN, MIN_SEEDS, check_unique_seeds, fdr, interval, p_above
+from .stats import CORRECTION, MARGIN, check_unique_seeds, fdr, interval, p_detect
 
 GROUP = ["deficit", "tags", "onset", "length"]
 DEFAULT_THRESHOLD = 0.0  # percentage points: a window belongs to the critical period if it is shown to cost
@@ -162,8 +162,7 @@ def critical_period(sens: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) ->
     rows = []
     for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
         part = part.sort_values("onset")
-        p = [p_above(r.sensitivity, r.sem, int(r.n_seeds), threshold) if r.n_seeds >= MIN_SEEDS else 1.0
-             for r in part.itertuples(index=False)]  # fewer paired seeds decide nothing
+        p = [p_detect(r.sensitivity, r.sem, int(r.n_seeds), threshold) for r in part.itertuples(index=False)]
         shown = part[fdr(p)]
         peak = part.loc[part.sensitivity.idxmax()]
         recovering = part[part.recovery > MARGIN].onset if "recovery" in part else pd.Series(dtype=int)

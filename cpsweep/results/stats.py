@@ -272,6 +272,12 @@ def p_above(mean: float, sem: float, n: int, threshold: float = 0.0) -> float:
     return float(_st.t.sf((mean - threshold) / sem, n - 1))
 
 
+def p_detect(mean: float, sem: float, n: int, threshold: float = 0.0, min_seeds: int = MIN_SEEDS) -> float:
+    """`p_above` for a detection among many (an onset of a critical period): 1 with fewer than `min_seeds`
+    seeds, which decide nothing and whose p-value must not loosen the correction of the others'."""
+    return p_above(mean, sem, n, threshold) if n >= min_seeds else 1.0
+
+
 def holm(p_values: Sequence[float], alpha: float = ALPHA_ONE_SIDED) -> list[bool]:
     """Holm's step-down procedure: which hypotheses are rejected, in the order given. The smallest p-value
     is compared with alpha / m, the next with alpha / (m - 1), ..., stopping at the first that fails;
