@@ -171,6 +171,8 @@ def test_storage_errors_are_one_line(tmp_path):
     cases = [(["status", unreachable], f"cannot read {unreachable}: ", "Could not connect"),
              (["status", "nosuchfs://x/y"], "cannot open nosuchfs://x/y: ", "Unrecognized filesystem"),
              (["status", str(corrupt)], f"cannot read {corrupt}: ", "Parquet"),
+             (["status", "s3:/bucket/p"], "'s3:/bucket/p' looks like a URI without its '//': ", "write s3://bucket/p"),
+             (["report", "gs:bucket/p"], "'gs:bucket/p' looks like a URI without its '//': ", "write gs://bucket/p"),
              (["launch", QUICKSTART, "--storage", unreachable],  # reads what the folder holds first
               "cannot read s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
               "Could not connect")]

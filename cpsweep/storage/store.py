@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from typing import Sequence
 
 import pandas as pd
@@ -60,11 +61,22 @@ def join_uri(uri: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts]) + (sep + query if sep else "")
 
 
+def missing_slashes(uri: str) -> str | None:
+    """Why `uri` is neither a folder nor a URI, or None: a scheme without its '//' (s3:/bucket would be read
+    as a local folder named "s3:"), with the URI it meant."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/*", uri)
+    if scheme and not uri.startswith(f"{scheme.group(1)}://"):
+        return f"{uri!r} looks like a URI without its '//': write {scheme.group(1)}://{uri[scheme.end():]}"
+    return None
+
+
 class Store:
     """The results folder of one sweep, on a local path or a pyarrow file-system URI."""
 
     def __init__(self, uri: str, filesystem: pafs.FileSystem | None = None,
                  fix: str = "check --storage and its permissions"):
+        if missing_slashes(uri):
+            raise StorageError(missing_slashes(uri))
         self.uri = uri
         self.fix = fix  # what a write failure tells the user to do
         if filesystem is not None:  # (a wrapper of the file system `uri` names: its path inside)

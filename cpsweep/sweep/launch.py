@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from ..config.variants import full_grid_sweep, smoke_sweep
 from ..config.views import diff_settings
 from ..engine.numerics import worker_environment
 from ..errors import DataError, SpecError
-from ..storage.store import Store, join_uri
+from ..storage.store import Store, join_uri, missing_slashes
 from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoint_store import newest_checkpoints, stored_prefixes
@@ -135,10 +134,8 @@ def check_launch_options(storage: str, max_concurrent: int | None) -> None:
                                        or max_concurrent < 1):
         raise SpecError("--max-concurrent", f"must be a whole number >= 1 (trials at once), got {max_concurrent!r}; "
                                             "leave it out for as many as the cluster fits")
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/*", storage)
-    if scheme and not storage.startswith(f"{scheme.group(1)}://"):
-        raise SpecError("--storage", f"{storage!r} looks like a URI without its '//': write "
-                                     f"{scheme.group(1)}://{storage[scheme.end():]}")
+    if missing_slashes(storage):
+        raise SpecError("--storage", missing_slashes(storage))
 
 
 def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: str | None = None,
