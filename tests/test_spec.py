@@ -56,8 +56,17 @@ def error_of(raw) -> str:
     ({"optim__lr": "fast"}, "optim.lr: expected a number, got 'fast'"),
     ({"optim__batch_size": 12.5}, "optim.batch_size: expected an integer, got 12.5"),
     ({"schedule__restart_after_deficit": "yes"}, "schedule.restart_after_deficit: expected true/false, got 'yes'"),
-    ({"epochs": -5}, "epochs: expected a whole number of epochs >= 0, got -5"),
-    ({"epochs": 2.5}, "epochs: expected a whole number of epochs >= 0, got 2.5"),
+    ({"epochs": -5}, "epochs: expected a whole number of epochs >= 1, got -5"),
+    ({"epochs": 2.5}, "epochs: expected a whole number of epochs >= 1, got 2.5"),
+    ({"epochs": 0}, "epochs: expected a whole number of epochs >= 1, got 0"),
+    ({"epochs": 10 ** 12}, "epochs: at most 10,000 epochs (one trial's training), got 1,000,000,000,000"),
+    ({"epochs": DELETE, "common_end": DELETE, "clean_after": 10 ** 12}, "clean_after: at most 10,000 epochs"),
+    ({"grid__length": [10 ** 11]}, "grid.length[0]: at most 10,000 epochs"),
+    ({"grid__onset": {"from": 0, "to": 10 ** 13, "step": 1}}, "grid.onset.to: at most 10,000 epochs"),
+    ({"epochs": DELETE, "common_end": DELETE, "clean_after": 10, "grid__onset": [9990]},
+     "grid.onset/length: window [9990, 9995) makes a trial of 10,005 epochs (clean_after included), more than 10,000"),
+    ({"grid__length": {"from": 2, "to": 4, "step": 0}}, "grid.length.step: required: a whole number of epochs >= 1, "
+                                                        "got 0; e.g. length: {from: 0, to: 100, step: 5}"),
     ({"grid__onset": [0, -1]}, "grid.onset[1]: expected a whole number of epochs >= 0, got -1"),
     ({"grid__length": [1.5]}, "grid.length[0]: expected a whole number of epochs >= 0, got 1.5"),
     ({"grid__onset": [0, 16]}, "grid.onset/length: window [16, 21) ends after the last epoch (20 epochs); "
@@ -209,6 +218,13 @@ def test_a_common_end_with_unequal_recovery_must_be_asked_for(changes, ends):
     assert str(info.value) == "s.yaml: " + UNEQUAL.format(*ends)
     sweep = parse_sweep(spec(common_end=True, **changes))
     assert sweep.common_end is True and {t.epochs for t in sweep.trials()} == {spec(**changes)["epochs"]}
+
+
+def test_onset_and_length_take_a_range():
+    sweep = parse_sweep(spec(grid={"onset": {"from": 0, "to": 10, "step": 10}, "length": {"from": 2, "to": 6,
+                                                                                          "step": 2}}))
+    assert sorted({(t.onset, t.length) for t in sweep.trials() if not t.is_baseline}) == [
+        (o, n) for o in (0, 10) for n in (2, 4, 6)]
 
 
 def test_windows_that_end_together_need_no_common_end():

@@ -26,6 +26,17 @@ def nonneg_int(value: Any, path: str, what: str = "a whole number of epochs") ->
     return value
 
 
+MAX_EPOCHS = 10_000  # one trial's epochs at most (the paper trains 160-300): a typo such as 1e12 would hang validate
+
+
+def epoch_int(value: Any, path: str) -> int:
+    """An epoch count or an epoch index: a whole number from 0 to MAX_EPOCHS."""
+    epochs = nonneg_int(value, path)
+    if epochs > MAX_EPOCHS:
+        raise SpecError(path, f"at most {MAX_EPOCHS:,} epochs (one trial's training), got {epochs:,}")
+    return epochs
+
+
 MAX_SEED = 2 ** 63 - 1  # seeds are stored as int64 (trials.parquet)
 
 
@@ -43,16 +54,20 @@ def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bo
     if ("epochs" in raw) == ("clean_after" in raw):
         raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
                                   "(clean epochs after each window)")
-    epochs = nonneg_int(raw["epochs"], "epochs") if "epochs" in raw else None
-    clean_after = nonneg_int(raw["clean_after"], "clean_after") if "clean_after" in raw else None
-    if epochs == 0 or clean_after == 0:
-        raise SpecError("epochs" if epochs == 0 else "clean_after", "must be at least 1 epoch")
+    epochs = _positive_epochs(raw["epochs"], "epochs") if "epochs" in raw else None
+    clean_after = _positive_epochs(raw["clean_after"], "clean_after") if "clean_after" in raw else None
     common_end = coerce(raw.get("common_end", False), bool, "common_end")
     if "common_end" in raw and clean_after is not None:
         raise SpecError("common_end", "means nothing with clean_after (every window already gets clean_after "
                                       "clean epochs); remove it, or give epochs: E instead of clean_after to "
                                       "stop every trial at epoch E")
     return epochs, clean_after, common_end
+
+
+def _positive_epochs(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(path, f"expected a whole number of epochs >= 1, got {value!r}")
+    return epoch_int(value, path)
 
 
 def check_common_end(epochs: int | None, common_end: bool, window_ends: Iterable[int]) -> None:

@@ -2,7 +2,7 @@
 
 `onset` and `length` are required; `seed`, `deficit`, `model` and `schedule` are axes of their own, and a
 dotted key (`optim.lr`, `model.width`, `deficit.factor`, ...) varies one setting of a section. `grid.onset`
-may be a range `{from, to, step}`. A `grid.schedule` value is a schedule's name, `restart` (the file's
+and `grid.length` may be a range `{from, to, step}`. A `grid.schedule` value is a schedule's name, `restart` (the file's
 schedule restarted after each window) or a mapping merged over the file's schedule (`schedule_axis`).
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from ..errors import Problems, SpecError
 from ._parse import check_keys, suggest
-from .epoch_rule import nonneg_int as _nonneg_int, seed_int
+from .epoch_rule import epoch_int, seed_int
 from .registry import entry
 from .search import onset_range
 from .spec import ScheduleSpec, freeze
@@ -75,11 +75,12 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
     """One grid axis's values, checked (`parse_grid`)."""
     if key not in GRID_AXES and not ("." in key and key.split(".")[0] in DOTTED):
         check_keys({key: 0}, GRID_AXES, "grid")
-    if key == "onset" and isinstance(values, Mapping):  # a range: {from: 0, to: 100, step: 5}
-        return tuple(onset_range(values))
+    if key in ("onset", "length") and isinstance(values, Mapping):  # a range: {from: 0, to: 100, step: 5}
+        return tuple(onset_range(values, f"grid.{key}"))
     if not isinstance(values, list) or not values:
         raise SpecError(f"grid.{key}", "must be a non-empty list of values" +
-                                       (" or a range {from: 0, to: 100, step: 5}" if key == "onset" else ""))
+                                       (" or a range {from: 0, to: 100, step: 5}" if key in ("onset", "length")
+                                        else ""))
     if key in ("deficit", "model", "schedule"):  # trial ids name components, so a name may appear once
         if None in values:  # (not "the file's deficit": a mistake)
             raise SpecError(f"grid.{key}", f"null is not a {key}; give its name or a mapping with its name")
@@ -98,7 +99,7 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
     if key == "seed":
         values = [seed_int(v, f"grid.seed[{i}]") for i, v in enumerate(values)]
     elif key in ("onset", "length"):
-        values = [_nonneg_int(v, f"grid.{key}[{i}]") for i, v in enumerate(values)]
+        values = [epoch_int(v, f"grid.{key}[{i}]") for i, v in enumerate(values)]
     return tuple(freeze(v) for v in values)
 
 

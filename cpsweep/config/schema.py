@@ -28,7 +28,7 @@ from .registry import BUILTINS
 from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
 from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
-from .epoch_rule import MAX_SEED
+from .epoch_rule import MAX_EPOCHS, MAX_SEED
 from .sweep_file import (DEFICIT_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -78,7 +78,7 @@ DESCRIPTIONS = {
             "is an axis too",
     "grid.onset": "Window onsets (0-based epochs): a list, or a range {from, to, step}",
     "grid.onset.from": "The first onset", "grid.onset.to": "The last onset (included if on a step)",
-    "grid.onset.step": "Epochs between onsets: the resolution", "grid.length": "Window lengths in epochs",
+    "grid.onset.step": "Epochs between onsets: the resolution", "grid.length": "Window lengths in epochs: a list, or a range {from, to, step}",
     "grid.seed": "Seeds (instead of seed and replicates)",
     "grid.deficit": "Deficits, each a name or a mapping with name and options", "grid.model": "Models, likewise",
     "grid.schedule": "Schedules: a name, restart (the file's schedule restarted after the window), or a mapping",
@@ -193,13 +193,14 @@ def _list(items: dict[str, Any], description: str = "") -> dict[str, Any]:
 
 
 def _grid() -> dict[str, Any]:
-    epochs = {"type": "integer", "minimum": 0}
+    epochs = {"type": "integer", "minimum": 0, "maximum": MAX_EPOCHS}
     span = {"type": "object", "properties": {k: {"description": DESCRIPTIONS[f"grid.onset.{k}"], "type": "integer",
-                                                 "minimum": 1 if k == "step" else 0} for k in RANGE_KEYS},
+                                                 "minimum": 1 if k == "step" else 0, "maximum": MAX_EPOCHS}
+                                             for k in RANGE_KEYS},
             "required": RANGE_KEYS, "additionalProperties": False}
     names = [*typing.get_args(typing.get_type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
     schedule = {**_section(ScheduleSpec, "schedule"), "type": "object"}
-    axes = {"onset": {"anyOf": [_list(epochs), span]}, "length": _list(epochs),
+    axes = {"onset": {"anyOf": [_list(epochs), span]}, "length": {"anyOf": [_list(epochs), span]},
             "seed": _list({**epochs, "maximum": MAX_SEED}),
             "deficit": _list({"$ref": "#/$defs/deficit"}), "model": _list({"$ref": "#/$defs/model"}),
             "schedule": _list({"anyOf": [{"enum": names}, schedule]})}
@@ -228,7 +229,8 @@ def build() -> dict[str, Any]:
     trial, hints = {f.name: f for f in dataclasses.fields(TrialSpec)}, typing.get_type_hints(TrialSpec)
     top = {"name": {"type": "string", "pattern": r"^[\w.-]+$"}, "description": {}, "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
            "replicates": {"type": "integer", "minimum": 1, "default": 1},
-           "epochs": {"type": "integer", "minimum": 1}, "clean_after": {"type": "integer", "minimum": 1},
+           "epochs": {"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS},
+           "clean_after": {"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS},
            "common_end": {"type": "boolean", "default": False}, "data": _data(),
            "model": {"$ref": "#/$defs/model"}, "deficit": {"$ref": "#/$defs/deficit"},
            **{k: _section(cls, k) for k, cls in SECTIONS.items()},

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from ..errors import SpecError
 from ._parse import Range, check_keys, parse
+from .epoch_rule import epoch_int
 
 RANGE_KEYS = ["from", "to", "step"]
 # the ranges of the search settings' numbers (`parse_search`; `schema.py` publishes them)
@@ -68,8 +69,9 @@ def onset_range(raw: Any, path: str = "grid.onset") -> list[int]:
         v = raw.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "step" else 0):
             what = "a whole number of epochs >= 1" if key == "step" else "a whole number of epochs >= 0"
-            raise SpecError(f"{path}.{key}", f"required: {what}, got {v!r}; e.g. onset: {{from: 0, to: 100, step: 5}}")
-        values[key] = v
+            raise SpecError(f"{path}.{key}", f"required: {what}, got {v!r}; e.g. {path.rpartition('.')[2]}: "
+                                             "{from: 0, to: 100, step: 5}")
+        values[key] = epoch_int(v, f"{path}.{key}")
     if values["to"] < values["from"]:
         raise SpecError(f"{path}.to", f"must be >= from ({values['from']}), got {values['to']}")
     return list(range(values["from"], values["to"] + 1, values["step"]))

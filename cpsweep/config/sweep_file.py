@@ -35,7 +35,7 @@ import yaml
 
 from ..errors import Problems, SpecError
 from ._parse import Range, check_keys, coerce, parse
-from .epoch_rule import MAX_SEED, check_common_end, nonneg_int as _nonneg_int, parse_epoch_rule, seed_int
+from .epoch_rule import MAX_EPOCHS, MAX_SEED, check_common_end, epoch_int, parse_epoch_rule, seed_int
 from .grid import parse_grid, schedule_axis, set_dotted
 from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
@@ -163,11 +163,13 @@ class SweepSpec:
     def make_trial(self, onset: int, length: int, seed: int, *, deficit: Any = None,
                    settings: Mapping[str, Any] | None = None, epochs: int | None = None) -> TrialSpec:
         """One trial of this sweep: window [onset, onset + length), with optional axis values."""
-        _nonneg_int(onset, "onset")
-        _nonneg_int(length, "length")
+        epoch_int(onset, "onset")
+        epoch_int(length, "length")
         seed_int(seed, "seed")
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise SpecError("epochs", f"expected a whole number of epochs >= 1, got {epochs!r}")
+        if epochs is not None:
+            epoch_int(epochs, "epochs")
         raw = copy.deepcopy(self.raw)
         tags: list[tuple[str, Any]] = []
         if length == 0:  # the baseline has no deficit, so deficit settings do not make it a new trial
@@ -229,6 +231,10 @@ def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
         where = f"{path}.onset/length" if path else "grid.onset/length"
         raise SpecError(where, f"window [{onset}, {onset + length}) ends after the last epoch ({epochs} "
                                f"epochs); shorten the window, lower the onset or raise epochs")
+    if epochs > MAX_EPOCHS:
+        raise SpecError(f"{path}.onset/length" if path else "grid.onset/length",
+                        f"window [{onset}, {onset + length}) makes a trial of {epochs:,} epochs (clean_after "
+                        f"included), more than {MAX_EPOCHS:,}; lower the onset, the length or clean_after")
 
 
 def _check_ranges(t: TrialSpec) -> list[SpecError]:
