@@ -109,6 +109,7 @@ def error_of(raw) -> str:
     ({"grid__deficit": ["blur", {"name": "blur", "factor": 2}]}, 'grid.deficit: "blur" appears twice'),
     ({"grid__model": [{"name": "mlp", "hidden": [8]}, "mlp"]}, 'grid.model: "mlp" appears twice'),
     ({"grid__optim.lr": [0.1, "x"]}, "optim.lr: expected a number, got 'x'"),
+    ({"schedule": 5, "grid__schedule": ["exponential", "restart"]}, "schedule: expected a mapping of settings, got 5"),
 ])
 def test_every_mistake_names_the_field_and_the_fix(changes, expected):
     assert expected in error_of(spec(**changes))

@@ -29,8 +29,8 @@ def schedule_axis(base: Any, value: Any) -> tuple[dict[str, Any], str]:
     A name (`exponential`, `constant`, `step`, `cosine`) sets the file's schedule's name, without a restart;
     `restart` is the file's schedule restarted after each deficit; a mapping is merged over the file's
     schedule and labelled by its name (plus `-restart`)."""
-    section = dict(base or {})
-    if isinstance(value, str) and value in SCHEDULE_PRESETS:
+    section = dict(base) if isinstance(base, Mapping) else {}  # (a file's schedule that is not a mapping is
+    if isinstance(value, str) and value in SCHEDULE_PRESETS:  # refused as such when its settings are read)
         return {**section, **SCHEDULE_PRESETS[value]}, value
     if isinstance(value, str):
         section.pop("restart_after_deficit", None)
