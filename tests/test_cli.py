@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -168,11 +169,16 @@ def test_storage_errors_are_one_line(tmp_path):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "trials.parquet").write_bytes(b"PAR1 this is not parquet")
+    damaged = tmp_path / "damaged"
+    (damaged / "quickstart").mkdir(parents=True)
+    (damaged / "quickstart" / "spec.yaml").write_text("- a list")
     cases = [(["status", unreachable], f"cannot read {unreachable}: ", "Could not connect"),
              (["status", "nosuchfs://x/y"], "cannot open nosuchfs://x/y: ", "Unrecognized filesystem"),
              (["status", str(corrupt)], f"cannot read {corrupt}: ", "Parquet"),
              (["status", "s3:/bucket/p"], "'s3:/bucket/p' looks like a URI without its '//': ", "write s3://bucket/p"),
              (["report", "gs:bucket/p"], "'gs:bucket/p' looks like a URI without its '//': ", "write gs://bucket/p"),
+             (["launch", QUICKSTART, "--storage", str(damaged)], f"{damaged}/quickstart/spec.yaml is damaged: it "
+                                                                 "holds a list, not a mapping", "restore it"),
              (["launch", QUICKSTART, "--storage", unreachable],  # reads what the folder holds first
               "cannot read s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
               "Could not connect")]
@@ -194,6 +200,18 @@ def test_storage_errors_are_one_line(tmp_path):
         # a local table that does not read is damaged, not a matter of endpoints and credentials
         if args[-1] == str(corrupt):
             assert "a table that does not read is damaged" in stderr and "credentials" not in stderr, stderr
+
+
+def test_launch_to_an_unreachable_cluster_fails_at_once_and_leaves_nothing(tmp_path):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    res = cpsweep("launch", QUICKSTART, "--address", f"127.0.0.1:{port}", "--storage", str(tmp_path / "out" / "r"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr  # (ray.init alone retries for minutes)
+    assert res.stderr.startswith(f"cpsweep: error: cannot reach the Ray cluster at 127.0.0.1:{port}: nothing "
+                                 f"answers at 127.0.0.1:{port} (Connection refused); check the address"), res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    assert os.listdir(tmp_path) == []  # the results folder and its parents, made to check them, are gone
 
 
 @pytest.mark.slow

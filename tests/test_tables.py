@@ -14,6 +14,7 @@ from tiny_specs import tiny_sweep
 from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.storage import tables as tables_mod
 from synthetic_shards import CountingHandler, SyntheticShards
+from cpsweep.errors import StorageError
 from cpsweep.storage.store import Store
 from cpsweep.storage.folder import load_results
 from cpsweep.storage.tables import Tables
@@ -228,3 +229,45 @@ def test_every_table_is_written_and_read_with_the_columns_records_declares(tmp_p
     trials = ResultsFolder(old).trials()
     assert list(trials.columns) == list(TRIAL_FIELDS) and trials.plugins.isna().all()
     assert trials.reason.isna().all() and trials.onset.dtype == "int64"
+
+
+@pytest.mark.parametrize("name, text, problem", [
+    ("spec.yaml", "{{{ not yaml", "it cannot be parsed (while parsing a flow mapping)"),
+    ("spec.yaml", "- a", "it holds a list, not a mapping"),
+    ("spec.yaml", "spec: [1]", "it has spec: [1], not a mapping"),
+    ("spec.yaml", "fixed: 3", "it has fixed: 3, not a mapping"),
+    ("spec.yaml", "design: {seeds: 1}", "it has design: {'seeds': 1}, not a list"),
+    ("search.json", '{"rounds": ', "it cannot be parsed (Expecting value: line 1 column 12 (char 11))"),
+    ("search.json", "[1]", "it holds a list, not a mapping"),
+])
+def test_a_damaged_spec_or_search_file_is_one_error_naming_it(tmp_path, name, text, problem):
+    store = Store(str(tmp_path))
+    assert store.read_document(name) == {}  # missing: nothing recorded yet
+    (tmp_path / name).write_text(text)
+    with pytest.raises(StorageError) as info:
+        store.read_document(name)
+    assert str(info.value) == (f"{tmp_path / name} is damaged: {problem}; restore it from a copy, or start the "
+                               f"sweep again under a new name or in an empty folder")
+    (tmp_path / name).write_text("" if name.endswith("yaml") else "{}")
+    assert store.read_document(name) == {}
+
+
+def test_a_block_that_fails_leaves_no_folder_it_made(tmp_path):
+    store = Store(str(tmp_path / "a" / "b" / "sweep"))
+    with pytest.raises(RuntimeError), store.kept_only_if_used():
+        store.check_writable()
+        raise RuntimeError("refused")
+    assert os.listdir(tmp_path) == []  # every folder the block made, removed
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "keep").write_text("x")
+    with pytest.raises(RuntimeError), store.kept_only_if_used():
+        store.check_writable()
+        raise RuntimeError("refused")
+    assert sorted(os.listdir(tmp_path / "a")) == ["keep"]  # an existing folder stays
+    with store.kept_only_if_used():
+        store.check_writable()
+    assert os.path.isdir(store.root)  # kept when the block succeeds
+    store.write_bytes(b"x", "spec.yaml")
+    with pytest.raises(RuntimeError), store.kept_only_if_used():
+        raise RuntimeError("refused")
+    assert os.path.exists(store.path("spec.yaml"))  # a folder with results is never touched

@@ -9,17 +9,15 @@ the files (`store.py`) and the tables (`tables.py`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..errors import CpsweepError
-from .store import SEARCH_FILE, Store
+from .store import SEARCH_FILE, SPEC_FILE, Store
 from .tables import Tables
 
 
@@ -62,11 +60,11 @@ class ResultsFolder:
 
     def spec(self) -> dict[str, Any]:
         """spec.yaml: the resolved spec, its hash and the file as written ({} when missing)."""
-        return (yaml.safe_load(self.store.read_bytes("spec.yaml")) or {}) if self.store.exists("spec.yaml") else {}
+        return self.store.read_document(SPEC_FILE)
 
     def search(self) -> dict[str, Any]:
         """search.json of an adaptive sweep ({} otherwise)."""
-        return json.loads(self.store.read_bytes(SEARCH_FILE)) if self.store.exists(SEARCH_FILE) else {}
+        return self.store.read_document(SEARCH_FILE)
 
     def load(self, fisher_layers: bool | Sequence[str] = True) -> Results:
         """Every table, the spec and the search. `fisher_layers`: True reads every per-layer row, False none,

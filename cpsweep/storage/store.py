@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import yaml
 
 from .._io import atomic_write
 from ..config.spec import TrialSpec
@@ -37,6 +39,9 @@ TABLES = ("trials", "epochs", "fisher_layers")
 TABLE_FILES = {"epochs": "epochs.parquet", "fisher_layers": "fisher_layers.parquet"}  # in a shard and at the top
 SHARD_TRIAL = "trial.parquet"  # a shard's row of trials.parquet, written last: its completion marker
 SEARCH_FILE = "search.json"    # an adaptive sweep's rounds and boundaries (`sweep/adaptive.py`)
+SPEC_FILE = "spec.yaml"        # the resolved spec, its hash, the file as read and the design (`sweep/launch.py`)
+KINDS = {dict: "mapping", list: "list"}
+DOCUMENT_PARTS = {SPEC_FILE: {"fixed": dict, "spec": dict, "design": list}}  # entries of a known type
 
 
 def epochs_frame(trial_id: str, records: Sequence[EpochRecord]) -> pd.DataFrame:
@@ -123,6 +128,26 @@ class Store:
         with self.errors("read"), self.fs.open_input_stream(self.path(*parts)) as f:
             return f.read()
 
+    def read_document(self, name: str) -> dict[str, Any]:
+        """spec.yaml or search.json as a mapping ({} when missing); a damaged one (not YAML / JSON, not a
+        mapping, a known entry of the wrong type) is one `StorageError` naming it and the fix."""
+        if not self.exists(name):
+            return {}
+        try:
+            text = self.read_bytes(name)
+            doc = (json.loads(text) if name.endswith(".json") else yaml.safe_load(text)) or {}
+            problem = None if isinstance(doc, dict) else f"holds a {type(doc).__name__}, not a mapping"
+        except (ValueError, yaml.YAMLError) as e:  # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
+            problem = f"cannot be parsed ({str(e).splitlines()[0]})"
+        if problem is None:
+            problem = next((f"has {key}: {doc[key]!r}, not a {KINDS[want]}" for key, want in
+                            DOCUMENT_PARTS.get(name, {}).items() if doc.get(key) is not None
+                            and not isinstance(doc[key], want)), None)
+        if problem:
+            raise StorageError(f"{self.uri_of(name)} is damaged: it {problem}; restore it from a copy, or "
+                               f"start the sweep again under a new name or in an empty folder")
+        return doc
+
     def write_table(self, df: pd.DataFrame, *parts: str) -> None:
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
@@ -137,6 +162,25 @@ class Store:
         self.write_bytes(b"", ".write-test")
         with self.errors("write results to", self.fix):
             self.fs.delete_file(self.path(".write-test"))
+
+    @contextlib.contextmanager
+    def kept_only_if_used(self):
+        """Remove the results folder if the block fails and the folder, made by it, is still empty: a launch
+        refused after `check_writable` (an unreachable cluster, trials that do not fit) leaves nothing behind."""
+        made = [self.root]  # the folders the block may make: locally, every missing parent too
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            while not os.path.exists(os.path.dirname(made[-1])) and os.path.dirname(made[-1]) != made[-1]:
+                made.append(os.path.dirname(made[-1]))
+        existed = self.exists()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(OSError, StorageError):
+                for folder in [] if existed else made:  # innermost first; each only if empty
+                    if self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+                        break
+                    self.fs.delete_dir(folder)
+            raise
 
     # -- shards: one finished trial each -------------------------------------------------------------
     def write_shard(self, trial: TrialSpec, records: Sequence[EpochRecord], status: str, error: str = "",

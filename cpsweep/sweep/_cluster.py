@@ -29,6 +29,8 @@ def connect(address: str | None, verbose: bool, ship: Sequence[str] = (), env: M
         return
     if address is None:
         local_ray_environment()
+    else:
+        check_reachable(address)
     try:
         # "local": always a new Ray of this launch, never the cluster a `ray start` on this machine left in
         # /tmp/ray/ray_current_cluster (which a bare ray.init() would join, or wait for if it is gone)
@@ -40,6 +42,21 @@ def connect(address: str | None, verbose: bool, ship: Sequence[str] = (), env: M
         raise CpsweepError(f"cannot reach {where}: {str(e).splitlines()[0]}; start one with `ray start --head` "
                            f"(or `ray up cluster/aws.yaml`) and pass its address, or drop --address to run "
                            f"locally") from None
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail at once when nothing answers at a cluster's `host:port` (or `ray://host:port`): `ray.init` would
+    retry for minutes, printing only its own warnings. `auto` and other forms are left to Ray."""
+    host, sep, port = address.partition("://")[2 if "://" in address else 0].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise CpsweepError(f"cannot reach the Ray cluster at {address}: nothing answers at {host}:{port} "
+                           f"({e.strerror or e}); check the address (`ray status` on the head prints it), start "
+                           f"the cluster with `ray start --head` or `ray up cluster/aws.yaml`, or drop --address "
+                           f"to run locally") from None
 
 
 def runtime_environment(ship: Sequence[str], env: Mapping[str, str]) -> dict:

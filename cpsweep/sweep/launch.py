@@ -41,7 +41,7 @@ from ..config.variants import full_grid_sweep, smoke_sweep
 from ..config.views import diff_settings
 from ..engine.numerics import worker_environment
 from ..errors import DataError, SpecError
-from ..storage.store import Store, join_uri, missing_slashes
+from ..storage.store import SPEC_FILE, Store, join_uri, missing_slashes
 from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import autoscaler_node_types, check_fits, check_shared_storage, connect, slots
 from .checkpoint_store import newest_checkpoints, stored_prefixes
@@ -86,9 +86,9 @@ def git_commit() -> str:
 
 def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
     """Refuse a spec whose fixed settings differ from those already in the results folder."""
-    if not store.exists("spec.yaml"):
+    if not store.exists(SPEC_FILE):
         return
-    old = (yaml.safe_load(store.read_bytes("spec.yaml")) or {}).get("fixed", {})
+    old = store.read_document(SPEC_FILE).get("fixed", {})
     diffs = diff_settings(old, sweep.fixed_settings())
     if diffs:
         changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:4])
@@ -103,7 +103,7 @@ def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
     in, and listed under `overrides`), and `design`: the seeds planned at each
     launch that changed them, with the number of trials already finished then (`trials_done_before`: seeds
     added to a sweep with results are not a design fixed in advance, and the verdicts say so)."""
-    old = (yaml.safe_load(store.read_bytes("spec.yaml")) or {}) if store.exists("spec.yaml") else {}
+    old = store.read_document(SPEC_FILE)
     design = list(old.get("design") or [])
     seeds = [int(s) for s in sweep.grid.get("seed", sweep.seeds)]
     if not design or design[-1].get("seeds") != seeds:
@@ -111,7 +111,7 @@ def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
                        "trials_done_before": done})
     doc = {"hash": sweep.hash(), "fixed": sweep.fixed_settings(), "spec": sweep.raw, "design": design,
            **({"overrides": list(sweep.overrides)} if sweep.overrides else {})}
-    store.write_bytes(yaml.safe_dump(doc, sort_keys=False).encode(), "spec.yaml")
+    store.write_bytes(yaml.safe_dump(doc, sort_keys=False).encode(), SPEC_FILE)
 
 
 @contextlib.contextmanager
@@ -179,24 +179,25 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         needs = data_needs(pending)
         check_data(needs)  # here, before Ray starts or anything is written
         check_plugins(pending)
-        store.check_writable()
-        adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
-                    if search else "")
-        print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already done, "
-              f"{len(pending)} to run -> {uri}", file=out, flush=True)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
-        if pending:
-            connect(address, verbose, ship_paths(p.partition("=")[2].partition("@")[0] for t in pending
-                                                 for p in t.plugins.split(";") if p),
-                    worker_environment(t.engine for t in pending))
-            if smoke:
-                import ray
+        with store.kept_only_if_used():  # a launch refused here leaves no empty results folder
+            store.check_writable()
+            adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
+                        if search else "")
+            print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already "
+                  f"done, {len(pending)} to run -> {uri}", file=out, flush=True)
+            if pending:
+                connect(address, verbose, ship_paths(p.partition("=")[2].partition("@")[0] for t in pending
+                                                     for p in t.plugins.split(";") if p),
+                        worker_environment(t.engine for t in pending))
+                if smoke:
+                    import ray
 
-                resources["GPU"] = resources["GPU"] if ray.cluster_resources().get("GPU", 0) else 0.0
-            check_shared_storage(storage, shared_storage)
-            check_fits(resources)
-            check_data_on_nodes(needs, resources)
-        write_spec(store, sweep, len(trials) - len(pending))
+                    resources["GPU"] = resources["GPU"] if ray.cluster_resources().get("GPU", 0) else 0.0
+                check_shared_storage(storage, shared_storage)
+                check_fits(resources)
+                check_data_on_nodes(needs, resources)
+            write_spec(store, sweep, len(trials) - len(pending))
         progress.retire_stale()
         progress.flush()
         if search:
