@@ -284,3 +284,25 @@ def test_faceted_figures_share_one_colour_axis_and_choose_trials_per_row():
            f"{max(means):.2f} pts" in page
     assert "one row per value of the sweep's other grid axes (the trials' tags)" in page  # no grid in its spec
     assert "Panels: one row per value of the other grid axes, on shared axes. The paper's sliding-window" in page
+
+
+@pytest.mark.parametrize("measure, message", [
+    ("trial_id", "--measure: trial_id is not a metric of {uri}; give test_acc or one of its metrics: metric.m "
+     "(a sweep's metrics: section)"),
+    ("epoch", "--measure: epoch is not a metric of {uri}; give test_acc or one of its metrics: metric.m "
+     "(a sweep's metrics: section)"),
+    ("metric.x", "--measure: {uri} has no column metric.x; give test_acc or one of its metrics: metric.m "
+     "(a sweep's metrics: section)"),
+])
+def test_the_sensitivity_is_measured_only_by_accuracy_or_a_metric(tmp_path, measure, message):
+    from cpsweep.errors import CpsweepError
+    from cpsweep.results.report import results_for_report
+    from results_fixture import write_tables
+
+    res = make_results()
+    res.epochs["metric.m"] = res.epochs.test_acc
+    write_tables(str(tmp_path), res)
+    assert results_for_report(str(tmp_path), "metric.m").epochs["metric.m"].notna().any()
+    with pytest.raises(CpsweepError) as info:  # (an id column made a TypeError, `epoch` a KeyError)
+        results_for_report(str(tmp_path), measure)
+    assert str(info.value) == message.format(uri=tmp_path)

@@ -234,10 +234,11 @@ def results_for_report(uri: str, measure: str = "test_acc") -> Results:
     in detail (`chosen_trials`): the largest table stays on disk at any scale."""
     folder = ResultsFolder(uri)
     res = folder.load(fisher_layers=False)
-    if measure != "test_acc" and measure not in res.epochs:
-        have = [c for c in res.epochs.columns if c.startswith(METRIC)]
-        raise CpsweepError(f"--measure: {uri} has no column {measure}; its metrics: {', '.join(have) or 'none'} "
-                           f"(a sweep's metrics: section)")
+    have = [c for c in res.epochs.columns if c.startswith(METRIC) and pd.api.types.is_numeric_dtype(res.epochs[c])]
+    if measure != "test_acc" and measure not in have:  # (not any column: an id, a flag or the epoch is no measure)
+        what = f"{measure} is not a metric of {uri}" if measure in res.epochs else f"{uri} has no column {measure}"
+        raise CpsweepError(f"--measure: {what}; give test_acc or one of its metrics: "
+                           f"{', '.join(have) or 'none'} (a sweep's metrics: section)")
     picks = chosen_trials(res.trials, sensitivity(res.trials, res.epochs, measure))
     res.fisher_layers = folder.table("fisher_layers", trial_ids=shown_trials(picks))
     return res
