@@ -134,3 +134,24 @@ def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
     assert len(files) == 1
     rows = wandb_history(tmp_path, files)[run_id("tiny", trial.trial_id)]
     assert sorted(int(r["epoch"]) for r in rows) == [0, 1]
+
+
+@pytest.mark.parametrize("tracking, error", [
+    ({"wandb": {}}, "the wandb tracker has no API key (No API key configured."),
+    ({"mlflow": {"tracking_uri": "nosuch://x"}}, "tracking.mlflow.tracking_uri: MLflow cannot log to nosuch://x ("),
+])
+def test_a_tracker_that_cannot_log_stops_the_launch_before_it_starts(tmp_path, monkeypatch, tracking, error):
+    """Checked when the trackers are made, before the results folder or Ray: each trial's wandb.init or
+    MLflow client failed mid-sweep with a traceback."""
+    from cpsweep.config.sweep_file import parse_sweep
+    from cpsweep.errors import CpsweepError
+    from cpsweep.sweep.trackers import make_trackers
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(CpsweepError) as info:
+        make_trackers(parse_sweep(tiny_sweep(tracking=tracking)), [])
+    assert str(info.value).startswith(error), str(info.value)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # offline needs no key
+    assert [t.name for t in make_trackers(parse_sweep(tiny_sweep()), ["wandb"])] == ["wandb"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -67,6 +68,8 @@ class WandbTracker:
         self.project = options.pop("project", sweep.name)
         self.options = options
         self.runs: dict[str, Any] = {}
+        if str(options.get("mode") or os.environ.get("WANDB_MODE", "online")) not in ("offline", "disabled", "dryrun"):
+            _check_wandb_key()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "runs": {}}
@@ -89,6 +92,25 @@ class WandbTracker:
             run.finish()
 
 
+def _check_wandb_key() -> None:
+    """Fail before anything runs when W&B has no API key (each trial's wandb.init would fail mid-sweep)."""
+    import wandb
+
+    silent = os.environ.get("WANDB_SILENT")
+    os.environ["WANDB_SILENT"] = "true"  # (no "API key is configured" line)
+    try:
+        wandb.login(verify=False)  # reads the key from the environment or ~/.netrc; no network
+    except wandb.errors.UsageError as e:
+        raise CpsweepError(f"the wandb tracker has no API key ({str(e).splitlines()[0]}): run `wandb login` or "
+                           f"set WANDB_API_KEY, or set WANDB_MODE=offline to log locally (`wandb sync` "
+                           f"later)") from None
+    finally:
+        if silent is None:
+            os.environ.pop("WANDB_SILENT", None)
+        else:
+            os.environ["WANDB_SILENT"] = silent
+
+
 class MlflowTracker:
     name = "mlflow"
 
@@ -101,6 +123,13 @@ class MlflowTracker:
         if options:
             raise TypeError(f"unexpected options {sorted(options)} (valid: tracking_uri, experiment_name)")
         self.runs: dict[str, str] = {}
+        try:
+            self.client()  # opens no connection: a URI MLflow cannot use fails here, not in every trial
+        except Exception as e:  # (MLflow raises several types: an unknown scheme, a store it cannot build)
+            uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "its default"
+            raise SpecError("tracking.mlflow.tracking_uri", f"MLflow cannot log to {uri} "
+                            f"({str(e).splitlines()[0][:200]}); give a tracking server (http://host:5000) or a "
+                            f"folder (file:./mlruns, with MLFLOW_ALLOW_FILE_STORE=true)") from None
 
     def client(self):
         from mlflow.tracking import MlflowClient
