@@ -21,6 +21,7 @@ User mistakes (a bad spec, a missing data set, an unwritable folder) print one l
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Sequence
@@ -150,7 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.compare:
         path = write_compare([args.results, *args.compare], args.output or "compare.html")
     else:
-        if not args.threshold >= 0:  # (NaN too)
+        if not 0 <= args.threshold < math.inf:  # (NaN too)
             raise SpecError("--threshold", f"must be >= 0 points (a window costs more than this), got "
                                            f"{args.threshold:g}")
         path = write_report(args.results, args.output, args.threshold, args.per_parameter, args.measure)

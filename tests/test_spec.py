@@ -110,6 +110,13 @@ def error_of(raw) -> str:
     ({"grid__model": [{"name": "mlp", "hidden": [8]}, "mlp"]}, 'grid.model: "mlp" appears twice'),
     ({"grid__optim.lr": [0.1, "x"]}, "optim.lr: expected a number, got 'x'"),
     ({"schedule": 5, "grid__schedule": ["exponential", "restart"]}, "schedule: expected a mapping of settings, got 5"),
+    ({"optim__lr": float("inf")}, "optim.lr: expected a finite number, got inf"),     # (it passed "> 0")
+    ({"resources": {"cpu": float("inf")}}, "resources.cpu: expected a finite number, got inf"),
+    ({"optim": {"name": "adam", "lr": 1e-3, "beta1": 1.5}}, "optim.beta1: must be in [0, 1)"),
+    ({"model__channels": 0}, "model.channels: must be >= 1"),                         # (trials failed at launch)
+    ({"model": {"name": "mlp", "hidden": [8, 0]}}, "model.hidden: every width must be >= 1"),
+    ({"model": {"name": "resnet18", "width": 0}, "data__name": "cifar10"}, "model.width: must be >= 1"),
+    ({"search": {"threshold": -5}}, "search.threshold: must be >= 0"),
 ])
 def test_every_mistake_names_the_field_and_the_fix(changes, expected):
     assert expected in error_of(spec(**changes))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -30,14 +31,18 @@ SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 class Range(NamedTuple):
     """The values a number may take, from `low` to `high` (None: unbounded), an end left out when `open_low` /
     `open_high`; `message` is the fix a mistake prints. The parser checks it (`holds`) and `schema.py`
-    publishes it; a value that is not a number (None for an optional setting, a list) is not its business."""
+    publishes it. With `each`, a list holds when each of its items does (the widths of a model's layers);
+    otherwise a value that is not a number (None for an optional setting, a list) is not its business."""
     low: float | None
     high: float | None
     message: str
     open_low: bool = False
     open_high: bool = False
+    each: bool = False
 
     def holds(self, value: Any) -> bool:
+        if self.each and isinstance(value, (list, tuple)):
+            return all(self.holds(v) for v in value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return True
         return ((self.low is None or value > self.low or (value == self.low and not self.open_low))
@@ -117,10 +122,12 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 as a string
-            return float(value)
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else (
+            float(value) if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()) else None)  # YAML 1.1
+        if number is not None and not math.isfinite(number):  # reads 1e-3 as a string; .inf and .nan are floats
+            raise SpecError(path, f"expected a finite number, got {value!r}")
+        if number is not None:
+            return float(number)
     elif tp is str:
         if isinstance(value, str):
             return value

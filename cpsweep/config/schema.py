@@ -29,7 +29,7 @@ from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
 from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
 from .epoch_rule import MAX_EPOCHS, MAX_SEED
-from .sweep_file import (DEFICIT_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
+from .sweep_file import (DEFICIT_RANGES, MODEL_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REFERENCE = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"  # a plug-in: package.module:attribute (`plugins.py`)
@@ -78,7 +78,8 @@ DESCRIPTIONS = {
             "is an axis too",
     "grid.onset": "Window onsets (0-based epochs): a list, or a range {from, to, step}",
     "grid.onset.from": "The first onset", "grid.onset.to": "The last onset (included if on a step)",
-    "grid.onset.step": "Epochs between onsets: the resolution", "grid.length": "Window lengths in epochs: a list, or a range {from, to, step}",
+    "grid.onset.step": "Epochs between onsets: the resolution",
+    "grid.length": "Window lengths in epochs: a list, or a range {from, to, step}",
     "grid.seed": "Seeds (instead of seed and replicates)",
     "grid.deficit": "Deficits, each a name or a mapping with name and options", "grid.model": "Models, likewise",
     "grid.schedule": "Schedules: a name, restart (the file's schedule restarted after the window), or a mapping",
@@ -118,11 +119,13 @@ def _of(tp: Any) -> dict[str, Any]:
 
 
 def _bounded(schema: dict[str, Any], r: Range | None) -> dict[str, Any]:
-    """`schema` with the range `r` on its numbers."""
+    """`schema` with the range `r` on its numbers (each item of a list of numbers)."""
     if r is None:
         return schema
     if "anyOf" in schema:
         return {**schema, "anyOf": [_bounded(s, r) for s in schema["anyOf"]]}
+    if schema.get("type") == "array" and r.each:  # (a list of numbers, each in the range)
+        return {**schema, "items": _bounded(schema["items"], r)}
     if schema.get("type") not in ("integer", "number"):
         return schema
     low = {} if r.low is None else {"exclusiveMinimum" if r.open_low else "minimum": r.low}
@@ -161,7 +164,7 @@ def _name(kind: str) -> dict[str, Any]:
 
 def _component(kind: str) -> dict[str, Any]:
     """A model, deficit or metric: its name, or a mapping with name and options (a built-in's: its own only)."""
-    ranges = DEFICIT_RANGES if kind == "deficit" else {}
+    ranges = {"deficit": DEFICIT_RANGES, "model": MODEL_RANGES}.get(kind, {})
 
     def options(name: str) -> dict[str, Any]:
         return {k: _prop(f"{kind}.{name}.{k}", option_type(d), d, ranges.get((name, k)))

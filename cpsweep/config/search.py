@@ -28,7 +28,8 @@ from .epoch_rule import epoch_int
 
 RANGE_KEYS = ["from", "to", "step"]
 # the ranges of the search settings' numbers (`parse_search`; `schema.py` publishes them)
-RANGES = {"margin": Range(0, None, "must be > 0 (points of final accuracy)", open_low=True),
+RANGES = {"threshold": Range(0, None, "must be >= 0 (points of final accuracy a window is shown to cost more than)"),
+          "margin": Range(0, None, "must be > 0 (points of final accuracy)", open_low=True),
           "max_rounds": Range(0, None, "must be >= 0"),
           "max_epochs": Range(1, None, "must be >= 1 or null"),
           "max_trials": Range(1, None, "must be >= 1 or null"),

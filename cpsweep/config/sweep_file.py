@@ -62,6 +62,8 @@ TRACKER_OPTIONS: dict[str, tuple[str, ...] | None] = {"wandb": None, "mlflow": (
 # that deficit is the sweep's) and of a trial's resources; `schema.py` publishes the same bounds.
 RANGES = {"optim.lr": Range(0, None, "must be > 0", open_low=True),
           "optim.momentum": Range(0, 1, "must be in [0, 1)", open_high=True),
+          "optim.beta1": Range(0, 1, "must be in [0, 1) (Adam's decay of the mean)", open_high=True),
+          "optim.beta2": Range(0, 1, "must be in [0, 1) (Adam's decay of the squared gradients)", open_high=True),
           "optim.weight_decay": Range(0, None, "must be >= 0"),
           "optim.batch_size": Range(1, None, "must be >= 1"),
           "schedule.gamma": Range(0, 1, "must be in (0, 1]", open_low=True),
@@ -82,6 +84,12 @@ DEFICIT_RANGES = {("blur", "factor"): Range(2, None, "must be >= 2"),
                   ("weight_decay", "scale"): Range(0, None, "must be >= 0"),
                   ("lr_scale", "scale"): Range(0, None, "must be > 0", open_low=True),
                   ("batch_size", "size"): Range(2, None, "must be >= 2 (BatchNorm trains on batches of at least 2)")}
+MODEL_RANGES = {("all_cnn_c", "width"): Range(0, None, "must be > 0 (a multiple of the paper's widths)", open_low=True),
+                ("resnet18", "width"): Range(1, None, "must be >= 1 (channels of the first stage)"),
+                ("cnn1d", "channels"): Range(1, None, "must be >= 1"),
+                ("cnn1d", "depth"): Range(1, None, "must be >= 1 (conv blocks)"),
+                ("cnn1d", "kernel"): Range(1, None, "must be >= 1"),
+                ("mlp", "hidden"): Range(1, None, "every width must be >= 1", each=True)}
 RESOURCE_RANGES = {"cpu": Range(0, None, "cpu must be > 0", open_low=True),  # and gpu a fraction below 1 or whole
                    "gpu": Range(0, None, "gpu must be >= 0, a fraction below 1 or a whole number")}
 
@@ -242,6 +250,9 @@ def _check_ranges(t: TrialSpec) -> list[SpecError]:
     checks = [(path, r.holds(functools.reduce(getattr, path.split("."), t)), r.message) for path, r in RANGES.items()]
     checks += [(f"deficit.{option}", t.deficit.name != name or r.holds(t.deficit.options[option]), r.message)
                for (name, option), r in DEFICIT_RANGES.items()]
+    checks += [(f"model.{option}", t.model.name != name or r.holds(t.model.options[option]), r.message)
+               for (name, option), r in MODEL_RANGES.items()]
+
     checks += [("metrics", not t.metrics or t.fisher.every > 0, "are measured at the Fisher epochs, and "
                 "fisher.every is 0; set fisher.every (e.g. 5)"),
                ("deficit.name", t.deficit.name != "weight_decay" or t.optim.weight_decay > 0,
