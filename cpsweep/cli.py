@@ -93,6 +93,7 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
+    from .config.variants import full_grid_sweep
     from .sweep.launch import launch
     from .sweep.preflight import check_plugins
 
@@ -102,6 +103,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
         try:
             sweeps.append(load_sweep(spec, overrides))
             check_plugins(sweeps[-1].trials())
+            if args.full_grid:
+                full_grid_sweep(sweeps[-1])  # (refuses a sweep without a search: section)
         except SpecError as e:
             errors.append(str(e))
     if errors:

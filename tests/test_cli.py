@@ -328,6 +328,8 @@ def test_overrides_on_the_command_line_are_validated_and_recorded(tmp_path):
     (["--max-concurrent", "-1"], "--max-concurrent: must be a whole number >= 1 (trials at once), got -1"),
     (["--storage", "s3:/bucket/p"], "--storage: 's3:/bucket/p' looks like a URI without its '//': write "
                                     "s3://bucket/p"),
+    (["--storage", ""], "--storage: must name a folder or a URI (e.g. results or s3://bucket/prefix), got ''"),
+    (["--full-grid"], "--full-grid: sweep 'quickstart' has no search: section, so it runs every onset already"),
 ])
 def test_launch_options_are_checked_before_anything_runs(args, message, tmp_path):
     res = cpsweep("launch", QUICKSTART, *args, cwd=str(tmp_path))
@@ -335,8 +337,9 @@ def test_launch_options_are_checked_before_anything_runs(args, message, tmp_path
     assert len(res.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []  # no folder, no s3:/ folder
 
 
-def test_report_threshold_below_zero_is_refused(tmp_path):
-    res = cpsweep("report", str(tmp_path), "--threshold", "-5", "-o", str(tmp_path / "r.html"))
+@pytest.mark.parametrize("threshold", ["-5", "inf"])
+def test_report_threshold_below_zero_or_infinite_is_refused(tmp_path, threshold):
+    res = cpsweep("report", str(tmp_path), "--threshold", threshold, "-o", str(tmp_path / "r.html"))
     assert res.returncode == 2 and "--threshold: must be >= 0 points" in res.stderr
     assert not (tmp_path / "r.html").exists()
 

@@ -117,6 +117,12 @@ def error_of(raw) -> str:
     ({"model": {"name": "mlp", "hidden": [8, 0]}}, "model.hidden: every width must be >= 1"),
     ({"model": {"name": "resnet18", "width": 0}, "data__name": "cifar10"}, "model.width: must be >= 1"),
     ({"search": {"threshold": -5}}, "search.threshold: must be >= 0"),
+    ({"grid__onset": [0, 0, 10]}, "grid.onset[1]: 0 is listed twice; give each value once"),  # (was one trial)
+    ({"name": "n" * 101}, "name: is 101 characters long, at most 100"),
+    ({"description": ["a"]}, "description: expected text, got ['a']"),
+    ({"tracking": {"mlflow": {"tracking_uri": 5}}}, "tracking.mlflow.tracking_uri: expected text, got 5"),
+    ({"replicates": DELETE, "grid__seed": [1, 1]}, "grid.seed[1]: 1 is listed twice"),
+    ({"grid__optim.lr": [0.1, 0.1]}, "grid.optim.lr[1]: 0.1 is listed twice"),
 ])
 def test_every_mistake_names_the_field_and_the_fix(changes, expected):
     assert expected in error_of(spec(**changes))
@@ -307,6 +313,14 @@ def test_extra_axes_and_overrides():
                         for p in ("baseline", "blur-o0-l5", "blur-o10-l5", "vflip-o0-l5", "vflip-o10-l5")}
     assert ids["vflip-o10-l5-lr0.01-s3"].optim.lr == 0.01
     assert ids["vflip-o10-l5-lr0.01-s3"].deficit.name == "vflip"
+
+
+def test_an_override_sets_a_dotted_grid_axis():
+    from cpsweep.config.yaml_text import apply_overrides
+
+    raw = apply_overrides(spec(), ["grid.optim.lr=[0.1, 0.01]", "grid.deficit.factor=[2]", "optim.lr=0.2"])
+    assert raw["grid"]["optim.lr"] == [0.1, 0.01] and raw["grid"]["deficit.factor"] == [2]  # not grid: {optim: ..}
+    assert {t.optim.lr for t in parse_sweep(raw).trials()} == {0.1, 0.01}
 
 
 def test_baseline_is_shared_across_deficit_options():

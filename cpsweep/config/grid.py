@@ -100,7 +100,11 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
         values = [seed_int(v, f"grid.seed[{i}]") for i, v in enumerate(values)]
     elif key in ("onset", "length"):
         values = [epoch_int(v, f"grid.{key}[{i}]") for i, v in enumerate(values)]
-    return tuple(freeze(v) for v in values)
+    frozen = tuple(freeze(v) for v in values)
+    again = next((i for i, v in enumerate(frozen) if v in frozen[:i]), None)
+    if again is not None:  # (it would be one trial, not the two the file seems to ask for)
+        raise SpecError(f"grid.{key}[{again}]", f"{values[again]!r} is listed twice; give each value once")
+    return frozen
 
 
 def _schedule_label(schedule: Any, value: Any, i: int) -> str:

@@ -29,7 +29,7 @@ from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
 from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
 from .epoch_rule import MAX_EPOCHS, MAX_SEED
-from .sweep_file import (DEFICIT_RANGES, MODEL_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
+from .sweep_file import (DEFICIT_RANGES, MAX_NAME, MODEL_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REFERENCE = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"  # a plug-in: package.module:attribute (`plugins.py`)
@@ -192,7 +192,7 @@ def _data() -> dict[str, Any]:
 
 
 def _list(items: dict[str, Any], description: str = "") -> dict[str, Any]:
-    return {"description": description, "type": "array", "minItems": 1, "items": items}
+    return {"description": description, "type": "array", "minItems": 1, "uniqueItems": True, "items": items}
 
 
 def _grid() -> dict[str, Any]:
@@ -228,9 +228,10 @@ def build() -> dict[str, Any]:
     for name, options in TRACKER_OPTIONS.items():  # None: any keyword of the tracker's own init
         if options is not None:
             trackers[name].update(additionalProperties=False, properties={
-                o: {"description": DESCRIPTIONS.get(f"tracking.{name}.{o}", "")} for o in options})
+                o: {"description": DESCRIPTIONS.get(f"tracking.{name}.{o}", ""), "type": "string"} for o in options})
     trial, hints = {f.name: f for f in dataclasses.fields(TrialSpec)}, typing.get_type_hints(TrialSpec)
-    top = {"name": {"type": "string", "pattern": r"^[\w.-]+$"}, "description": {}, "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
+    top = {"name": {"type": "string", "pattern": r"^[\w.-]+$", "maxLength": MAX_NAME},
+           "description": {"type": ["string", "null"]}, "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
            "replicates": {"type": "integer", "minimum": 1, "default": 1},
            "epochs": {"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS},
            "clean_after": {"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS},

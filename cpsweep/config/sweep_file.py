@@ -45,6 +45,7 @@ from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resou
 from .views import hashed_settings
 from .yaml_text import apply_overrides, read_yaml, yaml_problem
 
+MAX_NAME = 100  # characters of a sweep's name (a folder's name: file systems allow 255 bytes)
 MAX_TRIALS = 100_000  # window trials in one sweep (the largest measured: 10,000, docs/benchmarks.md)
 
 # Keys of a sweep file, and which dataclass reads each section.
@@ -109,8 +110,11 @@ def parse_tracking(raw: Any) -> dict[str, dict[str, Any]]:
             if options is not None and not isinstance(options, Mapping):
                 raise SpecError(f"tracking.{name}", f"expected a mapping of options or nothing, got {options!r}")
             valid = TRACKER_OPTIONS[name]
-            if valid is not None:
+            if valid is not None:  # (a tracker whose options are named: each is text)
                 check_keys(dict(options or {}), valid, f"tracking.{name}")
+                for key, value in dict(options or {}).items():
+                    if not isinstance(value, str):
+                        raise SpecError(f"tracking.{name}.{key}", f"expected text, got {value!r}")
             if importlib.util.find_spec(name) is None:
                 raise SpecError(f"tracking.{name}", f"the {name} package is not installed here; pip install "
                                                     f"'cpsweep[{name}]' (or pip install {name}), or remove it")
@@ -339,6 +343,11 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
                 or name.strip(".") == "":
             raise SpecError("name", f"{name!r} cannot name a results folder: use letters, digits, - _ . "
                                     f"(e.g. blur_grid)")
+        if "description" in raw and not isinstance(raw["description"], (str, type(None))):
+            raise SpecError("description", f"expected text, got {raw['description']!r}")
+        if len(name) > MAX_NAME:
+            raise SpecError("name", f"is {len(name)} characters long, at most {MAX_NAME} (a folder name, with "
+                                    f"-grid added for --full-grid); shorten it")
     seed = replicates = epochs = clean_after = base = grid = resources = search = None
     common_end = False
     with problems.check():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+from ..errors import SpecError
 from .sweep_file import SweepSpec, parse_sweep
 
 
@@ -17,7 +18,8 @@ def full_grid_sweep(sweep: SweepSpec) -> SweepSpec:
     --full-grid`: the reference a search is checked against; the trials are the same, so results agree
     bit for bit where both ran)."""
     if sweep.search is None:
-        return sweep
+        raise SpecError("--full-grid", f"sweep {sweep.name!r} has no search: section, so it runs every onset "
+                                       f"already; drop --full-grid", sweep.source)
     raw = copy.deepcopy(sweep.raw)
     raw["name"] = f"{sweep.name}-grid"
     raw.pop("search")

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
+from .grid import DOTTED
 
 
 def read_yaml(text: str) -> Any:
@@ -46,7 +47,8 @@ _SafeUniqueLoader.add_constructor("tag:yaml.org,2002:map", _unique_mapping)
 
 def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = None) -> Any:
     """`raw` with each `dotted.key=value` of `overrides` set (the value read as YAML: `grid.onset=[0,20]`,
-    `optim.lr=1e-3`, `model.name=resnet18`); the result is validated like the file itself."""
+    `optim.lr=1e-3`, `model.name=resnet18`, and a dotted grid axis: `grid.optim.lr=[0.1,0.01]`); the result
+    is validated like the file itself."""
     if not overrides:
         return raw
     out = copy.deepcopy(dict(raw)) if isinstance(raw, Mapping) else {}
@@ -64,6 +66,8 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = Non
         except yaml.YAMLError as e:
             raise SpecError(key, f"the override's value {text!r} is not YAML: {yaml_problem(e)}", source) from None
         node, parts = out, key.split(".")
+        if len(parts) == 3 and parts[0] == "grid" and parts[1] in DOTTED:  # grid.optim.lr=[...]: the axis
+            parts = ["grid", ".".join(parts[1:])]                          # "optim.lr" of the grid
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             child = {"name": child} if isinstance(child, str) else {} if child is None else child

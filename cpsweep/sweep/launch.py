@@ -134,6 +134,9 @@ def check_launch_options(storage: str, max_concurrent: int | None) -> None:
                                        or max_concurrent < 1):
         raise SpecError("--max-concurrent", f"must be a whole number >= 1 (trials at once), got {max_concurrent!r}; "
                                             "leave it out for as many as the cluster fits")
+    if not isinstance(storage, str) or not storage.strip():
+        raise SpecError("--storage", f"must name a folder or a URI (e.g. results or s3://bucket/prefix), got "
+                                     f"{storage!r}")
     if missing_slashes(storage):
         raise SpecError("--storage", missing_slashes(storage))
 
