@@ -233,8 +233,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's mistakes as one line, like every other error (not the usage text, then the error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cpsweep", description="Sweeps of deficit-window trials for critical "
+    p = OneLineParser(prog="cpsweep", description="Sweeps of deficit-window trials for critical "
                                                             "learning periods in deep networks.")
     p.add_argument("--version", action="version", version=f"cpsweep {__version__}")
     sub = p.add_subparsers(dest="command", required=True)

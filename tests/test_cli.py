@@ -344,6 +344,12 @@ def test_report_threshold_below_zero_or_infinite_is_refused(tmp_path, threshold)
     assert not (tmp_path / "r.html").exists()
 
 
+def test_a_mistake_in_the_command_line_itself_is_one_line():
+    res = cpsweep("launch", QUICKSTART, "--max-concurrent", "abc")
+    assert res.returncode == 2 and res.stderr == ("cpsweep launch: error: argument --max-concurrent: invalid int "
+                                                  "value: 'abc' (see cpsweep launch --help)\n")
+
+
 def test_an_override_given_twice_is_refused():
     res = cpsweep("validate", QUICKSTART, "replicates=2", "replicates=3")
     assert res.returncode == 2 and "replicates: overridden twice on the command line; give it once" in res.stderr

@@ -323,6 +323,15 @@ def test_an_override_sets_a_dotted_grid_axis():
     assert {t.optim.lr for t in parse_sweep(raw).trials()} == {0.1, 0.01}
 
 
+def test_an_override_that_replaces_what_an_earlier_one_set_is_refused():
+    from cpsweep.config.yaml_text import apply_overrides
+
+    with pytest.raises(SpecError, match="deficit: replaces the whole of deficit, dropping deficit.factor given "
+                                        "before it on the command line; give deficit=... first"):
+        apply_overrides(spec(), ["deficit.factor=3", "deficit=vflip"])
+    assert apply_overrides(spec(), ["deficit=blur", "deficit.factor=3"])["deficit"] == {"name": "blur", "factor": 3}
+
+
 def test_baseline_is_shared_across_deficit_options():
     trials = parse_sweep(spec(**{"grid__deficit.factor": [2, 4]})).trials()
     assert sorted(t.trial_id for t in trials if t.is_baseline) == ["baseline-s0", "baseline-s1"]

@@ -271,3 +271,14 @@ def test_a_block_that_fails_leaves_no_folder_it_made(tmp_path):
     with pytest.raises(RuntimeError), store.kept_only_if_used():
         raise RuntimeError("refused")
     assert os.path.exists(store.path("spec.yaml"))  # a folder with results is never touched
+
+
+def test_a_table_whose_files_were_deleted_is_named_missing(tmp_path):
+    import shutil
+
+    from results_fixture import make_results, write_tables
+
+    write_tables(str(tmp_path), make_results())
+    shutil.rmtree(tmp_path / "epochs.parquet")
+    with pytest.raises(StorageError, match=f"cannot read {tmp_path}: missing: {tmp_path}/epochs.parquet/part-"):
+        load_results(str(tmp_path))

@@ -60,6 +60,10 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = Non
                                           f"grid.onset=[0,20,40]", source)
         if key in seen:
             raise SpecError(key, "overridden twice on the command line; give it once", source)
+        inside = next((k for k in seen if k.startswith(f"{key}.")), None)
+        if inside:  # (the later value would replace the earlier one silently)
+            raise SpecError(key, f"replaces the whole of {key}, dropping {inside} given before it on the command "
+                                 f"line; give {key}=... first", source)
         seen.add(key)
         try:
             value = read_yaml(text)  # the file's own reading: a key given twice refused here too

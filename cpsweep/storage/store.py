@@ -101,6 +101,8 @@ class Store:
             yield
         except (OSError, pa.ArrowException) as e:
             detail = " ".join(str(e).split())
+            if isinstance(e, FileNotFoundError) and "no such file" not in detail.lower():  # (pyarrow's says
+                detail = f"missing: {detail}"                                             # only the path)
             default = ("check the path or URI, the endpoint, your credentials and permissions" if "://" in self.uri
                        else "check the path and its permissions; a table that does not read is damaged (each "
                             "finished trial's own records are also in the folder's shards/)")
