@@ -242,7 +242,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="cpsweep", description="Sweeps of deficit-window trials for critical "
-                                                            "learning periods in deep networks.")
+                                                  "learning periods in deep networks.")
     p.add_argument("--version", action="version", version=f"cpsweep {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
