@@ -155,3 +155,11 @@ def test_a_tracker_that_cannot_log_stops_the_launch_before_it_starts(tmp_path, m
     assert str(info.value).startswith(error), str(info.value)
     monkeypatch.setenv("WANDB_MODE", "offline")  # offline needs no key
     assert [t.name for t in make_trackers(parse_sweep(tiny_sweep()), ["wandb"])] == ["wandb"]
+
+
+def test_a_sweeps_own_metrics_are_logged_with_the_built_in_columns():
+    from cpsweep.sweep.trackers import numeric
+
+    row = {"trial_id": "t", "epoch": 3, "test_acc": 0.9, "deficit_active": True, "metric.noisy_accuracy": 0.5,
+           "fisher/0": 1, "metric.missing": float("nan"), "time_this_iter_s": 2.0, "node_ip": "10.0.0.1"}
+    assert numeric(row) == {"test_acc": 0.9, "deficit_active": 1.0, "metric.noisy_accuracy": 0.5, "fisher/0": 1.0}

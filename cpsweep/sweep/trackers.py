@@ -30,11 +30,11 @@ import pandas as pd
 from ..config.spec import TrialSpec
 from ..config.sweep_file import TRACKERS, SweepSpec
 from ..errors import CpsweepError, SpecError
-from ..storage.records import EPOCH_COLUMNS
+from ..storage.records import EPOCH_COLUMNS, METRIC
 from ..storage.store import Store
 
 STEP = "epoch"
-LOGGED = [c for c in EPOCH_COLUMNS if c not in ("trial_id", "epoch")]  # and fisher/<layer>
+LOGGED = [c for c in EPOCH_COLUMNS if c not in ("trial_id", "epoch")]  # and metric.<name>, fisher/<layer>
 
 
 def run_id(sweep: str, trial_id: str) -> str:
@@ -43,11 +43,12 @@ def run_id(sweep: str, trial_id: str) -> str:
 
 
 def numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The finite numbers (flags as 0/1) among a result's or a record row's columns of epochs.parquet and
-    per-layer Fisher traces (`fisher/<layer>`); Tune's own bookkeeping is left out."""
+    """The finite numbers (flags as 0/1) among a result's or a record row's columns of epochs.parquet (a
+    sweep's own `metric.<name>` included) and per-layer Fisher traces (`fisher/<layer>`); Tune's own
+    bookkeeping is left out."""
     out = {}
     for k, v in metrics.items():
-        if not (k in LOGGED or k.startswith("fisher/")) or isinstance(v, str) or v is None:
+        if not (k in LOGGED or k.startswith(("fisher/", METRIC))) or isinstance(v, str) or v is None:
             continue
         try:
             v = float(v)
