@@ -137,24 +137,25 @@ def test_a_trial_started_again_logs_into_its_open_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("tracking, error", [
-    ({"wandb": {}}, "the wandb tracker has no API key (No API key configured."),
-    ({"mlflow": {"tracking_uri": "nosuch://x"}}, "tracking.mlflow.tracking_uri: MLflow cannot log to nosuch://x ("),
+    ("wandb", "the wandb tracker has no API key (No API key configured."),
+    ("mlflow", "tracking.mlflow.tracking_uri: MLflow cannot log to nosuch://x ("),
 ])
-def test_a_tracker_that_cannot_log_stops_the_launch_before_it_starts(tmp_path, monkeypatch, tracking, error):
+def test_a_tracker_that_cannot_log_stops_the_launch_before_it_starts(tmp_path, tracking, error):
     """Checked when the trackers are made, before the results folder or Ray: each trial's wandb.init or
-    MLflow client failed mid-sweep with a traceback."""
-    from cpsweep.config.sweep_file import parse_sweep
-    from cpsweep.errors import CpsweepError
-    from cpsweep.sweep.trackers import make_trackers
+    MLflow client failed mid-sweep with a traceback. (A fresh process: W&B keeps its login per process.)"""
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    for name in ("WANDB_API_KEY", "WANDB_MODE", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    with pytest.raises(CpsweepError) as info:
-        make_trackers(parse_sweep(tiny_sweep(tracking=tracking)), [])
-    assert str(info.value).startswith(error), str(info.value)
-    monkeypatch.setenv("WANDB_MODE", "offline")  # offline needs no key
-    assert [t.name for t in make_trackers(parse_sweep(tiny_sweep()), ["wandb"])] == ["wandb"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "MLFLOW_"))}
+    env.update(HOME=str(tmp_path), MLFLOW_TRACKING_URI="nosuch://x")  # no ~/.netrc, no W&B key
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", "sweeps/quickstart.yaml", "--tracker",
+                          tracking, "--storage", str(tmp_path / "out")], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and res.stderr.startswith(f"cpsweep: error: {error}"), res.stderr
+    assert len(res.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
+    # (W&B offline needs no key: the launches of test_trackers_log_every_epoch_at_its_epoch_into_stable_runs)
 
 
 def test_a_sweeps_own_metrics_are_logged_with_the_built_in_columns():
