@@ -233,7 +233,8 @@ def test_names_and_component_options_get_the_same_verdict():
             if kind != "data":
                 cases += [(label, {kind: name, f"grid/{kind}": v}) for v in ([name], [{"name": name}])]
             for option, default in e.options.items():
-                r = sweep_file.DEFICIT_RANGES.get((name, option)) if kind == "deficit" else None
+                bounds = {"deficit": sweep_file.DEFICIT_RANGES, "model": sweep_file.MODEL_RANGES}.get(kind, {})
+                r = bounds.get((name, option))
                 cases += [(label, {kind: {"name": name, option: v}})
                           for v in values(option_type(default), default, r)]
                 cases.append((label, {kind: {"name": name, misspelt(option): default}}))

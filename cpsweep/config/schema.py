@@ -29,7 +29,8 @@ from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
 from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
 from .epoch_rule import MAX_EPOCHS, MAX_SEED
-from .sweep_file import (DEFICIT_RANGES, MAX_NAME, MODEL_RANGES, RANGES, RESOURCE_RANGES, SECTIONS, TOP_KEYS, TRACKER_OPTIONS)
+from .ranges import DEFICIT_RANGES, MODEL_RANGES, RANGES, RESOURCE_RANGES
+from .sweep_file import MAX_NAME, SECTIONS, TOP_KEYS, TRACKER_OPTIONS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 REFERENCE = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"  # a plug-in: package.module:attribute (`plugins.py`)

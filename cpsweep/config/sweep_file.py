@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from ..errors import Problems, SpecError
-from ._parse import Range, check_keys, coerce, parse
+from ._parse import check_keys, coerce, parse
 from .epoch_rule import MAX_EPOCHS, MAX_SEED, check_common_end, epoch_int, parse_epoch_rule, seed_int
 from .grid import parse_grid, schedule_axis, set_dotted
 from .search import SearchSpec, coarse_onsets, parse_search
@@ -43,6 +43,7 @@ from .registry import entry
 from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
                    component, data_section, freeze, metrics_section)
 from .views import hashed_settings
+from .ranges import DEFICIT_RANGES, MODEL_RANGES, RANGES, RESOURCE_RANGES
 from .yaml_text import apply_overrides, read_yaml, yaml_problem
 
 MAX_NAME = 100  # characters of a sweep's name (a folder's name: file systems allow 255 bytes)
@@ -57,42 +58,6 @@ TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after"
 TRACKERS = ("wandb", "mlflow")  # experiment trackers a sweep can log to (`tracking:`, `--tracker`)
 # each tracker's options in `tracking:` (None: any keyword of the tracker's own init, e.g. wandb.init)
 TRACKER_OPTIONS: dict[str, tuple[str, ...] | None] = {"wandb": None, "mlflow": ("tracking_uri", "experiment_name")}
-
-
-# The ranges of the fixed settings' numbers (`_check_ranges`), of the built-in deficits' options (checked when
-# that deficit is the sweep's) and of a trial's resources; `schema.py` publishes the same bounds.
-RANGES = {"optim.lr": Range(0, None, "must be > 0", open_low=True),
-          "optim.momentum": Range(0, 1, "must be in [0, 1)", open_high=True),
-          "optim.beta1": Range(0, 1, "must be in [0, 1) (Adam's decay of the mean)", open_high=True),
-          "optim.beta2": Range(0, 1, "must be in [0, 1) (Adam's decay of the squared gradients)", open_high=True),
-          "optim.weight_decay": Range(0, None, "must be >= 0"),
-          "optim.batch_size": Range(1, None, "must be >= 1"),
-          "schedule.gamma": Range(0, 1, "must be in (0, 1]", open_low=True),
-          "schedule.step_size": Range(1, None, "must be >= 1"),
-          "fisher.every": Range(0, None, "must be >= 0 (0 turns the Fisher off)"),
-          "fisher.probe_per_class": Range(1, None, "must be >= 1"),
-          "fisher.samples": Range(1, None, "must be >= 1"),
-          "fisher.beta": Range(0, 1e-6, "must be in (0, 1e-6]: larger noise leaves the loss's quadratic region; the "
-                               "default 1e-24 suits any net (the estimate does not depend on beta there)",
-                               open_low=True),
-          "fisher.steps": Range(1, None, "must be >= 1 (Adam steps of method: variational; default 300)"),
-          "bn_refresh": Range(-1, None, "must be -1 (full pass), 0 (off) or a number of batches"),
-          "checkpoint_every": Range(1, None, "must be >= 1"),
-          "data.subset": Range(1, None, "must be >= 1 or null")}
-DEFICIT_RANGES = {("blur", "factor"): Range(2, None, "must be >= 2"),
-                  ("noise", "std"): Range(0, None, "must be > 0", open_low=True),
-                  ("label_noise", "fraction"): Range(0, 1, "must be in (0, 1]", open_low=True),
-                  ("weight_decay", "scale"): Range(0, None, "must be >= 0"),
-                  ("lr_scale", "scale"): Range(0, None, "must be > 0", open_low=True),
-                  ("batch_size", "size"): Range(2, None, "must be >= 2 (BatchNorm trains on batches of at least 2)")}
-MODEL_RANGES = {("all_cnn_c", "width"): Range(0, None, "must be > 0 (a multiple of the paper's widths)", open_low=True),
-                ("resnet18", "width"): Range(1, None, "must be >= 1 (channels of the first stage)"),
-                ("cnn1d", "channels"): Range(1, None, "must be >= 1"),
-                ("cnn1d", "depth"): Range(1, None, "must be >= 1 (conv blocks)"),
-                ("cnn1d", "kernel"): Range(1, None, "must be >= 1"),
-                ("mlp", "hidden"): Range(1, None, "every width must be >= 1", each=True)}
-RESOURCE_RANGES = {"cpu": Range(0, None, "cpu must be > 0", open_low=True),  # and gpu a fraction below 1 or whole
-                   "gpu": Range(0, None, "gpu must be >= 0, a fraction below 1 or a whole number")}
 
 
 def parse_tracking(raw: Any) -> dict[str, dict[str, Any]]:
