@@ -54,8 +54,8 @@ def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bo
     if ("epochs" in raw) == ("clean_after" in raw):
         raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
                                   "(clean epochs after each window)")
-    epochs = _positive_epochs(raw["epochs"], "epochs") if "epochs" in raw else None
-    clean_after = _positive_epochs(raw["clean_after"], "clean_after") if "clean_after" in raw else None
+    epochs = positive_epochs(raw["epochs"], "epochs") if "epochs" in raw else None
+    clean_after = positive_epochs(raw["clean_after"], "clean_after") if "clean_after" in raw else None
     common_end = coerce(raw.get("common_end", False), bool, "common_end")
     if "common_end" in raw and clean_after is not None:
         raise SpecError("common_end", "means nothing with clean_after (every window already gets clean_after "
@@ -64,7 +64,8 @@ def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bo
     return epochs, clean_after, common_end
 
 
-def _positive_epochs(value: Any, path: str) -> int:
+def positive_epochs(value: Any, path: str) -> int:
+    """A number of epochs to train: a whole number from 1 to MAX_EPOCHS."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(path, f"expected a whole number of epochs >= 1, got {value!r}")
     return epoch_int(value, path)

@@ -2,8 +2,9 @@
 
 `onset` and `length` are required; `seed`, `deficit`, `model` and `schedule` are axes of their own, and a
 dotted key (`optim.lr`, `model.width`, `deficit.factor`, ...) varies one setting of a section. `grid.onset`
-and `grid.length` may be a range `{from, to, step}`. A `grid.schedule` value is a schedule's name, `restart` (the file's
-schedule restarted after each window) or a mapping merged over the file's schedule (`schedule_axis`).
+and `grid.length` may be a range `{from, to, step}`. A `grid.schedule` value is a schedule's name, `restart`
+(the file's schedule restarted after each window) or a mapping merged over the file's schedule
+(`schedule_axis`).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ import yaml
 
 from ..errors import Problems, SpecError
 from ._parse import check_keys, coerce, parse
-from .epoch_rule import MAX_EPOCHS, MAX_SEED, check_common_end, epoch_int, parse_epoch_rule, seed_int
+from .epoch_rule import (MAX_EPOCHS, MAX_SEED, check_common_end, epoch_int, parse_epoch_rule, positive_epochs,
+                         seed_int)
 from .grid import parse_grid, schedule_axis, set_dotted
 from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
@@ -143,10 +144,8 @@ class SweepSpec:
         epoch_int(onset, "onset")
         epoch_int(length, "length")
         seed_int(seed, "seed")
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise SpecError("epochs", f"expected a whole number of epochs >= 1, got {epochs!r}")
         if epochs is not None:
-            epoch_int(epochs, "epochs")
+            positive_epochs(epochs, "epochs")
         raw = copy.deepcopy(self.raw)
         tags: list[tuple[str, Any]] = []
         if length == 0:  # the baseline has no deficit, so deficit settings do not make it a new trial
@@ -204,13 +203,12 @@ def _digest(obj: Any) -> str:
 
 
 def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
+    where = f"{path}.onset/length" if path else "grid.onset/length"
     if onset + length > epochs:
-        where = f"{path}.onset/length" if path else "grid.onset/length"
         raise SpecError(where, f"window [{onset}, {onset + length}) ends after the last epoch ({epochs} "
                                f"epochs); shorten the window, lower the onset or raise epochs")
     if epochs > MAX_EPOCHS:
-        raise SpecError(f"{path}.onset/length" if path else "grid.onset/length",
-                        f"window [{onset}, {onset + length}) makes a trial of {epochs:,} epochs (clean_after "
+        raise SpecError(where, f"window [{onset}, {onset + length}) makes a trial of {epochs:,} epochs (clean_after "
                         f"included), more than {MAX_EPOCHS:,}; lower the onset, the length or clean_after")
 
 
@@ -221,7 +219,6 @@ def _check_ranges(t: TrialSpec) -> list[SpecError]:
                for (name, option), r in DEFICIT_RANGES.items()]
     checks += [(f"model.{option}", t.model.name != name or r.holds(t.model.options[option]), r.message)
                for (name, option), r in MODEL_RANGES.items()]
-
     checks += [("metrics", not t.metrics or t.fisher.every > 0, "are measured at the Fisher epochs, and "
                 "fisher.every is 0; set fisher.every (e.g. 5)"),
                ("deficit.name", t.deficit.name != "weight_decay" or t.optim.weight_decay > 0,

@@ -95,21 +95,17 @@ class WandbTracker:
 
 def _check_wandb_key() -> None:
     """Fail before anything runs when W&B has no API key (each trial's wandb.init would fail mid-sweep)."""
+    from unittest import mock
+
     import wandb
 
-    silent = os.environ.get("WANDB_SILENT")
-    os.environ["WANDB_SILENT"] = "true"  # (no "API key is configured" line)
     try:
-        wandb.login(verify=False)  # reads the key from the environment or ~/.netrc; no network
+        with mock.patch.dict(os.environ, {"WANDB_SILENT": "true"}):  # (no "API key is configured" line)
+            wandb.login(verify=False)  # reads the key from the environment or ~/.netrc; no network
     except wandb.errors.UsageError as e:
         raise CpsweepError(f"the wandb tracker has no API key ({str(e).splitlines()[0]}): run `wandb login` or "
                            f"set WANDB_API_KEY, or set WANDB_MODE=offline to log locally (`wandb sync` "
                            f"later)") from None
-    finally:
-        if silent is None:
-            os.environ.pop("WANDB_SILENT", None)
-        else:
-            os.environ["WANDB_SILENT"] = silent
 
 
 class MlflowTracker:
