@@ -30,7 +30,6 @@ from . import __version__
 from .errors import CpsweepError, SpecError, TrialDiverged
 from .config.sweep_file import TRACKERS
 from .storage.records import FINAL_EPOCHS, STATUSES
-from .results.reduce import DEFAULT_THRESHOLD
 
 
 def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -94,7 +93,6 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
 def cmd_launch(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .config.variants import full_grid_sweep
-    from .sweep.launch import launch
     from .sweep.preflight import check_plugins
 
     files, overrides = split_overrides(args.spec)
@@ -109,6 +107,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
             errors.append(str(e))
     if errors:
         raise CpsweepError("\n".join(errors))
+    from .sweep.launch import launch  # (torch, Ray, pandas: a mistake in a file is said before they load)
+
     failed = 0
     for spec in sweeps:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
@@ -147,17 +147,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not 0 <= args.threshold < math.inf:  # (NaN too)
+        raise SpecError("--threshold", f"must be >= 0 points (a window costs more than this), got "
+                                       f"{args.threshold:g}")
+    from .results.reduce import DEFAULT_THRESHOLD
     from .results.report import write_compare, write_report
 
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     folder = os.path.dirname(args.output) if args.output and "://" not in args.output else ""
     new = bool(folder) and not os.path.isdir(folder)
     if args.compare:
         path = write_compare([args.results, *args.compare], args.output or "compare.html")
     else:
-        if not 0 <= args.threshold < math.inf:  # (NaN too)
-            raise SpecError("--threshold", f"must be >= 0 points (a window costs more than this), got "
-                                           f"{args.threshold:g}")
-        path = write_report(args.results, args.output, args.threshold, args.per_parameter, args.measure)
+        path = write_report(args.results, args.output, threshold, args.per_parameter, args.measure)
     print(f"{path} (created the folder {folder})" if new else path)
     return 0
 
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "or compare.html with --compare)")
     rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
                     help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
-    rp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    rp.add_argument("--threshold", type=float, default=None,
                     help="a window belongs to the critical period when it is shown to cost more than this many "
                          "points (one-sided t-tests, false discovery rate over the onsets at 2.5%%; default 0)")
     rp.add_argument("--per-parameter", action="store_true",

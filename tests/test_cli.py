@@ -138,6 +138,19 @@ def test_launch_reports_every_mistake_of_every_file_at_once(tmp_path):
     assert len(lines) == 5 and not (tmp_path / "out").exists()
 
 
+def test_validate_and_a_refused_launch_load_no_heavy_library(tmp_path):
+    """A mistake in a sweep file, and `validate`, are answered in a fraction of a second: before torch, Ray,
+    pandas or scipy load (they took 2.5-4 s of every such command here)."""
+    typos = tmp_path / "typos.yaml"
+    typos.write_text(Path(QUICKSTART).read_text().replace("replicates:", "replicate:"))
+    code = ("import sys; from cpsweep.cli import main; rcs = [main(a.split(chr(10))) for a in sys.argv[1:3]]; "
+            "print(rcs, sorted(m for m in ('torch', 'ray', 'pandas', 'scipy') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code, f"validate\n{QUICKSTART}", f"launch\n{typos}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.stdout.splitlines()[-1] == "[0, 2] []", res.stdout + res.stderr
+    assert 'replicate: unknown key "replicate"' in res.stderr
+
+
 @pytest.mark.slow
 def test_launch_with_a_tracker_that_is_not_installed(tmp_path):
     missing = tmp_path / "site"  # a wandb that fails to import, as an absent one does
