@@ -12,7 +12,12 @@ epochs trained instead of 8: more than half of this test's time), and mlp_depth'
 would make 24 MLP trials of its 9. What that axis adds (the restarted baselines per
 window end, trials branching across schedules) runs end to end on MNIST-1D in the same shape in
 tests/test_sharing.py (test_a_schedule_grid_launches_and_branches_across_schedules); the golden trial is
-the exponential one, whose id keeps its schedule tag with the axis cut.
+the exponential one, whose id keeps its schedule tag with the axis cut. blur_grid's smoke is also cut to
+its first onset (`SMOKE_ONSET_ONLY`: the golden window [0, 1) and its baseline, 2 All-CNN trials side by
+side on 2 cores instead of 3 in two rounds, half this test's time): the smoke's second window [1, 2) only
+adds a window whose first epoch is the baseline's, which the quickstart's smoke runs on MNIST-1D. That
+file's smoke is made here (`smoke_sweep`, as `launch --smoke` makes it), cut, and launched as made, its
+GPU share dropped as `--smoke` drops it on a Ray without GPUs.
 
 The CIFAR-10 and MNIST specs read tiny files in the real formats (tests/tiny_data.py) through the real
 torchvision loaders; the Ray workers make torchvision expect those files' md5 sums with a
@@ -38,6 +43,7 @@ SMOKED = ["quickstart", "blur_grid", "mlp_depth"]
 SWEEPS = [os.path.join(ROOT, "sweeps", f"{name}.yaml") for name in SMOKED]
 # grid axes cut to their first value in a file's smoke run (see the module docstring)
 FIRST_ONLY = {"blur_grid": ["schedule"], "mlp_depth": ["schedule"]}
+SMOKE_ONSET_ONLY = ["blur_grid"]  # smoke windows cut to the first (see the module docstring)
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +85,14 @@ def test_smoke_runs_every_sweep_file(path, tiny_ray, tmp_path):
         raw = copy.deepcopy(sweep.raw)
         raw["grid"].update({axis: raw["grid"][axis][:1] for axis in cut})
         sweep = parse_sweep(raw, sweep.source)
-    expected = len(smoke_sweep(sweep).trials())
-    summary = launch(sweep if cut else path, storage=str(tmp_path), smoke=True)  # the file itself, if uncut
+    smoke = True
+    if sweep.name in SMOKE_ONSET_ONLY:
+        raw = copy.deepcopy(smoke_sweep(sweep).raw)
+        raw["grid"]["onset"] = raw["grid"]["onset"][:1]
+        raw["resources"]["gpu"] = 0
+        sweep, smoke = parse_sweep(raw, sweep.source), False
+    expected = len((smoke_sweep(sweep) if smoke else sweep).trials())
+    summary = launch(sweep if cut else path, storage=str(tmp_path), smoke=smoke)  # the file itself, if uncut
     assert summary.counts["ok"] == expected, summary.counts
     trials = pd.read_parquet(os.path.join(summary.uri, "trials.parquet"))
     epochs = pd.read_parquet(os.path.join(summary.uri, "epochs.parquet"))
