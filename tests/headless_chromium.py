@@ -17,14 +17,15 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 
 # each drawn figure as the browser holds it: its title, its panels' titles, its y axes, its colour axis and
-# its traces (type, panel axes, name, heatmap values)
+# its traces (type, panel axes, name, legend entry and group, fill, heatmap values)
 FIGURES = """Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
     title: (gd.layout.title || {}).text || '',
     panels: (gd.layout.annotations || []).map(a => a.text),
     yaxes: Object.keys(gd._fullLayout).filter(k => /^yaxis[0-9]*$/.test(k)).length,
     coloraxis: gd._fullLayout.coloraxis ? [gd._fullLayout.coloraxis.cmin, gd._fullLayout.coloraxis.cmax] : null,
     traces: gd._fullData.map(t => ({type: t.type, xaxis: t.xaxis, yaxis: t.yaxis, name: t.name || '',
-                                    showlegend: t.showlegend !== false,
+                                    showlegend: t.showlegend !== false, fill: t.fill || 'none',
+                                    legendgroup: t.legendgroup || '',
                                     z: t.type === 'heatmap' ? Array.from(t.z, r => Array.from(r)).flat() : null}))}))"""
 
 

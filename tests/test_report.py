@@ -247,8 +247,13 @@ def test_a_three_axis_sweep_gets_a_row_per_value_in_every_figure(tmp_path, ray_l
                                               abs=1e-4)
     # each row's accuracy panel: its baseline, its most and its least damaging window
     acc = by_title["Test accuracy per epoch"]
-    lines = [t for t in acc["traces"] if t["showlegend"]]
+    lines = [t for t in acc["traces"] if t["fill"] == "none"]  # (not the bands around them)
     assert sorted(len([t for t in lines if t["yaxis"] == y]) for y in {t["yaxis"] for t in lines}) == [3] * 4
+    # one legend entry per colour (a window, the baseline), whichever panels draw it; it toggles them all
+    for fig in (acc, curve):
+        drawn = [t for t in fig["traces"] if t["type"] == "scatter" and t["fill"] == "none"]
+        shown = [t["name"] for t in drawn if t["showlegend"]]
+        assert sorted(shown) == sorted({t["legendgroup"] for t in drawn}) and len(shown) < len(drawn), shown
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # not blank
     capsys.readouterr()
@@ -284,6 +289,35 @@ def test_faceted_figures_share_one_colour_axis_and_choose_trials_per_row():
            f"{max(means):.2f} pts" in page
     assert "one row per value of the sweep's other grid axes (the trials' tags)" in page  # no grid in its spec
     assert "Panels: one row per value of the other grid axes, on shared axes. The paper's sliding-window" in page
+
+
+def test_each_colour_has_one_legend_entry_across_panels_and_bands_have_no_markers():
+    """Without a browser: in a faceted figure a colour (a window length, a window, a deficit) gets one legend
+    entry, grouping its lines in every panel (a click hides them all); each line's hover still names its
+    panel's axis values; the standard-error bands are drawn without markers (they showed Plotly's default
+    colours on their edges)."""
+    from results_fixture import falling, make_faceted_results
+
+    from cpsweep.results.figures import curves_figure, removal_figure, sensitivity_curve_figure
+    from cpsweep.results.reduce import group_curves, removal_curve, sensitivity
+
+    facets = {"width=8": falling, "width=16": falling}
+    res = make_faceted_results(facets, onsets=(0, 10), lengths=(10, 20), seeds=(0, 1, 2))
+    sens = sensitivity(res.trials, res.epochs)
+    figures = {"curve": sensitivity_curve_figure(sens),
+               "removal": removal_figure(removal_curve(res.trials, res.epochs)),
+               "accuracy": curves_figure(group_curves(res.epochs, res.trials, "test_acc"), "acc", "%")}
+    expected = {"curve": ["blur, length 10", "blur, length 20"], "removal": ["blur"],
+                "accuracy": ["baseline", *(f"blur [{o}, {o + n})" for o in (0, 10) for n in (10, 20))]}
+    for name, fig in figures.items():
+        lines = [t for t in fig.data if t.fill is None]
+        bands = [t for t in fig.data if t.fill == "toself"]
+        assert bands and {t.mode for t in bands} == {"lines"}, name
+        assert len(lines) == 2 * len(expected[name]), name  # each entry drawn in both panels
+        assert sorted(t.name for t in lines if t.showlegend) == sorted(expected[name]), name
+        assert all(t.legendgroup == t.name for t in lines), name
+        for width in ("8", "16"):  # the hover names the panel's tags
+            assert sum(f"width={width}" in t.hovertemplate for t in lines) == len(expected[name]), name
 
 
 @pytest.mark.parametrize("measure, message", [

@@ -4,7 +4,9 @@ A sweep's extra grid axes (every key besides onset, length and seed: `schedule`,
 the tables as each trial's `tags`. Every figure is faceted by them: one row of panels per tags value
 (`facet_rows`), the rows sharing their axes, so that a row compares to the next at a glance; the sliding-
 window curve puts the schedules side by side in columns. Every heatmap of a report shares one colour axis
-(`colour_range`), so equal colours mean equal losses across rows and deficits.
+(`colour_range`), so equal colours mean equal losses across rows and deficits. A line's colour means the
+same in every panel (a window length, a window, a deficit) and has one legend entry, which shows or hides
+it in all panels; its hover names the panel's axis values too.
 
 Figure data go out as float32 (7 significant digits; hovers show 2-3): the page stays a few MB at any
 sweep size (benchmarks/report_scale.py).
@@ -61,19 +63,29 @@ def facets(rows: list[str], cols: list[str] | None = None, title: str = "", row_
     return fig
 
 
-def band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, **cell) -> None:
-    """A line with a shaded band of one standard error (where known); `cell`: row and col of a subplot."""
+def band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, hover: str | None = None,
+         legend: bool = True, **cell) -> None:
+    """A line with a shaded band of one standard error (where known); `cell`: row and col of a subplot.
+    `name`: the legend entry (shown only if `legend`: a group drawn in several panels has one entry, which
+    shows or hides it in all); `hover`: the line's name on hover (default `name`)."""
     sem = np.nan_to_num(np.asarray(sem, dtype=float))
     x, mean = list(x), np.asarray(mean, dtype=float)
     edge = _compact(np.concatenate([mean + sem, (mean - sem)[::-1]]))
-    fig.add_trace(go.Scatter(x=x + x[::-1], y=edge, fill="toself",
+    fig.add_trace(go.Scatter(x=x + x[::-1], y=edge, fill="toself", mode="lines",  # (no markers on its edge)
                              fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
                              legendgroup=group), **cell)
     fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers", name=name, line={"color": color},
-                             legendgroup=group, customdata=_compact(sem),
-                             hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>" + html.escape(name)
-                             + "</extra>"),
+                             legendgroup=group, showlegend=legend, customdata=_compact(sem),
+                             hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>"
+                             + html.escape(hover or name) + "</extra>"),
                   **cell)
+
+
+def _first(seen: set, key) -> bool:
+    """True the first time `key` is seen (its legend entry is drawn once, whatever the panels)."""
+    new = key not in seen
+    seen.add(key)
+    return new
 
 
 def colour_range(sens: pd.DataFrame) -> tuple[float, float]:
@@ -150,13 +162,15 @@ def sensitivity_curve_figure(sens: pd.DataFrame, name: str = "") -> go.Figure:
     fig = facets(rows, [f"schedule: {c}" if c else "" for c in cols],
                  "Sensitivity against window onset" + (" under each schedule" if len(cols) > 1 else ""),
                  shared_yaxes="all", shared_xaxes=True)
-    keys = sorted(sens.groupby(["deficit", "length"]).groups) if len(sens) else []
+    keys, seen = sorted(sens.groupby(["deficit", "length"]).groups) if len(sens) else [], set()
+    prefix = f"{name}: " if name else ""
     for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
         part = part.sort_values("onset")
         color = COLORS[keys.index((deficit, length)) % len(COLORS)]
-        label = f"{name + ': ' if name else ''}{_label(deficit, tags)}, length {int(length)}"
+        entry = f"{prefix}{deficit}, length {int(length)}"  # a colour; the panel's title says the rest
         half = part["high"] - part.sensitivity  # the t-interval is symmetric about the mean
-        band(fig, part.onset.tolist(), part.sensitivity, half, color, label, label,
+        band(fig, part.onset.tolist(), part.sensitivity, half, color, entry, entry,
+             hover=f"{prefix}{_label(deficit, tags)}, length {int(length)}", legend=_first(seen, entry),
              row=rows.index(variant_of(tags)) + 1, col=cols.index(schedule_of(tags)) + 1)
     fig.add_hline(y=0, line={"color": "#999", "dash": "dot"}, row="all", col="all")
     fig.update_yaxes(title_text="accuracy lost (pts)", col=1)
@@ -169,11 +183,11 @@ def removal_figure(curve: pd.DataFrame) -> go.Figure:
     rows = facet_rows(curve.tags)
     fig = facets(rows, title="Final test accuracy against deficit removal epoch", shared_xaxes=True,
                  shared_yaxes="all")
-    deficits = sorted(curve.deficit.unique())
+    deficits, seen = sorted(curve.deficit.unique()), set()
     for (deficit, tags), part in curve.groupby(["deficit", "tags"], sort=True):
-        label = _label(deficit, tags)
         band(fig, part.removal.tolist(), part.acc, part["sem"], COLORS[deficits.index(deficit) % len(COLORS)],
-             label, label, row=rows.index(tags) + 1, col=1)
+             deficit, deficit, hover=_label(deficit, tags), legend=_first(seen, deficit), row=rows.index(tags) + 1,
+             col=1)
     fig.update_xaxes(title_text="epoch the deficit is removed (0: never applied)", row=len(rows))
     fig.update_yaxes(title_text="final test accuracy (%)")
     return fig
@@ -185,13 +199,13 @@ def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = Fa
     facet (shared axes); `shade`: the window to shade, per facet (tags -> (start, end)) or for every row."""
     rows = facet_rows(curves.tags)
     fig = facets(rows, title=title, shared_xaxes=True, shared_yaxes="all")
-    keys = sorted(curves[curves.deficit != "none"].groupby(["deficit", "onset", "length"]).groups)
+    keys, seen = sorted(curves[curves.deficit != "none"].groupby(["deficit", "onset", "length"]).groups), set()
     for key, part in curves.groupby(["deficit", "tags", "onset", "length"], sort=True):
-        label = _label(*key)
         window = (key[0], key[2], key[3])
         color = "#000" if key[0] == "none" else COLORS[keys.index(window) % len(COLORS)]
-        band(fig, part.epoch.tolist(), part["mean"], part["sem"], color, label, label,
-             row=rows.index(key[1]) + 1, col=1)
+        entry = _label(key[0], "", key[2], key[3])  # a window (a colour) in whichever panels show it
+        band(fig, part.epoch.tolist(), part["mean"], part["sem"], color, entry, entry, hover=_label(*key),
+             legend=_first(seen, entry), row=rows.index(key[1]) + 1, col=1)
     for i, tags in enumerate(rows, start=1):
         window = shade.get(tags) if isinstance(shade, dict) else shade
         if window is not None:
