@@ -139,7 +139,8 @@ def test_report_of_a_thousand_windows_stays_a_few_mb(big_report):
           f"({(size - plotly_js) / 1e6:.2f} MB besides plotly.js)")
     assert size < 7_000_000 and size - plotly_js < 1_000_000  # before sampling: 9.5 MB, 4.7 MB of it figure data
     fisher = section(page, "Trace of the Fisher")
-    assert ("for the baseline (black) and 12 of the 1,000 windows (the most and least damaging, the others spread "
+    assert ("for the baselines (black; dashed where the rate restarts after a window) and 12 of the 1,000 windows "
+            "(the most and least damaging, the others spread "
             "over the lengths and onsets; every trial&#x27;s trace per epoch is in the epochs table, "
             "epochs.parquet)") in fisher
     names = re.findall(r'"name":"([^"]+)"', fisher)
@@ -155,7 +156,7 @@ def test_report_of_a_thousand_windows_stays_a_few_mb(big_report):
 def test_small_sweeps_draw_every_window():
     page = render(make_results(onsets=(0, 10, 20), lengths=(10, 20)))
     fisher = section(page, "Trace of the Fisher")
-    assert "for the baseline (black) and every window;" in fisher
+    assert "for the baselines (black; dashed where the rate restarts after a window) and every window;" in fisher
     assert len(re.findall(r'"name":"([^"]+)"', fisher)) == 1 + 6
 
 
@@ -318,6 +319,12 @@ def test_each_colour_has_one_legend_entry_across_panels_and_bands_have_no_marker
         assert all(t.legendgroup == t.name for t in lines), name
         for width in ("8", "16"):  # the hover names the panel's tags
             assert sum(f"width={width}" in t.hovertemplate for t in lines) == len(expected[name]), name
+    # a facet whose rate restarts after each window: its baselines are named by the restart's epoch, dashed
+    res = make_faceted_results({"schedule=exponential": falling, "schedule=restart": falling}, onsets=(0, 10, 20),
+                               seeds=(0, 1, 2), restart="restart")
+    fig = curves_figure(group_curves(res.epochs, res.trials, "test_acc"), "acc", "%")
+    styles = {t.name: t.line.dash for t in fig.data if t.fill is None and t.name.startswith("baseline")}
+    assert styles == {"baseline": None, "baseline restarted at 10": "dash", "baseline restarted at 20": "dot"}
 
 
 @pytest.mark.parametrize("measure, message", [

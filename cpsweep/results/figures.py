@@ -29,6 +29,8 @@ from .summary import label as _label
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
+# the line styles of the baselines whose rate restarts, by restart epoch (black like the plain one, not solid)
+RESTART_DASHES = ["dash", "dot", "dashdot", "longdash", "longdashdot"]
 DENSE_COLUMNS = 30      # heatmap onsets beyond which the cells are too narrow to print their value in
 ROW_HEIGHT = 260        # pixels per facet row (a heatmap's: by its lengths, `heatmap_figure`)
 
@@ -64,7 +66,7 @@ def facets(rows: list[str], cols: list[str] | None = None, title: str = "", row_
 
 
 def band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, hover: str | None = None,
-         legend: bool = True, **cell) -> None:
+         legend: bool = True, dash: str | None = None, **cell) -> None:
     """A line with a shaded band of one standard error (where known); `cell`: row and col of a subplot.
     `name`: the legend entry (shown only if `legend`: a group drawn in several panels has one entry, which
     shows or hides it in all); `hover`: the line's name on hover (default `name`)."""
@@ -74,7 +76,8 @@ def band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, hover:
     fig.add_trace(go.Scatter(x=x + x[::-1], y=edge, fill="toself", mode="lines",  # (no markers on its edge)
                              fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
                              legendgroup=group), **cell)
-    fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers", name=name, line={"color": color},
+    fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers", name=name,
+                             line={"color": color, "dash": dash},
                              legendgroup=group, showlegend=legend, customdata=_compact(sem),
                              hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>"
                              + html.escape(hover or name) + "</extra>"),
@@ -195,17 +198,19 @@ def removal_figure(curve: pd.DataFrame) -> go.Figure:
 
 def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = False,
                   shade: dict[str, tuple[int, int] | None] | tuple[int, int] | None = None) -> go.Figure:
-    """Per-epoch curves (a `reduce.group_curves` table): a line per window (the baselines black), a row per
-    facet (shared axes); `shade`: the window to shade, per facet (tags -> (start, end)) or for every row."""
+    """Per-epoch curves (a `reduce.group_curves` table): a line per window (the baselines black, those whose
+    rate restarts dashed and named by the restart's epoch), a row per facet (shared axes); `shade`: the window to shade, per facet (tags -> (start, end)) or for every row."""
     rows = facet_rows(curves.tags)
     fig = facets(rows, title=title, shared_xaxes=True, shared_yaxes="all")
     keys, seen = sorted(curves[curves.deficit != "none"].groupby(["deficit", "onset", "length"]).groups), set()
+    restarts = sorted(set(curves.onset[(curves.deficit == "none") & (curves.onset > 0)]))  # restarted baselines
     for key, part in curves.groupby(["deficit", "tags", "onset", "length"], sort=True):
         window = (key[0], key[2], key[3])
         color = "#000" if key[0] == "none" else COLORS[keys.index(window) % len(COLORS)]
         entry = _label(key[0], "", key[2], key[3])  # a window (a colour) in whichever panels show it
+        dash = None if key[0] != "none" or key[2] <= 0 else RESTART_DASHES[restarts.index(key[2]) % len(RESTART_DASHES)]
         band(fig, part.epoch.tolist(), part["mean"], part["sem"], color, entry, entry, hover=_label(*key),
-             legend=_first(seen, entry), row=rows.index(key[1]) + 1, col=1)
+             legend=_first(seen, entry), dash=dash, row=rows.index(key[1]) + 1, col=1)
     for i, tags in enumerate(rows, start=1):
         window = shade.get(tags) if isinstance(shade, dict) else shade
         if window is not None:

@@ -33,6 +33,7 @@ from ..storage.folder import Results, ResultsFolder, load_results
 from ..storage.records import METRIC
 
 CURVE_WINDOWS = 12      # per-window curves drawn at most per facet (besides the baselines); the tables hold them all
+BASELINES = "the baselines (black; dashed where the rate restarts after a window)"  # the curves' captions
 
 
 def _window(trials: pd.DataFrame, trial_id: str | None) -> tuple[int, int] | None:
@@ -132,14 +133,14 @@ def _trial_sections(results: Results, sens: pd.DataFrame, picks: dict[str, dict[
         curves, drawn = sampled_curves(group_curves(epochs, trials, column), sens, trials, picks)
         if not curves.empty:
             out.append((facets + f"Your metric {html.escape(column[len(METRIC):])} at the epochs the Fisher trace "
-                        f"is measured, mean over seeds, for the baseline (black) and {drawn}; the most damaging "
+                        f"is measured, mean over seeds, for {BASELINES} and {drawn}; the most damaging "
                         "window is shaded" + (" (the measure of the sensitivity above)." if column == measure else "."),
                         curves_figure(curves, column, column[len(METRIC):], shade=shade)))
     fisher, drawn = sampled_curves(group_curves(epochs, trials, "fisher_trace"), sens, trials, picks)
     if not fisher.empty:
         for log in (False, True):
             out.append((facets + ("Log scale: " if log else "") + "Trace of the Fisher Information of the weights on "
-                        f"the probe set, mean over seeds, for the baseline (black) and {drawn}; the most damaging "
+                        f"the probe set, mean over seeds, for {BASELINES} and {drawn}; the most damaging "
                         "window is shaded. The paper: it rises fast early, then falls.",
                         curves_figure(fisher, "Fisher trace" + (" (log scale)" if log else ""), "tr F", log=log,
                                       shade=shade)))

@@ -17,8 +17,11 @@ from ..storage.folder import Results
 
 
 def label(deficit: str, tags: str, onset=None, length=None) -> str:
+    """A window as the report names it: "blur [0, 20) (schedule=restart)"; a baseline whose rate restarts
+    (its onset: the epoch of the restart, > 0) is "baseline restarted at 20"."""
     if deficit == "none":
-        return "baseline" + (f" ({tags})" if tags else "")
+        restart = f" restarted at {int(onset)}" if onset is not None and onset > 0 else ""
+        return f"baseline{restart}" + (f" ({tags})" if tags else "")
     window = f" [{int(onset)}, {int(onset + length)})" if onset is not None else ""
     return f"{deficit}{window}" + (f" ({tags})" if tags else "")
 
