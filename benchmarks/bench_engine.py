@@ -10,7 +10,7 @@ and prints the Fisher's cost as a fraction of an epoch. Workloads: cnn1d on MNIS
 settings (probe 100, every 2 epochs), all_cnn_c and resnet18 on CIFAR-shaped random data (probe 300;
 every epoch, every 5 for ResNet-18), each with its peak device memory (None on a CPU). Runs with a plain
 `python3` from a checkout and rewrites its JSON after every workload. `--quick` on a CPU shrinks the image
-models (throughput.py's tiny widths) for a rehearsal of the GPU run; on a GPU it changes nothing here.
+models (workload.py's tiny widths) for a rehearsal of the GPU run; on a GPU it changes nothing here.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def measure(name: str, spec_path: str, data: Dataset | None, epoch_images: int,
     sweep = load_sweep(spec_path)
     trial = sweep.make_trial(0, 0, 0)
     if tiny:
-        from throughput import tiny_trial
+        from workload import tiny_trial
 
         trial = tiny_trial(trial)
     bench_io.reset_peak(device)

@@ -21,7 +21,7 @@ One JSON file, rewritten after every row (each row has a "check"):
            fp32 for scale (`drift_summary`).
 
 Runs with a plain `python3` from a checkout. `--quick` trains fewer epochs and seeds and only All-CNN-C
-for resume; on a CPU it also shrinks the models (throughput.py's tiny widths), a rehearsal of the GPU run.
+for resume; on a CPU it also shrinks the models (workload.py's tiny widths), a rehearsal of the GPU run.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from cpsweep.engine.fisher import fisher_trace  # noqa: E402
 from cpsweep.engine.trial import TrialRun, train_trial  # noqa: E402
 from cpsweep.engine.trial_state import load_state_file, save_state_file  # noqa: E402
 
-from throughput import QUICKSTART, SPECS, cifar_uint8, head, sync, tiny_trial  # noqa: E402
+from workload import QUICKSTART, SPECS, cifar_uint8, head, sync, tiny_trial  # noqa: E402
 
 CONTEXT_MB = 600  # a CUDA context per process, outside torch's allocator
 

@@ -41,8 +41,6 @@ measured dense matrix-multiply rate (the faster of float32 and bfloat16).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import multiprocessing as mp
 import os
 import random
 import sys
@@ -52,91 +50,14 @@ import bench_io  # noqa: F401  (first: the repository on sys.path)
 import torch
 import torch.nn.functional as F
 
+import workload
 from cpsweep.config.sharing import sharing_summary
-from cpsweep.config.spec import DataSpec
 from cpsweep.config.sweep_file import load_sweep
-from cpsweep.engine.compile_stats import compiled_frames
-from cpsweep.engine.data import NORMALISATION, Dataset, load_data
+from cpsweep.engine.data import Dataset, load_data
 from cpsweep.engine.trial import TrialRun
-
-CIFAR10_MEAN, CIFAR10_STD = NORMALISATION["cifar10"]
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPEC = os.path.join(ROOT, "sweeps", "blur_grid.yaml")
-RESNET18 = os.path.join(ROOT, "sweeps", "resnet18.yaml")
-SPECS = {"all_cnn_c": SPEC, "resnet18": RESNET18}
-EPOCH_IMAGES = 50_000
-# --quick on a CPU: models, batches and probe small enough for a rehearsal of the GPU run on two cores
-TINY_MODELS = {"all_cnn_c": {"width": 1 / 12}, "resnet18": {"width": 8}}
-TINY_BATCH = 32
-TINY = False
-
-
-def tiny_trial(trial):
-    """The trial with throughput.py's tiny model (if it has one), batches of 32, 2 probe examples per class
-    and 2 BN-refresh batches: a rehearsal's trial, not a figure."""
-    if trial.model.name not in TINY_MODELS:
-        return trial
-    return dataclasses.replace(
-        trial, bn_refresh=2, fisher=dataclasses.replace(trial.fisher, probe_per_class=2),
-        optim=dataclasses.replace(trial.optim, batch_size=TINY_BATCH),
-        model=dataclasses.replace(trial.model, options={**trial.model.options, **TINY_MODELS[trial.model.name]}))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def cifar_uint8(n: int, device: torch.device, n_test: int = 2000) -> Dataset:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
-    y = torch.arange(n) % 10
-    return Dataset("cifar10", x.to(device), y.to(device), x[:n_test].to(device), y[:n_test].to(device), 10, True,
-                   CIFAR10_MEAN, CIFAR10_STD)
-
-
-def head(data: Dataset, n: int) -> Dataset:
-    """The data set with only its first n training examples (the timed steps' worth)."""
-    return dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
-
-
-def trial_with(spec: str, seed: int, **engine):
-    trial = load_sweep(spec).make_trial(0, 0, seed)
-    trial = dataclasses.replace(trial, engine=dataclasses.replace(trial.engine, **engine))
-    return tiny_trial(trial) if TINY else trial
-
-
-def make_run(device: torch.device, data: Dataset, spec: str = SPEC, **engine) -> TrialRun:
-    return TrialRun(trial_with(spec, 0, **engine), device, data=data)
-
-
-def fastest(one_pass, device: torch.device, recompiles: list[int] | None = None) -> float:
-    """Seconds of the faster of two timed calls `one_pass(epoch)`, after a warm-up call (which absorbs
-    torch.compile's compile time): less noise from the rest of the machine. With `recompiles`, the frames
-    torch.compile compiled during the timed calls are appended to it (0 when nothing recompiled)."""
-    one_pass(0)
-    before = compiled_frames() if recompiles is not None else 0
-    times = []
-    for epoch in (1, 2):
-        sync(device)
-        start = time.perf_counter()
-        one_pass(epoch)
-        sync(device)
-        times.append(time.perf_counter() - start)
-    if recompiles is not None:
-        recompiles.append(compiled_frames() - before)
-    return min(times)
-
-
-def time_steps(run: TrialRun, batches: int, recompiles: list[int] | None = None) -> float:
-    """Seconds per training step of `run`'s loop, over `batches` steps (see `fastest` for `recompiles`)."""
-    full = run.data
-    run.data = head(full, batches * run.trial.optim.batch_size)
-    try:
-        return fastest(lambda epoch: run.train_epoch(epoch, active=False), run.device, recompiles) / batches
-    finally:
-        run.data = full
+from pack_timing import time_packed, time_vmapped
+from workload import (CIFAR10_MEAN, CIFAR10_STD, EPOCH_IMAGES, QUICKSTART, ROOT, SPECS, cifar_uint8, fastest,
+                      make_run, sync, time_steps)
 
 
 class PerSample(torch.utils.data.Dataset):
@@ -227,92 +148,6 @@ def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
-def _packed_worker(device: str, engine: dict, batches: int, threads: int, barrier, queue, spec: str,
-                   data_name: str, tiny: bool = False, wait_s: float = 600.0) -> None:
-    global TINY
-    TINY = tiny
-    torch.set_num_threads(threads)
-    dev = torch.device(device)
-    if data_name == "mnist1d":
-        data = load_data(DataSpec("mnist1d"), dev)
-    else:
-        data = cifar_uint8(batches * 128 + 2000, dev)
-    run = make_run(dev, data, spec=spec, **engine)
-    run.data = head(run.data, batches * run.trial.optim.batch_size)
-    run.train_epoch(0, active=False)
-    sync(dev)
-    barrier.wait(timeout=wait_s)  # a sibling that died or hangs breaks the barrier instead of hanging us
-    start = time.perf_counter()
-    run.train_epoch(1, active=False)
-    sync(dev)
-    queue.put((time.perf_counter() - start, bench_io.peak_mb(dev)["peak_allocated_mb"]))
-
-
-def time_vmapped(device: torch.device, data: Dataset, engine: dict, batches: int, k: int, spec: str = SPEC) -> float:
-    """Seconds per training step of one trial when k trials train as one vmapped model (`PackedRun`)."""
-    from packed_run import PackedRun
-
-    engine = {key: v for key, v in engine.items() if key != "compile"}  # PackedRun calls the model functionally
-    trials = [trial_with(spec, seed, **engine) for seed in range(k)]
-    run = PackedRun(trials, device, data=data)
-    sliced = head(data, batches * trials[0].optim.batch_size)
-    for m in run.members:
-        m.data = sliced
-    return fastest(run.train_epoch, device) / (k * batches)
-
-
-def gather(target, args: tuple, n: int, timeout_s: float) -> list:
-    """Run `target(*args, barrier, queue)`-style workers: n spawned daemon processes, each putting one
-    result on the queue; the results, or TimeoutError once `timeout_s` has passed without all of them (a
-    worker that died, hung or never reached the barrier). The workers are ended either way (daemons: they
-    also die with this process), so a broken worker cannot hold the benchmark for long."""
-    import queue as queues
-
-    ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args[:1], barrier, queue, *args[1:]), daemon=True)
-             for _ in range(n)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + timeout_s
-    results = []
-    try:
-        while len(results) < n:
-            try:
-                results.append(queue.get(timeout=max(0.1, min(5.0, deadline - time.monotonic()))))
-            except queues.Empty:
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead or time.monotonic() >= deadline:
-                    why = f"worker exit codes {[p.exitcode for p in procs]}" if dead else f"after {timeout_s:g} s"
-                    raise TimeoutError(f"{n - len(results)} of {n} workers gave no result ({why})") from None
-        return results
-    finally:
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.terminate()
-                p.join(timeout=5)
-
-
-def _packed_entry(device, barrier, queue, engine, batches, threads, spec, data_name, tiny, wait_s):
-    _packed_worker(device, engine, batches, threads, barrier, queue, spec, data_name, tiny, wait_s)
-
-
-def time_packed(device: torch.device, engine: dict, batches: int, n: int, spec: str = SPEC,
-                data_name: str = "cifar10", timeout_s: float = 600.0, with_memory: bool = False):
-    """Seconds per training step of the whole device when n trials train at once (n processes); with
-    `with_memory`, also the largest of the trials' own peak device memory (MiB; None on a CPU)."""
-    threads = max(1, torch.get_num_threads() // n) if device.type == "cpu" else 1
-    results = gather(_packed_entry, (str(device), engine, batches, threads, spec, data_name, TINY, timeout_s),
-                     n, timeout_s)
-    step = max(s for s, _ in results) / (n * batches)  # n trials' steps in the slowest one's time
-    peaks = [m for _, m in results if m is not None]
-    return (step, max(peaks) if peaks else None) if with_memory else step
-
-
-QUICKSTART = os.path.join(ROOT, "sweeps", "quickstart.yaml")
-
-
 def small_model_rows(device: torch.device, k: int, quick: bool = False):
     """Training epochs per second of the quickstart's small model (cnn1d, 4,000 MNIST-1D signals), yielded
     row by row: one trial at a time, two processes at once, k trials as one vmapped model (the first only
@@ -401,7 +236,6 @@ def model_rows(out: bench_io.Results, model: str, device: torch.device, data: Da
 
 
 def main(argv=None) -> int:
-    global TINY
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batches", type=int, default=None,
@@ -420,18 +254,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    TINY = args.tiny or (args.quick and not gpu)
+    tiny = workload.TINY = args.tiny or (args.quick and not gpu)
     batches = args.batches or ((15 if gpu else 2) if args.quick else (40 if gpu else 8))
     pack = args.pack or (4 if gpu else 2)
     workers = args.workers if args.workers is not None else (4 if gpu else 0)
     name = bench_io.device_name(device)
     out = args.out or os.path.join(ROOT, "benchmarks", "results", f"throughput-{device.type}.json")
     res = bench_io.Results(out, device=name, torch=torch.__version__, batches_timed=batches, pack=pack,
-                           loader_workers=workers, quick=args.quick, tiny_models=TINY,
+                           loader_workers=workers, quick=args.quick, tiny_models=tiny,
                            gpu_memory_mb=torch.cuda.get_device_properties(device).total_memory / 2 ** 20 if gpu
                            else None)
     print(f"{name}; torch {torch.__version__}; writing {out} after every row", flush=True)
-    n_test = 256 if TINY else 2000
+    n_test = 256 if tiny else 2000
     data = cifar_uint8(EPOCH_IMAGES, device) if gpu else cifar_uint8(batches * 128 + n_test, device, n_test=n_test)
     flops = flops_per_image(device)  # first: seconds, and the floor every row is read against
     rates = {name: matmul_rate(device, dt) for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}

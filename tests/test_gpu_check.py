@@ -20,7 +20,7 @@ install, no ray, no plotly, no mnist1d and no network. The rehearsal stands in f
 summary.json records where cpsweep, mnist1d, ray and plotly were found; the test asserts that, that every
 step succeeded, and that each JSON file exists and holds rows. A second test shows the script failing
 loudly when nothing at all could be measured (an interpreter without torch). The time-outs of the packed
-benchmark's workers (`throughput.gather`) are tested at the end.
+benchmark's workers (`pack_timing.gather`) are tested at the end.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _meet(seconds, barrier, queue):
 
 
 def test_packed_workers_cannot_hang_the_benchmark():
-    from throughput import gather
+    from pack_timing import gather
 
     assert len(set(gather(_meet, (60,), 2, timeout_s=120))) == 2
     began = time.monotonic()
