@@ -194,8 +194,14 @@ def test_storage_errors_are_one_line(tmp_path):
                                                                  "holds a list, not a mapping", "restore it"),
              (["launch", QUICKSTART, "--storage", unreachable],  # reads what the folder holds first
               "cannot read s3://bucket/sweep/quickstart?endpoint_override=http://127.0.0.1:9&scheme=http: ",
-              "Could not connect")]
+              "Could not connect"),
+             # no Google Cloud credentials (and no network): pyarrow's client retries for minutes unless told
+             (["status", "gs://cpsweep-test-nobucket/p"], "cannot reach gs://cpsweep-test-nobucket/p (retried for "
+                                                          "10 s): ", "gcloud auth application-default login"),
+             (["launch", QUICKSTART, "--storage", "gs://cpsweep-test-nobucket"],
+              "cannot reach gs://cpsweep-test-nobucket/quickstart (retried for 10 s): ", "?retry_limit_seconds=N")]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"}
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     # the commands run side by side: an unreachable S3 endpoint costs ~6 s of the S3 client's retry back-off
     # (not settable in a URI), spent waiting
     procs = [subprocess.Popen([sys.executable, "-m", "cpsweep.cli", *args], stdout=subprocess.PIPE,

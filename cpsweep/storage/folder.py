@@ -37,6 +37,8 @@ class ResultsFolder:
     def __init__(self, uri: str, store: Store | None = None):
         self.uri = uri
         self.store = store or Store(uri)
+        if store is None:
+            self.store.check_reachable()
         self.tables, self._trials = Tables.read(self.store)
 
     def trials(self) -> pd.DataFrame:

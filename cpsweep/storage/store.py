@@ -41,6 +41,9 @@ SHARD_TRIAL = "trial.parquet"  # a shard's row of trials.parquet, written last: 
 SEARCH_FILE = "search.json"    # an adaptive sweep's rounds and boundaries (`sweep/adaptive.py`)
 SPEC_FILE = "spec.yaml"        # the resolved spec, its hash, the file as read and the design (`sweep/launch.py`)
 KINDS = {dict: "mapping", list: "list"}
+# seconds a gs:// store's first look may retry: pyarrow's GCS client otherwise retries for minutes (over 100 s
+# measured offline) before it says that it has no credentials or no network (`Store.check_reachable`)
+PROBE_S = 10
 DOCUMENT_PARTS = {SPEC_FILE: {"fixed": dict, "spec": dict, "design": list}}  # entries of a known type
 
 
@@ -158,6 +161,24 @@ class Store:
     def read_table(self, *parts: str) -> pd.DataFrame:
         with self.errors("read"), self.fs.open_input_file(self.path(*parts)) as f:
             return pq.read_table(f).to_pandas()
+
+    def check_reachable(self) -> None:
+        """Fail in seconds, not minutes, when a gs:// store cannot be reached (no credentials, no network): one
+        look at the folder that retries for at most `PROBE_S` seconds, unless the URI sets its own
+        `retry_limit_seconds`. Later reads and writes keep pyarrow's patient default. Other stores: nothing."""
+        if not self.uri.startswith("gs://") or "retry_limit_seconds=" in self.uri:
+            return
+        probe = self.uri + ("&" if "?" in self.uri else "?") + f"retry_limit_seconds={PROBE_S}"
+        try:
+            fs, root = pafs.FileSystem.from_uri(probe)
+            fs.get_file_info(root)
+        except (OSError, pa.ArrowException) as e:
+            detail = " ".join(str(e).split()).split(" error_info=")[0]  # google-cloud's status, without its echo:
+            cause = detail.partition("The underlying error message was: ")[2]  # its first sentence, and the cause
+            detail = detail.split(". ")[0] + (f" ({cause})" if cause else "")
+            raise StorageError(f"cannot reach {self.uri} (retried for {PROBE_S} s): {detail}; check your "
+                               "Google Cloud credentials (gcloud auth application-default login), the network and "
+                               "the bucket's name, or add ?retry_limit_seconds=N to wait longer") from None
 
     def check_writable(self) -> None:
         """Fail before any work if the results folder cannot be written (`CpsweepError` with `fix`)."""

@@ -171,6 +171,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         tracker_callbacks = make_trackers(sweep, trackers)
         uri = join_uri(storage, sweep.name)
         store = Store(uri)
+        store.check_reachable()  # (a gs:// store without credentials: seconds, not minutes)
         check_same_fixed_settings(store, sweep)
         search = Search(sweep, out) if sweep.search is not None else None
         trials = search.trials() if search else sweep.trials()
