@@ -199,7 +199,8 @@ def removal_figure(curve: pd.DataFrame) -> go.Figure:
 def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = False,
                   shade: dict[str, tuple[int, int] | None] | tuple[int, int] | None = None) -> go.Figure:
     """Per-epoch curves (a `reduce.group_curves` table): a line per window (the baselines black, those whose
-    rate restarts dashed and named by the restart's epoch), a row per facet (shared axes); `shade`: the window to shade, per facet (tags -> (start, end)) or for every row."""
+    rate restarts dashed and named by the restart's epoch), a row per facet (shared axes); `shade`: the
+    window to shade, per facet (tags -> (start, end)) or for every row."""
     rows = facet_rows(curves.tags)
     fig = facets(rows, title=title, shared_xaxes=True, shared_yaxes="all")
     keys, seen = sorted(curves[curves.deficit != "none"].groupby(["deficit", "onset", "length"]).groups), set()
@@ -208,7 +209,8 @@ def curves_figure(curves: pd.DataFrame, title: str, y_title: str, log: bool = Fa
         window = (key[0], key[2], key[3])
         color = "#000" if key[0] == "none" else COLORS[keys.index(window) % len(COLORS)]
         entry = _label(key[0], "", key[2], key[3])  # a window (a colour) in whichever panels show it
-        dash = None if key[0] != "none" or key[2] <= 0 else RESTART_DASHES[restarts.index(key[2]) % len(RESTART_DASHES)]
+        restarted = key[0] == "none" and key[2] > 0
+        dash = RESTART_DASHES[restarts.index(key[2]) % len(RESTART_DASHES)] if restarted else None
         band(fig, part.epoch.tolist(), part["mean"], part["sem"], color, entry, entry, hover=_label(*key),
              legend=_first(seen, entry), dash=dash, row=rows.index(key[1]) + 1, col=1)
     for i, tags in enumerate(rows, start=1):
