@@ -6,7 +6,7 @@ trial); tests/test_spec.py validates every file, sweeps/mini/ included, and docs
 the twins' full run. The All-CNN file's window trial is also the golden
 All-CNN trial (tests/golden/): its records must match those made before the package was reorganised.
 
-One axis is cut to its first value here, the only change to a file's smoke: the `schedule` axis of
+Two cuts are made here, and no other change to a file's smoke. The `schedule` axis of
 blur_grid (exponential, restart, constant) would make 11 All-CNN trials of the 3 the window grid needs (18
 epochs trained instead of 8: more than half of this test's time), and mlp_depth's (exponential, restart)
 would make 24 MLP trials of its 9. What that axis adds (the restarted baselines per
