@@ -296,7 +296,7 @@ def test_each_colour_has_one_legend_entry_across_panels_and_bands_have_no_marker
     """Without a browser: in a faceted figure a colour (a window length, a window, a deficit) gets one legend
     entry, grouping its lines in every panel (a click hides them all); each line's hover still names its
     panel's axis values; the standard-error bands are drawn without markers (they showed Plotly's default
-    colours on their edges)."""
+    colours on their edges); a line of more than 40 points has no markers."""
     from results_fixture import falling, make_faceted_results
 
     from cpsweep.results.figures import curves_figure, removal_figure, sensitivity_curve_figure
@@ -317,6 +317,8 @@ def test_each_colour_has_one_legend_entry_across_panels_and_bands_have_no_marker
         assert len(lines) == 2 * len(expected[name]), name  # each entry drawn in both panels
         assert sorted(t.name for t in lines if t.showlegend) == sorted(expected[name]), name
         assert all(t.legendgroup == t.name for t in lines), name
+        # markers on short lines only (51 epochs: a line; a marker per epoch would hide a dashed baseline)
+        assert {t.mode for t in lines} == {"lines" if name == "accuracy" else "lines+markers"}, name
         for width in ("8", "16"):  # the hover names the panel's tags
             assert sum(f"width={width}" in t.hovertemplate for t in lines) == len(expected[name]), name
     # a facet whose rate restarts after each window: its baselines are named by the restart's epoch, dashed

@@ -31,6 +31,7 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
           "#17becf"]
 # the line styles of the baselines whose rate restarts, by restart epoch (black like the plain one, not solid)
 RESTART_DASHES = ["dash", "dot", "dashdot", "longdash", "longdashdot"]
+MARKED_POINTS = 40      # a line of more points is drawn without markers
 DENSE_COLUMNS = 30      # heatmap onsets beyond which the cells are too narrow to print their value in
 ROW_HEIGHT = 260        # pixels per facet row (a heatmap's: by its lengths, `heatmap_figure`)
 
@@ -76,7 +77,8 @@ def band(fig: go.Figure, x, mean, sem, color: str, name: str, group: str, hover:
     fig.add_trace(go.Scatter(x=x + x[::-1], y=edge, fill="toself", mode="lines",  # (no markers on its edge)
                              fillcolor=color, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
                              legendgroup=group), **cell)
-    fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers", name=name,
+    marked = len(x) <= MARKED_POINTS  # (a marker at each of 140 epochs hides the line's dashes)
+    fig.add_trace(go.Scatter(x=x, y=_compact(mean), mode="lines+markers" if marked else "lines", name=name,
                              line={"color": color, "dash": dash},
                              legendgroup=group, showlegend=legend, customdata=_compact(sem),
                              hovertemplate="%{x}: %{y:.2f} ± %{customdata:.2f}<extra>"
