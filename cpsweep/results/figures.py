@@ -167,7 +167,8 @@ def sensitivity_curve_figure(sens: pd.DataFrame, name: str = "") -> go.Figure:
     fig = facets(rows, [f"schedule: {c}" if c else "" for c in cols],
                  "Sensitivity against window onset" + (" under each schedule" if len(cols) > 1 else ""),
                  shared_yaxes="all", shared_xaxes=True)
-    keys, seen = sorted(sens.groupby(["deficit", "length"]).groups) if len(sens) else [], set()
+    keys = sorted(sens.groupby(["deficit", "length"]).groups) if len(sens) else []
+    seen: set = set()
     prefix = f"{name}: " if name else ""
     for (deficit, tags, length), part in sens.groupby(["deficit", "tags", "length"], sort=True):
         part = part.sort_values("onset")
