@@ -14,7 +14,13 @@ sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `cuda` are skipped without a GPU (benchmarks/gpu_check.sh runs them with `-m cuda`)."""
+    """Tests marked `slow` form one xdist group: under `pytest -n 2` (README; `--dist loadgroup` is in
+    pyproject's addopts) they run one after another on one worker, as they would alone -- each starts its
+    own Ray or subprocesses sized to the machine -- while the other worker takes the quick tests.
+    Tests marked `cuda` are skipped without a GPU (benchmarks/gpu_check.sh runs them with `-m cuda`)."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("slow"))
     cuda = [item for item in items if item.get_closest_marker("cuda")]
     if not cuda:
         return
