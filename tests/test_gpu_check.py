@@ -105,7 +105,6 @@ def test_rehearsal_of_the_device_command(tmp_path):
     assert {r["check"] for r in checks} == {"memory", "resume", "drift", "drift_summary"}
     # on the CPU the engine is bit for bit reproducible, so the resumed trial must equal the uninterrupted one
     assert all(r["resume_identical"] and r["repeat_identical"] for r in checks if r["check"] == "resume")
-    assert summary["seconds"] <= 180
 
 
 def test_nothing_measured_fails_loudly(tmp_path):
