@@ -13,23 +13,19 @@ import pytest
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 
-# modules whose slow tests start no Ray and run no sweep (one process, or subprocesses without Ray)
-NO_RAY = {"test_analysis.py", "test_claims.py", "test_cluster_configs.py", "test_golden.py", "test_gpu_check.py",
-          "test_host_device.py", "test_layers.py", "test_packed.py", "test_registries.py", "test_report.py",
-          "test_trial.py"}
-RAY_FIXTURES = {"ray_local", "ray_cluster", "watched_launch"}
+SERIAL_FIXTURES = {"ray_cluster", "watched_launch"}  # clusters of several raylets; a launch watched while it runs
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups (its worker plug-in registers last)
 def pytest_collection_modifyitems(config, items):
-    """The slow tests that start a Ray (a sweep, a cluster) form one xdist group: under `pytest -n 2`
-    (README; `--dist loadgroup` is in pyproject's addopts) they run one after another on one worker, each
-    with the machine's cores as it would alone, while the other worker takes every other test.
+    """The tests marked `serial`, and those that start clusters of several raylets or watch a launch, form one
+    xdist group: under `pytest -n 2` (README; `--dist loadgroup` is in pyproject's addopts) they run one
+    after another on one worker, never beside each other, while every other test takes whichever worker is
+    free. (Two such tests side by side would each see their sweep slowed at the moments they act on.)
     Tests marked `cuda` are skipped without a GPU (benchmarks/gpu_check.sh runs them with `-m cuda`)."""
     for item in items:
-        if item.get_closest_marker("slow") and (item.path.name not in NO_RAY
-                                                or RAY_FIXTURES & set(item.fixturenames)):
-            item.add_marker(pytest.mark.xdist_group("ray"))
+        if item.get_closest_marker("serial") or SERIAL_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group("serial"))
     cuda = [item for item in items if item.get_closest_marker("cuda")]
     if not cuda:
         return
@@ -43,12 +39,12 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _kept_in_its_group(request):
     """Under `--dist loadgroup` a grouped test's id carries its group: with pytest 9.2 xdist's renaming
-    silently does nothing (pytest-xdist#1386, hence pytest<9.2 in pyproject) and the sweeps of two slow
-    tests would share the machine's cores; such a test fails here, saying so."""
+    silently does nothing (pytest-xdist#1386, hence pytest<9.2 in pyproject) and two serial tests could run
+    side by side; such a test fails here, saying so."""
     node = request.node
     if (getattr(request.config.option, "loadgroup", False)  # (set in xdist's workers only)
             and node.get_closest_marker("xdist_group") and "@" not in node.nodeid):
-        pytest.fail("pytest-xdist did not keep this slow test in its group (pytest-xdist#1386): install the "
+        pytest.fail("pytest-xdist did not keep this serial test in its group (pytest-xdist#1386): install the "
                     "test extras (pytest<9.2), or run without -n", pytrace=False)
 
 

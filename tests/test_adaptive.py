@@ -114,6 +114,7 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
     assert cmp["epochs_search"] == sharing_summary(parse_sweep(grid_of_chosen()).trials())[1]
 
 
+@pytest.mark.serial
 def test_killed_driver_resumes_the_search(tmp_path):
     storage = tmp_path / "res"
     folder = storage / "tinysearch"

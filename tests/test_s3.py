@@ -102,6 +102,7 @@ def checkpoint_metas(s3: S3, folder: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sweep_on_s3_resumes_from_the_bucket_and_reports(tmp_path, s3):
     folder = "bucket/prefix/tiny"
     storage = s3.uri("bucket/prefix")

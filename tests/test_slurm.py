@@ -18,7 +18,7 @@ import pytest
 from ray_cluster import MARKER, free_port, stop_marked
 from tiny_specs import write_spec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # one Slurm daemon on the machine
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CONF = """ClusterName=cpstest

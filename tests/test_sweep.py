@@ -88,6 +88,7 @@ def kill_worker_when(condition, stop: threading.Event, killed: list):
         time.sleep(0.05)
 
 
+@pytest.mark.serial
 def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     from cpsweep.sweep.launch import launch
 
@@ -117,6 +118,7 @@ def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_local):
     assert trials.set_index("trial_id").shared_epochs.to_dict() == {"baseline-s0": 0, "blur-o2-l3-s0": 2}
 
 
+@pytest.mark.serial
 def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
     spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
     storage = tmp_path / "res"
