@@ -1,7 +1,8 @@
 """Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), Ray
 clusters of real raylets owned by one test, and one local launch watched while it runs (shared by two
-test modules); the tests marked `cuda` skipped where torch finds no GPU. benchmarks/ is importable: the
-code only the benchmarks run (`packed_run.py`, `simulated_searches.py`) is tested here too."""
+test modules); the serial tests kept one after another under `pytest -n 2`; the tests marked `cuda`
+skipped where torch finds no GPU. benchmarks/ is importable: the code only the benchmarks run
+(`packed_run.py`, `simulated_searches.py`) is tested here too."""
 
 from __future__ import annotations
 
