@@ -244,10 +244,12 @@ def test_launch_to_an_unwritable_storage(tmp_path):
 @pytest.mark.slow
 def test_launch_of_several_specs_checks_them_all_before_running_any(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(open(QUICKSTART).read().replace("clean_after: 60", "epochs: 70"))  # [60, 80) too late
+    text = open(QUICKSTART).read()
+    assert "\nclean_after: 30 " in text
+    bad.write_text(text.replace("\nclean_after: 30 ", "\nepochs: 35 "))  # [30, 40) ends too late
     res = cpsweep("launch", QUICKSTART, str(bad), "--storage", str(tmp_path / "out"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "bad.yaml: grid.onset/length: window [60, 80) ends after the last epoch" in res.stderr
+    assert "bad.yaml: grid.onset/length: window [30, 40) ends after the last epoch" in res.stderr
     assert not (tmp_path / "out").exists()  # the first, valid sweep did not start
 
 

@@ -2,7 +2,8 @@
 
 - Every sweep file (and its smoke variant) keeps its spec hash, fixed settings, trial ids, baseline ids,
   epochs and prefix keys exactly: results folders and prefix checkpoints made before stay valid.
-- The quickstart's trial blur-o0-l20-scheduleexponential-s0 reproduces its first 8 records: exactly where nothing can differ
+- The trial blur-o0-l20-scheduleexponential-s0 of the quickstart as designed on 2026-12-05 (its spec is kept in
+  tests/golden/quickstart_2026-12-05.yaml) reproduces its first 8 records: exactly where nothing can differ
   (epochs, learning rates, deficit flags, which epochs carry a Fisher trace, the layers), within
   tolerances derived from the trial's own sensitivity to rounding elsewhere (`rounding.py`), so that the
   comparison holds on any CPU. The trial is chaotic under rounding (docs/layout.md): tight in its first
@@ -52,7 +53,7 @@ def test_every_sweep_file_is_pinned():
 @pytest.mark.slow
 def test_quickstart_trial_reproduces_its_golden_records():
     doc = rounding.golden("quickstart")
-    sweep = load_sweep(os.path.join(ROOT, "sweeps", "quickstart.yaml"))
+    sweep = load_sweep(os.path.join(rounding.GOLDEN, "quickstart_2026-12-05.yaml"))
     trial = next(t for t in sweep.trials() if t.trial_id == doc["trial_id"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a sweep's trial with resources.cpu: 1

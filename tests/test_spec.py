@@ -273,7 +273,7 @@ def test_common_end_keeps_the_sweep_hash():
 def test_smoke_variant_asks_for_its_common_end():
     from cpsweep.config.variants import smoke_sweep
 
-    sweep = load_sweep(os.path.join(ROOT, "sweeps", "quickstart.yaml"))  # clean_after: 60
+    sweep = load_sweep(os.path.join(ROOT, "sweeps", "quickstart.yaml"))  # clean_after: 30
     smoke = smoke_sweep(sweep)
     assert smoke.common_end is True and smoke.epochs == 3 and smoke.clean_after is None
     assert {t.window_end for t in smoke.trials() if not t.is_baseline} == {1, 2}
@@ -383,7 +383,7 @@ def test_validate_command(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", os.path.join(ROOT, "sweeps", "quickstart.yaml")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "40 trials (20 baselines), 4300 training epochs without sharing, 2700 with shared prefixes" in ok.stdout
+    assert "40 trials (20 baselines), 2150 training epochs without sharing, 1350 with shared prefixes" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(spec(replicate=2)))
     out = subprocess.run([sys.executable, "-m", "cpsweep.cli", "validate", str(bad)], capture_output=True, text=True)

@@ -206,7 +206,7 @@ def test_a_window_that_ends_before_its_baseline_gets_its_line_and_the_loss_once_
 def test_every_table_is_written_and_read_with_the_columns_records_declares(tmp_path):
     """The three tables' columns and types are declared once (records.py *_FIELDS): the files a folder
     holds carry exactly them, and a trials table of an older layout (round as float, reason all null, no
-    plugins column: the committed quickstart run) reads back with them."""
+    plugins column: the committed run of the blur grid's twin) reads back with them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from results_fixture import make_results, write_tables
@@ -223,7 +223,7 @@ def test_every_table_is_written_and_read_with_the_columns_records_declares(tmp_p
         schema = pq.read_schema(tmp_path / "hand" / path)
         assert [(f.name, f.type) for f in schema] == [(n, arrow[t]) for n, t in fields.items()], path
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    old = os.path.join(root, "docs", "reproduction", "data", "quickstart")
+    old = os.path.join(root, "docs", "reproduction", "data", "mini_blur_grid")
     assert "plugins" not in pq.read_schema(os.path.join(old, "trials.parquet")).names
     assert pq.read_schema(os.path.join(old, "trials.parquet")).field("reason").type == pa.float64()
     trials = ResultsFolder(old).trials()
