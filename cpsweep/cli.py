@@ -120,12 +120,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .results.reduce import sensitivity
+    from .results.report import results_for_report
+    from .results.report_checks import verdict_lines
     from .storage.store import Store
-    from .storage.folder import load_results
     from .results.summary import label
     from .sweep.live import describe, read_live
 
-    res = load_results(args.results, fisher_layers=False)  # (the largest table: not needed here)
+    res = results_for_report(args.results)  # what the report reads: the per-layer rows of a few trials only
     counts = res.trials.status.value_counts()
     print(f"{args.results}: {len(res.trials)} trials: "
           + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in STATUSES))
@@ -143,6 +144,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{which:5} window: {label(row.deficit, row.tags, row.onset, row.length)} "
                   f"{row.sensitivity:+.2f} pts lost vs baseline ({row.acc:.2f}% vs {row.baseline_acc:.2f}%, "
                   f"{int(row.n_seeds)} seed(s))")
+    for line in verdict_lines(res):
+        print(line)
     return 0
 
 

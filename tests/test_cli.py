@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -175,6 +176,26 @@ def test_status_and_report_of_a_folder_without_results(tmp_path, command):
     assert gone.returncode == 2 and gone.stderr.strip() == f"cpsweep: error: {tmp_path / 'nowhere'} does not " \
                                                            f"exist; pass the results folder of one sweep, e.g. " \
                                                            f"results/quickstart"
+
+
+@pytest.mark.parametrize("slope, verdict", [(1.0, "reproduced"), (-1.0, "not reproduced")])
+def test_status_prints_the_verdict_of_each_claim_the_sweep_tests(tmp_path, capsys, slope, verdict):
+    """Windows at onsets 0, 10, 20 over 5 seeds whose cost falls (slope 1) or rises (slope -1) with the onset by
+    about 4 points, the seeds' slopes apart by 10 %: the early-vs-late claim must read reproduced, or not."""
+    from results_fixture import make_results, write_tables
+
+    from cpsweep.cli import main
+
+    damage = lambda onset, length, seed: 3 + slope * (1 - onset / 10) * (2 + 0.2 * seed)  # noqa: E731
+    write_tables(str(tmp_path / "hand"), make_results(seeds=range(5), damage=damage))
+    assert main(["status", str(tmp_path / "hand")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heading = lines.index("the paper's claims this sweep tests (verdict under its own schedule; the numbers are in "
+                          "the report):")
+    rows = [re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines[heading + 1:]]
+    claims = {rest.split("; under the controls: ")[0]: said for said, rest in rows}
+    assert claims["Blur: an early window costs more than a late one"] == verdict, lines
+    assert all(line.startswith("  ") for line in lines[heading + 1:]) and len(claims) >= 2, lines
 
 
 def test_storage_errors_are_one_line(tmp_path):

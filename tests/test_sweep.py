@@ -39,6 +39,9 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
     assert (folder / "report.html").exists() and (folder / "spec.yaml").exists()
     out = capsys.readouterr().out
     assert out.count("ok ") >= 3 and "[3/3]" in out and "sweep tiny: 3 ok" in out
+    # the claims' verdicts (one seed: not shown), then the summary as the last line
+    assert "\n  not shown  Blur: an early window costs more than a late one; under the controls: " in out
+    assert out.index("the paper's claims this sweep tests") < out.index("sweep tiny: 3 ok")
 
     # launching again (the same sweep from its YAML file) runs nothing and keeps every row exactly once
     spec = write_spec(tmp_path)

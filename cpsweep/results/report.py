@@ -1,6 +1,7 @@
 """The standalone HTML report of a sweep (plotly.js embedded: it opens offline and can be mailed around).
 
     write_report(uri)                     report.html next to the tables (local folder or s3://...)
+    report_and_verdicts(uri)              the same, and the claims' verdicts as lines for the terminal
     write_compare([uri, ...], path)       several sweeps overlaid: sensitivity curves and Fisher traces
 
 Every figure draws what a reducer in `reduce.py` computed, with hover values and a one-sentence caption
@@ -23,7 +24,7 @@ from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, hea
                       removal_figure, sensitivity_curve_figure)
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
                      sample_windows, schedule_of, sensitivity, shown_trials, variant_of)
-from .report_checks import checks_table
+from .report_checks import checks_table, verdict_lines
 from .search_report import search_sections
 from .summary import header, onset_table
 from .summary import label as _label
@@ -251,9 +252,20 @@ def write_report(uri: str, path: str | None = None, threshold: float = DEFAULT_T
     see `render`."""
     page = render(results_for_report(uri, measure), threshold, per_parameter, measure)
     if path is None:
-        Store(uri).write_bytes(page.encode(), "report.html")
-        return f"{uri.split('?')[0].rstrip('/')}/report.html"
+        return _write_beside(page, uri)
     return _write(page, path)
+
+
+def _write_beside(page: str, uri: str) -> str:
+    Store(uri).write_bytes(page.encode(), "report.html")
+    return f"{uri.split('?')[0].rstrip('/')}/report.html"
+
+
+def report_and_verdicts(uri: str) -> tuple[str, list[str]]:
+    """Write `<uri>/report.html`; return its path and the claims' verdicts (`report_checks.verdict_lines`),
+    both from one read of the tables."""
+    results = results_for_report(uri)
+    return _write_beside(render(results), uri), verdict_lines(results)
 
 
 def write_compare(uris: Sequence[str], path: str) -> str:

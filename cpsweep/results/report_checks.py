@@ -5,7 +5,8 @@ paper's schedule, beside it under the learning-rate controls the sweep has, and 
 A check the sweep's design cannot answer (another deficit, no Fisher trace, too few onsets or lengths, the
 Fisher checks beside several baselines per seed) is left out; one it can answer but not decide stays, as
 "not shown" with its reason. The same functions grade the committed twins in docs/reproduction.md, so a
-report and that page never disagree on the same data.
+report and that page never disagree on the same data. `verdict_lines` is the same table in plain text, for
+the terminal (the end of `cpsweep launch`, `cpsweep status`).
 """
 
 from __future__ import annotations
@@ -95,3 +96,15 @@ def checks_table(results: Results) -> str | None:
         + "</tr>" for v, c in checks)
     return ("<table border='1' cellpadding='4' style='border-collapse: collapse; font-size: 90%'><tr>"
             + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + body + "</table>")
+
+
+def verdict_lines(results: Results) -> list[str]:
+    """The claims table in plain text: a heading and one line per claim, its verdict under the sweep's own
+    schedule, then under the learning-rate controls the sweep has; [] when no check applies."""
+    checks = sweep_checks(results)
+    if not checks:
+        return []
+    width = max(len(c.verdict) for _, c in checks)
+    return ["the paper's claims this sweep tests (verdict under its own schedule; the numbers are in the report):"] + [
+        f"  {c.verdict:<{width}}  {c.claim}{f' ({v})' if v else ''}"
+        + (f"; under the controls: {c.controls}" if c.controls else "") for v, c in checks]

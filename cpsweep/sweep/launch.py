@@ -14,8 +14,8 @@ One launch = one Tune experiment over the trials that the results folder does no
    each Tune trial gets a typed `TrialTask`; Tune reuses its worker processes and retries a failed trial
    from its last checkpoint (`FailureConfig`);
 4. as each trial ends, print one line; every few seconds append the rows of the trials that ended to the
-   top-level tables (`progress.py`, `storage/tables.py`); at the end write `report.html` and print a
-   summary.
+   top-level tables (`progress.py`, `storage/tables.py`); at the end write `report.html`, print the verdicts
+   of the paper's claims the sweep can test, and a summary.
 
 Why not `Tuner.restore`: it cannot add trials, and its experiment state lags up to ~10 s behind the
 checkpoints; finding each trial's newest checkpoint in storage covers crashes and grid extensions alike.
@@ -211,11 +211,11 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         elif pending:
             run_tune(sweep, pending, store, resources, max_concurrent, progress, tracker_callbacks, verbose, share)
         progress.finish()
-        path = None
+        path, verdicts = None, []
         if report:
-            from ..results.report import write_report
+            from ..results.report import report_and_verdicts
 
-            path = write_report(uri)
+            path, verdicts = report_and_verdicts(uri)
         counts = progress.counts()
         if progress.data_errors:  # trials on nodes that joined after the preflight
             first = next(iter(progress.data_errors.values()))
@@ -224,6 +224,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         if search:
             print("\n".join([f"sweep {sweep.name}: the search's boundaries"] + summary_lines(doc)), file=out,
                   flush=True)
+        if verdicts:
+            print("\n".join(verdicts), file=out, flush=True)
         print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
               + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else ""),
               file=out, flush=True)
