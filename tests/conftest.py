@@ -1,8 +1,8 @@
 """Shared test settings: a private data cache, Ray's auth mode set explicitly (see RAY_NOTES), Ray
 clusters of real raylets owned by one test, and one local launch watched while it runs (shared by two
-test modules); the serial tests kept one after another under `pytest -n 2`; the tests marked `cuda`
-skipped where torch finds no GPU. benchmarks/ is importable: the code only the benchmarks run
-(`packed_run.py`, `simulated_searches.py`) is tested here too."""
+test modules); under `pytest -n 2` the serial tests kept one after another, and each worker's torch on its
+share of the cores; the tests marked `cuda` skipped where torch finds no GPU. benchmarks/ is importable:
+the code only the benchmarks run (`packed_run.py`, `simulated_searches.py`) is tested here too."""
 
 from __future__ import annotations
 
@@ -12,6 +12,25 @@ import sys
 import pytest
 
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+
+def _share_the_cores() -> None:
+    """Under `pytest -n N` each worker's torch, and the processes it starts (`cpsweep trial`, a launch's
+    driver; Ray's trial workers set their own), use the worker's share of the cores. torch's default, one
+    thread per core in every process, oversubscribes the machine when the workers run side by side: the
+    threads wait on each other at every operation. On 2 cores with both busy, a cnn1d training step took
+    50 ms with 2 threads and 21 ms with 1; a registry test that takes 0.8 s alone took 41 s under
+    `-n 2` (2026-12-07). A caller's own OMP_NUM_THREADS is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)  # (read when torch starts)
+    if "torch" in sys.modules:  # (a plug-in imported it first)
+        sys.modules["torch"].set_num_threads(int(threads))
+
+
+_share_the_cores()
 
 
 SERIAL_FIXTURES = {"ray_cluster", "watched_launch"}  # clusters of several raylets; a launch watched while it runs
