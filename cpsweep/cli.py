@@ -121,7 +121,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .results.reduce import sensitivity
     from .results.report import results_for_report
-    from .results.report_checks import verdict_lines
+    from .results.report_checks import sweep_checks, verdict_lines
     from .storage.store import Store
     from .results.summary import label
     from .sweep.live import describe, read_live
@@ -144,7 +144,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{which:5} window: {label(row.deficit, row.tags, row.onset, row.length)} "
                   f"{row.sensitivity:+.2f} pts lost vs baseline ({row.acc:.2f}% vs {row.baseline_acc:.2f}%, "
                   f"{int(row.n_seeds)} seed(s))")
-    for line in verdict_lines(res):
+    for line in verdict_lines(sweep_checks(res)):
         print(line)
     return 0
 

@@ -24,7 +24,8 @@ from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, hea
                       removal_figure, sensitivity_curve_figure)
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
                      sample_windows, schedule_of, sensitivity, shown_trials, variant_of)
-from .report_checks import checks_table, verdict_lines
+from .checks import Check
+from .report_checks import checks_table, sweep_checks, verdict_lines
 from .search_report import search_sections
 from .summary import header, onset_table
 from .summary import label as _label
@@ -161,10 +162,11 @@ def _trial_sections(results: Results, sens: pd.DataFrame, picks: dict[str, dict[
 
 
 def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter: bool = False,
-           measure: str = "test_acc") -> str:
+           measure: str = "test_acc", checks: list[tuple[str, Check]] | None = None) -> str:
     """The report of one sweep as a standalone HTML page; `measure`: a user's metric column to measure the
     sensitivity by instead of test accuracy (the heatmaps and curves; the claims stay on accuracy). A sweep
-    with extra grid axes gets every figure faceted by them (`figures.py`)."""
+    with extra grid axes gets every figure faceted by them (`figures.py`); `checks`: the claims' checks if
+    already run (`report_checks.sweep_checks`)."""
     trials = results.trials
     sens = sensitivity(trials, results.epochs, measure)
     picks = chosen_trials(trials, sens)
@@ -181,7 +183,7 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
                           f"the {LEVEL:.0%} interval of early minus late above zero (reproduced), shown within "
                           "+-0.5 pts or below zero (not reproduced), else not shown; a window still recovering "
                           "when read shows nothing lasting."), table))
-    claims = checks_table(results)
+    claims = checks_table(sweep_checks(results) if checks is None else checks)
     if claims:
         sections.append((("The paper's claims this sweep can test, each graded by the check that grades the "
                           "committed twins (docs/reproduction.md): under the paper's schedule and, beside it, under "
@@ -263,9 +265,10 @@ def _write_beside(page: str, uri: str) -> str:
 
 def report_and_verdicts(uri: str) -> tuple[str, list[str]]:
     """Write `<uri>/report.html`; return its path and the claims' verdicts (`report_checks.verdict_lines`),
-    both from one read of the tables."""
+    both from one read of the tables and one run of the checks."""
     results = results_for_report(uri)
-    return _write_beside(render(results), uri), verdict_lines(results)
+    checks = sweep_checks(results)
+    return _write_beside(render(results, checks=checks), uri), verdict_lines(checks)
 
 
 def write_compare(uris: Sequence[str], path: str) -> str:

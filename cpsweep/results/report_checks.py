@@ -83,10 +83,9 @@ def sweep_checks(results: Results) -> list[tuple[str, Check]]:
     return out
 
 
-def checks_table(results: Results) -> str | None:
-    """An HTML table: claim, verdict (the paper's schedule), under the controls, what was measured; None when
-    no check applies."""
-    checks = sweep_checks(results)
+def checks_table(checks: list[tuple[str, Check]]) -> str | None:
+    """An HTML table of `sweep_checks`' result: claim, verdict (the paper's schedule), under the controls, what
+    was measured; None when no check applies."""
     if not checks:
         return None
     head = ["claim", "verdict", "under the controls", "measured (95 % CI over seeds)"]
@@ -98,10 +97,9 @@ def checks_table(results: Results) -> str | None:
             + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + body + "</table>")
 
 
-def verdict_lines(results: Results) -> list[str]:
-    """The claims table in plain text: a heading and one line per claim, its verdict under the sweep's own
+def verdict_lines(checks: list[tuple[str, Check]]) -> list[str]:
+    """`checks_table` in plain text: a heading and one line per claim, its verdict under the sweep's own
     schedule, then under the learning-rate controls the sweep has; [] when no check applies."""
-    checks = sweep_checks(results)
     if not checks:
         return []
     width = max(len(c.verdict) for _, c in checks)
