@@ -84,14 +84,23 @@ def _private_data_dir(tmp_path_factory):
         os.environ["CPSWEEP_DATA_DIR"] = old
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_local():
-    """A local Ray of 2 CPUs for the tests of one module."""
+    """A local Ray of 2 CPUs in this process, started by the first test that needs one and kept for the next
+    (each start costs ~11 CPU-seconds of Ray's own processes, and ~5 s); a test that needs another Ray in
+    this process shuts it down first (`ray_cluster.connected`, test_smoke.py's fixture), and the session's
+    end shuts down whichever is left."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
-    ray.shutdown()
+
+
+def pytest_sessionfinish(session):
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 @pytest.fixture

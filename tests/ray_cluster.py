@@ -166,6 +166,8 @@ def connected(address: str):
     """This process as a Ray driver of the cluster at `address` (for `ray.nodes()`), disconnected after."""
     import ray
 
+    if ray.is_initialized():  # the local Ray this process's earlier tests kept (conftest.py's ray_local)
+        ray.shutdown()
     ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     try:
         yield ray

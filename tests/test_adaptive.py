@@ -1,6 +1,7 @@
 """Adaptive sweeps on a real local Ray: the rounds inside one launch, the round and reason of every trial,
 prefix checkpoints shared across rounds, the trials identical to a grid's, a relaunch that replays the
-rounds and trains nothing, a killed driver resumed into the same search, and bad `search:` input.
+rounds and trains nothing, a killed driver resumed into the same search, and bad `search:` input. One
+search, its driver killed and relaunched, serves every end-to-end check.
 
 With two seeds every onset is "unclear" (three paired seeds are needed to decide anything), so the rounds
 do not depend on the trained numbers: coarse 0/4/8, then the zone's upper edge bisected (nothing is shown
@@ -73,17 +74,28 @@ def check_search_results(folder) -> None:
 pytestmark = pytest.mark.slow
 
 
-def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
-    from cpsweep.sweep.launch import launch
-
+@pytest.mark.serial
+def test_adaptive_sweep_end_to_end_through_a_killed_driver(tmp_path):
+    """One search, its driver killed in round 1 and relaunched: the relaunch resumes into the same search,
+    whose trials, rounds, reasons and numbers are those of an uninterrupted one (`check_search_results`);
+    then its report, `cpsweep status`, a relaunch that replays the rounds and trains nothing, and the full
+    grid it is compared with (one search serves all: each search costs the suite about a minute)."""
     spec = spec_file(tmp_path)
-    summary = launch(spec, storage=str(tmp_path / "res"))
-    assert summary.counts["ok"] == 12
-    folder = tmp_path / "res" / "tinysearch"
-    check_search_results(folder)
-    out = capsys.readouterr().out
-    assert "round 1: adds blur l2 onset 6 (between 4 (unclear) and 8 (unclear)" in out
-    assert "3 round(s), 12 of 20 trials" in out
+    storage = tmp_path / "res"
+    folder = storage / "tinysearch"
+    round1 = [folder / "shards" / f"blur-o6-l2-s{s}" / "trial.parquet" for s in (0, 1)]
+    # killed in round 1: round 0 done, round 2 not chosen yet
+    cmd = launch_and_kill(spec, storage, lambda: any(p.exists() for p in round1), "round 1", timeout=180)
+    assert not (folder / "shards" / "blur-o7-l2-s0" / "trial.parquet").exists()
+    # both round-1 trials may have finished before the kill landed: then round 1 is complete and the
+    # relaunch resumes at round 2 (a replay decides from the shards alone)
+    resumes_at = 2 if all(p.exists() for p in round1) else 1
+    out = relaunch(cmd).stdout
+    assert f"adaptive: round {resumes_at}," in out, out
+    assert "round 2: adds blur l2 onset 7 (between 6 (unclear) and 8 (unclear)" in out, out
+    assert "3 round(s), 12 of 20 trials" in out and "12 ok" in out, out
+    check_search_results(folder)  # the same trials, rounds, reasons and numbers as without the kill
+
     page = (folder / "report.html").read_text()
     assert "Adaptive search" in page and "search-rounds" in page
     if CHROMIUM:  # the page, adaptive section included, draws every figure without an error
@@ -97,14 +109,14 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
 
     # a relaunch replays the rounds from the results: nothing to run, the same search.json
     before = (folder / "search.json").read_text()
-    launch(spec, storage=str(tmp_path / "res"))
-    assert "12 trials (adaptive: round 2, of the full grid's 20), 12 already done, 0 to run" in capsys.readouterr().out
+    again = relaunch(cmd)
+    assert "12 trials (adaptive: round 2, of the full grid's 20), 12 already done, 0 to run" in again.stdout
     assert json.loads((folder / "search.json").read_text()) == json.loads(before)
 
     # --full-grid runs every onset under <name>-grid; analysis/search_vs_grid.py compares the two
-    launch(spec, storage=str(tmp_path / "res"), full_grid=True)
+    relaunch([*cmd, "--full-grid"])
     res = subprocess.run([sys.executable, os.path.join(ROOT, "analysis", "search_vs_grid.py"), str(folder),
-                          str(tmp_path / "res" / "tinysearch-grid"), "--json", str(tmp_path / "cmp.json")],
+                          str(storage / "tinysearch-grid"), "--json", str(tmp_path / "cmp.json")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     cmp = json.loads((tmp_path / "cmp.json").read_text())
@@ -112,23 +124,6 @@ def test_adaptive_sweep_end_to_end(tmp_path, ray_local, capsys):
     assert cmp["groups"][0]["agree"] and len(cmp["groups"][0]["rows"]) == 9
     assert cmp["epochs_grid"] == sharing_summary(parse_sweep(tiny_sweep(SEARCH)).trials())[1]
     assert cmp["epochs_search"] == sharing_summary(parse_sweep(grid_of_chosen()).trials())[1]
-
-
-@pytest.mark.serial
-def test_killed_driver_resumes_the_search(tmp_path):
-    storage = tmp_path / "res"
-    folder = storage / "tinysearch"
-    round1 = [folder / "shards" / f"blur-o6-l2-s{s}" / "trial.parquet" for s in (0, 1)]
-    # killed in round 1: round 0 done, round 2 not chosen yet
-    cmd = launch_and_kill(spec_file(tmp_path), storage, lambda: any(p.exists() for p in round1), "round 1",
-                          timeout=180)
-    assert not (folder / "shards" / "blur-o7-l2-s0" / "trial.parquet").exists()
-    # both round-1 trials may have finished before the kill landed: then round 1 is complete and the
-    # relaunch resumes at round 2 (a replay decides from the shards alone)
-    resumes_at = 2 if all(p.exists() for p in round1) else 1
-    res = relaunch(cmd)
-    assert f"adaptive: round {resumes_at}," in res.stdout and "round 2: adds" in res.stdout, res.stdout
-    check_search_results(folder)  # the same trials, rounds, reasons and numbers as without the kill
 
 
 @pytest.mark.parametrize("change,message", [
