@@ -64,7 +64,7 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
 
     sweep = load_sweep(spec, overrides)
     trials = sweep.trials()
-    check_plugins(trials)
+    check_plugins(trials, sweep)
     baselines = sum(t.is_baseline for t in trials)
     alone, shared = sharing_summary(trials)
     saved = f" ({alone - shared} saved, {alone / shared:.2f}x fewer)" if shared < alone else ""
@@ -100,7 +100,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     for spec in files:  # every file is checked before anything runs
         try:
             sweeps.append(load_sweep(spec, overrides))
-            check_plugins(sweeps[-1].trials())
+            check_plugins(sweeps[-1].trials(), sweeps[-1])
             if args.full_grid:
                 full_grid_sweep(sweeps[-1])  # (refuses a sweep without a search: section)
         except SpecError as e:
@@ -177,17 +177,26 @@ def format_record(r, epochs: int) -> str:
             f"fisher {fisher}  {r.seconds:5.2f}s")
 
 
+# the fields of `make_trial` that come from `cpsweep trial`'s flags
+TRIAL_FLAGS = {"onset": "--onset", "length": "--length", "seed": "--seed", "epochs": "--epochs",
+               "grid.onset/length": "--onset/--length"}
+
+
 def cmd_trial(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .storage.records import final_accuracy
     from .storage.store import Store
 
+    from .sweep.preflight import check_plugins
+
     sweep = load_sweep(args.spec)
     seed = sweep.seeds[0] if args.seed is None else args.seed
     try:
         trial = sweep.make_trial(args.onset, args.length, seed, epochs=args.epochs)
-    except SpecError as e:
-        raise SpecError(e.field.replace("grid.onset/length", "--onset/--length"), e.message, args.spec) from None
+    except SpecError as e:  # the flags' mistakes, named as flags (the window's rule reads the file's epochs)
+        flag = TRIAL_FLAGS.get(e.field)
+        raise SpecError(flag or e.field, e.message, None if flag and "/" not in flag else args.spec) from None
+    check_plugins([trial], sweep)  # a plug-in that fails is said in one line, as by validate and launch
 
     from .engine import _device
     from .engine.trial import train_trial

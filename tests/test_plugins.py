@@ -75,15 +75,21 @@ def explodes(x, y, ctx):
     raise ValueError("sensor unplugged")
 '''
 
+# modules that are found but fail to import: a syntax error, an error raised as they run, a missing dependency
+BROKEN = {"tp_syntax": "def Tiny(:\n", "tp_raises": "raise RuntimeError('no sensor attached')\n",
+          "tp_needs_dep": "import tp_nosuch_dependency\n"}
+
 
 @pytest.fixture
 def plugins(tmp_path, monkeypatch):
     """tp_models.py and tp_deficits.py in a fresh folder that is the current one (as for a user)."""
     (tmp_path / "tp_models.py").write_text(MODELS)
     (tmp_path / "tp_deficits.py").write_text(DEFICITS)
+    for name, code in BROKEN.items():
+        (tmp_path / f"{name}.py").write_text(code)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in ("tp_models", "tp_deficits"):
+    for name in ("tp_models", "tp_deficits", *BROKEN):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -147,7 +153,15 @@ def test_an_installed_package_registers_names_by_entry_point(plugins):
 
 
 BAD = [
-    ({"model": "tp_nothere:Tiny"}, 'model.name: cannot import "tp_nothere" (ModuleNotFoundError'),
+    ({"model": "tp_nothere:Tiny"}, 'model.name: cannot import "tp_nothere" (ModuleNotFoundError: No module named '
+                                   "'tp_nothere'); run cpsweep from the folder that holds tp_nothere(.py)"),
+    ({"model": "tp_syntax:Tiny"}, 'model.name: cannot import "tp_syntax" (SyntaxError: invalid syntax (tp_syntax.py, '
+                                  "line 1)); fix the error in its code (python -c 'import tp_syntax' shows where)"),
+    ({"model": "tp_raises:Tiny"}, 'cannot import "tp_raises" (RuntimeError: no sensor attached); fix the error in '
+                                  "its code"),
+    ({"model": "tp_needs_dep:Tiny"}, "(ModuleNotFoundError: No module named 'tp_nosuch_dependency'); install "
+                                     '"tp_nosuch_dependency" where cpsweep runs, or remove that import from '
+                                     '"tp_needs_dep"'),
     ({"model": "tp_models:Tny"}, 'model.name: module "tp_models" has no "Tny" (did you mean "Tiny"?)'),
     ({"model": "tp_models:CONST"}, 'model.name: "tp_models:CONST" is a int, not a function or class'),
     ({"model": {"name": "tp_models:Tiny", "widht": 3}}, 'model.widht: unknown key "widht" (did you mean "width"?)'),
@@ -158,18 +172,26 @@ BAD = [
     ({"model": "tp_models:NotModule"}, "tp_models:NotModule returned a dict, not a torch.nn.Module"),
     ({"model": "tp_models:WrongLogits"}, "tp_models:WrongLogits returned shape (2, 3) for a batch of 2 inputs"),
     ({"deficit": "tp_deficits:bad_shape"}, "tp_deficits:bad_shape returned shapes [(2, 1, 5), (2,)]"),
-    ({"deficit": "tp_deficits:explodes"}, "tp_deficits:explodes failed on a dry run with a batch of 2 inputs of shape "
-                                          "(1, 40) (mnist1d): ValueError: sensor unplugged"),
+    ({"deficit": "tp_deficits:explodes"}, "deficit.name: tp_deficits:explodes failed on a dry run with a batch of 2 "
+                                          "inputs of shape (1, 40) (mnist1d): ValueError: sensor unplugged"),
+    # a plug-in a grid axis names: its failure names that entry
+    ({"deficit": None,
+      "grid": {"onset": [0, 3], "length": [2], "deficit": ["tp_deficits:mask", "tp_deficits:explodes"]}},
+     "grid.deficit[1].name: tp_deficits:explodes failed on a dry run"),
 ]
 
 
 @pytest.mark.parametrize("change,message", BAD, ids=[m[:40] for _, m in BAD])
 def test_each_bad_reference_or_option_is_one_line_exit_2_nothing_written(plugins, capsys, change, message):
     spec = write_spec(plugins, **{**dict(model={"name": "tp_models:Tiny"}, deficit="tp_deficits:mask"), **change})
-    for command in (["validate", spec], ["launch", spec, "--storage", str(plugins / "results")]):
+    commands = [["validate", spec], ["launch", spec, "--storage", str(plugins / "results")]]
+    if "grid" not in change:  # (a trial runs the fixed settings: no grid axis value)
+        commands.append(["trial", spec, "--onset", "0", "--length", "2", "--out", str(plugins / "results" / "one")])
+    for command in commands:
         assert main(command) == 2
         err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"cpsweep: error: {spec}: ") and message in err, err  # the file, then the field
+        assert len(err.strip().splitlines()) == 1, err
     assert not (plugins / "results").exists()
 
 

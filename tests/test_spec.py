@@ -104,11 +104,23 @@ def error_of(raw) -> str:
                                            "ignored; drop replicates, or drop grid.seed"),
     ({"seed": 5, "replicates": DELETE, "grid__seed": [7]}, "seed: grid.seed lists the seeds itself, so seed would be "
                                                             "ignored"),
-    ({"resources__gpu": 1.5}, "resources: cpu must be > 0; gpu must be >= 0, a fraction below 1"),
+    ({"resources__gpu": 1.5}, "resources.gpu: must be 0, a fraction below 1 (trials sharing a GPU) or a whole "
+                              "number, got 1.5"),
+    ({"resources__cpu": -1}, "resources.cpu: must be > 0 (CPUs per trial), got -1"),
     ({"deficit__factor": 1}, "deficit.factor: must be >= 2"),
     ({"grid__deficit": ["blur", {"name": "blur", "factor": 2}]}, 'grid.deficit: "blur" appears twice'),
     ({"grid__model": [{"name": "mlp", "hidden": [8]}, "mlp"]}, 'grid.model: "mlp" appears twice'),
-    ({"grid__optim.lr": [0.1, "x"]}, "optim.lr: expected a number, got 'x'"),
+    # a grid value's mistake names where the grid sets it
+    ({"grid__optim.lr": [0.1, "x"]}, "grid.optim.lr: expected a number, got 'x'"),
+    ({"grid__model.chanels": [16, 32]}, 'grid.model.chanels: unknown key "chanels" (did you mean "channels"?)'),
+    ({"grid__deficit": [{"name": "blur", "factr": 4}, "vflip"]}, 'grid.deficit[0].factr: unknown key "factr"'),
+    ({"grid__deficit": ["vflip", {"name": "blur", "factor": 1}]}, "grid.deficit[1].factor: must be >= 2"),
+    ({"grid__model": ["cnn1d", {"name": "mlp", "hiden": [8]}]}, 'grid.model[1].hiden: unknown key "hiden"'),
+    # a section without its name: a misspelt "name" is said as such
+    ({"model": {"nmae": "cnn1d"}}, 'model.nmae: unknown key "nmae" (did you mean "name"?); "name" names the model'),
+    ({"deficit": {"factor": 4}}, 'deficit.name: required: the deficit (a built-in name or "package.module:function")'),
+    ({"metrics": [{"name": "nosuch"}]}, 'metrics[0].name: unknown metric "nosuch"; cpsweep has no built-in metrics, or '
+                                        "your own as"),
     ({"schedule": 5, "grid__schedule": ["exponential", "restart"]}, "schedule: expected a mapping of settings, got 5"),
     ({"optim__lr": float("inf")}, "optim.lr: expected a finite number, got inf"),     # (it passed "> 0")
     ({"resources": {"cpu": float("inf")}}, "resources.cpu: expected a finite number, got inf"),
@@ -145,7 +157,7 @@ def test_all_mistakes_of_a_file_are_reported_together(tmp_path):
     with pytest.raises(SpecError) as info:
         parse_sweep(raw, "s.yaml")
     fields = [p.field for p in info.value.problems]
-    assert fields == ["replicate", "optim.momentun", "optim.lr", "model.chanels", "grid.onsets", "resources"]
+    assert fields == ["replicate", "optim.momentun", "optim.lr", "model.chanels", "grid.onsets", "resources.gpu"]
     text = str(info.value)
     assert text.startswith("s.yaml: 6 problems; fix them and run again:\n")
     assert '  optim.momentun: unknown key "momentun" (did you mean "momentum"?)' in text

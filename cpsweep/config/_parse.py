@@ -69,7 +69,8 @@ def check_keys(raw: Mapping[str, Any], valid: typing.Iterable[str], path: str) -
 def unknown_name(name: Any, valid: typing.Iterable[str], what: str) -> str:
     """'unknown model "vgg" (did you mean ...?); valid models: a, b': the one wording of every registry."""
     valid = list(valid)
-    return f'unknown {what} "{name}"{suggest(str(name), valid)}; valid {what}s: {", ".join(valid)}'
+    listed = f'valid {what}s: {", ".join(valid)}' if valid else f"cpsweep has no built-in {what}s"
+    return f'unknown {what} "{name}"{suggest(str(name), valid)}; {listed}'
 
 
 def check_name(name: Any, valid: typing.Iterable[str], path: str, what: str) -> str:

@@ -70,9 +70,15 @@ def import_reference(reference: str, path: str, need_callable: bool = True, plug
         module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - any failure of the user's module is reported, in one line
         detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        raise SpecError(path, f'cannot import "{module_name}" ({detail}); run cpsweep from the folder that holds '
-                              f"{module_name.split('.')[0]}(.py), next to the sweep file, or install its "
-                              f"package") from None
+        parts = module_name.split(".")
+        if isinstance(e, ModuleNotFoundError) and e.name in {".".join(parts[:i + 1]) for i in range(len(parts))}:
+            fix = (f"run cpsweep from the folder that holds {parts[0]}(.py), next to the sweep file, or install "
+                   f"its package")
+        elif isinstance(e, ModuleNotFoundError):  # the module was found; something it imports was not
+            fix = f'install "{e.name}" where cpsweep runs, or remove that import from "{module_name}"'
+        else:  # found, and failed while it ran: the error is in its code
+            fix = f"fix the error in its code (python -c 'import {module_name}' shows where)"
+        raise SpecError(path, f'cannot import "{module_name}" ({detail}); {fix}') from None
     if not hasattr(module, attr):
         names = [n for n in dir(module) if not n.startswith("_")]
         close = difflib.get_close_matches(attr, names, n=1, cutoff=0.6)

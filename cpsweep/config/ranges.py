@@ -37,5 +37,6 @@ MODEL_RANGES = {("all_cnn_c", "width"): Range(0, None, "must be > 0 (a multiple 
                 ("cnn1d", "depth"): Range(1, None, "must be >= 1 (conv blocks)"),
                 ("cnn1d", "kernel"): Range(1, None, "must be >= 1"),
                 ("mlp", "hidden"): Range(1, None, "every width must be >= 1", each=True)}
-RESOURCE_RANGES = {"cpu": Range(0, None, "cpu must be > 0", open_low=True),  # and gpu a fraction below 1 or whole
-                   "gpu": Range(0, None, "gpu must be >= 0, a fraction below 1 or a whole number")}
+# (gpu: also a fraction below 1 or a whole number, checked beside this range)
+RESOURCE_RANGES = {"cpu": Range(0, None, "must be > 0 (CPUs per trial)", open_low=True),
+                   "gpu": Range(0, None, "must be 0, a fraction below 1 (trials sharing a GPU) or a whole number")}

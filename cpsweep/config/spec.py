@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from ..errors import SpecError
-from ._parse import check_keys, coerce, parse
+from ._parse import check_keys, coerce, parse, suggest
 from .registry import entry
 
 
@@ -321,7 +321,13 @@ def component(raw: Any, path: str, what: str | None = None) -> Component:
     what = what or path.split(".")[0]
     if isinstance(raw, str):
         raw = {"name": raw}
-    if not isinstance(raw, Mapping) or "name" not in raw:
+    if isinstance(raw, Mapping) and "name" not in raw:  # (a misspelt "name" is said as such)
+        close = next((k for k in raw if suggest(str(k), ["name"])), None)
+        if close is not None:
+            raise SpecError(f"{path}.{close}", f'unknown key "{close}" (did you mean "name"?); "name" names the {what}')
+        raise SpecError(f"{path}.name", f'required: the {what} (a built-in name or "package.module:function"), '
+                                        f"beside its options")
+    if not isinstance(raw, Mapping):
         raise SpecError(path, f'expected a {what} name (or "package.module:function") or a mapping with "name"')
     e = entry(what, raw["name"], f"{path}.name")
     return Component(raw["name"], e.complete({k: v for k, v in raw.items() if k != "name"}, path), e.plugin)

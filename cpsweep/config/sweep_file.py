@@ -159,7 +159,11 @@ class SweepSpec:
             tags.append((key, freeze(value)))
         if deficit is not None:
             raw["deficit"] = deficit
-        base = _resolve_fixed(raw, self.name, self.source) if (settings or deficit is not None) else self.base
+        try:
+            base = _resolve_fixed(raw, self.name, None) if (settings or deficit is not None) else self.base
+        except SpecError as e:  # a grid value's mistake (the fixed settings were checked when parsed)
+            raise SpecError.of([SpecError(_grid_path(p.field, self.grid, settings or {}, deficit), p.message)
+                                for p in e.problems], self.source) from None
         if length == 0:
             onset, deficit_c = 0, Component("none", {})
         else:
@@ -200,6 +204,18 @@ def _keep_longest(out: dict[str, TrialSpec], baseline: TrialSpec) -> None:
 def _digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _grid_path(field: str, grid: Mapping[str, Any], settings: Mapping[str, Any], deficit: Any) -> str:
+    """Where a trial's `field` (e.g. `deficit.factr`) was set when a grid value set it: the axis entry
+    (`grid.deficit[0].factr`, `grid.model[1].width`) or the dotted axis (`grid.model.chanels`)."""
+    section, _, rest = field.partition(".")
+    values = {**settings, **({"deficit": deficit} if deficit is not None else {})}
+    if section in ("deficit", "model", "schedule") and section in values and section in grid:
+        i = grid[section].index(values[section])
+        return f"grid.{section}[{i}]" + (f".{rest}" if rest else "")
+    axis = next((k for k in settings if field == k or field.startswith(f"{k}.")), None)
+    return f"grid.{field}" if axis else field
 
 
 def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
@@ -333,9 +349,11 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
         grid = parse_grid(raw.get("grid"), raw.get("schedule"))
     with problems.check():
         resources = parse(Resources, raw.get("resources"), "resources")
-        if not all(r.holds(getattr(resources, k)) for k, r in RESOURCE_RANGES.items()) or (
-                resources.gpu > 1 and resources.gpu != int(resources.gpu)):
-            raise SpecError("resources", "; ".join(r.message for r in RESOURCE_RANGES.values()))
+        wrong = [SpecError(f"resources.{k}", f"{r.message}, got {getattr(resources, k)}")
+                 for k, r in RESOURCE_RANGES.items() if not r.holds(getattr(resources, k))
+                 or k == "gpu" and resources.gpu > 1 and resources.gpu != int(resources.gpu)]
+        if wrong:
+            raise SpecError.of(wrong)
     with problems.check():
         parse_tracking(raw.get("tracking"))
     with problems.check():

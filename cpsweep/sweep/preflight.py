@@ -14,10 +14,11 @@ Tune never retries it, and the trial is marked failed with that one line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..config.spec import DataSpec, TrialSpec
-from ..errors import DataError
+from ..config.sweep_file import SweepSpec
+from ..errors import DataError, SpecError
 
 DATA_ERROR = "data_error"  # the metric a trial reports instead of raising a DataError
 TRIAL_ERROR = "trial_error"  # the metric a trial reports instead of raising any other deterministic error
@@ -44,17 +45,35 @@ def check_data(needs: Sequence[DataSpec]) -> None:
         load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu", options=spec.options)
 
 
-def check_plugins(trials: Sequence[TrialSpec]) -> None:
+def check_plugins(trials: Sequence[TrialSpec], sweep: SweepSpec | None = None) -> None:
     """Call a sweep's plug-ins once on a small batch (`engine.dry_run`), here on the driver; only when it
-    has any, since torch is imported for it (`cpsweep validate` and `launch` alike).
+    has any, since torch is imported for it (`cpsweep validate`, `launch` and `trial` alike). With `sweep`,
+    a failure names its file, and the grid entry that names the plug-in when a grid axis does.
 
     Raises:
         SpecError: naming the plug-in's field, what went wrong and the fix.
     """
-    if any(t.plugins for t in trials):
-        from ..engine.dry_run import check_plugins as dry_run
+    if not any(t.plugins for t in trials):
+        return
+    from ..engine.dry_run import check_plugins as dry_run
 
+    try:
         dry_run(trials)
+    except SpecError as e:
+        if sweep is None:
+            raise
+        raise SpecError(grid_field(e.field, e.message, sweep.grid), e.message, sweep.source) from None
+
+
+def grid_field(field: str, message: str, grid: Mapping) -> str:
+    """`model.name` or `deficit.name` as `grid.<axis>[i].name` when that grid axis lists the plug-in the
+    dry run's `message` is about (it starts with the plug-in's name)."""
+    kind = field.partition(".")[0]
+    for i, value in enumerate(grid.get(kind) or ()):
+        name = value.get("name") if isinstance(value, Mapping) else value
+        if isinstance(name, str) and message.startswith(f"{name} "):
+            return f"grid.{kind}[{i}].name"
+    return field
 
 
 def _check_on_node(needs: list[dict]) -> str | None:
