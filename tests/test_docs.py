@@ -45,7 +45,9 @@ def test_the_readme_is_short_and_starts_with_its_two_commands():
 
 
 def test_nothing_cites_a_file_the_repository_lacks():
-    sources = [*PAGES, *glob.glob(os.path.join(ROOT, "cpsweep", "**", "*.py"), recursive=True)]
+    sources = [*PAGES, *glob.glob(os.path.join(ROOT, "cpsweep", "**", "*.py"), recursive=True),
+               *glob.glob(os.path.join(ROOT, "sweeps", "**", "*.yaml"), recursive=True)]
+    assert any(p.endswith(os.path.join("sweeps", "blur_grid.yaml")) for p in sources)  # (the headers are scanned)
     for path in sources:
         with open(os.path.join(ROOT, path)) as f:
             assert "PAPER.md" not in f.read(), f"{path} cites PAPER.md, which is not in the repository (docs/paper.md)"

@@ -214,8 +214,8 @@ def render_quickstart(r: Results) -> str:
     base = r.trials[(r.trials.deficit == "none") & (r.trials.status == "ok") & (r.trials.onset == 0)]
     base = base[base.tags.isin(paper_schedule(base).tags)]
     said = [f"Points of final accuracy lost against the length-matched baseline, mean [95 % t-interval] over "
-            f"{ss.seed.nunique()} seeds, paired by seed; baselines {100 * base.final_test_acc.min():.1f}-"
-            f"{100 * base.final_test_acc.max():.1f} %."]
+            f"{ss.seed.nunique()} seeds, paired by seed; baselines under the paper's schedule "
+            f"{100 * base.final_test_acc.min():.1f}-{100 * base.final_test_acc.max():.1f} %."]
     for claim, check in (("an early window costs more than a late one", check_early_vs_late),
                          ("a late window does no lasting harm (within +-0.5 pts)", check_late_windows)):
         c = check(get)
@@ -223,7 +223,7 @@ def render_quickstart(r: Results) -> str:
     p = fisher_peak(r.epochs, base).dropna()
     if len(p):
         peaks = sorted(set(p.peak_epoch))
-        said.append(f"The baselines' Fisher trace goes from {p.init.min():.0f}-{p.init.max():.0f} at initialisation "
+        said.append(f"Those baselines' Fisher trace goes from {p.init.min():.0f}-{p.init.max():.0f} at initialisation "
                     f"to a peak of {p.peak.min():.0f}-{p.peak.max():.0f} at epoch{'s' * (len(peaks) > 1)} "
                     f"{', '.join(map(str, peaks))}, then falls to {p.final.min():.0f}-{p.final.max():.0f} at the end.")
     return "\n".join(lines) + "\n\n" + " ".join(said) + "\n"
