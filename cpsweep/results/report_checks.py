@@ -99,10 +99,15 @@ def checks_table(checks: list[tuple[str, Check]]) -> str | None:
 
 def verdict_lines(checks: list[tuple[str, Check]]) -> list[str]:
     """`checks_table` in plain text: a heading and one line per claim, its verdict under the sweep's own
-    schedule, then under the learning-rate controls the sweep has; [] when no check applies."""
+    schedule, then under the learning-rate controls the sweep has; [] when no check applies. A claim the data
+    cannot decide under some schedule gets a second line, "why:", with what was measured (the reason is in it)."""
     if not checks:
         return []
     width = max(len(c.verdict) for _, c in checks)
-    return ["the paper's claims this sweep tests (verdict under its own schedule; the numbers are in the report):"] + [
-        f"  {c.verdict:<{width}}  {c.claim}{f' ({v})' if v else ''}"
-        + (f"; under the controls: {c.controls}" if c.controls else "") for v, c in checks]
+    lines = ["the paper's claims this sweep tests (verdict under its own schedule; the numbers are in the report):"]
+    for v, c in checks:
+        lines.append(f"  {c.verdict:<{width}}  {c.claim}{f' ({v})' if v else ''}"
+                     + (f"; under the controls: {c.controls}" if c.controls else ""))
+        if "not shown" in (c.verdict, *(part.rpartition(": ")[2] for part in c.controls.split("; "))):
+            lines.append(f"  {'':<{width}}    why: {c.measured}")
+    return lines
