@@ -116,6 +116,12 @@ def error_of(raw) -> str:
     ({"grid__deficit": [{"name": "blur", "factr": 4}, "vflip"]}, 'grid.deficit[0].factr: unknown key "factr"'),
     ({"grid__deficit": ["vflip", {"name": "blur", "factor": 1}]}, "grid.deficit[1].factor: must be >= 2"),
     ({"grid__model": ["cnn1d", {"name": "mlp", "hiden": [8]}]}, 'grid.model[1].hiden: unknown key "hiden"'),
+    # a setting without its section, and an axis that is none
+    ({"grid__lr": [0.1, 0.01]}, 'grid.lr: unknown key "lr" (did you mean "optim.lr"?); a grid axis that varies a '
+                                "setting names its section: grid: {optim.lr: [...]}"),
+    ({"grid__gamma": [0.9]}, 'grid.gamma: unknown key "gamma" (did you mean "schedule.gamma"?)'),
+    ({"grid__factor": [2, 4]}, 'grid.factor: unknown key "factor"; valid keys here: onset, length, seed, deficit, '
+                               "model, schedule, or a dotted axis that varies one setting of a section"),
     # a section without its name: a misspelt "name" is said as such
     ({"model": {"nmae": "cnn1d"}}, 'model.nmae: unknown key "nmae" (did you mean "name"?); "name" names the model'),
     ({"deficit": {"factor": 4}}, 'deficit.name: required: the deficit (a built-in name or "package.module:function")'),

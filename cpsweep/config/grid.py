@@ -13,7 +13,7 @@ import typing
 from typing import Any, Mapping
 
 from ..errors import Problems, SpecError
-from ._parse import check_keys, suggest
+from ._parse import suggest
 from .epoch_rule import epoch_int, seed_int
 from .registry import entry
 from .search import onset_range
@@ -75,7 +75,13 @@ def parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
 def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
     """One grid axis's values, checked (`parse_grid`)."""
     if key not in GRID_AXES and not ("." in key and key.split(".")[0] in DOTTED):
-        check_keys({key: 0}, GRID_AXES, "grid")
+        home = _section_of(key)
+        if home:  # a setting named without its section: `lr` for `optim.lr`
+            raise SpecError(f"grid.{key}", f'unknown key "{key}" (did you mean "{home}.{key}"?); a grid axis that '
+                                           f"varies a setting names its section: grid: {{{home}.{key}: [...]}}")
+        raise SpecError(f"grid.{key}", f'unknown key "{key}"{suggest(str(key), GRID_AXES)}; valid keys here: '
+                                       f'{", ".join(GRID_AXES)}, or a dotted axis that varies one setting of a '
+                                       f'section ({", ".join(DOTTED)}), e.g. optim.lr or deficit.factor')
     if key in ("onset", "length") and isinstance(values, Mapping):  # a range: {from: 0, to: 100, step: 5}
         return tuple(onset_range(values, f"grid.{key}"))
     if not isinstance(values, list) or not values:
@@ -106,6 +112,18 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
     if again is not None:  # (it would be one trial, not the two the file seems to ask for)
         raise SpecError(f"grid.{key}[{again}]", f"{values[again]!r} is listed twice; give each value once")
     return frozen
+
+
+def _section_of(key: str) -> str | None:
+    """The section (`optim`, `schedule`, `data`, `fisher`, `engine`) with a setting named `key`, if one has."""
+    import dataclasses
+
+    from .spec import DataSpec, EngineSpec, FisherSpec, OptimSpec
+
+    sections = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
+                "engine": EngineSpec}
+    return next((name for name, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}
+                 and key != "name"), None)
 
 
 def _schedule_label(schedule: Any, value: Any, i: int) -> str:
