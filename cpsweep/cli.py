@@ -79,6 +79,13 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
               f"epochs: {shown}; the final accuracy is the median of the last {FINAL_EPOCHS} epochs, so it holds "
               f"deficit epochs and the verdicts on those windows will be \"not shown\" (clean_after: "
               f"{FINAL_EPOCHS} or more avoids it)")
+    for section in ("deficit", "model"):  # a grid axis replaces the file's section in every trial of the grid
+        if sweep.raw.get(section) is not None and section in sweep.grid:
+            given = sweep.raw[section]
+            name = given.get("name") if isinstance(given, dict) else given
+            print(f"  note: the file's {section} ({name}) is not used by this sweep: grid.{section} replaces it in "
+                  f"every trial ({'`cpsweep trial` alone uses it' if section == 'deficit' else 'baselines included'})"
+                  f"; list it in grid.{section} to run it, or delete it")
     if sweep.search is not None:
         from .config.search import coarse_onsets
 

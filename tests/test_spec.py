@@ -413,6 +413,24 @@ def test_validate_command(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_validate_notes_a_section_that_a_grid_axis_replaces(tmp_path, capsys):
+    """A file's deficit (or model) beside grid.deficit (grid.model) runs in no trial of the sweep: validate says
+    so, and is quiet when the file has no such pair."""
+    from cpsweep.cli import main
+
+    both, alone = tmp_path / "both.yaml", tmp_path / "alone.yaml"
+    both.write_text(yaml.safe_dump(spec(deficit={"name": "blur", "factor": 4}, grid__deficit=["vflip", "noise"],
+                                        model="mlp", grid__model=["cnn1d"])))
+    alone.write_text(yaml.safe_dump(spec(deficit={"name": "blur", "factor": 4})))
+    assert main(["validate", str(both), str(alone)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("is not used by this sweep") == 2, out
+    assert ("note: the file's deficit (blur) is not used by this sweep: grid.deficit replaces it in every trial "
+            "(`cpsweep trial` alone uses it); list it in grid.deficit to run it, or delete it") in out
+    assert "note: the file's model (mlp) is not used by this sweep: grid.model replaces it" in out
+    assert "not used" not in out.split(f"{alone}: ok")[1]
+
+
 def test_an_option_added_later_keeps_old_hashes_at_its_default():
     """cnn1d's conv `bias` came after results folders existed: omitted or false, the sweep hash is the old
     one; true, it is a new sweep."""
