@@ -147,7 +147,8 @@ def check_label_permutation(get: Getter) -> Check:
 
 def check_noise(get: Getter) -> Check:
     return _no_lasting_effect(get, "noise", "noise", "Sensory deprivation (noise inputs) leaves no lasting loss",
-                              "docs/paper.md (other deficits)")
+                              "cpsweep's hypothesis, by analogy with claim 2: docs/paper.md lists noise among the "
+                              "other deficits without a stated result")
 
 
 def check_label_shuffle(get: Getter) -> Check:
