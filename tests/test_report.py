@@ -90,6 +90,25 @@ def test_schedules_side_by_side_and_unmatched_baselines_flagged():
     assert "baselines not length-matched</b>" in page
 
 
+def test_the_report_and_status_grade_every_committed_sweep_as_its_whole_tables_do():
+    """`results_for_report` reads the per-layer rows of a few trials only; the verdicts it leads to (the
+    report's, `cpsweep status`'s, the end of a launch's) must be those of the whole tables, which
+    docs/reproduction.md grades: once they differed, the per-layer claims graded from one seed."""
+    from cpsweep.results.report import results_for_report
+    from cpsweep.results.report_checks import sweep_checks
+    from cpsweep.results.reproduction import DATA
+    from cpsweep.storage.folder import load_results
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DATA)
+    graded = 0
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        whole = [(v, c.key, c.verdict, c.measured) for v, c in sweep_checks(load_results(folder))]
+        assert [(v, c.key, c.verdict, c.measured) for v, c in sweep_checks(results_for_report(folder))] == whole, name
+        graded += len(whole)
+    assert graded >= 20  # (the committed twins test most claims: this compares something)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
 @pytest.mark.parametrize("kind", ["report", "compare"])

@@ -25,7 +25,7 @@ from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, hea
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
                      sample_windows, schedule_of, sensitivity, shown_trials, variant_of)
 from .checks import Check
-from .report_checks import checks_table, sweep_checks, verdict_lines
+from .report_checks import checks_table, layer_check_trials, sweep_checks, verdict_lines
 from .search_report import search_sections
 from .summary import header, onset_table
 from .summary import label as _label
@@ -235,7 +235,8 @@ def _write(page: str, path: str) -> str:
 
 def results_for_report(uri: str, measure: str = "test_acc") -> Results:
     """What `render` draws from: every trial and epoch, and the per-layer rows of only the trials it shows
-    in detail (`chosen_trials`): the largest table stays on disk at any scale."""
+    in detail (`chosen_trials`) and those the per-layer checks grade (`report_checks.layer_check_trials`:
+    every seed's, in a fisher_study-like design only): the largest table stays on disk at any scale."""
     folder = ResultsFolder(uri)
     res = folder.load(fisher_layers=False)
     have = [c for c in res.epochs.columns if c.startswith(METRIC) and pd.api.types.is_numeric_dtype(res.epochs[c])]
@@ -244,7 +245,8 @@ def results_for_report(uri: str, measure: str = "test_acc") -> Results:
         raise CpsweepError(f"--measure: {what}; give test_acc or one of its metrics: "
                            f"{', '.join(have) or 'none'} (a sweep's metrics: section)")
     picks = chosen_trials(res.trials, sensitivity(res.trials, res.epochs, measure))
-    res.fisher_layers = folder.table("fisher_layers", trial_ids=shown_trials(picks))
+    wanted = set(shown_trials(picks)) | layer_check_trials(res)
+    res.fisher_layers = folder.table("fisher_layers", trial_ids=sorted(wanted))
     return res
 
 

@@ -69,6 +69,18 @@ def _part(results: Results, variant: str) -> Results:
                    fisher_layers=layers[layers.trial_id.isin(ids)] if "trial_id" in layers else layers)
 
 
+def layer_check_trials(results: Results) -> set[str]:
+    """The trials whose per-layer Fisher rows the per-layer checks read (`check_layer_peak`, `check_layer_shift`):
+    every trial of each variant with a fisher_study-like design (one baseline and one window per seed, so
+    few), none elsewhere. `results` may hold no per-layer rows yet: this says which to load."""
+    out: set[str] = set()
+    for variant in results.trials.tags.map(variant_of).unique():
+        part = _part(results, variant)
+        if _one_baseline_and_window_per_seed(part):
+            out |= set(part.trials.trial_id)
+    return out
+
+
 def sweep_checks(results: Results) -> list[tuple[str, Check]]:
     """(variant, check) for every check this sweep's design can answer, per variant of its other grid axes
     ("" without any), in `SWEEP_CHECKS` order."""
