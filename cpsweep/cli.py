@@ -334,8 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; `launch` and `validate` take their key=value overrides before or after the options
+    (`launch q.yaml --smoke replicates=3`), as argparse alone would refuse them after an option."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command in ("launch", "validate") and all("=" in x and not x.startswith("-") for x in extra):
+            args.spec += extra
+        else:
+            parser.exit(2, f"cpsweep {args.command}: error: unrecognized arguments: {' '.join(extra)} (see "
+                           f"cpsweep {args.command} --help)\n")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except CpsweepError as e:
@@ -344,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cpsweep: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped (`cpsweep status DIR | head`): nothing more to say, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (else Python's exit flush fails again)
+        return 1
 
 
 if __name__ == "__main__":

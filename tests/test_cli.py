@@ -410,3 +410,27 @@ def test_an_override_given_twice_is_refused():
                                          "it is an override, write key=value" in forgotten.stderr
     inner = cpsweep("validate", QUICKSTART, "grid={onset: [0], onset: [60], length: [20]}")  # as in a file
     assert inner.returncode == 2 and '"onset" is given twice' in inner.stderr and "Traceback" not in inner.stderr
+
+
+def test_overrides_may_follow_the_options_and_other_strays_name_the_command(capsys):
+    from cpsweep.cli import parse_args
+
+    args = parse_args(["launch", "q.yaml", "--smoke", "replicates=3", "--storage", "out", "optim.lr=1e-2"])
+    assert args.spec == ["q.yaml", "replicates=3", "optim.lr=1e-2"] and args.smoke and args.storage == "out"
+    assert parse_args(["validate", "a.yaml", "b.yaml", "seed=4"]).spec == ["a.yaml", "b.yaml", "seed=4"]
+    for argv, stray in ((["launch", "q.yaml", "--smoke", "--bogus"], "--bogus"),
+                        (["status", "results/q", "replicates=3"], "replicates=3")):  # status takes no overrides
+        with pytest.raises(SystemExit) as info:
+            parse_args(argv)
+        assert info.value.code == 2
+        assert capsys.readouterr().err == (f"cpsweep {argv[0]}: error: unrecognized arguments: {stray} (see cpsweep "
+                                           f"{argv[0]} --help)\n")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`cpsweep status DIR | head -1`: the pipe closes under the printing (here before it: `true` reads
+    nothing and is gone long before cpsweep has imported pandas); nothing on stderr."""
+    folder = os.path.join(ROOT, "docs", "reproduction", "data", "mini_fisher_study")
+    shell = subprocess.run(f'"{sys.executable}" -m cpsweep.cli status "{folder}" | true; echo "rc=${{PIPESTATUS[0]}}"',
+                           shell=True, executable="/bin/bash", capture_output=True, text=True)
+    assert shell.stderr == "" and shell.stdout == "rc=1\n", shell
