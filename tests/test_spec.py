@@ -460,6 +460,25 @@ def test_every_float_field_takes_scientific_notation(tmp_path, text, value):
         coerce(1e-3, str, "data.name")  # strings stay strings: only float fields convert
 
 
+def test_every_integer_field_takes_a_whole_number_in_scientific_notation(tmp_path):
+    """1e3 is text to YAML 1.1 too: an integer field takes it when it is a whole number, exactly (no float
+    in between), and refuses a fraction; the trials are those of the plain numbers."""
+    from cpsweep.config._parse import coerce
+
+    assert coerce("1e18", int, "seed") == 10 ** 18 and coerce("+1.5E+1", int, "x") == 15
+    for text in ("1e-3", "1.5e0", "1e999"):  # a fraction; a number too large to be a typo worth converting
+        with pytest.raises(SpecError, match="expected an integer"):
+            coerce(text, int, "optim.batch_size")
+    sci, plain = tmp_path / "sci.yaml", tmp_path / "plain.yaml"
+    sci.write_text("name: s\nseed: 1e2\nreplicates: 2e0\nclean_after: 1e1\noptim: {batch_size: 6.4e1}\n"
+                   "grid: {onset: {from: 0, to: 1e1, step: 5e0}, length: [2e0]}\n")
+    plain.write_text("name: s\nseed: 100\nreplicates: 2\nclean_after: 10\noptim: {batch_size: 64}\n"
+                     "grid: {onset: {from: 0, to: 10, step: 5}, length: [2]}\n")
+    assert load_sweep(str(sci)).hash() == load_sweep(str(plain)).hash()
+    assert [t.trial_id for t in load_sweep(str(sci)).trials()] == [t.trial_id for t in load_sweep(str(plain)).trials()]
+    assert error_of(spec(replicates="1e-1")) == "replicates: expected an integer, got '1e-1'"
+
+
 def test_every_mistake_of_a_file_at_once_range_checks_included(tmp_path):
     """A range mistake (data.subset: 0) is reported with a type mistake in another section (optim.lr) and
     another range mistake (fisher.every), not only once those are fixed."""

@@ -13,6 +13,7 @@ Plumbing of the configuration layer: `spec.py`, `sweep_file.py` and `registry.py
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import difflib
 import math
 import re
@@ -94,6 +95,16 @@ def type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
 
+def scientific_whole(value: Any) -> Any:
+    """`1e3` as the int 1000: a whole number in scientific notation, which YAML 1.1 reads as text, for an
+    integer field; any other value unchanged (a fraction such as 1e-3 stays text, and is refused as such)."""
+    if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+        exact = decimal.Decimal(value.strip())
+        if exact.adjusted() <= 30 and exact == exact.to_integral_value():  # (1e999999 would be a huge int)
+            return int(exact)
+    return value
+
+
 def coerce(value: Any, tp: Any, path: str) -> Any:
     """Check `value` against the annotation `tp`; return it normalised (lists -> tuples, int -> float)."""
     origin = typing.get_origin(tp)
@@ -120,6 +131,7 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is int:
+        value = scientific_whole(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:

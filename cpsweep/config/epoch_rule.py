@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..errors import SpecError
-from ._parse import coerce
+from ._parse import coerce, scientific_whole
 
 
 def nonneg_int(value: Any, path: str, what: str = "a whole number of epochs") -> int:
+    value = scientific_whole(value)  # (YAML 1.1 reads 1e3 as text)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpecError(path, f"expected {what} >= 0, got {value!r}")
     return value
@@ -66,6 +67,7 @@ def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bo
 
 def positive_epochs(value: Any, path: str) -> int:
     """A number of epochs to train: a whole number from 1 to MAX_EPOCHS."""
+    value = scientific_whole(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(path, f"expected a whole number of epochs >= 1, got {value!r}")
     return epoch_int(value, path)

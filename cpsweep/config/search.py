@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import SpecError
-from ._parse import Range, check_keys, parse
+from ._parse import Range, check_keys, parse, scientific_whole
 from .epoch_rule import epoch_int
 
 RANGE_KEYS = ["from", "to", "step"]
@@ -67,7 +67,7 @@ def onset_range(raw: Any, path: str = "grid.onset") -> list[int]:
     check_keys(raw, RANGE_KEYS, path)
     values = {}
     for key in RANGE_KEYS:
-        v = raw.get(key)
+        v = scientific_whole(raw.get(key))
         if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "step" else 0):
             what = "a whole number of epochs >= 1" if key == "step" else "a whole number of epochs >= 0"
             raise SpecError(f"{path}.{key}", f"required: {what}, got {v!r}; e.g. {path.rpartition('.')[2]}: "
