@@ -192,7 +192,7 @@ TRIAL_FLAGS = {"onset": "--onset", "length": "--length", "seed": "--seed", "epoc
 def cmd_trial(args: argparse.Namespace) -> int:
     from .config.sweep_file import load_sweep
     from .storage.records import final_accuracy
-    from .storage.store import Store
+    from .storage.store import SPEC_FILE, Store
 
     from .sweep.preflight import check_plugins
 
@@ -216,6 +216,10 @@ def cmd_trial(args: argparse.Namespace) -> int:
     out = args.out or os.path.join("results", sweep.name, "trials", trial.trial_id)
     store = Store(out, fix="choose another folder with --out")
     store.check_writable()  # before any training
+    # a sweep's tables are folders of parts, which one trial's files cannot replace: said before training
+    if store.exists(SPEC_FILE) or store.exists("shards"):
+        raise CpsweepError(f"--out: {out} holds a sweep's results, which one trial's tables would overwrite; "
+                           "choose another folder with --out (a new one, or a trial's own)")
 
     print(f"trial {sweep.name}/{trial.trial_id}: {trial.data.name}, {trial.model.name}, deficit "
           f"{trial.deficit.name} in [{trial.onset}, {trial.window_end}), {trial.epochs} epochs, seed {trial.seed}, "

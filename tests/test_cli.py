@@ -93,6 +93,20 @@ def test_trial_unwritable_output_fails_before_training(tmp_path):
     assert "epoch" not in res.stdout
 
 
+def test_trial_into_a_sweeps_results_folder_fails_before_training(tmp_path):
+    """A sweep's results folder (its tables are folders of parts) is refused before any epoch, and kept."""
+    import shutil
+
+    folder = tmp_path / "quickstart"
+    shutil.copytree(os.path.join(ROOT, "docs", "reproduction", "data", "quickstart"), folder)
+    before = sorted(p.name for p in folder.rglob("*"))
+    res = cpsweep("trial", QUICKSTART, "--onset", "0", "--length", "1", "--epochs", "2", "--out", str(folder))
+    assert res.returncode == 2 and "epoch" not in res.stdout
+    assert res.stderr == (f"cpsweep: error: --out: {folder} holds a sweep's results, which one trial's tables would "
+                          "overwrite; choose another folder with --out (a new one, or a trial's own)\n")
+    assert sorted(p.name for p in folder.rglob("*")) == before
+
+
 def test_missing_spec_file():
     res = cpsweep("validate", "no/such.yaml")
     assert res.returncode == 2 and "no/such.yaml: (file): cannot read the spec" in res.stderr
