@@ -84,8 +84,8 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
             given = sweep.raw[section]
             name = given.get("name") if isinstance(given, dict) else given
             print(f"  note: the file's {section} ({name}) is not used by this sweep: grid.{section} replaces it in "
-                  f"every trial ({'`cpsweep trial` alone uses it' if section == 'deficit' else 'baselines included'})"
-                  f"; list it in grid.{section} to run it, or delete it")
+                  f"every trial{' (baselines included)' if section == 'model' else ''}, and in `cpsweep trial`'s; "
+                  f"list it in grid.{section} to run it, or delete it")
     if sweep.search is not None:
         from .config.search import coarse_onsets
 
@@ -190,6 +190,7 @@ TRIAL_FLAGS = {"onset": "--onset", "length": "--length", "seed": "--seed", "epoc
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
+    from .config.pick import pick_trial
     from .config.sweep_file import load_sweep
     from .storage.records import final_accuracy
     from .storage.store import SPEC_FILE, Store
@@ -199,9 +200,10 @@ def cmd_trial(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.spec)
     seed = sweep.seeds[0] if args.seed is None else args.seed
     try:
-        trial = sweep.make_trial(args.onset, args.length, seed, epochs=args.epochs)
+        trial, values, defaulted = pick_trial(sweep, args.onset, args.length, seed, args.axis or (), args.epochs)
     except SpecError as e:  # the flags' mistakes, named as flags (the window's rule reads the file's epochs)
         flag = TRIAL_FLAGS.get(e.field)
+        flag = flag or (e.field if e.field.startswith("--axis") else None)
         raise SpecError(flag or e.field, e.message, None if flag and "/" not in flag else args.spec) from None
     check_plugins([trial], sweep)  # a plug-in that fails is said in one line, as by validate and launch
 
@@ -224,6 +226,9 @@ def cmd_trial(args: argparse.Namespace) -> int:
     print(f"trial {sweep.name}/{trial.trial_id}: {trial.data.name}, {trial.model.name}, deficit "
           f"{trial.deficit.name} in [{trial.onset}, {trial.window_end}), {trial.epochs} epochs, seed {trial.seed}, "
           f"on {device}{note}")
+    if defaulted:  # the sweep's other axes: say which value each took, and how to pick another
+        print("  " + ", ".join(f"{a}={_shown(values[a])} (first of {len(sweep.grid[a])})" for a in defaulted)
+              + "; pick another with --axis AXIS=VALUE")
     records, run = [], train_trial(trial, device)
     try:
         for record in run:
@@ -237,6 +242,13 @@ def cmd_trial(args: argparse.Namespace) -> int:
     print(f"final test accuracy (median of the last {FINAL_EPOCHS} epochs): {100 * final_accuracy(records):.2f}%"
           f"  -> {out}")
     return 0
+
+
+def _shown(value) -> str:
+    """A grid value as a user would write it after --axis: a component by its name."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return value["name"]
+    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -325,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--length", type=int, required=True, help="epochs with the deficit (0: the baseline)")
     t.add_argument("--seed", type=int, default=None, help="trial seed (default: the sweep's first seed)")
     t.add_argument("--epochs", type=int, default=None, help="total epochs (default: from the spec)")
+    t.add_argument("--axis", action="append", metavar="AXIS=VALUE",
+                   help="the value of another grid axis, e.g. --axis schedule=restart --axis deficit=vflip "
+                        "(repeatable; default: each axis's first value)")
     t.add_argument("--out", default=None, help="folder for the Parquet records "
                                                "(default: results/<sweep>/trials/<trial id>)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if the spec "

@@ -30,15 +30,19 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
                   "--out", str(out))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0].startswith("trial quickstart/blur-o1-l2-s1: mnist1d, cnn1d, deficit blur in [1, 3), 4 epochs")
+    # the sweep's own trial: its id names the value of its other grid axis, taken at its first value
+    assert lines[0].startswith("trial quickstart/blur-o1-l2-scheduleexponential-s1: mnist1d, cnn1d, deficit blur "
+                               "in [1, 3), 4 epochs")
+    assert lines[1] == "  schedule=exponential (first of 2); pick another with --axis AXIS=VALUE"
     epoch_lines = [line for line in lines if line.startswith("epoch")]
     assert len(epoch_lines) == 4
     assert "deficit off" in epoch_lines[0] and "deficit on" in epoch_lines[1]
     assert lines[-1].startswith("final test accuracy (median of the last 10 epochs):")
     epochs = pd.read_parquet(out / "epochs.parquet")
-    assert list(epochs.epoch) == [-1, 0, 1, 2, 3] and (epochs.trial_id == "blur-o1-l2-s1").all()  # -1: at init
+    assert list(epochs.epoch) == [-1, 0, 1, 2, 3]  # -1: at initialisation
+    assert (epochs.trial_id == "blur-o1-l2-scheduleexponential-s1").all()
     assert list(epochs.deficit_active) == [False, False, True, True, False]
-    assert lines[1].startswith("init ") and "fisher" in lines[1]
+    assert lines[2].startswith("init ") and "fisher" in lines[2]
     layers = pd.read_parquet(out / "fisher_layers.parquet")
     assert set(layers.epoch) == {-1, 1, 3}  # at initialisation, every 2 epochs and at the last
     assert set(layers.kind) == {"Conv1d", "BatchNorm1d", "Linear"}

@@ -425,9 +425,10 @@ def test_validate_notes_a_section_that_a_grid_axis_replaces(tmp_path, capsys):
     assert main(["validate", str(both), str(alone)]) == 0
     out = capsys.readouterr().out
     assert out.count("is not used by this sweep") == 2, out
-    assert ("note: the file's deficit (blur) is not used by this sweep: grid.deficit replaces it in every trial "
-            "(`cpsweep trial` alone uses it); list it in grid.deficit to run it, or delete it") in out
-    assert "note: the file's model (mlp) is not used by this sweep: grid.model replaces it" in out
+    assert ("note: the file's deficit (blur) is not used by this sweep: grid.deficit replaces it in every trial, "
+            "and in `cpsweep trial`'s; list it in grid.deficit to run it, or delete it") in out
+    assert ("note: the file's model (mlp) is not used by this sweep: grid.model replaces it in every trial (baselines "
+            "included)") in out
     assert "not used" not in out.split(f"{alone}: ok")[1]
 
 
