@@ -490,7 +490,14 @@ def test_every_mistake_of_a_file_at_once_range_checks_included(tmp_path):
         load_sweep(str(spec))
     fields = [p.field for p in err.value.problems]
     assert {"data.subset", "optim.lr", "fisher.every"} <= set(fields), fields
-    assert "optim.lr: must be > 0" not in str(err.value)  # the stand-in's checks of a failed section wait
+    assert "optim.lr: must be > 0" not in str(err.value)  # a field with a mistake of its own is said once
+    # a section with an unknown key still has its other fields' ranges checked, and beside the grid's mistakes
+    spec.write_text("name: s\nepochs: 10\noptim: {lr: -1, momentum: 3, batchsize: 10}\n"
+                    "schedule: {gama: 0.9, step_size: 0}\ngrid: {onset: [0, 0], length: [2]}\n")
+    with pytest.raises(SpecError) as err:
+        load_sweep(str(spec))
+    assert [p.field for p in err.value.problems] == ["optim.batchsize", "schedule.gama", "optim.lr", "optim.momentum",
+                                                     "schedule.step_size", "grid.onset[1]"], str(err.value)
 
 
 def test_a_tracking_section_that_validates_also_launches(tmp_path):

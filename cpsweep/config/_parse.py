@@ -169,6 +169,20 @@ def parse(cls: type, raw: Any, path: str, **fixed: Any) -> Any:
     return cls(**values, **fixed)
 
 
+def parse_valid(cls: type, raw: Any) -> Any:
+    """`cls` from only the fields of `raw` that are known and well typed, the others at their defaults: what a
+    section with mistakes stands in with, so that its other fields' range mistakes are reported beside them."""
+    hints, values = typing.get_type_hints(cls), {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k, v in (raw.items() if isinstance(raw, Mapping) else ()):
+        if k in names:
+            try:
+                values[k] = coerce(v, hints[k], k)
+            except SpecError:
+                continue
+    return cls(**values)
+
+
 def parse_options(raw: Mapping[str, Any], defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
     """Options of a named component (a model, a deficit), typed by their defaults."""
     check_keys(raw, defaults, path)

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from ..errors import Problems, SpecError
-from ._parse import check_keys, coerce, parse
+from ._parse import check_keys, coerce, parse, parse_valid
 from .epoch_rule import (MAX_EPOCHS, MAX_SEED, check_common_end, epoch_int, parse_epoch_rule, positive_epochs,
                          seed_int)
 from .grid import parse_grid, schedule_axis, set_dotted
@@ -280,16 +280,18 @@ def _resolve_fixed(raw: Mapping[str, Any], name: str, source: str | None) -> Tri
     for key, step in steps.items():
         with problems.check():
             parts[key] = step()
-    # the range checks run on every section that parsed (a failed one stands in with its defaults, and
-    # its range mistakes wait), so that every mistake of the file is reported at once
+    # the range checks run on every section that parsed, and on the well-typed fields of a settings section
+    # that did not (`parse_valid`; a failed component or data section stands in with defaults, and its range
+    # mistakes wait), so that every mistake of the file is reported at once
     failed = set(steps) - set(parts)
-    stand_in = {**{k: cls() for k, cls in SECTIONS.items()}, "data": DataSpec(),
+    stand_in = {**{k: parse_valid(cls, raw.get(k)) for k, cls in SECTIONS.items()}, "data": DataSpec(),
                 "model": component("cnn1d", "model"), "deficit": component("blur", "deficit"), "metrics": (),
                 "bn_refresh": 50, "checkpoint_every": 1}
     t = TrialSpec(sweep=name, onset=0, length=0, epochs=0, seed=0, **{**stand_in, **parts})
-    problems.errors += [e for e in _check_ranges(t)
-                        if e.field.split(".")[0] not in failed and not (failed & {"model", "data"}
-                                                                           and e.field == "model.name")]
+    said = {e.field for e in problems.errors}
+    problems.errors += [e for e in _check_ranges(t) if e.field not in said
+                        and (e.field.split(".")[0] not in failed - set(SECTIONS))
+                        and not (failed & {"model", "data"} and e.field == "model.name")]
     problems.raise_any(source)
     return t
 
