@@ -101,7 +101,10 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
         "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=amount)\n\n"
         "@training_window\n"
         "def returns(settings):\n"
-        "    return 3\n")
+        "    return 3\n\n"
+        "@training_window\n"
+        "def per_example(settings):\n"
+        "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, reduction='none')\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "tp_windows", raising=False)
@@ -111,6 +114,16 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
     assert smooth[1].train_loss == base[1].train_loss and smooth[2].train_loss != base[2].train_loss
     with pytest.raises(SpecError, match="returned a int; a training window changes the settings"):
         list(train_trial(trial(0, 1, "tp_windows:returns"), "cpu"))
+    # the dry run of validate, launch and `cpsweep trial` calls it as a trial does (once it was called as an
+    # input deficit, fn(x, y, ctx), and refused every training window)
+    from cpsweep.engine.dry_run import check_plugins
+
+    assert check_plugins([t]) == 1
+    with pytest.raises(SpecError, match="returned a int; a training window changes the settings"):
+        check_plugins([trial(0, 1, "tp_windows:returns")])
+    with pytest.raises(SpecError, match=r"per_example set a loss that returned shape \(2,\); a loss returns one "
+                                        r"scalar tensor"):
+        check_plugins([trial(0, 1, "tp_windows:per_example")])
 
 
 def test_packs_refuse_training_windows():

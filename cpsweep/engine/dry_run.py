@@ -22,6 +22,7 @@ from ..errors import CpsweepError, SpecError
 from .data import load_data
 from .deficits import Deficit
 from .models import instantiate
+from .windows import TrainingSettings
 
 BATCH = 2  # inputs of the dry run (BatchNorm needs two in training mode)
 
@@ -77,5 +78,16 @@ def _dry_deficit(t: TrialSpec, info) -> None:
     y_train = torch.arange(BATCH) % info.num_classes
     deficit = Deficit(entry("deficit", t.deficit.name), t.deficit.options, y_train=y_train,
                       num_classes=info.num_classes, seed=0)
+    if deficit.acts_on == "training":  # a window on the training settings: given an epoch's, as a trial does
+        weight = nn.Parameter(torch.zeros(1))
+        settings = TrainingSettings(0, t.optim.lr, t.optim.weight_decay, t.optim.batch_size, True,
+                                    torch.optim.SGD([weight], lr=t.optim.lr), torch.Generator().manual_seed(0))
+        deficit.adjust(settings)
+        loss = settings.loss(torch.zeros(BATCH, info.num_classes, requires_grad=True), y_train)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else f"a {type(loss).__name__}"
+            raise SpecError("deficit.name", f"{t.deficit.name} set a loss that returned {got}; a loss returns one "
+                                            f"scalar tensor for (logits, labels) (docs/plugins.md)")
+        return
     deficit(torch.zeros(BATCH, *info.shape), y_train.clone(), torch.arange(BATCH),
             torch.Generator().manual_seed(0), 0)
