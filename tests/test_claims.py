@@ -498,6 +498,12 @@ def test_boundary_check_locates_the_end_under_each_schedule():
     lasts = {(0, 20): [3.0, 3.4, 2.6], (50, 20): [2.0, 2.2, 1.8], (100, 20): [1.0, 1.2, 0.8]}
     beyond = Results(sweep(lasts).trials, pd.DataFrame(), pd.DataFrame(), spec)
     assert rp.check_boundary(getter(blur_boundary=beyond)).verdict == "not shown"
+    # the end located (onset 100 no longer shown in) but no window shown below the margin: a result that
+    # stopped being significant is not one shown harmless
+    unclear = {(0, 20): [3.0, 3.4, 2.6], (50, 20): [2.0, 2.2, 1.8], (100, 20): [0.0, 2.0, -1.0]}
+    stopped = Results(sweep(unclear).trials, pd.DataFrame(), pd.DataFrame(), spec)
+    c = rp.check_boundary(getter(blur_boundary=stopped))
+    assert c.verdict == "not shown" and "located: ends after onset 50 and by onset 100; no later onset" in c.measured
 
 
 def test_removal_curves_of_every_deficit_are_reported():
