@@ -201,8 +201,8 @@ def plain_words(verdict: str, controls: dict[str, str]) -> str:
     text += "; " + "; ".join(f"under the {c} control it {WORDS.get(v, v)}" for c, v in controls.items()) + "."
     gone = [c for c, v in controls.items() if v == "not reproduced"]
     if verdict == "reproduced" and gone:
-        text += (f" The effect vanishes under the {' and '.join(gone)} control{'s' * (len(gone) > 1)}: there the "
-                 "learning rate, not the onset, explains it.")
+        text += (f" Under the {' and '.join(gone)} control{'s' * (len(gone) > 1)} it is shown not to hold, so the "
+                 "learning rate is not ruled out as its explanation.")
     elif verdict == "reproduced" and all(v == "reproduced" for v in controls.values()):
         text += " It survives every control: not the learning rate alone."
     return text
@@ -274,7 +274,7 @@ def contrast_check(get: Getter, key: str, name: str, claim: str, source: str) ->
     """Early window minus late window at every length, paired by seed, under every schedule of the sweep."""
     test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length; 95 % "
             "t-interval above zero, >= 3 seeds (a length shown not to hold: Holm-corrected over the lengths); "
-            "graded under the paper's schedule and each learning-rate control")
+            f"graded under the paper's schedule and each learning-rate control; {stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, name, key, claim, source, test)
     if missing:
         return missing

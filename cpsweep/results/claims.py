@@ -30,7 +30,7 @@ def check_early_vs_late(get: Getter) -> Check:
     test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length; 95 % t-interval "
             "above zero, >= 3 seeds (a length shown not to hold: Holm-corrected over the lengths); graded under the "
             "paper's schedule and under each learning-rate control (the rate restarted after the window; a "
-            "constant rate)")
+            f"constant rate); {stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
     return missing or graded(key, claim, source, test, ss, early_minus_late, note)
 
@@ -77,7 +77,7 @@ def check_removal(get: Getter) -> Check:
         f"{PAPER} (claim 1), docs/paper.md (removal protocol)"
     test = ("per seed, sensitivity at the last removal epoch minus the first, every removal followed by the same "
             "clean epochs; 95 % t-interval above zero; under the paper's schedule and with the rate restarted "
-            "at the removal")
+            f"at the removal; {stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, "blur_removal", "removal", claim, source, test, deficit="blur")
     return missing or graded("removal", claim, source, test, ss, _removal, note)
 
@@ -189,7 +189,7 @@ def check_depth(get: Getter) -> Check:
     claim, source = "Deeper networks show a more pronounced critical period", f"{PAPER} (claim 1)"
     test = ("per seed, the deepest net's (early minus late window loss) minus the shallowest's, each against its "
             "own baseline (for the removal protocol: the loss after the longest deficit); 95 % t-interval above "
-            "zero, >= 3 seeds; under the paper's schedule and the restarted-rate control")
+            f"zero, >= 3 seeds; under the paper's schedule and the restarted-rate control; {stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, "mlp_depth", "depth", claim, source, test)
     return missing or graded("depth", claim, source, test, ss, _depth, note)
 
@@ -213,7 +213,8 @@ def check_lr_restart(get: Getter) -> Check:
     claim = "Restarting the learning rate after the deficit almost closes the gap"
     source = "docs/paper.md (a 2025 study)"
     test = ("per seed at the earliest window: its sensitivity under the paper's schedule minus under the "
-            "restarted one (grid.schedule of blur_grid), 95 % t-interval above zero (the gap narrows), and the "
+            "restarted one (grid.schedule of blur_grid), 95 % t-interval above zero (the gap narrows; "
+            f"{stats.NEGLIGIBLE_RULE}), and the "
             "restarted sensitivity equivalent to zero within +-0.5 pts (closed)")
     ss, missing, note = sensitivities(get, "blur_grid", "lr_restart", claim, source, test, deficit="blur")
     if missing:

@@ -28,7 +28,8 @@ def _length(part: pd.DataFrame) -> tuple[str, str]:
 def check_window_length(get: Getter) -> Check:
     key, claim, source = "window_length", "Blur: a longer window costs more", f"{PAPER} (claim 1)"
     test = ("per seed, at the earliest onset, the sensitivity of the longest window minus the shortest; 95 % "
-            "t-interval above zero, >= 3 seeds; under the paper's schedule and each learning-rate control")
+            "t-interval above zero, >= 3 seeds; under the paper's schedule and each learning-rate control; "
+            f"{stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
     return missing or graded(key, claim, source, test, ss, _length, note)
 
