@@ -3,6 +3,7 @@ not fails, and the numbers they quote are recomputed here by hand."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -263,7 +264,8 @@ def fisher_sweep(peak_epoch: int, final_ratio: float, epochs: int = 30, shares_b
 def test_fisher_peak_needs_the_rise_and_the_fall():
     c = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=0.2)))
     assert c.verdict == "reproduced" and c.measured.startswith("peak at epoch 4, 4, 4 of 30")
-    assert "final/peak 0.20 [0.20, 0.20] (95% CI, n=3)" in c.measured
+    fall = f"{math.log(5):.2f}"  # the final value is a fifth of the peak in every seed: log(peak/final) = log 5
+    assert f"fall: log(peak/final) {fall} [{fall}, {fall}] (95% CI, n=3) (a factor of 5): 95% interval above" in c.measured
     assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=0.9))
                                 ).verdict == "reproduced"          # falls by 10 %, in every seed
     flat = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=4, final_ratio=1.0)))
@@ -273,8 +275,9 @@ def test_fisher_peak_needs_the_rise_and_the_fall():
     falls_only = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, init=None)))
     assert falls_only.verdict == "partly" and "no measurement at initialisation (epoch -1)" in falls_only.measured
     high_start = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, init=500.0)))
-    assert high_start.verdict == "not reproduced" and "rise: init/peak 5.44 [" in high_start.measured
-    assert "[4.35, 6.54] (95% CI, n=3): 95% interval below zero; fall" in high_start.measured
+    # the trace starts above its later peak: log(peak/init) is negative, what the verdict reads
+    assert high_start.verdict == "not reproduced" and "rise: log(peak/init) -1." in high_start.measured
+    assert "(a factor of 0.184): 95% interval below zero; fall" in high_start.measured  # (1 / 5.44, as before)
     assert rp.check_fisher_peak(getter(fisher_study=fisher_sweep(4, 0.2, seeds=2))).verdict == "not shown"
 
 

@@ -36,13 +36,14 @@ def _fisher_parts(p: pd.DataFrame) -> tuple[list[pd.Series], list[float]]:
 
 def _fisher_result(p: pd.DataFrame, graded_: Sequence[tuple[str, str]]) -> tuple[list[str], str]:
     """The rise, fall and early-peak verdicts from the three parts' (verdict, reason), and their text."""
-    (rise, fall, (early, early_reason)), before = graded_, _fisher_parts(p)[0][2]
+    (rise, fall, (early, early_reason)), (up, down, before) = graded_, _fisher_parts(p)[0]
     if p.init.isna().all():
         rise = ("not shown", "not shown: no measurement at initialisation (epoch -1) in these results")
+    factor = lambda logs: f"a factor of {math.exp(logs.mean()):.3g}" if logs.notna().any() else "none"  # noqa: E731
     text = (f"peak at epoch {', '.join(str(e) for e in p.peak_epoch)} of {p.epochs.iloc[0]}; the first "
-            f"{PEAK_PART:.0%} minus the peak epoch {stats.interval(before)} epochs: {early_reason}; rise: init/peak "
-            f"{stats.interval(p.init / p.peak)}: {rise[1]}; fall: final/peak {stats.interval(p.final / p.peak)}: "
-            f"{fall[1]}")
+            f"{PEAK_PART:.0%} minus the peak epoch {stats.interval(before)} epochs: {early_reason}; rise: "
+            f"log(peak/init) {stats.interval(up)} ({factor(up)}): {rise[1]}; fall: log(peak/final) "
+            f"{stats.interval(down)} ({factor(down)}): {fall[1]}")
     return [rise[0], fall[0], early], text
 
 
