@@ -111,19 +111,19 @@ def conjunction(verdicts: Sequence[str]) -> str:
 
 def lasting(verdict: str, reason: str, windows: pd.DataFrame, keep: tuple[str, ...] = ()) -> tuple[str, str]:
     """A verdict on lasting losses, unless a window in `windows` (per-seed rows) was read during its deficit,
-    or is still recovering or its baseline still improving when read: then "not shown" and why (`recovery.py`).
-    `keep`: verdicts that stand when a window is still recovering (a loss already shown negligible cannot
-    become a lasting one by recovering further). A verdict whose recovery could not be checked stands and
-    says so."""
+    or is still recovering, its loss still growing or its baseline still improving when read: then "not
+    shown" and why (`recovery.py`). `keep`: verdicts that stand when a window is still recovering (a loss
+    already shown negligible cannot become a lasting one by recovering further; it can by growing, or by a
+    baseline that improves further). A verdict whose recovery could not be checked stands and says so."""
     if verdict == "not shown":
         return verdict, reason
     during = deficit_note(windows)
     if during is not None:
         return "not shown", f"not shown: {during}"
-    note = recovery_note(windows)
-    if note is not None and verdict not in keep:
+    note = recovery_note(windows, recovering=verdict not in keep)
+    if note is not None:
         return "not shown", f"not shown: {note}"
-    unchecked = None if verdict in keep else unchecked_note(windows)
+    unchecked = unchecked_note(windows)
     return verdict, reason + (f" ({unchecked})" if unchecked else "")
 
 

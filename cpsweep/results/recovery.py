@@ -93,16 +93,21 @@ def unchecked_note(part: pd.DataFrame) -> str | None:
             f"last {2 * FINAL_EPOCHS} epochs in the per-epoch table")
 
 
-def recovery_note(part: pd.DataFrame, margin: float = MARGIN) -> str | None:
+def recovery_note(part: pd.DataFrame, margin: float = MARGIN, recovering: bool = True) -> str | None:
     """Why the windows of `part` (per-seed rows of `reduce.seed_sensitivity`) cannot show a lasting
     effect, or None: "still recovering after N clean epochs (loss shrank X pts over the last 10)" for each
-    window still recovering, and the baselines still improving."""
+    window still recovering (unless `recovering` is False: for a loss already shown negligible, which
+    shrinking further cannot make lasting), each window whose loss is still growing, and the baselines still
+    improving."""
     notes = []
     for (onset, length), g in part.groupby(["onset", "length"], sort=True):
         rec, base = float((g.gain - g.base_gain).mean()), float(g.base_gain.mean())
-        if still_recovering(rec, margin):
+        if recovering and still_recovering(rec, margin):
             notes.append(f"window [{onset}, {onset + length}) still recovering after {int(g.clean.min())} clean "
                          f"epochs (its loss shrank {rec:.2f} pts over the last {FINAL_EPOCHS})")
+        if still_recovering(-rec, margin):
+            notes.append(f"the loss of window [{onset}, {onset + length}) still growing after {int(g.clean.min())} "
+                         f"clean epochs ({-rec:.2f} pts over the last {FINAL_EPOCHS})")
         if still_recovering(base, margin):
             notes.append(f"the baseline of [{onset}, {onset + length}) still improving when read ({base:.2f} pts "
                          f"over the last {FINAL_EPOCHS} epochs)")

@@ -126,10 +126,12 @@ def render_reproduction(root: str = DATA) -> str:
         "is followed by the same clean epochs (`clean_after`), and its baseline (same seed, same learning rate at "
         "every epoch) is read after as many epochs.",
         f"- **Still recovering**: each window and baseline is also read {FINAL_EPOCHS} epochs earlier; a window "
-        f"whose loss shrank by more than {stats.MARGIN:g} pts over its last {FINAL_EPOCHS} epochs (or whose "
-        "baseline gained as much) shows nothing lasting: its verdict is \"not shown: still recovering after N "
-        f"clean epochs\". A window followed by fewer than {FINAL_EPOCHS} clean epochs is read during its deficit: "
-        "\"not shown\" too.",
+        f"whose loss shrank by more than {stats.MARGIN:g} pts over its last {FINAL_EPOCHS} epochs shows nothing "
+        "lasting: its verdict is \"not shown: still recovering after N clean epochs\" (except a loss already shown "
+        "negligible, which shrinking cannot make lasting). A loss that grew by as much, or a baseline that gained "
+        "as much, is not settled for any verdict: \"not shown\". A window whose two reads cannot both be made says "
+        f"\"recovery not checked\". A window followed by fewer than {FINAL_EPOCHS} clean epochs is read during its "
+        "deficit: \"not shown\" too.",
         "- **The learning-rate controls**: every claim about onset is graded under the paper's exponential "
         "schedule (the verdict) and, side by side, under the rate restarted at the window's end against a baseline "
         "restarted at the same epoch (`restart`) and, where the sweep has it, a constant rate (`constant`): there "
@@ -144,7 +146,9 @@ def render_reproduction(root: str = DATA) -> str:
         "- **Claims made of several instances** (every window, every window length, the three parts of the "
         "Fisher's rise and fall) hold only when every instance does; they are shown not to hold when one "
         "instance is, and that instance's test must then survive Holm's correction over the instances tested "
-        "(each test at its own level), else it is \"not shown\".",
+        "(each test at its own level), else it is \"not shown\". \"Partly\" (some instances shown to hold, the "
+        "others not shown) is read per instance, without a correction: with k instances, the chance that a "
+        "claim with no effect at all reads \"partly\" grows with k (about 2.5 % x k at most).",
         f"- **Many onsets**: the onsets shown to cost accuracy (the critical period, and the adaptive search's "
         f"\"in\") come from one-sided t-tests with the false discovery rate controlled by {stats.CORRECTION}'s "
         f"procedure over the onsets of each window length at {stats.ALPHA_ONE_SIDED:.1%}: at most that share of "

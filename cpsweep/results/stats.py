@@ -33,7 +33,8 @@ its own seed's baseline, or two sensitivities of the same seed), so the unit of 
   instance's evidence against the claim (the p-value of the test that shows it does not hold, over that
   test's own level: ALPHA_TOST for an equivalence, ALPHA_ONE_SIDED otherwise) goes through Holm's
   step-down procedure over the instances tested, and a "not reproduced" that does not survive it is "not
-  shown". With one instance nothing changes.
+  shown". With one instance nothing changes. A "partly" (one instance shown to hold, another not shown) is
+  not corrected: its chance under no effect at all grows with the number of instances (reproduction.md says so).
 - `paired` and every per-seed table refuse a seed that appears twice (`DuplicateSeeds`): counting one seed
   twice would narrow every interval.
 
