@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a sweep's HTML report")
     rp.add_argument("results", help="a sweep's results folder (or s3://...)")
     rp.add_argument("-o", "--output", default=None, help="where to write (default: <results>/report.html, "
-                                                         "or compare.html with --compare)")
+                                                         "or ./compare.html, in the current folder, with --compare)")
     rp.add_argument("--compare", nargs="+", metavar="RESULTS", default=None,
                     help="overlay these sweeps' sensitivity curves and Fisher traces on the first one's")
     rp.add_argument("--threshold", type=float, default=None,
