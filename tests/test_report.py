@@ -365,6 +365,9 @@ def test_the_sensitivity_is_measured_only_by_accuracy_or_a_metric(tmp_path, meas
     res.epochs["metric.m"] = res.epochs.test_acc
     write_tables(str(tmp_path), res)
     assert results_for_report(str(tmp_path), "metric.m").epochs["metric.m"].notna().any()
+    page = render(results_for_report(str(tmp_path), "metric.m"), measure="metric.m")
+    assert "metric.m lost vs baseline" in page and "metric.m lost (pts)" in page  # the heatmap's, the curve's
+    assert "accuracy lost vs baseline" not in page and "accuracy lost (pts)" not in page
     with pytest.raises(CpsweepError) as info:  # (an id column made a TypeError, `epoch` a KeyError)
         results_for_report(str(tmp_path), measure)
     assert str(info.value) == message.format(uri=tmp_path)

@@ -196,7 +196,17 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     if measure != "test_acc":
         intro += (f"<p><b>sensitivity measured by {html.escape(measure)}</b> (baseline minus window, x100, over the "
                   "same last epochs), not by test accuracy: read 'pts' in the heatmaps and curves as that</p>")
+        for _, fig in sections:  # the figures drawn from the sensitivity name what it measures
+            if isinstance(fig, go.Figure):
+                _relabel(fig, "accuracy lost", f"{measure} lost")
     return _page(f"cpsweep report: {name}", sections or [("No finished trial yet.", None)], intro)
+
+
+def _relabel(fig: go.Figure, old: str, new: str) -> None:
+    """`old` as `new` in a figure's title and axis titles."""
+    swap = lambda text: text.replace(old, new) if text else text  # noqa: E731
+    fig.update_layout(title_text=swap(fig.layout.title.text))
+    fig.for_each_yaxis(lambda axis: axis.update(title_text=swap(axis.title.text)))
 
 
 def render_compare(named: Sequence[tuple[str, Results]]) -> str:
