@@ -190,7 +190,7 @@ TRIAL_FLAGS = {"onset": "--onset", "length": "--length", "seed": "--seed", "epoc
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from .config.pick import pick_trial
+    from .config.pick import as_typed, pick_trial
     from .config.sweep_file import load_sweep
     from .storage.records import final_accuracy
     from .storage.store import SPEC_FILE, Store
@@ -227,7 +227,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
           f"{trial.deficit.name} in [{trial.onset}, {trial.window_end}), {trial.epochs} epochs, seed {trial.seed}, "
           f"on {device}{note}")
     if defaulted:  # the sweep's other axes: say which value each took, and how to pick another
-        print("  " + ", ".join(f"{a}={_shown(values[a])} (first of {len(sweep.grid[a])})" for a in defaulted)
+        print("  " + ", ".join(f"{a}={as_typed(values[a])} (first of {len(sweep.grid[a])})" for a in defaulted)
               + "; pick another with --axis AXIS=VALUE")
     records, run = [], train_trial(trial, device)
     try:
@@ -242,13 +242,6 @@ def cmd_trial(args: argparse.Namespace) -> int:
     print(f"final test accuracy (median of the last {FINAL_EPOCHS} epochs): {100 * final_accuracy(records):.2f}%"
           f"  -> {out}")
     return 0
-
-
-def _shown(value) -> str:
-    """A grid value as a user would write it after --axis: a component by its name."""
-    if isinstance(value, dict) and isinstance(value.get("name"), str):
-        return value["name"]
-    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -30,6 +30,11 @@ def _name(value: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def as_typed(value: Any) -> str:
+    """A grid value as a user writes it after --axis: a component by its name, a list as a list."""
+    return _name(value) or str(list(value) if isinstance(value, tuple) else value)
+
+
 def _match(axis: str, text: str, values: Sequence[Any]) -> Any:
     try:
         wanted = freeze(read_yaml(text))
@@ -41,7 +46,7 @@ def _match(axis: str, text: str, values: Sequence[Any]) -> Any:
     named = [v for v in values if isinstance(wanted, str) and wanted in (_name(v), (_name(v) or "").rpartition(":")[2])]
     if len(named) == 1:
         return named[0]
-    shown = ", ".join(_name(v) or str(list(v) if isinstance(v, tuple) else v) for v in values)
+    shown = ", ".join(as_typed(v) for v in values)
     raise SpecError(f"--axis {axis}", f"{text!r} is not one of grid.{axis}'s values: {shown}")
 
 
