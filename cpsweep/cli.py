@@ -59,6 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
     from .config.sharing import sharing_summary
+    from .config.spec import component_name
     from .config.sweep_file import load_sweep
     from .sweep.preflight import check_plugins
 
@@ -81,9 +82,8 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
               f"{FINAL_EPOCHS} or more avoids it)")
     for section in ("deficit", "model"):  # a grid axis replaces the file's section in every trial of the grid
         if sweep.raw.get(section) is not None and section in sweep.grid:
-            given = sweep.raw[section]
-            name = given.get("name") if isinstance(given, dict) else given
-            print(f"  note: the file's {section} ({name}) is not used by this sweep: grid.{section} replaces it in "
+            print(f"  note: the file's {section} ({component_name(sweep.raw[section])}) is not used by this "
+                  f"sweep: grid.{section} replaces it in "
                   f"every trial{' (baselines included)' if section == 'model' else ''}, and in `cpsweep trial`'s; "
                   f"list it in grid.{section} to run it, or delete it")
     if sweep.search is not None:
@@ -202,9 +202,9 @@ def cmd_trial(args: argparse.Namespace) -> int:
     try:
         trial, values, defaulted = pick_trial(sweep, args.onset, args.length, seed, args.axis or (), args.epochs)
     except SpecError as e:  # the flags' mistakes, named as flags (the window's rule reads the file's epochs)
-        flag = TRIAL_FLAGS.get(e.field)
-        flag = flag or (e.field if e.field.startswith("--axis") else None)
-        raise SpecError(flag or e.field, e.message, None if flag and "/" not in flag else args.spec) from None
+        field = TRIAL_FLAGS.get(e.field, e.field)  # (a flag alone is said without the file)
+        raise SpecError(field, e.message, None if field.startswith("--") and "/" not in field else args.spec) \
+            from None
     check_plugins([trial], sweep)  # a plug-in that fails is said in one line, as by validate and launch
 
     from .engine import _device

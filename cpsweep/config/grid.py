@@ -9,6 +9,7 @@ and `grid.length` may be a range `{from, to, step}`. A `grid.schedule` value is 
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from typing import Any, Mapping
 
@@ -17,7 +18,7 @@ from ._parse import suggest
 from .epoch_rule import epoch_int, seed_int
 from .registry import entry
 from .search import onset_range
-from .spec import ScheduleSpec, freeze
+from .spec import SECTIONS, DataSpec, ScheduleSpec, component_name, freeze
 
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 DOTTED = ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")  # sections a dotted grid axis may set
@@ -95,8 +96,8 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
             names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
         else:
             for i, v in enumerate(values):  # each name checked here, so the error names the axis entry
-                entry(key, v.get("name") if isinstance(v, Mapping) else v, f"grid.{key}[{i}].name")
-            names = [str(v.get("name") if isinstance(v, Mapping) else v).rpartition(":")[2] for v in values]
+                entry(key, component_name(v), f"grid.{key}[{i}].name")
+            names = [str(component_name(v)).rpartition(":")[2] for v in values]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
             example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
@@ -115,13 +116,8 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
 
 
 def _section_of(key: str) -> str | None:
-    """The section (`optim`, `schedule`, `data`, `fisher`, `engine`) with a setting named `key`, if one has."""
-    import dataclasses
-
-    from .spec import DataSpec, EngineSpec, FisherSpec, OptimSpec
-
-    sections = {"data": DataSpec, "optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
-                "engine": EngineSpec}
+    """The section (`data`, or one of `spec.SECTIONS`) with a setting named `key`, if one has."""
+    sections = {"data": DataSpec, **SECTIONS}
     return next((name for name, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}
                  and key != "name"), None)
 

@@ -9,11 +9,11 @@ name (`deficit=blur` for `{name: blur, factor: 4}`, `model=my_models:TinyConv`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SpecError
-from .spec import TrialSpec, freeze
+from .spec import TrialSpec, component_name, freeze
 from .sweep_file import SweepSpec
 from .yaml_text import read_yaml
 
@@ -26,7 +26,7 @@ def other_axes(sweep: SweepSpec) -> list[str]:
 
 
 def _name(value: Any) -> str | None:
-    name = value.get("name") if isinstance(value, Mapping) else value
+    name = component_name(value)
     return name if isinstance(name, str) else None
 
 

@@ -175,6 +175,10 @@ class EngineSpec:
                                     # bit there too (engine/numerics.py); CPU: always deterministic
 
 
+# the settings sections of a sweep file read by a dataclass each (`data`, `model` and `deficit` have their own)
+SECTIONS = {"optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec, "engine": EngineSpec}
+
+
 @dataclass(frozen=True)
 class Resources:
     cpu: float = 1.0                # CPU cores per trial
@@ -313,6 +317,11 @@ def metrics_section(raw: Any) -> tuple[Component, ...]:
     if dup:
         raise SpecError("metrics", f'two metrics named "{dup}" (their column: metric.{dup}); rename one')
     return out
+
+
+def component_name(value: Any) -> Any:
+    """The name a component value (`blur`, `{name: blur, factor: 4}`, a plug-in reference) gives, as written."""
+    return value.get("name") if isinstance(value, Mapping) else value
 
 
 def component(raw: Any, path: str, what: str | None = None) -> Component:

@@ -41,8 +41,8 @@ from .grid import parse_grid, schedule_axis, set_dotted
 from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
 from .registry import entry
-from .spec import (Component, DataSpec, EngineSpec, FisherSpec, OptimSpec, Resources, ScheduleSpec, TrialSpec,
-                   component, data_section, freeze, metrics_section)
+from .spec import (SECTIONS, Component, DataSpec, FisherSpec, OptimSpec, Resources, TrialSpec, component,
+                   data_section, freeze, metrics_section)
 from .views import hashed_settings
 from .ranges import DEFICIT_RANGES, MODEL_RANGES, RANGES, RESOURCE_RANGES
 from .yaml_text import apply_overrides, read_yaml, yaml_problem
@@ -50,9 +50,7 @@ from .yaml_text import apply_overrides, read_yaml, yaml_problem
 MAX_NAME = 100  # characters of a sweep's name (a folder's name: file systems allow 255 bytes)
 MAX_TRIALS = 100_000  # window trials in one sweep (the largest measured: 10,000, docs/benchmarks.md)
 
-# Keys of a sweep file, and which dataclass reads each section.
-SECTIONS = {"optim": OptimSpec, "schedule": ScheduleSpec, "fisher": FisherSpec,
-            "engine": EngineSpec}
+# Keys of a sweep file (which dataclass reads each settings section: `spec.SECTIONS`).
 TOP_KEYS = ["name", "description", "seed", "replicates", "epochs", "clean_after", "common_end", "data", "model",
             "optim", "schedule", "deficit", "fisher", "engine", "bn_refresh", "checkpoint_every", "grid",
             "resources", "tracking", "search", "metrics"]

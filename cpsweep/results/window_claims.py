@@ -108,16 +108,14 @@ def check_boundary(get: Getter) -> Check:
     if missing:
         return missing
     lattice = _lattice(get("blur_boundary")) or sorted(ss.onset.unique())
-    verdict_of = {"located": "reproduced", "none": "not reproduced"}
 
     def grade(part: pd.DataFrame) -> tuple[str, str]:
         verdicts, texts = [], []
         for key_, points in classify_windows(part, 0.0, stats.MARGIN).items():
             b = locate(points, lattice)
             ins = [p.onset for p in points if p.cls == IN]
-            shown_out = b.first_out is not None  # (located alone: only the last onset shown in is known)
-            verdicts.append(verdict_of.get(b.status, "not shown") if b.status != "located" or shown_out
-                            else "not shown")
+            ends = b.status == "located" and b.first_out is not None  # (located alone: only the last "in")
+            verdicts.append("reproduced" if ends else "not reproduced" if b.status == "none" else "not shown")
             texts.append(f"length {key_[2]}: {b.status}: {b.text} (sampled {len(points)} onsets, in: {ins})")
         return combine(verdicts), "; ".join(texts)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..config.spec import DataSpec, TrialSpec
+from ..config.spec import DataSpec, TrialSpec, component_name
 from ..config.sweep_file import SweepSpec
 from ..errors import DataError, SpecError
 
@@ -70,7 +70,7 @@ def grid_field(field: str, message: str, grid: Mapping) -> str:
     dry run's `message` is about (it starts with the plug-in's name)."""
     kind = field.partition(".")[0]
     for i, value in enumerate(grid.get(kind) or ()):
-        name = value.get("name") if isinstance(value, Mapping) else value
+        name = component_name(value)
         if isinstance(name, str) and message.startswith(f"{name} "):
             return f"grid.{kind}[{i}].name"
     return field
