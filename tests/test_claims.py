@@ -486,6 +486,36 @@ def test_window_length_and_peak_onset_checks():
     assert p.verdict == "not shown" and "[0, 20, 40, 60] (not all before 30" in p.measured
 
 
+def test_a_length_held_alone_is_corrected_when_the_claim_holds_only_in_part():
+    """Over two window lengths, a length shown to hold only at its own level counts only where the claim holds
+    at every length; else it must survive the correction over the lengths (no "partly" by chance). The
+    p-values are recomputed here with scipy's paired t-test."""
+    from scipy import stats as st
+
+    # length 40: onset 0 costs most; onset 40 costs less by [1.0, 1.5, 2.0] (one-sided p ~ 0.018: shown at
+    # 0.025, not at 0.025 / 2), onsets 20 and 60 clearly less. length 20: every onset alike, nothing shown.
+    border = {(0, 40): [3.0, 3.0, 3.0], (20, 40): [0.5, 0.5, 0.6], (40, 40): [2.0, 1.5, 1.0],
+              (60, 40): [0.1, 0.0, 0.2]}
+    p = st.ttest_rel(border[(0, 40)], border[(40, 40)], alternative="greater").pvalue
+    assert 0.025 / 2 < p < 0.025
+    flat = {(o, 20): [1.0, -0.5, 2.0] for o in (0, 20, 40, 60)}
+    alone = rp.check_peak_onset(getter(blur_grid=sweep(border)))
+    assert alone.verdict == "reproduced" and "most damaging onset [0] (all before 30" in alone.measured
+    partial = rp.check_peak_onset(getter(blur_grid=sweep({**border, **flat})))
+    assert partial.verdict == "not shown", partial.measured  # "partly" without the correction
+    assert ("not shown: reproduced at its own level, but not after Bonferroni's correction over the 2 window "
+            "lengths (the set at alpha / 2: [0, 40])") in partial.measured
+    clear = {(o, 20): [v + s * 0.1 for s in range(3)] for o, v in zip((0, 20, 40, 60), (2.0, 1.0, 0.3, 0.1))}
+    assert rp.check_peak_onset(getter(blur_grid=sweep({**border, **clear}))).verdict == "reproduced"  # whole
+
+    # early minus late: length 40's difference [1.0, 1.5, 2.0] is shown alone; length 20's is not
+    early = {(0, 40): [2.0, 1.5, 1.0], (60, 40): [0.0, 0.0, 0.0], (0, 20): [3.0, -2.0, 1.0], (60, 20): [0.0] * 3}
+    c = rp.check_early_vs_late(getter(blur_grid=sweep(early)))
+    assert c.verdict == "not shown" and "not after Holm's correction over the 2 window lengths" in c.measured
+    assert rp.check_early_vs_late(getter(blur_grid=sweep({k: v for k, v in early.items() if k[1] == 40}))
+                                  ).verdict == "reproduced"
+
+
 def test_fisher_link_correlates_the_baselines_trace_at_each_onset_with_the_loss():
     def linked(losses):
         res = sweep({(o, 20): [v + s * 0.05 for s in range(3)] for o, v in zip((0, 20, 40, 60), losses)})

@@ -178,6 +178,71 @@ def test_against_is_at_most_one_exactly_when_the_one_rule_shows_the_claim_does_n
         assert (S.against(values, "no effect") <= 1) == g.beyond
 
 
+def test_supports_is_at_most_one_exactly_when_the_one_rule_shows_the_claim_holds():
+    """`supports` agrees with the intervals: an effect's 95 % interval above zero, no effect's 90 % interval
+    inside the margin (an independent route to the same decision)."""
+    rng = np.random.default_rng(6)
+    for _ in range(400):
+        values = rng.normal(rng.uniform(-1.5, 1.5), rng.uniform(0.05, 1.0), int(rng.integers(3, 8)))
+        assert (S.supports(values, "effect") <= 1) == (S.interval(values).low > 0)
+        assert (S.supports(values, "no effect") <= 1) == (S.grade(values).kind == "negligible")
+
+
+def test_a_claim_held_in_part_keeps_only_the_instances_that_survive_holm_and_one_held_whole_keeps_all():
+    # per-seed values with a one-sided p of "mean > 0" near 0.018 (below 0.025 alone, above 0.025 / 2)
+    border = [1.0, 1.5, 2.0]
+    p = stats_ref_p_above(border)
+    assert S.ALPHA_ONE_SIDED / 2 < p < S.ALPHA_ONE_SIDED and S.effect_verdict(border)[0] == "reproduced"
+    clear, wide = [2.0, 2.1, 1.9], [3.0, -2.0, 1.0]
+    # every instance shown to hold at its own level: the claim holds whole, no correction (an intersection)
+    assert [v for v, _ in S.family_verdicts([clear, border], "effect")] == ["reproduced", "reproduced"]
+    # one undecided: the claim can hold only in part, and the borderline instance does not survive Holm
+    graded = S.family_verdicts([clear, border, wide], "effect", what="window lengths")
+    assert [v for v, _ in graded] == ["reproduced", "not shown", "not shown"]
+    assert ("not after Holm's correction over the 3 window lengths of this claim (it does not hold in every one)"
+            in graded[1][1])
+    # two borderline instances: each held alone, neither after Holm (0.7 of its level each, above 1 / 2)
+    assert [v for v, _ in S.family_verdicts([border, border], "effect")] == ["reproduced", "reproduced"]
+    # ... which is what counts when the caller will set one aside (a window still recovering)
+    assert [v for v, _ in S.family_verdicts([border, border], "effect", readable=[False, True])] == \
+        ["not shown", "not shown"]
+    # an instance with nothing to test (no values) makes the claim partial, but is not in Holm's count: the
+    # borderline one is second of 2 (at its full level), not second of 3
+    assert [v for v, _ in S.family_verdicts([clear, border, []], "effect")] == ["reproduced", "reproduced", "not shown"]
+    assert [v for v, _ in S.family_verdicts([border, border, []], "effect")] == ["not shown"] * 3
+    # claims made of different statements: one per instance
+    negligible = [0.05, -0.05, 0.0, 0.1, -0.1]
+    assert [v for v, _ in S.family_verdicts([clear, negligible], ["effect", "no effect"])] == ["reproduced"] * 2
+
+
+def stats_ref_p_above(values):
+    """One-sided p-value of "mean > 0" by scipy's one-sample t-test (the reference for `p_above`)."""
+    from scipy import stats as st
+    return float(st.ttest_1samp(values, 0.0, alternative="greater").pvalue)
+
+
+@pytest.mark.parametrize("claim, mean, sd", [("effect", 0.0, 1.0), ("no effect", S.MARGIN, 0.3)])
+def test_a_family_is_shown_to_hold_in_part_by_chance_at_most_at_the_stated_rate(claim, mean, sd):
+    """Every instance at the least favourable point where the claim does not hold (no effect at all for an
+    effect claim; exactly at the margin for a no-effect claim): over 3 instances of 5 seeds, a verdict that
+    the claim holds in any of them (partly, contradictory or reproduced) comes in at most 2.5 % (effect) or
+    5 % (no effect, equivalence) of simulated sweeps, plus Monte-Carlo error; uncorrected, more often."""
+    from cpsweep.results.checks import combine
+    rng = np.random.default_rng(7)
+    runs, corrected, uncorrected = 1500, 0, 0
+    verdict_of = S.effect_verdict if claim == "effect" else S.no_effect_verdict
+    for _ in range(runs):
+        family = [rng.normal(mean, sd, 5) for _ in range(3)]
+        corrected += combine([v for v, _ in S.family_verdicts(family, claim)]) in HELD
+        uncorrected += combine([verdict_of(v)[0] for v in family]) in HELD
+    bound = S.ALPHA_ONE_SIDED if claim == "effect" else S.ALPHA_TOST
+    assert corrected / runs <= bound + 3 * math.sqrt(bound * (1 - bound) / runs)
+    assert uncorrected / runs > bound + 3 * math.sqrt(bound * (1 - bound) / runs)
+
+
+HELD = ("reproduced", "partly", "contradictory")
+
+
 def weighted_holm_reference(ratios):
     """Holm with each test at its own level, written as the closed testing procedure: reject i when every
     intersection containing i is rejected by weighted Bonferroni (some j in it with ratio_j <= 1 / size)."""

@@ -23,7 +23,8 @@ test under the learning-rate controls, and the verdicts in plain words:
 
 Every test is paired by seed and uses `stats.py` (one rule for "an effect" and "no effect"; the false
 discovery rate over many onsets; a claim tested on several instances, every window or every length, is
-shown not to hold only where Holm's correction over its instances still shows it: `stats.family_verdicts`).
+shown not to hold only where Holm's correction over its instances still shows it, and, unless it holds in
+every instance, shown to hold in one only where that correction still shows it: `stats.family_verdicts`).
 A claim about onset is graded under every schedule of its sweep (`grid.schedule`): the verdict is the
 paper's schedule's; `controls` gives the verdicts under `restart` (the rate restarted at the window's
 end, against a baseline restarted there) and `constant`, where the onset does not set the rate the
@@ -127,6 +128,12 @@ def lasting(verdict: str, reason: str, windows: pd.DataFrame, keep: tuple[str, .
     return verdict, reason + (f" ({unchecked})" if unchecked else "")
 
 
+def readable(rows: pd.DataFrame, keep: tuple[str, ...] = ()) -> bool:
+    """Whether `lasting` lets a verdict shown on these windows stand (not read during the deficit, nor still
+    recovering): `stats.family_verdicts` needs it to know whether the claim can hold whole."""
+    return lasting("reproduced", "", rows, keep)[0] == "reproduced"
+
+
 def contrast(ss: pd.DataFrame, length: int | None = None) -> tuple[pd.Series, str, pd.DataFrame]:
     """Per-seed sensitivity of the earliest window minus the latest one at `length` (default: the longest),
     paired by seed, a description of both windows, and their per-seed rows."""
@@ -162,12 +169,13 @@ def grade_contrasts(contrasts: dict, graded_: dict) -> tuple[str, str]:
 
 
 def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
-    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each
-    (a length shown not to hold: Holm-corrected over the lengths, `stats.family_verdicts`)."""
+    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each,
+    Holm-corrected over the lengths (`stats.family_verdicts`: a length shown not to hold, and one shown to
+    hold unless every length is)."""
     contrasts = length_contrasts(part, lengths)
-    tested = {k: c for k, c in contrasts.items() if c is not None}
-    graded_ = dict(zip(tested, stats.family_verdicts([c[0] for c in tested.values()], "effect",
-                                                     what="window lengths")))
+    graded_ = dict(zip(contrasts, stats.family_verdicts(
+        [[] if c is None else c[0] for c in contrasts.values()], "effect", what="window lengths",
+        readable=[c is not None and readable(c[2]) for c in contrasts.values()])))
     return grade_contrasts(contrasts, graded_)
 
 
@@ -273,7 +281,7 @@ def sensitivities(get: Getter, name: str, key: str, claim: str, source: str, tes
 def contrast_check(get: Getter, key: str, name: str, claim: str, source: str) -> Check:
     """Early window minus late window at every length, paired by seed, under every schedule of the sweep."""
     test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length; 95 % "
-            "t-interval above zero, >= 3 seeds (a length shown not to hold: Holm-corrected over the lengths); "
+            f"t-interval above zero, >= 3 seeds ({stats.family_rule('lengths')}); "
             f"graded under the paper's schedule and each learning-rate control; {stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, name, key, claim, source, test)
     if missing:

@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import stats
 from .checks import (CONTROLS, PAPER, VERDICTS, Check, Getter, by_schedule, combine, conjunction, contrast,
-                     contrast_check, early_minus_late, graded, lasting, paper_schedule, sensitivities, settings_differ, window)
+                     contrast_check, early_minus_late, graded, lasting, paper_schedule, readable, sensitivities,
+                     settings_differ, window)
 from .fisher_claims import check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift, check_robustness
 from .reduce import seed_sensitivity
 from ..storage.folder import Results
@@ -28,7 +29,7 @@ __all__ = ["CHECKS", "VERDICTS", "Check", "combine", "run_checks", "seed_sensiti
 def check_early_vs_late(get: Getter) -> Check:
     key, claim, source = "early_vs_late", "Blur: an early window costs more than a late one", f"{PAPER} (claim 1)"
     test = ("per seed, sensitivity of the earliest onset minus the latest, at every window length; 95 % t-interval "
-            "above zero, >= 3 seeds (a length shown not to hold: Holm-corrected over the lengths); graded under the "
+            f"above zero, >= 3 seeds ({stats.family_rule('lengths')}); graded under the "
             "paper's schedule and under each learning-rate control (the rate restarted after the window; a "
             f"constant rate); {stats.NEGLIGIBLE_RULE}")
     ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
@@ -36,15 +37,16 @@ def check_early_vs_late(get: Getter) -> Check:
 
 
 def _late(part: pd.DataFrame) -> tuple[str, str]:
-    """Grader: the latest window of every length is equivalent to no loss (a window beyond the margin:
-    Holm-corrected over the lengths)."""
+    """Grader: the latest window of every length is equivalent to no loss (Holm-corrected over the lengths,
+    `stats.family_verdicts`)."""
     lates = {k: part[part.length == k].onset.max() for k in sorted(part.length.unique())}
     values = {k: window(part, late, k) for k, late in lates.items()}
-    graded_ = stats.family_verdicts(list(values.values()), "no effect", what="window lengths")
+    rows = {k: part[(part.onset == late) & (part.length == k)] for k, late in lates.items()}
+    graded_ = stats.family_verdicts(list(values.values()), "no effect", what="window lengths",
+                                    readable=[readable(r, keep=("reproduced",)) for r in rows.values()])
     verdicts, texts = [], []
     for (length, late), result in zip(lates.items(), graded_):
-        rows = part[(part.onset == late) & (part.length == length)]
-        verdict, reason = lasting(*result, rows, keep=("reproduced",))
+        verdict, reason = lasting(*result, rows[length], keep=("reproduced",))
         verdicts.append(verdict)
         texts.append(f"onset {late}, length {length}: {stats.interval(values[length])} pts: {reason}")
     return combine(verdicts), "; ".join(texts)
@@ -54,7 +56,7 @@ def check_late_windows(get: Getter) -> Check:
     claim, source = "Blur: the same window late in training does no lasting harm", f"{PAPER} (claim 1)"
     test = ("per seed, sensitivity of the latest onset at every length; equivalent to zero within +-0.5 pts "
             "(two one-sided t-tests at 5 %; not reproduced only when a window lies beyond the margin by a "
-            "one-sided t-test at 2.5 %, Holm-corrected over the lengths), >= 3 seeds; under the paper's schedule "
+            f"one-sided t-test at 2.5 %; {stats.family_rule('lengths')}), >= 3 seeds; under the paper's schedule "
             "and each learning-rate control")
     ss, missing, note = sensitivities(get, "blur_grid", "late_windows", claim, source, test, deficit="blur")
     return missing or graded("late_windows", claim, source, test, ss, _late, note)
@@ -115,7 +117,7 @@ def _no_lasting_effect(get: Getter, key: str, name: str, claim: str, source: str
     """Every window of the deficit's sweep: equivalent to zero within the margin (TOST)."""
     test = ("per seed, the window's sensitivity; equivalent to zero within +-0.5 pts (two one-sided t-tests "
             "at 5 %; not reproduced only when a window lies beyond the margin by a one-sided t-test at 2.5 %, "
-            "Holm-corrected over the windows) at every window, >= 3 seeds")
+            f"{stats.family_rule('windows')}) at every window, >= 3 seeds")
     ss, missing, note = sensitivities(get, name, key, claim, source, test)
     if missing:
         return missing
@@ -123,7 +125,8 @@ def _no_lasting_effect(get: Getter, key: str, name: str, claim: str, source: str
     blur_ss = _blur_context(get, get(name), ("deficit",))
     groups = list(ss.groupby(["onset", "length"], sort=True))
     graded_ = stats.family_verdicts([window(part, onset, length) for (onset, length), part in groups],
-                                    "no effect", what="windows")
+                                    "no effect", what="windows",
+                                    readable=[readable(part, keep=("reproduced",)) for _, part in groups])
     for ((onset, length), part), result in zip(groups, graded_):
         values = window(part, onset, length)
         verdict, reason = lasting(*result, part, keep=("reproduced",))
@@ -215,7 +218,7 @@ def check_lr_restart(get: Getter) -> Check:
     test = ("per seed at the earliest window: its sensitivity under the paper's schedule minus under the "
             "restarted one (grid.schedule of blur_grid), 95 % t-interval above zero (the gap narrows; "
             f"{stats.NEGLIGIBLE_RULE}), and the "
-            "restarted sensitivity equivalent to zero within +-0.5 pts (closed)")
+            f"restarted sensitivity equivalent to zero within +-0.5 pts (closed); {stats.family_rule('two parts')}")
     ss, missing, note = sensitivities(get, "blur_grid", "lr_restart", claim, source, test, deficit="blur")
     if missing:
         return missing
@@ -231,8 +234,10 @@ def check_lr_restart(get: Getter) -> Check:
     onset, length = common[0]
     restart, blur = window(r, onset, length), window(b, onset, length)
     rows = pd.concat([x[(x.onset == onset) & (x.length == length)] for x in (r, b)])
-    narrows, narrow_reason = lasting(*stats.effect_verdict(stats.paired(blur, restart)), rows)
-    closed, closed_reason = lasting(*stats.no_effect_verdict(restart), rows, keep=("reproduced",))
+    keeps = [(), ("reproduced",)]  # (a loss shown negligible stands while its window still recovers)
+    graded_ = stats.family_verdicts([stats.paired(blur, restart), restart], ["effect", "no effect"], what="parts",
+                                    readable=[readable(rows, keep) for keep in keeps])
+    (narrows, narrow_reason), (closed, closed_reason) = [lasting(*g, rows, keep) for g, keep in zip(graded_, keeps)]
     measured = (f"window [{onset}, {onset + length}): restarted {stats.interval(restart)} pts, without restart "
                 f"{stats.interval(blur)}; without minus restarted {stats.interval(stats.paired(blur, restart))}: "
                 f"{narrow_reason}; closed: {closed_reason}")

@@ -14,7 +14,7 @@ from scipy import stats as _st
 
 from . import stats
 from .checks import (CONTROLS, PAPER, Check, Getter, by_schedule, combine, conjunction, grade_contrasts, graded,
-                     length_contrasts, paper_schedule, schedule_name, sensitivities)
+                     length_contrasts, paper_schedule, readable, schedule_name, sensitivities)
 from .reduce import fisher_peak, layer_shift, seed_sensitivity, variant_of
 
 PEAK_PART = 1 / 3       # the Fisher trace must peak within this part of training
@@ -50,16 +50,23 @@ def _fisher_result(p: pd.DataFrame, graded_: Sequence[tuple[str, str]]) -> tuple
 def _rise_and_fall(p: pd.DataFrame) -> tuple[list[str], str]:
     """The Fisher-peak verdicts of `fisher_peak`'s per-seed table (rise from initialisation, fall to the end,
     an early peak: the mean peak epoch before PEAK_PART of training, by its 95 % interval), and their text.
-    The three are tested as one family: a part shown not to hold survives Holm's correction over them."""
+    The three are tested as one family (`stats.family_verdicts`)."""
     parts, margins = _fisher_parts(p)
-    return _fisher_result(p, stats.family_verdicts(parts, "effect", margins, what="parts"))
+    return _fisher_result(p, stats.family_verdicts(parts, "effect", margins, what="parts",
+                                                   readable=_fisher_readable(p)))
+
+
+def _fisher_readable(p: pd.DataFrame) -> list[bool]:
+    """Which of the three parts `_fisher_result` lets stand: no rise is shown without a measurement at
+    initialisation."""
+    return [not p.init.isna().all(), True, True]
 
 
 def check_fisher_peak(get: Getter) -> Check:
     claim, source = "The baseline's Fisher trace rises fast early in training, then falls", f"{PAPER} (claim 3)"
     test = (f"per seed, log(peak / value at initialisation) and log(peak / final value): both 95 % t-intervals "
             f"above zero (a change below 10 % is none), and the peak epoch's 95 % t-interval within the first "
-            f"{PEAK_PART:.0%} of training; >= 3 seeds; a part shown not to hold: Holm-corrected over the three")
+            f"{PEAK_PART:.0%} of training; >= 3 seeds; {stats.family_rule('three parts')}")
     r = get("fisher_study")
     if r is None:
         return Check("fisher_peak", claim, source, test, "no fisher_study results", "not run")
@@ -79,8 +86,9 @@ def check_robustness(get: Getter) -> Check:
     source = "issue 13 (an independent loop: kernel 3 shrinks the MNIST-1D contrast)"
     test = ("per variant of kernel size, width and conv bias (sweeps/mini/robust_*.yaml), the early_vs_late "
             "test at every window length and the fisher_peak test on its baselines; each as in those checks, "
-            "but a test shown not to hold is Holm-corrected over every test of the claim under its schedule (all "
-            "variants, lengths and Fisher parts); the contrast also under the learning-rate controls")
+            "but Holm-corrected over every test of the claim under its schedule (all variants, lengths and "
+            "Fisher parts: a test shown not to hold, and one shown to hold unless all are); the contrast also "
+            "under the learning-rate controls")
     found = [(name, get(name)) for name in ROBUSTNESS]
     found = [(name, r) for name, r in found if r is not None]
     if not found:
@@ -119,23 +127,24 @@ def _robustness_family(variants: list, label: str) -> list:
     """Under one schedule: per variant, ((contrast verdict, text), (Fisher verdicts, text) or None), every
     test of the claim under that schedule (each variant's contrast at every length and, under the paper's
     schedule, its Fisher rise, fall and early peak) graded as one family (`stats.family_verdicts`)."""
-    instances, margins, slots = [], [], []
+    instances, margins, slots, read = [], [], [], []
     contrasts = [length_contrasts(scheds[label]) if label in scheds else {} for _, scheds, _ in variants]
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
         for length, c in cs.items():
-            if c is not None:
-                instances.append(c[0])
-                margins.append(stats.MARGIN)
-                slots.append((i, length))
+            instances.append([] if c is None else c[0])
+            margins.append(stats.MARGIN)
+            slots.append((i, length))
+            read.append(c is not None and readable(c[2]))
         if label not in CONTROLS and len(p):
             fisher, fisher_margins = _fisher_parts(p)
             instances += fisher
             margins += fisher_margins
             slots += [(i, f"fisher{k}") for k in range(3)]
-    graded_ = dict(zip(slots, stats.family_verdicts(instances, "effect", margins, what="tests")))
+            read += _fisher_readable(p)
+    graded_ = dict(zip(slots, stats.family_verdicts(instances, "effect", margins, what="tests", readable=read)))
     out = []
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
-        contrast = grade_contrasts(cs, {k: graded_[(i, k)] for k, c in cs.items() if c is not None}) if cs else None
+        contrast = grade_contrasts(cs, {k: graded_[(i, k)] for k in cs}) if cs else None
         fisher = _fisher_result(p, [graded_[(i, f"fisher{k}")] for k in range(3)]) \
             if label not in CONTROLS and len(p) else None
         out.append((contrast, fisher))
@@ -146,8 +155,8 @@ def check_layer_shift(get: Getter) -> Check:
     claim = "A blur deficit shifts the per-layer Fisher shares towards higher layers"
     source = f"{PAPER} (claim 3)"
     test = ("per seed, the shift of the Fisher mass's centre (0: first layer, 1: last) against its baseline at "
-            f"the window's end, per window; 95 % t-interval above zero, no shift within +-{CENTRE_MARGIN:g} (a "
-            "window shown not to hold: Holm-corrected over the windows)")
+            f"the window's end, per window; 95 % t-interval above zero, no shift within +-{CENTRE_MARGIN:g} "
+            f"({stats.family_rule('windows')})")
     r = get("fisher_study")
     if r is None:
         return Check("layer_shift", claim, source, test, "no fisher_study results", "not run")
@@ -229,14 +238,13 @@ def _link(epochs: pd.DataFrame):
         part = part.assign(fisher=fisher_at_onsets(epochs, part)).dropna(subset=["fisher"])
         if part.onset.nunique() < 3:
             return "not shown", "needs the baseline's Fisher trace at three onsets or more"
-        verdicts, texts = [], []
-        for length, at in part.groupby("length"):
-            r = pd.Series({seed: _st.spearmanr(g.fisher, g.sens).statistic for seed, g in at.groupby("seed")
-                           if g.onset.nunique() >= 3}).dropna()
-            verdict, reason = stats.effect_verdict(r, margin=CORR_MARGIN)
-            verdicts.append(verdict)
-            texts.append(f"length {length}: rank correlation over onsets {stats.interval(r)}: {reason}")
-        return combine(verdicts), "; ".join(texts)
+        lengths = {length: pd.Series({seed: _st.spearmanr(g.fisher, g.sens).statistic
+                                      for seed, g in at.groupby("seed") if g.onset.nunique() >= 3}).dropna()
+                   for length, at in part.groupby("length")}
+        graded_ = stats.family_verdicts(list(lengths.values()), "effect", CORR_MARGIN, what="window lengths")
+        texts = [f"length {length}: rank correlation over onsets {stats.interval(r)}: {reason}"
+                 for (length, r), (_, reason) in zip(lengths.items(), graded_)]
+        return combine([v for v, _ in graded_]), "; ".join(texts)
     return grade
 
 
@@ -246,7 +254,8 @@ def check_fisher_link(get: Getter) -> Check:
     source = f"{PAPER} (claims 1 and 3)"
     test = ("per seed and window length, the rank (Spearman) correlation over onsets between the Fisher trace of "
             "the window's own baseline at the window's onset and the window's loss; 95 % t-interval above zero "
-            f"(a correlation below {CORR_MARGIN:g} is none), >= 3 seeds; under the paper's schedule and each "
+            f"(a correlation below {CORR_MARGIN:g} is none), >= 3 seeds ({stats.family_rule('lengths')}); under "
+            "the paper's schedule and each "
             "control. Both fall with time, so a positive correlation is necessary for the claim, not sufficient")
     ss, missing, note = sensitivities(get, "blur_grid", key, claim, source, test, deficit="blur")
     if missing:

@@ -146,15 +146,18 @@ def render_reproduction(root: str = DATA) -> str:
         "- **Claims made of several instances** (every window, every window length, the three parts of the "
         "Fisher's rise and fall) hold only when every instance does; they are shown not to hold when one "
         "instance is, and that instance's test must then survive Holm's correction over the instances tested "
-        "(each test at its own level), else it is \"not shown\". \"Partly\" (some instances shown to hold, the "
-        "others not shown) is read per instance, without a correction: with k instances, the chance that a "
-        "claim with no effect at all reads \"partly\" grows with k (about 2.5 % x k at most).",
+        "(each test at its own level), else it is \"not shown\". A claim that does not hold in every instance "
+        "can hold only in part (\"partly\": some instances shown to hold, the others not shown), so unless every "
+        "instance is shown to hold, each one shown to hold must also survive Holm's correction; a claim with no "
+        "effect at all then reads \"partly\" at most as often as one test at its level would.",
         f"- **Many onsets**: the onsets shown to cost accuracy (the critical period, and the adaptive search's "
         f"\"in\") come from one-sided t-tests with the false discovery rate controlled by {stats.CORRECTION}'s "
         f"procedure over the onsets of each window length at {stats.ALPHA_ONE_SIDED:.1%}: at most that share of "
         f"the onsets shown are false on average, and where no onset has an effect the chance of showing any "
         f"stays below {stats.ALPHA_ONE_SIDED:.1%} however many onsets are tried. The confidence set of the most "
-        f"damaging onset uses Holm's procedure (every exclusion at once).",
+        f"damaging onset uses Holm's procedure (every exclusion at once); over k window lengths, a length's "
+        f"verdict that the rule above corrects stands only where its set made at alpha / k (Bonferroni) gives "
+        f"it too. The boundary's lengths are not corrected (its search has one).",
         f"- Everything is paired by seed, a seed counted twice is refused, and fewer than {stats.MIN_SEEDS} paired "
         "seeds decide nothing. Seeds, onsets, lengths and schedules are fixed in each file before its results "
         "exist; spec.yaml records the seeds planned at each launch, and a verdict on seeds added after results "

@@ -33,8 +33,10 @@ its own seed's baseline, or two sensitivities of the same seed), so the unit of 
   instance's evidence against the claim (the p-value of the test that shows it does not hold, over that
   test's own level: ALPHA_TOST for an equivalence, ALPHA_ONE_SIDED otherwise) goes through Holm's
   step-down procedure over the instances tested, and a "not reproduced" that does not survive it is "not
-  shown". With one instance nothing changes. A "partly" (one instance shown to hold, another not shown) is
-  not corrected: its chance under no effect at all grows with the number of instances (reproduction.md says so).
+  shown". With one instance nothing changes. The same holds the other way: a claim that does not hold in
+  every instance can hold only in part ("partly": some instances shown to hold), again a union of tests. So
+  unless every instance is shown to hold (all at their own level: an intersection, no correction needed),
+  each instance shown to hold must survive Holm's procedure on its own evidence for the claim (`supports`).
 - `paired` and every per-seed table refuse a seed that appears twice (`DuplicateSeeds`): counting one seed
   twice would narrow every interval.
 
@@ -201,20 +203,20 @@ def no_effect_verdict(values: Iterable[float], min_seeds: int = MIN_SEEDS, margi
     return "not shown", f"neither an effect nor equivalence within +-{margin:g} can be shown ({g.eq})"
 
 
-def _p_values(values: Iterable[float], margin: float) -> tuple[float, float, float]:
-    """One-sided p-values of the tests that show a claim does not hold, from per-seed values: (equivalence
-    within +-margin by TOST: the larger of its two one-sided p-values; "mean < 0"; "the mean lies beyond
-    +-margin": the smaller of "mean > margin" and "mean < -margin"). Each rejects at its level exactly when
-    `grade` says negligible, negative or beyond."""
+def _p_values(values: Iterable[float], margin: float) -> tuple[float, float, float, float]:
+    """One-sided p-values of the tests that decide a claim, from per-seed values: (equivalence within +-margin
+    by TOST: the larger of its two one-sided p-values; "mean < 0"; "the mean lies beyond +-margin": the
+    smaller of "mean > margin" and "mean < -margin"; "mean > 0"). Each rejects at its level exactly when
+    `grade` says negligible, negative, beyond or above zero."""
     x = pd.Series(list(values), dtype=float).dropna().to_numpy()
     n = len(x)
     if n < 2:
-        return 1.0, 1.0, 1.0
+        return 1.0, 1.0, 1.0, 1.0
     mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
     tost = max(p_above(mean, sem, n, -margin), p_above(-mean, sem, n, -margin))
     negative = p_above(-mean, sem, n, 0.0)
     beyond = min(p_above(mean, sem, n, margin), p_above(-mean, sem, n, margin))
-    return tost, negative, beyond
+    return tost, negative, beyond, p_above(mean, sem, n, 0.0)
 
 
 def against(values: Iterable[float], claim: str, margin: float = MARGIN) -> float:
@@ -222,11 +224,23 @@ def against(values: Iterable[float], claim: str, margin: float = MARGIN) -> floa
     most 1: shown at that level). claim "effect" (the mean is positive): shown negligible (TOST at
     ALPHA_TOST) or negative (ALPHA_ONE_SIDED), whichever is stronger; "no effect": beyond the margin
     (ALPHA_ONE_SIDED)."""
-    tost, negative, beyond = _p_values(values, margin)
+    tost, negative, beyond, _ = _p_values(values, margin)
     if claim == "effect":
         return min(tost / ALPHA_TOST, negative / ALPHA_ONE_SIDED)  # (margin 0: TOST's p is >= 0.5, never shown)
     if claim == "no effect":
         return beyond / ALPHA_ONE_SIDED
+    raise ValueError(f"claim must be 'effect' or 'no effect', not {claim!r}")
+
+
+def supports(values: Iterable[float], claim: str, margin: float = MARGIN) -> float:
+    """How strongly the per-seed `values` show a claim holds, as p-value over the test's level (at most 1:
+    shown at that level; `effect_verdict` also asks that the effect is not negligible). claim "effect": the
+    mean above zero (ALPHA_ONE_SIDED); "no effect": equivalence within +-margin (TOST at ALPHA_TOST)."""
+    tost, _, _, positive = _p_values(values, margin)
+    if claim == "effect":
+        return positive / ALPHA_ONE_SIDED
+    if claim == "no effect":
+        return tost / ALPHA_TOST
     raise ValueError(f"claim must be 'effect' or 'no effect', not {claim!r}")
 
 
@@ -243,26 +257,45 @@ def holm_levels(ratios: Sequence[float]) -> list[bool]:
     return out
 
 
-def family_verdicts(instances: Sequence[Iterable[float]], claim: str, margin: float | Sequence[float] = MARGIN,
-                    min_seeds: int = MIN_SEEDS, what: str = "instances") -> list[tuple[str, str]]:
+def family_rule(what: str) -> str:
+    """How `family_verdicts` corrects a claim made of several `what` ("lengths"), said in its test."""
+    return (f"Holm-corrected over the {what}: one shown not to hold, and one shown to hold unless all of them "
+            f"are")
+
+
+def family_verdicts(instances: Sequence[Iterable[float]], claim: str | Sequence[str],
+                    margin: float | Sequence[float] = MARGIN,
+                    min_seeds: int = MIN_SEEDS, what: str = "instances",
+                    readable: Sequence[bool] | None = None) -> list[tuple[str, str]]:
     """(verdict, reason) of each instance of a claim made of several (module docstring): `effect_verdict`
-    (claim "effect") or `no_effect_verdict` ("no effect"), with every "not reproduced" kept only where
-    Holm's procedure over the instances tested (those with `min_seeds` seeds) still shows it; else "not
-    shown", saying so. `margin`: one for all, or one per instance. `what` names the instances in that text
-    ("windows", "window lengths")."""
+    (claim "effect") or `no_effect_verdict` ("no effect"; `claim`: one for all, or one per instance, for a
+    claim made of different statements), corrected over the instances tested (those with
+    `min_seeds` seeds) by Holm's procedure both ways: every "not reproduced" is kept only where it survives;
+    and unless every instance is "reproduced" (the claim holds whole), so is every "reproduced", since the
+    claim can then hold only in part. Else "not shown", saying so. `margin`: one for all, or one per
+    instance. `what` names the instances in that text ("windows", "window lengths"). `readable`: False for
+    an instance whose verdict the caller will set aside whatever its test shows (a window still recovering
+    when read: `checks.lasting`), so the claim cannot hold whole; pass an instance with nothing to test
+    (no early and late window) as no values."""
     instances = [list(v) for v in instances]
     margins = [margin] * len(instances) if isinstance(margin, (int, float)) else list(margin)
-    verdict_of = effect_verdict if claim == "effect" else no_effect_verdict
-    out = [verdict_of(v, min_seeds, m) for v, m in zip(instances, margins)]
+    claims = [claim] * len(instances) if isinstance(claim, str) else list(claim)
+    readable = [True] * len(instances) if readable is None else list(readable)
+    out = [(effect_verdict if c == "effect" else no_effect_verdict)(v, min_seeds, m)
+           for v, c, m in zip(instances, claims, margins)]
     tested = [i for i, v in enumerate(instances) if interval(v).n >= min_seeds]
     if len(tested) < 2:
         return out
-    shown = dict(zip(tested, holm_levels([against(instances[i], claim, margins[i]) for i in tested])))
+    whole = all(v == "reproduced" and ok for (v, _), ok in zip(out, readable))
+    against_ = dict(zip(tested, holm_levels([against(instances[i], claims[i], margins[i]) for i in tested])))
+    for_ = dict(zip(tested, holm_levels([supports(instances[i], claims[i], margins[i]) for i in tested])))
     for i in tested:
         verdict, reason = out[i]
-        if verdict == "not reproduced" and not shown[i]:
+        held_in_part = verdict == "reproduced" and not whole
+        if (verdict == "not reproduced" and not against_[i]) or (held_in_part and not for_[i]):
             out[i] = ("not shown", f"{reason} at its own level, but not after Holm's correction over the "
-                                   f"{len(tested)} {what} of this claim")
+                                   f"{len(tested)} {what} of this claim"
+                                   + (" (it does not hold in every one)" if verdict == "reproduced" else ""))
     return out
 
 
