@@ -329,6 +329,24 @@ def test_robustness_corrects_over_every_test_of_the_claim():
     assert alone.verdict == "contradictory" and "Holm" not in alone.measured
 
 
+def test_robustness_cannot_hold_whole_with_a_variant_left_untested():
+    """Kernel 3's early minus late is [1.0, 1.5, 2.0] per seed at both lengths (one-sided p 0.018: 0.7 of its
+    level; `test_a_length_held_alone_...`): with its Fisher rise and fall, 5 tests that all hold, so the claim
+    does. A variant with no finished window leaves the claim partial: then each length must survive Holm
+    over the 5, and at 0.7 > 1 / 2 neither does."""
+    border, none = [1.0, 1.5, 2.0], [0.0, 0.0, 0.0]
+    kept = sweep({(0, 40): border, (60, 40): none, (0, 20): border, (60, 20): none}, tags="model.kernel=3")
+    f = fisher_sweep(4, 0.2).epochs
+    ep = f[f.trial_id.str.startswith("baseline")].assign(
+        trial_id=lambda e: e.trial_id.str.replace("-s", "-model.kernel=3-s", regex=False))
+    whole = rp.check_robustness(getter(robust_kernel=Results(kept.trials, ep, pd.DataFrame(), {})))
+    assert whole.verdict == "reproduced" and "Holm" not in whole.measured
+    idle = sweep({}, tags="model.kernel=7").trials  # its baselines only
+    part = rp.check_robustness(getter(robust_kernel=Results(pd.concat([kept.trials, idle]), ep, pd.DataFrame(), {})))
+    assert part.verdict == "partly" and "model.kernel=7: no finished window" in part.measured
+    assert part.measured.count("not after Holm's correction over the 5 tests of this claim") == 2
+
+
 def test_layer_shift_against_closed_form():
     up = fisher_sweep(4, 0.2, shares_blur=[0.1, 0.2, 0.3, 0.4])
     s = layer_shift(up.fisher_layers, up.trials)

@@ -106,7 +106,7 @@ def check_robustness(get: Getter) -> Check:
             plain = plain[plain.tags.isin(paper_schedule(plain).tags)]
             variants.append((variant, by_schedule(part), fisher_peak(r.epochs, plain).set_index("seed")))
     labels = list(dict.fromkeys(label for _, scheds, _ in variants for label in scheds))
-    graded_ = {label: _robustness_family(variants, label) for label in labels}
+    graded_ = {label: _robustness_family(variants, label, len(empty)) for label in labels}
     parts = [f"{variant}: no finished window" for variant in empty]
     verdicts, controls = ["not shown"] * len(empty), {}
     for i, (variant, scheds, _) in enumerate(variants):
@@ -123,11 +123,12 @@ def check_robustness(get: Getter) -> Check:
                  "; ".join(f"{c}: {combine(v)}" for c, v in controls.items()) or "no control in the sweeps")
 
 
-def _robustness_family(variants: list, label: str) -> list:
+def _robustness_family(variants: list, label: str, empty: int = 0) -> list:
     """Under one schedule: per variant, ((contrast verdict, text), (Fisher verdicts, text) or None), every
     test of the claim under that schedule (each variant's contrast at every length and, under the paper's
-    schedule, its Fisher rise, fall and early peak) graded as one family (`stats.family_verdicts`)."""
-    instances, margins, slots, read = [], [], [], []
+    schedule, its Fisher rise, fall and early peak) graded as one family (`stats.family_verdicts`). `empty`:
+    variants with no finished window, parts of the claim with nothing to test (so it cannot hold whole)."""
+    instances, margins, slots, read = [[]] * empty, [stats.MARGIN] * empty, [None] * empty, [False] * empty
     contrasts = [length_contrasts(scheds[label]) if label in scheds else {} for _, scheds, _ in variants]
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
         for length, c in cs.items():
@@ -141,6 +142,8 @@ def _robustness_family(variants: list, label: str) -> list:
             margins += fisher_margins
             slots += [(i, f"fisher{k}") for k in range(3)]
             read += _fisher_readable(p)
+        elif label not in CONTROLS:  # no Fisher trace to test: a part with nothing to test
+            instances, margins, slots, read = instances + [[]], margins + [stats.MARGIN], slots + [None], read + [False]
     graded_ = dict(zip(slots, stats.family_verdicts(instances, "effect", margins, what="tests", readable=read)))
     out = []
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
