@@ -278,7 +278,7 @@ def test_launch_to_an_unreachable_cluster_fails_at_once_and_leaves_nothing(tmp_p
     assert res.returncode == 2 and "Traceback" not in res.stderr  # (ray.init alone retries for minutes)
     assert res.stderr.startswith(f"cpsweep: error: cannot reach the Ray cluster at 127.0.0.1:{port}: nothing "
                                  f"answers at 127.0.0.1:{port} (Connection refused); check the address"), res.stderr
-    assert len(res.stderr.splitlines()) == 1
+    assert len(res.stderr.splitlines()) == 1 and res.stdout == ""  # (no plan printed before it)
     assert os.listdir(tmp_path) == []  # the results folder and its parents, made to check them, are gone
 
 
