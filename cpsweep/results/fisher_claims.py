@@ -109,15 +109,19 @@ def check_robustness(get: Getter) -> Check:
     graded_ = {label: _robustness_family(variants, label, len(empty)) for label in labels}
     parts = [f"{variant}: no finished window" for variant in empty]
     verdicts, controls = ["not shown"] * len(empty), {}
+    mains = [label for label in labels if label not in CONTROLS]
     for i, (variant, scheds, _) in enumerate(variants):
         per = {label: graded_[label][i][0] for label in labels if label in scheds}
-        fisher_verdicts, fisher_text = next((graded_[label][i][1] for label in per if label not in CONTROLS),
+        fisher_verdicts, fisher_text = next((graded_[label][i][1] for label in mains if graded_[label][i][1]),
                                             None) or (["not shown"], "no Fisher trace")
-        verdicts += [v for label, (v, _) in per.items() if label not in CONTROLS] + [conjunction(fisher_verdicts)]
+        unrun = [label for label in mains if label not in scheds]  # (its windows ran under a control only)
+        verdicts += [v for label, (v, _) in per.items() if label not in CONTROLS] + ["not shown"] * len(unrun)
+        verdicts.append(conjunction(fisher_verdicts))
         for label, (v, _) in per.items():
             if label in CONTROLS:
                 controls.setdefault(label, []).append(v)
-        contrasts = "; ".join(f"{schedule_name(label)}: {text}" for label, (_, text) in per.items())
+        contrasts = "; ".join([f"{schedule_name(label)}: {text}" for label, (_, text) in per.items()]
+                              + [f"{schedule_name(label)}: no finished window" for label in unrun])
         parts.append(f"{variant}: {contrasts}; Fisher {conjunction(fisher_verdicts)}: {fisher_text}")
     return Check(key, claim, source, test, " | ".join(parts), combine(verdicts),
                  "; ".join(f"{c}: {combine(v)}" for c, v in controls.items()) or "no control in the sweeps")
@@ -131,6 +135,8 @@ def _robustness_family(variants: list, label: str, empty: int = 0) -> list:
     instances, margins, slots, read = [[]] * empty, [stats.MARGIN] * empty, [None] * empty, [False] * empty
     contrasts = [length_contrasts(scheds[label]) if label in scheds else {} for _, scheds, _ in variants]
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
+        if not cs and label not in CONTROLS:  # no window under the paper's schedule: a part with nothing to test
+            instances, margins, slots, read = instances + [[]], margins + [stats.MARGIN], slots + [None], read + [False]
         for length, c in cs.items():
             instances.append([] if c is None else c[0])
             margins.append(stats.MARGIN)

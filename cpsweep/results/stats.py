@@ -281,6 +281,8 @@ def family_verdicts(instances: Sequence[Iterable[float]], claim: str | Sequence[
     margins = [margin] * len(instances) if isinstance(margin, (int, float)) else list(margin)
     claims = [claim] * len(instances) if isinstance(claim, str) else list(claim)
     readable = [True] * len(instances) if readable is None else list(readable)
+    if not len(claims) == len(margins) == len(readable) == len(instances):
+        raise ValueError("family_verdicts: one claim, margin and readable flag per instance (or one for all)")
     out = [(effect_verdict if c == "effect" else no_effect_verdict)(v, min_seeds, m)
            for v, c, m in zip(instances, claims, margins)]
     tested = [i for i, v in enumerate(instances) if interval(v).n >= min_seeds]
@@ -291,7 +293,7 @@ def family_verdicts(instances: Sequence[Iterable[float]], claim: str | Sequence[
     for_ = dict(zip(tested, holm_levels([supports(instances[i], claims[i], margins[i]) for i in tested])))
     for i in tested:
         verdict, reason = out[i]
-        held_in_part = verdict == "reproduced" and not whole
+        held_in_part = verdict == "reproduced" and not whole and readable[i]  # (else set aside, saying why)
         if (verdict == "not reproduced" and not against_[i]) or (held_in_part and not for_[i]):
             out[i] = ("not shown", f"{reason} at its own level, but not after Holm's correction over the "
                                    f"{len(tested)} {what} of this claim"

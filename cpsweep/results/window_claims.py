@@ -84,9 +84,10 @@ def _peak(part: pd.DataFrame) -> tuple[str, str]:
         if verdict == "not reproduced" or (verdict == "reproduced" and not whole):
             conf = peak_set(part, length, stats.ALPHA_ONE_SIDED / len(tested))[1]
             if _place(conf, mid)[1] != verdict:
+                note = results[length][1].strip()  # (what `lasting` said: recovery not checked)
                 results[length][:2] = ["not shown", f"not shown: {verdict} at its own level, but not after "
                                        f"Bonferroni's correction over the {len(tested)} window lengths (the set at "
-                                       f"alpha / {len(tested)}: {conf})"]
+                                       f"alpha / {len(tested)}: {conf})" + (f"; {note}" if note else "")]
     texts = [text + (f": {reason}" if reason else "") for _, reason, text in results.values()]
     return combine([v for v, _, _ in results.values()]), "; ".join(texts)
 
