@@ -6,8 +6,8 @@
 # another folder) are installed first into a temporary folder put on PYTHONPATH. Every step runs under its
 # own time-out and may fail without stopping the others; each benchmark rewrites its JSON in OUT_DIR after
 # every row. Steps and time-outs (seconds, full / --quick; at most 8 and 3 minutes in all):
-#   wheels 10/10, nvidia-smi 5/5, the CUDA tests (-m cuda) 50/30, throughput.py 210/50, bench_engine.py 50/25,
-#   bench_fisher.py 55/20, gpu_checks.py 100/35.
+#   wheels 10/10, nvidia-smi 5/5, the CUDA tests (-m cuda) 50/30, throughput.py 190/50, bench_engine.py 50/25,
+#   bench_fisher.py 55/20, gpu_checks.py 120/35.
 # OUT_DIR then holds (6 files): gpu_check.log (every step's output), throughput-<dev>.json,
 # engine-<dev>.json, fisher-<dev>.json, checks-<dev>.json and summary.json (each step's exit status and
 # seconds, the rows in each file, the GPU, the Python environment). Exits non-zero only when no file holds
@@ -42,7 +42,7 @@ log="$out/gpu_check.log"
 : >"$log"
 steps=()
 began=$SECONDS
-if [ -n "$quick" ]; then limits=(10 5 30 50 25 20 35); else limits=(10 5 50 210 50 55 100); fi
+if [ -n "$quick" ]; then limits=(10 5 30 50 25 20 35); else limits=(10 5 50 190 50 55 120); fi
 if [ "$device" = cpu ]; then  # the rehearsal on a shared 2-core machine: its time-outs doubled, not the GPU's
     for i in "${!limits[@]}"; do limits[$i]=$((2 * limits[$i])); done
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # two threads on a busy 2-core machine: up to 10x slower
@@ -79,7 +79,7 @@ step throughput "${limits[3]}" "$py" benchmarks/throughput.py --device "$device"
     --out "$out/throughput-$device.json"
 step engine "${limits[4]}" "$py" benchmarks/bench_engine.py --device "$device" $quick --out "$out/engine-$device.json"
 step fisher "${limits[5]}" "$py" benchmarks/bench_fisher.py --device "$device" $quick \
-    --models all_cnn_c resnet18 cnn1d --out "$out/fisher-$device.json"
+    --models cnn1d all_cnn_c resnet18 --out "$out/fisher-$device.json"
 step checks "${limits[6]}" "$py" benchmarks/gpu_checks.py --device "$device" $quick --out "$out/checks-$device.json"
 rm -f "$out"/.tmp-*.json  # a write cut short by a time-out
 

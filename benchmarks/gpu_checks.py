@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_checks.py [--device cuda|cpu] [--quick] [--out checks-cuda.json]
 
-One JSON file, rewritten after every row (each row has a "check"):
+One JSON file, rewritten after every row (each row has a "check"; the checks run drift, memory, resume:
+the cheapest first, so a time-out cuts the last):
 
   memory   one trial of All-CNN-C and of ResNet-18 (fp32 and bf16, batch 128, the 50,000-image data set
            on the device): the device's peak memory over a few training steps, the BN refresh, a test
@@ -164,7 +165,8 @@ def drift_rows(device: torch.device, quick: bool, tiny: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--checks", nargs="+", choices=["memory", "resume", "drift"], default=["memory", "resume", "drift"])
+    p.add_argument("--checks", nargs="+", choices=["memory", "resume", "drift"],
+                   default=["drift", "memory", "resume"])  # (the cheapest first: a time-out cuts the last)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--tiny", action="store_true", help="tiny models also without --quick (a CPU try of every check)")
     p.add_argument("--out", default=os.path.join(bench_io.ROOT, "benchmarks", "results", "checks.json"))
