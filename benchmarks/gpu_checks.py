@@ -6,10 +6,12 @@ One JSON file, rewritten after every row (each row has a "check"; the checks run
 the cheapest first, so a time-out cuts the last):
 
   memory   one trial of All-CNN-C and of ResNet-18 (fp32 and bf16, batch 128, the 50,000-image data set
-           on the device): the device's peak memory over a few training steps, the BN refresh, a test
-           pass and the Fisher trace, from an empty device, and how many such trials fit on this GPU
-           (`trials_per_gpu`: its memory less 1 GiB, over the peak reserved plus a CUDA context of
-           about 600 MiB per process; packed trials are processes);
+           on the device): the device's peak memory over a few training steps, the BN refresh and a test
+           pass, from an empty device; the Fisher trace's peak apart (its chunk takes a quarter of the free
+           memory, at least 256 MiB, so it grows into an empty GPU and shrinks beside other trials); and
+           how many such trials fit on this GPU (`trials_per_gpu`: its memory less 1 GiB, over the
+           training's peak reserved plus the Fisher chunk's 256 MiB floor plus a CUDA context of about
+           600 MiB per process; packed trials are processes);
   resume   a short trial (blur window, augmentation, Fisher every epoch) trained straight through twice,
            and once interrupted after two epochs, saved with `save_state_file` and resumed from the file:
            whether the repeat and the resumed run give records bit-identical to the first (wall times
@@ -45,13 +47,14 @@ import torch  # noqa: E402
 
 from cpsweep.config.sweep_file import load_sweep  # noqa: E402
 from cpsweep.engine.data import load_data  # noqa: E402
-from cpsweep.engine.fisher import fisher_trace  # noqa: E402
+from cpsweep.engine.fisher import CHUNK_BUDGET_BYTES, fisher_trace  # noqa: E402
 from cpsweep.engine.trial import TrialRun, train_trial  # noqa: E402
 from cpsweep.engine.trial_state import load_state_file, save_state_file  # noqa: E402
 
 from workload import QUICKSTART, SPECS, cifar_uint8, head, sync, tiny_trial  # noqa: E402
 
 CONTEXT_MB = 600  # a CUDA context per process, outside torch's allocator
+CHUNK_FLOOR_MB = CHUNK_BUDGET_BYTES / 2 ** 20  # the least a Fisher chunk takes on CUDA
 
 
 def shrink(trial, tiny: bool):
@@ -80,13 +83,20 @@ def memory_rows(device: torch.device, quick: bool, tiny: bool):
             run.data = full
             run.refresh_bn(0)
             run.evaluate(data.x_test, data.y_test)
+            sync(device)
+            peak = bench_io.peak_mb(device)  # training, BN refresh and test: what a trial holds
+            bench_io.reset_peak(device)
+            held = torch.cuda.memory_allocated() / 2 ** 20 if gpu else None
             fisher_trace(run.model, data.inputs(data.x_train[run.probe]), backend=trial.fisher.backend)
             sync(device)
-            peak = bench_io.peak_mb(device)
+            fisher = bench_io.peak_mb(device)["peak_allocated_mb"]
             row = {"check": "memory", "model": model, "precision": precision, "batch": trial.optim.batch_size,
                    "probe": len(run.probe), "steps": steps, "allocated_before_mb": before, **peak,
+                   "fisher_peak_allocated_mb": fisher, "fisher_extra_mb": fisher - held if gpu else None,
                    "data_mb": (data.x_train.nbytes + data.x_test.nbytes) / 2 ** 20, "gpu_memory_mb": total,
-                   "trials_per_gpu": (int((total - 1024) // (peak["peak_reserved_mb"] + CONTEXT_MB))
+                   # the Fisher's chunk takes a share of what is free (fisher.CUDA_FREE_FRACTION), at least
+                   # CHUNK_BUDGET_BYTES: trials side by side shrink it, so each is counted at that floor
+                   "trials_per_gpu": (int((total - 1024) // (peak["peak_reserved_mb"] + CHUNK_FLOOR_MB + CONTEXT_MB))
                                       if gpu else None)}
             del run, data, full
             yield row
