@@ -229,6 +229,10 @@ def test_every_table_is_written_and_read_with_the_columns_records_declares(tmp_p
     trials = ResultsFolder(old).trials()
     assert list(trials.columns) == list(TRIAL_FIELDS) and trials.plugins.isna().all()
     assert trials.reason.isna().all() and trials.onset.dtype == "int64"
+    # the one int column that may be all null (a plain grid has no rounds) keeps its integers: Int64
+    assert trials["round"].dtype == "Int64" and trials["round"].isna().all()
+    assert ResultsFolder(os.path.join(root, "docs", "reproduction", "data", "mini_blur_boundary")
+                         ).trials()["round"].dtype == "Int64"
 
 
 @pytest.mark.parametrize("name, text, problem", [

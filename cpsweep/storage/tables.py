@@ -111,6 +111,7 @@ class Tables:
             table = pq.read_table(f)
         meta = json.loads((table.schema.metadata or {}).get(b"cpsweep", b"null"))
         trials = conform(table, TRIAL_SCHEMA).to_pandas()
+        trials["round"] = trials["round"].astype("Int64")  # (all null in a plain grid: float64 otherwise)
         if not meta:
             return cls(store, legacy=True), trials
         return cls(store, {name: list(meta["parts"].get(name, [])) for name in SCHEMAS},
