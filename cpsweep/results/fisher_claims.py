@@ -132,24 +132,28 @@ def _robustness_family(variants: list, label: str, empty: int = 0) -> list:
     test of the claim under that schedule (each variant's contrast at every length and, under the paper's
     schedule, its Fisher rise, fall and early peak) graded as one family (`stats.family_verdicts`). `empty`:
     variants with no finished window, parts of the claim with nothing to test (so it cannot hold whole)."""
-    instances, margins, slots, read = [[]] * empty, [stats.MARGIN] * empty, [None] * empty, [False] * empty
+    instances, margins, slots, read = [], [], [], []
+
+    def add(values, margin: float = stats.MARGIN, slot=None, ok: bool = False) -> None:
+        """One test of the family; by default a part with nothing to test (so the claim cannot hold whole)."""
+        instances.append(values)
+        margins.append(margin)
+        slots.append(slot)
+        read.append(ok)
+
+    for _ in range(empty):
+        add([])
     contrasts = [length_contrasts(scheds[label]) if label in scheds else {} for _, scheds, _ in variants]
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
-        if not cs and label not in CONTROLS:  # no window under the paper's schedule: a part with nothing to test
-            instances, margins, slots, read = instances + [[]], margins + [stats.MARGIN], slots + [None], read + [False]
+        if not cs and label not in CONTROLS:  # no window under the paper's schedule
+            add([])
         for length, c in cs.items():
-            instances.append([] if c is None else c[0])
-            margins.append(stats.MARGIN)
-            slots.append((i, length))
-            read.append(c is not None and readable(c[2]))
+            add([] if c is None else c[0], slot=(i, length), ok=c is not None and readable(c[2]))
         if label not in CONTROLS and len(p):
-            fisher, fisher_margins = _fisher_parts(p)
-            instances += fisher
-            margins += fisher_margins
-            slots += [(i, f"fisher{k}") for k in range(3)]
-            read += _fisher_readable(p)
-        elif label not in CONTROLS:  # no Fisher trace to test: a part with nothing to test
-            instances, margins, slots, read = instances + [[]], margins + [stats.MARGIN], slots + [None], read + [False]
+            for k, (values, margin, ok) in enumerate(zip(*_fisher_parts(p), _fisher_readable(p))):
+                add(values, margin, (i, f"fisher{k}"), ok)
+        elif label not in CONTROLS:  # no Fisher trace to test
+            add([])
     graded_ = dict(zip(slots, stats.family_verdicts(instances, "effect", margins, what="tests", readable=read)))
     out = []
     for i, ((_, _, p), cs) in enumerate(zip(variants, contrasts)):
