@@ -18,19 +18,16 @@ from ..errors import CpsweepError, SpecError
 
 
 def connect(address: str | None, verbose: bool, ship: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a new local Ray sized to this machine;
-    `ship`: local module files and package folders every worker must import (a sweep's plug-ins), and
-    `env`: environment variables every worker starts with, both sent with the job as Ray's runtime
-    environment (`py_modules`, `env_vars`)."""
+    """Join the cluster at `address` (`cluster_address`, checked reachable by the caller), else start a new
+    local Ray sized to this machine; `ship`: local module files and package folders every worker must
+    import (a sweep's plug-ins), and `env`: environment variables every worker starts with, both sent with
+    the job as Ray's runtime environment (`py_modules`, `env_vars`)."""
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return
     if address is None:
         local_ray_environment()
-    else:
-        check_reachable(address)
     try:
         # "local": always a new Ray of this launch, never the cluster a `ray start` on this machine left in
         # /tmp/ray/ray_current_cluster (which a bare ray.init() would join, or wait for if it is gone)
@@ -42,6 +39,11 @@ def connect(address: str | None, verbose: bool, ship: Sequence[str] = (), env: M
         raise CpsweepError(f"cannot reach {where}: {str(e).splitlines()[0]}; start one with `ray start --head` "
                            f"(or `ray up cluster/aws.yaml`) and pass its address, or drop --address to run "
                            f"locally") from None
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The cluster a launch joins: `address`, else $RAY_ADDRESS; None: a new local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:

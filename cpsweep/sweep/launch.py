@@ -43,7 +43,8 @@ from ..engine.numerics import worker_environment
 from ..errors import DataError, SpecError
 from ..storage.store import SPEC_FILE, Store, join_uri, missing_slashes
 from .adaptive import Search, replay, run_rounds, summary_lines
-from ._cluster import autoscaler_node_types, check_fits, check_reachable, check_shared_storage, connect, slots
+from ._cluster import (autoscaler_node_types, check_fits, check_reachable, check_shared_storage, cluster_address,
+                       connect, slots)
 from .checkpoint_store import newest_checkpoints, stored_prefixes
 from .live import Live
 from .preflight import check_data, check_data_on_nodes, check_plugins, data_needs
@@ -186,8 +187,9 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         with store.kept_only_if_used():  # a launch refused here leaves no empty results folder
             store.check_writable()
-            if pending and (address or os.environ.get("RAY_ADDRESS")):  # (one error line, no plan printed first)
-                check_reachable(address or os.environ["RAY_ADDRESS"])
+            address = cluster_address(address)
+            if pending and address is not None:  # (ray.init would retry for minutes; no plan printed first)
+                check_reachable(address)
             adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
                         if search else "")
             print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already "
