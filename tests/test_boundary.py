@@ -13,7 +13,8 @@ from simulated_searches import simulate, simulate_many, step, summarise
 from cpsweep.config.search import SearchSpec, coarse_onsets, onset_range
 from cpsweep.config.sweep_file import parse_sweep
 from cpsweep.errors import SpecError
-from cpsweep.results.boundary import IN, OUT, UNCLEAR, Point, classify, classify_windows, locate, propose
+from cpsweep.results.boundary import (IN, OUT, UNCLEAR, Point, classify, classify_windows, locate, out_among_later,
+                                      propose)
 from cpsweep.sweep.adaptive import Search
 
 # quantiles of Student's t, from a printed table (independent of scipy): t_{0.975, 2}, t_{0.95, 2}, t_{0.975, 4}
@@ -45,6 +46,75 @@ def test_classify_matches_hand_intervals(values, threshold, margin):
 def test_classify_needs_three_seeds_and_in_wins_over_out():
     assert classify(0, [3.0, 3.1], 0.0, 0.5).cls == UNCLEAR  # two seeds decide nothing (stats.MIN_SEEDS)
     assert classify(0, [0.20, 0.21, 0.22], 0.0, 0.5).cls == IN  # shown above 0 and below 0.5: "in" wins
+
+
+def t2(p: float) -> float:
+    """Student's t quantile with 2 degrees of freedom, in closed form."""
+    return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+
+
+def test_a_family_of_lengths_classes_each_at_the_levels_divided_by_their_number():
+    """Two lengths graded as one claim (the boundary check): each onset's intervals at 1 - 0.05/2 and
+    1 - 0.10/2, and Benjamini-Hochberg at 2.5 %/2, against t quantiles and p-values in closed form. Onset 0
+    is "in" and onset 50 "out" for one length alone; with two lengths, neither is shown."""
+    early, late = [0.4, 0.8, 0.6], [0.05, 0.35, 0.2]
+    assert t2(0.975) == pytest.approx(T975_2, rel=1e-6) and t2(0.95) == pytest.approx(T95_2, rel=1e-6)
+    alone_e, fam_e = classify(0, early, 0.0, 0.5), classify(0, early, 0.0, 0.5, family=2)
+    alone_l, fam_l = classify(50, late, 0.0, 0.5), classify(50, late, 0.0, 0.5, family=2)
+    assert fam_e.low == pytest.approx(hand_interval(early, t2(1 - 0.025 / 2))[0], rel=1e-6)
+    assert fam_l.upper == pytest.approx(hand_interval(late, t2(1 - 0.05 / 2))[1], rel=1e-6)
+    assert alone_e.low > 0 > fam_e.low and alone_l.upper < 0.5 < fam_l.upper  # (so the values do decide)
+    assert (alone_e.cls, alone_l.cls, fam_e.cls, fam_l.cls) == (IN, OUT, UNCLEAR, UNCLEAR)
+
+    # over the group's two onsets: early's one-sided p (t 7.42) is 0.0089, late's 0.07: "in" alone by
+    # p <= 0.025 / 2, not in a family of two (p <= 0.0125 / 2, or both p <= 0.0125)
+    early = [0.46, 0.74, 0.6]
+    t = 0.6 / (hand_interval(early, 1.0)[1] - 0.6)
+    assert 0.5 - t / (2 * math.sqrt(t * t + 2)) == pytest.approx(0.00885, abs=5e-5)
+    ss = pd.DataFrame([{"deficit": "blur", "tags": "", "length": n, "onset": o, "seed": s, "sens": v}
+                       for n in (10, 20) for o, vs in ((0, early), (50, late)) for s, v in enumerate(vs)])
+    for points in classify_windows(ss, 0.0, 0.5).values():  # each length alone, as the search decides
+        assert [p.cls for p in points] == [IN, OUT]
+    for points in classify_windows(ss, 0.0, 0.5, family=True).values():
+        assert [p.cls for p in points] == [UNCLEAR, UNCLEAR]
+    assert classify_windows(ss[ss.length == 10], 0.0, 0.5, family=True)[("blur", "", 10)][1].cls == OUT
+
+
+@pytest.mark.parametrize("mean,cls,rate", [(0.0, IN, 0.025), (0.5, OUT, 0.05)])
+def test_a_family_of_lengths_keeps_its_false_classes_at_the_stated_rate(mean, cls, rate):
+    """Four lengths with no effect (mean 0: a false "in") or an effect at the margin (mean 0.5: a false
+    "out", one onset per length): the chance that any length shows the false class stays at the single test's
+    rate (+3 simulation standard errors) when the lengths are one family; each length alone, it exceeds it."""
+    rng = np.random.default_rng(5)
+    runs, onsets, lengths = 300, ([0, 10] if cls == IN else [0]), (10, 20, 30, 40)
+    family = alone = 0
+    for _ in range(runs):
+        x = rng.normal(mean, 0.6, size=(len(lengths), len(onsets), 3))
+        ss = pd.DataFrame([{"deficit": "blur", "tags": "", "length": n, "onset": o, "seed": s, "sens": x[i, j, s]}
+                           for i, n in enumerate(lengths) for j, o in enumerate(onsets) for s in range(3)])
+        family += any(p.cls == cls for ps in classify_windows(ss, 0.0, 0.5, family=True).values() for p in ps)
+        alone += any(p.cls == cls for ps in classify_windows(ss, 0.0, 0.5).values() for p in ps)
+    bound = rate + 3 * math.sqrt(rate * (1 - rate) / runs)
+    assert family / runs <= bound < alone / runs
+
+
+def test_a_later_onset_is_shown_out_as_one_of_those_sampled_after_the_last_in():
+    """"A later window is shown not to cost" holds when any of the m onsets sampled after the last "in" is:
+    each is tested at 5 % / m (its upper bound at t_(1 - 0.05/m), in closed form here). [0.05, 0.35, 0.2]
+    is "out" alone (upper bound 0.45), not as one of three (0.66); [0.0, 0.1, -0.1] is, also over two
+    lengths (0.44 at t_(1 - 0.05/6))."""
+    weak, strong = [0.05, 0.35, 0.2], [0.0, 0.1, -0.1]
+
+    def part(values: dict) -> pd.DataFrame:
+        return pd.DataFrame([{"deficit": "blur", "tags": "", "length": 20, "onset": o, "seed": s, "sens": v}
+                             for o, vs in values.items() for s, v in enumerate(vs)])
+
+    assert hand_interval(weak, t2(0.95))[1] < 0.5 <= hand_interval(weak, t2(1 - 0.05 / 3))[1]
+    assert hand_interval(strong, t2(1 - 0.05 / 6))[1] < 0.5
+    assert out_among_later(part({0: [3, 3, 3], 50: weak}), 0, 0.0, 0.5) == (50, 1)
+    assert out_among_later(part({0: [3, 3, 3], 50: weak, 60: weak, 70: weak}), 0, 0.0, 0.5) == (None, 3)
+    assert out_among_later(part({0: [3, 3, 3], 50: weak, 60: strong, 70: weak}), 0, 0.0, 0.5, family=2) == (60, 3)
+    assert out_among_later(part({0: [3, 3, 3], 50: weak, 60: [0.0, 0.0]}), 0, 0.0, 0.5) == (None, 2)  # 2 seeds
 
 
 def pts(**classes):
@@ -183,7 +253,6 @@ def test_chosen_onsets_keep_only_their_own_restarted_baselines():
     baselines = sorted((t.onset, t.seed) for t in chosen if t.is_baseline)
     assert baselines == [(o, s) for o in (0, 20, 70) for s in (0, 1, 2)]  # plain, restarted at 20 and at 70
     assert all(every[t.trial_id] == t for t in chosen)  # the same trials, as long, as in the whole grid
-
 
 
 @pytest.mark.parametrize("seeds", [3, 5])

@@ -607,6 +607,34 @@ def test_boundary_check_locates_the_end_under_each_schedule():
     assert c.verdict == "not shown" and "located: ends after onset 50 and by onset 100; no later onset" in c.measured
 
 
+def test_boundary_over_two_lengths_classes_each_at_half_the_levels():
+    """Onset 100 is shown below the margin for one length alone (its one-sided 95 % upper bound 0.45), not
+    with two lengths graded as one claim (its 97.5 % bound 0.57, `test_boundary.py` checks the levels): the
+    end is still located, but no later onset is shown out."""
+    spec = {"fixed": FIXED, "spec": {"grid": {"onset": {"from": 0, "to": 100, "step": 50}}}}
+    one = {(0, 20): [3.0, 3.4, 2.6], (50, 20): [2.0, 2.2, 1.8], (100, 20): [0.05, 0.35, 0.2]}
+    alone = rp.check_boundary(getter(blur_boundary=Results(sweep(one).trials, pd.DataFrame(), pd.DataFrame(), spec)))
+    assert alone.verdict == "reproduced"
+    assert "located: ends after onset 50 and by onset 100 (shown out" in alone.measured
+    two = one | {(o, 40): v for (o, _), v in one.items()}
+    both = rp.check_boundary(getter(blur_boundary=Results(sweep(two).trials, pd.DataFrame(), pd.DataFrame(), spec)))
+    assert both.verdict == "not shown" and "every level divided by k (Bonferroni)" in both.test
+    assert both.measured.count("located: ends after onset 50 and by onset 100; no later onset") == 2
+
+
+def test_boundary_needs_a_later_onset_out_as_one_of_those_sampled_after_the_last_in():
+    """Onset 100 alone after the last "in" is shown out (upper bound 0.45); three onsets sampled after it,
+    each like onset 100, are not: "a later window costs nothing" is then a claim about any of three."""
+    spec = {"fixed": FIXED, "spec": {"grid": {"onset": {"from": 0, "to": 100, "step": 25}}}}
+    first = {(0, 20): [3.0, 3.4, 2.6], (25, 20): [2.0, 2.2, 1.8], (50, 20): [0.05, 0.35, 0.2]}
+    c = rp.check_boundary(getter(blur_boundary=Results(sweep(first).trials, pd.DataFrame(), pd.DataFrame(), spec)))
+    assert c.verdict == "reproduced", c.measured
+    more = first | {(75, 20): [0.05, 0.35, 0.2], (100, 20): [0.05, 0.35, 0.2]}
+    c = rp.check_boundary(getter(blur_boundary=Results(sweep(more).trials, pd.DataFrame(), pd.DataFrame(), spec)))
+    assert c.verdict == "not shown"
+    assert "(shown out at 50); but no later onset is shown out as one of the 3 sampled after 25" in c.measured
+
+
 def test_removal_curves_of_every_deficit_are_reported():
     curve = {(0, 20): [0.1, 0.2, 0.0], (0, 40): [0.2, 0.1, 0.3], (0, 60): [0.3, 0.4, 0.2]}
     c = rp.check_removal_others(getter(vflip=sweep(curve, "vflip"), noise=sweep(curve, "noise")))

@@ -16,7 +16,9 @@ per-seed sensitivities (`reduce.seed_sensitivity`: each window against its own s
                 than `margin` points more than the threshold
        unclear  neither, or fewer than `stats.MIN_SEEDS` paired seeds
    (both "in" and "out" can hold when the interval is narrow and inside (threshold, threshold + margin):
-   "in" wins, since the window is shown to cost something.)
+   "in" wins, since the window is shown to cost something.) A claim about k window lengths at once (the
+   boundary check, `window_claims.check_boundary`) classes each length with `family=k`: every level above
+   divided by k (Bonferroni), so the chance that any length's "in" or "out" is false stays at the one level.
 2. `locate`: the end of the critical period is where the last onset shown "in" (L) gives way to onsets
    that are not: the end lies between L and the next onset of the lattice, which is the resolution, once
    that onset has been sampled. `first_out` (F) is the first onset after L shown "out"; the onsets between
@@ -44,7 +46,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .stats import ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, interval, p_detect
+from .stats import ALPHA_ONE_SIDED, ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, interval, p_detect
 
 IN, OUT, UNCLEAR = "in", "out", "unclear"
 WINDOW = ["deficit", "tags", "length"]  # one search per window length (and deficit, and other axes' values)
@@ -63,13 +65,14 @@ class Point:
 
 
 def classify(onset: int, values: Iterable[float], threshold: float, margin: float,
-             min_seeds: int = MIN_SEEDS, shown_in: bool | None = None) -> Point:
+             min_seeds: int = MIN_SEEDS, shown_in: bool | None = None, family: int = 1) -> Point:
     """The class of one onset from its per-seed sensitivities (see the module docstring). `shown_in`: the
     verdict of the corrected test of "costs more than threshold" over the group (`classify_windows`);
-    None: this onset alone (its 95 % interval above `threshold`)."""
+    None: this onset alone (its 95 % interval above `threshold`). `family`: the number of groups graded as
+    one claim; the intervals' error rates are divided by it (Bonferroni)."""
     values = list(values)
-    est = interval(values, LEVEL)
-    upper = interval(values, 1 - 2 * ALPHA_TOST).high
+    est = interval(values, 1 - (1 - LEVEL) / family)
+    upper = interval(values, 1 - 2 * ALPHA_TOST / family).high
     if shown_in is None:
         shown_in = not math.isnan(est.low) and est.low > threshold
     if est.n < min_seeds or math.isnan(est.low):
@@ -83,15 +86,36 @@ def classify(onset: int, values: Iterable[float], threshold: float, margin: floa
     return Point(int(onset), cls, est.mean, est.low, est.high, upper, est.n)
 
 
-def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float) -> dict[tuple, list[Point]]:
+def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float,
+                     family: bool = False) -> dict[tuple, list[Point]]:
     """(deficit, tags, length) -> its sampled onsets' `Point`s, by onset, from `reduce.seed_sensitivity`;
-    "in" by Benjamini-Hochberg over the group's sampled onsets (`stats.fdr`)."""
+    "in" by Benjamini-Hochberg over the group's sampled onsets (`stats.fdr`). `family`: the groups are one
+    claim (the boundary check's window lengths): each is classed at the levels divided by their number
+    (Bonferroni; False: each group alone, as the search decides where to sample)."""
+    groups = list(seed_sens.groupby(WINDOW, sort=True))
+    k = len(groups) if family else 1
     out: dict[tuple, list[Point]] = {}
-    for key, part in seed_sens.groupby(WINDOW, sort=True):
-        groups = list(part.groupby("onset", sort=True))
-        shown = fdr([p_above_values(g.sens, threshold) for _, g in groups])  # under MIN_SEEDS seeds: p = 1
-        out[tuple(key)] = [classify(o, g.sens, threshold, margin, shown_in=s) for (o, g), s in zip(groups, shown)]
+    for key, part in groups:
+        onsets = list(part.groupby("onset", sort=True))
+        shown = fdr([p_above_values(g.sens, threshold) for _, g in onsets], ALPHA_ONE_SIDED / k)  # < MIN_SEEDS: p=1
+        out[tuple(key)] = [classify(o, g.sens, threshold, margin, shown_in=s, family=k)
+                           for (o, g), s in zip(onsets, shown)]
     return out
+
+
+def out_among_later(part: pd.DataFrame, after: int, threshold: float, margin: float,
+                    family: int = 1) -> tuple[int | None, int]:
+    """(the first onset after `after` shown "out" as one of the m onsets sampled after it, m) for one group
+    (rows of `reduce.seed_sensitivity`). "A later window is shown not to cost" holds when any of the m does,
+    so each is tested at ALPHA_TOST / (family * m) (Bonferroni): one "out" at its own level among several
+    tried is no longer one at that level. None: no onset is."""
+    later = [(int(o), g.sens) for o, g in part.groupby("onset", sort=True) if o > after]
+    level = 1 - 2 * ALPHA_TOST / (family * max(len(later), 1))
+    for onset, values in later:
+        est = interval(values, level)
+        if est.n >= MIN_SEEDS and est.high < threshold + margin:
+            return onset, len(later)
+    return None, len(later)
 
 
 def p_above_values(values: Iterable[float], threshold: float) -> float:
