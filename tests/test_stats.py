@@ -144,6 +144,18 @@ def test_fdr_is_benjamini_hochberg():
     assert S.holm([0.012, 0.016, 0.9], 0.025) == [False, False, False]
 
 
+def test_t_quantile_is_scipys_to_the_last_bit():
+    """`t_quantile` calls scipy's kernel directly (speed): the same numbers as `scipy.stats.t.ppf`."""
+    for df in range(1, 41):
+        for q in (0.5, 0.9, 0.95, 0.975, 0.9875, 1 - 0.025 / 7, 0.999):
+            assert S.t_quantile(q, df) == st.t.ppf(q, df)
+
+
+def test_interval_drops_nan_none_and_pandas_na():
+    assert S.interval(pd.Series([1.0, None, 3.0, np.nan], dtype="Float64")) == S.interval([1.0, 3.0])
+    assert S.interval(pd.array([2.0, pd.NA, 4.0, 6.0], dtype="Float64")).n == 3
+
+
 def test_p_above_matches_scipy_one_sided_t_test():
     rng = np.random.default_rng(5)
     for _ in range(100):
@@ -151,6 +163,7 @@ def test_p_above_matches_scipy_one_sided_t_test():
         want = st.ttest_1samp(x, 0.1, alternative="greater").pvalue
         got = S.p_above(x.mean(), x.std(ddof=1) / math.sqrt(len(x)), len(x), 0.1)
         assert got == pytest.approx(want, rel=1e-9)
+        assert got == st.t.sf((x.mean() - 0.1) / (x.std(ddof=1) / math.sqrt(len(x))), len(x) - 1)  # to the bit
     assert S.p_above(1.0, math.nan, 1) == 1.0  # one seed tests nothing
     # a detection among many (an onset) needs MIN_SEEDS seeds: two seeds, however clear, give p = 1
     assert S.p_detect(5.0, 0.1, 2) == 1.0 and S.p_above(5.0, 0.1, 2) < 0.01

@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .stats import ALPHA_ONE_SIDED, ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, interval, p_detect
+from .stats import ALPHA_ONE_SIDED, ALPHA_TOST, LEVEL, MIN_SEEDS, fdr, floats, interval, p_detect
 
 IN, OUT, UNCLEAR = "in", "out", "unclear"
 WINDOW = ["deficit", "tags", "length"]  # one search per window length (and deficit, and other axes' values)
@@ -96,10 +96,10 @@ def classify_windows(seed_sens: pd.DataFrame, threshold: float, margin: float,
     k = len(groups) if family else 1
     out: dict[tuple, list[Point]] = {}
     for key, part in groups:
-        onsets = list(part.groupby("onset", sort=True))
-        shown = fdr([p_above_values(g.sens, threshold) for _, g in onsets], ALPHA_ONE_SIDED / k)  # < MIN_SEEDS: p=1
-        out[tuple(key)] = [classify(o, g.sens, threshold, margin, shown_in=s, family=k)
-                           for (o, g), s in zip(onsets, shown)]
+        onsets = [(o, g["sens"].to_numpy()) for o, g in part.groupby("onset", sort=True)]
+        shown = fdr([p_above_values(v, threshold) for _, v in onsets], ALPHA_ONE_SIDED / k)  # < MIN_SEEDS: p=1
+        out[tuple(key)] = [classify(o, v, threshold, margin, shown_in=s, family=k)
+                           for (o, v), s in zip(onsets, shown)]
     return out
 
 
@@ -121,8 +121,10 @@ def out_among_later(part: pd.DataFrame, after: int, threshold: float, margin: fl
 def p_above_values(values: Iterable[float], threshold: float) -> float:
     """One-sided p-value of "the mean sensitivity exceeds `threshold`" from per-seed values (`stats.p_detect`:
     1 with fewer than MIN_SEEDS seeds)."""
-    x = pd.Series(list(values), dtype=float).dropna()
+    x = floats(values)
     n = len(x)
+    if n == 0:
+        return 1.0
     return p_detect(float(x.mean()), float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n, threshold)
 
 

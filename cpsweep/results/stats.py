@@ -53,7 +53,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
+from scipy import special as _sc
 
 from ..errors import CpsweepError
 
@@ -93,16 +93,31 @@ class Estimate:
         return not math.isnan(self.low) and (self.low > 0 or self.high < 0)
 
 
+def t_quantile(q: float, df: int) -> float:
+    """Student's t quantile: `scipy.stats.t.ppf(q, df)`'s own kernel, without that method's generic
+    argument handling, which took most of the time of the statistics' simulations (tests/test_stats.py)."""
+    return float(_sc.stdtrit(df, q))
+
+
+def floats(values: Iterable[float]) -> np.ndarray:
+    """The non-missing values as floats (NaN, None and pandas' NA dropped)."""
+    try:
+        x = np.array(list(values), dtype=float)
+    except TypeError:  # pandas' NA
+        x = pd.array(list(values), dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
+    return x[~np.isnan(x)]
+
+
 def interval(values: Iterable[float], level: float = LEVEL) -> Estimate:
     """Mean of the non-missing `values` with a two-sided t-interval at `level`."""
-    x = pd.Series(list(values), dtype=float).dropna().to_numpy()
+    x = floats(values)
     n = len(x)
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, level)
     mean = float(x.mean())
     if n < 2:
         return Estimate(mean, math.nan, math.nan, n, level)
-    half = float(_st.t.ppf((1 + level) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    half = float(t_quantile((1 + level) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
     return Estimate(mean, mean - half, mean + half, n, level)
 
 
@@ -208,7 +223,7 @@ def _p_values(values: Iterable[float], margin: float) -> tuple[float, float, flo
     by TOST: the larger of its two one-sided p-values; "mean < 0"; "the mean lies beyond +-margin": the
     smaller of "mean > margin" and "mean < -margin"; "mean > 0"). Each rejects at its level exactly when
     `grade` says negligible, negative, beyond or above zero."""
-    x = pd.Series(list(values), dtype=float).dropna().to_numpy()
+    x = floats(values)
     n = len(x)
     if n < 2:
         return 1.0, 1.0, 1.0, 1.0
@@ -308,7 +323,7 @@ def p_above(mean: float, sem: float, n: int, threshold: float = 0.0) -> float:
         return 1.0
     if sem == 0:
         return 0.0 if mean > threshold else 1.0
-    return float(_st.t.sf((mean - threshold) / sem, n - 1))
+    return float(_sc.stdtr(n - 1, -(mean - threshold) / sem))  # (Student's t survival function)
 
 
 def p_detect(mean: float, sem: float, n: int, threshold: float = 0.0, min_seeds: int = MIN_SEEDS) -> float:
