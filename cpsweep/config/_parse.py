@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import difflib
+import functools
 import math
 import re
 import types
@@ -149,13 +150,20 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     raise SpecError(path, f"expected {type_name(tp)}, got {value!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def type_hints(cls: type) -> Mapping[str, Any]:
+    """`typing.get_type_hints(cls)`, read-only and computed once per class: it evaluates every annotation
+    again at each call, and a grid resolves its sections once per trial."""
+    return types.MappingProxyType(typing.get_type_hints(cls))
+
+
 def parse(cls: type, raw: Any, path: str, **fixed: Any) -> Any:
     """Build the frozen dataclass `cls` from the mapping `raw`; `fixed` supplies fields not in YAML."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise SpecError(path, f"expected a mapping of settings, got {raw!r}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
     problems = Problems()
     with problems.check():
@@ -172,7 +180,7 @@ def parse(cls: type, raw: Any, path: str, **fixed: Any) -> Any:
 def parse_valid(cls: type, raw: Any) -> Any:
     """`cls` from only the fields of `raw` that are known and well typed, the others at their defaults: what a
     section with mistakes stands in with, so that its other fields' range mistakes are reported beside them."""
-    hints, values = typing.get_type_hints(cls), {}
+    hints, values = type_hints(cls), {}
     names = {f.name for f in dataclasses.fields(cls)}
     for k, v in (raw.items() if isinstance(raw, Mapping) else ()):
         if k in names:

@@ -23,7 +23,7 @@ import types
 import typing
 from typing import Any, Literal, Mapping
 
-from ._parse import SCIENTIFIC, Range, option_type
+from ._parse import SCIENTIFIC, Range, option_type, type_hints
 from .registry import BUILTINS
 from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
@@ -142,7 +142,7 @@ def _prop(path: str, tp: Any, default: Any = dataclasses.MISSING, r: Range | Non
 
 
 def _fields(cls: type, path: str, ranges: Mapping[str, Range], keys: Any = None) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     return {f.name: _prop(f"{path}.{f.name}", hints[f.name], f.default, ranges.get(f.name))
             for f in dataclasses.fields(cls) if keys is None or f.name in keys}
 
@@ -202,7 +202,7 @@ def _grid() -> dict[str, Any]:
                                                  "minimum": 1 if k == "step" else 0, "maximum": MAX_EPOCHS}
                                              for k in RANGE_KEYS},
             "required": RANGE_KEYS, "additionalProperties": False}
-    names = [*typing.get_args(typing.get_type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
+    names = [*typing.get_args(type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
     schedule = {**_section(ScheduleSpec, "schedule"), "type": "object"}
     axes = {"onset": {"anyOf": [_list(epochs), span]}, "length": {"anyOf": [_list(epochs), span]},
             "seed": _list({**epochs, "maximum": MAX_SEED}),
@@ -230,7 +230,7 @@ def build() -> dict[str, Any]:
         if options is not None:
             trackers[name].update(additionalProperties=False, properties={
                 o: {"description": DESCRIPTIONS.get(f"tracking.{name}.{o}", ""), "type": "string"} for o in options})
-    trial, hints = {f.name: f for f in dataclasses.fields(TrialSpec)}, typing.get_type_hints(TrialSpec)
+    trial, hints = {f.name: f for f in dataclasses.fields(TrialSpec)}, type_hints(TrialSpec)
     top = {"name": {"type": "string", "pattern": r"^[\w.-]+$", "maxLength": MAX_NAME},
            "description": {"type": ["string", "null"]}, "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
            "replicates": {"type": "integer", "minimum": 1, "default": 1},

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from ..errors import SpecError
-from ._parse import check_keys, coerce, parse, suggest
+from ._parse import check_keys, coerce, parse, suggest, type_hints
 from .registry import entry
 
 
@@ -275,7 +274,7 @@ class TrialSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
         """The inverse of `to_dict` (a missing section takes its defaults); settings sections are typed
         like YAML, components (checked when the sweep was parsed) taken as they are."""
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in d:
