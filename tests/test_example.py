@@ -1,7 +1,8 @@
-"""examples/own_experiment as a user runs it, copied out of the repository, on a real two-node cluster whose
-worker starts elsewhere (so only the code the launch ships can make the plug-ins import there); editing a
-plug-in retrains exactly the trials that run it. (Launched from its own folder on a local Ray, the example
-needs nothing more: the driver's folder, the sweep file's, is on every worker's path.)"""
+"""examples/own_experiment as a user runs it (its grid shrunk by command-line overrides), copied out of the
+repository, on a real two-node cluster whose worker starts elsewhere (so only the code the launch ships can
+make the plug-ins import there); editing a plug-in retrains exactly the trials that run it. (Launched from
+its own folder on a local Ray, the example needs nothing more: the driver's folder, the sweep file's, is on
+every worker's path.)"""
 
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ def copy_example(tmp_path) -> str:
     return str(where)
 
 
+# the example's grid, shrunk as a user would with overrides: one seed, windows [0, 4) and [4, 8) with 4 clean
+# epochs, 300 signals (5 trials, not 10; what is tested is where its plug-ins run, not what they learn)
+SMALLER = ("replicates=1", "clean_after=4", "grid.onset=[0,4]", "grid.length=[4]", "data.subset=300")
+
+
 def launch(folder: str, *args: str, env=None, spec: str = "sweep.yaml") -> subprocess.CompletedProcess:
-    res = subprocess.run([*CPSWEEP, "launch", spec, *args], cwd=folder, capture_output=True, text=True,
+    res = subprocess.run([*CPSWEEP, "launch", spec, *SMALLER, *args], cwd=folder, capture_output=True, text=True,
                          timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     return res
