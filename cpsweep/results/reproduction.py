@@ -157,7 +157,9 @@ def render_reproduction(root: str = DATA) -> str:
         f"stays below {stats.ALPHA_ONE_SIDED:.1%} however many onsets are tried. The confidence set of the most "
         f"damaging onset uses Holm's procedure (every exclusion at once); over k window lengths, a length's "
         f"verdict that the rule above corrects stands only where its set made at alpha / k (Bonferroni) gives "
-        f"it too, and the boundary's search classes each of k lengths at every level divided by k.",
+        f"it too. The boundary's check classes each of k lengths at every level divided by k, and counts a "
+        f"later onset as shown out only at {stats.ALPHA_TOST:.0%} / m, as one of the m sampled after the last "
+        f"one shown in.",
         f"- Everything is paired by seed, a seed counted twice is refused, and fewer than {stats.MIN_SEEDS} paired "
         "seeds decide nothing. Seeds, onsets, lengths and schedules are fixed in each file before its results "
         "exist; spec.yaml records the seeds planned at each launch, and a verdict on seeds added after results "
