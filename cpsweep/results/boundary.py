@@ -109,13 +109,11 @@ def out_among_later(part: pd.DataFrame, after: int, threshold: float, margin: fl
     (rows of `reduce.seed_sensitivity`). "A later window is shown not to cost" holds when any of the m does,
     so each is tested at ALPHA_TOST / (family * m) (Bonferroni): one "out" at its own level among several
     tried is no longer one at that level. None: no onset is."""
-    later = [(int(o), g.sens) for o, g in part.groupby("onset", sort=True) if o > after]
-    level = 1 - 2 * ALPHA_TOST / (family * max(len(later), 1))
-    for onset, values in later:
-        est = interval(values, level)
-        if est.n >= MIN_SEEDS and est.high < threshold + margin:
-            return onset, len(later)
-    return None, len(later)
+    later = [(int(o), g["sens"].to_numpy()) for o, g in part.groupby("onset", sort=True) if o > after]
+    m = len(later)
+    first = next((o for o, v in later if classify(o, v, threshold, margin, shown_in=False, family=family * m).cls
+                  == OUT), None)  # (none of them is "in": they come after the last one)
+    return first, m
 
 
 def p_above_values(values: Iterable[float], threshold: float) -> float:

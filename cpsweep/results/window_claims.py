@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import stats
-from .boundary import IN, classify_windows, locate, out_among_later, p_above_values
+from .boundary import IN, WINDOW, classify_windows, locate, out_among_later, p_above_values
 from .checks import PAPER, Check, Getter, combine, graded, lasting, sensitivities, window
 
 
@@ -130,14 +130,14 @@ def check_boundary(get: Getter) -> Check:
     def grade(part: pd.DataFrame) -> tuple[str, str]:
         verdicts, texts = [], []
         classed = classify_windows(part, 0.0, stats.MARGIN, family=True)
+        groups = dict(iter(part.groupby(WINDOW, sort=True)))
         for key_, points in classed.items():
             b = locate(points, lattice)
             ins = [p.onset for p in points if p.cls == IN]
             ends = b.status == "located" and b.first_out is not None  # (located alone: only the last "in")
             text = b.text
             if ends:  # a later onset shown out as one of those sampled after the last "in"
-                group = part[(part.deficit == key_[0]) & (part.tags == key_[1]) & (part.length == key_[2])]
-                out_at, m = out_among_later(group, b.last_in, 0.0, stats.MARGIN, len(classed))
+                out_at, m = out_among_later(groups[key_], b.last_in, 0.0, stats.MARGIN, len(classed))
                 if out_at is None:
                     ends = False
                     text += (f"; but no later onset is shown out as one of the {m} sampled after {b.last_in} "
