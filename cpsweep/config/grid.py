@@ -14,7 +14,7 @@ import typing
 from typing import Any, Mapping
 
 from ..errors import Problems, SpecError
-from ._parse import suggest
+from ._parse import suggest, type_hints
 from .epoch_rule import epoch_int, seed_int
 from .registry import entry
 from .search import onset_range
@@ -122,12 +122,17 @@ def _section_of(key: str) -> str | None:
                  and key != "name"), None)
 
 
+def schedule_names() -> list[str]:
+    """What a `grid.schedule` value may name: a schedule, or a preset such as "restart"."""
+    return [*typing.get_args(type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
+
+
 def _schedule_label(schedule: Any, value: Any, i: int) -> str:
     """The label `make_trial` gives `value` over the file's `schedule` (so duplicates are caught as ids)."""
     if not isinstance(value, (str, Mapping)):
         raise SpecError(f"grid.schedule[{i}]", 'expected a schedule name, "restart", or a mapping of schedule '
                                                "settings")
-    valid = [*typing.get_args(typing.get_type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
+    valid = schedule_names()
     if isinstance(value, str) and value not in valid:
         raise SpecError(f"grid.schedule[{i}]", f'"{value}" is not a schedule{suggest(value, valid)}; choose one of '
                                                f"{', '.join(valid)}")

@@ -27,7 +27,7 @@ from ._parse import SCIENTIFIC, Range, option_type, type_hints
 from .registry import BUILTINS
 from .search import RANGE_KEYS, RANGES as SEARCH_RANGES, SearchSpec
 from .spec import DATA_KEYS, DataSpec, Resources, ScheduleSpec, TrialSpec
-from .grid import DOTTED, GRID_AXES, SCHEDULE_PRESETS
+from .grid import DOTTED, GRID_AXES, schedule_names
 from .epoch_rule import MAX_EPOCHS, MAX_SEED
 from .ranges import DEFICIT_RANGES, MODEL_RANGES, RANGES, RESOURCE_RANGES
 from .sweep_file import MAX_NAME, SECTIONS, TOP_KEYS, TRACKER_OPTIONS
@@ -202,7 +202,7 @@ def _grid() -> dict[str, Any]:
                                                  "minimum": 1 if k == "step" else 0, "maximum": MAX_EPOCHS}
                                              for k in RANGE_KEYS},
             "required": RANGE_KEYS, "additionalProperties": False}
-    names = [*typing.get_args(type_hints(ScheduleSpec)["name"]), *SCHEDULE_PRESETS]
+    names = schedule_names()
     schedule = {**_section(ScheduleSpec, "schedule"), "type": "object"}
     axes = {"onset": {"anyOf": [_list(epochs), span]}, "length": {"anyOf": [_list(epochs), span]},
             "seed": _list({**epochs, "maximum": MAX_SEED}),
