@@ -1,5 +1,6 @@
 """Preflight (issue 14, item 2): a data set that cannot be loaded stops a launch before any trial, in one
-line naming the data set, the folder and the fix (exit 2); inside a trial the same error is never retried."""
+line naming the data set, the folder and the fix (exit 2); inside a trial the same error is never retried.
+So does a Fisher probe the (subset of the) training set cannot supply."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from tiny_specs import tiny_sweep, write_spec
 
 from cpsweep.config.sweep_file import parse_sweep
-from cpsweep.errors import DataError
-from cpsweep.sweep.preflight import data_needs
+from cpsweep.errors import DataError, SpecError
+from cpsweep.sweep.preflight import check_data, check_probes, data_needs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = {"model": {"name": "all_cnn_c", "width": 0.25}, "fisher": {"every": 0}}
@@ -24,6 +25,66 @@ def test_data_needs_are_the_distinct_sets_and_folders():
     raw = tiny_sweep(grid={"onset": [0], "length": [2], "data.data_dir": ["/a", "/b"]})
     needs = data_needs(parse_sweep(raw).trials())
     assert [(n.name, n.data_dir) for n in needs] == [("mnist1d", "/a"), ("mnist1d", "/b")]
+
+
+def _fewest_per_class(subset: int) -> tuple[int, int]:
+    """The smallest class of MNIST-1D's training set cut to `subset`, counted by hand from the set a trial
+    loads (`load_dataset(subset=...)`): (its count, its class)."""
+    from cpsweep.engine.data import load_dataset, resolve_data_dir
+
+    y = load_dataset("mnist1d", data_dir=resolve_data_dir(None), subset=subset).y_train.tolist()
+    counts = {c: 0 for c in range(10)}
+    for label in y:
+        counts[label] += 1
+    return min((n, c) for c, n in counts.items())
+
+
+@pytest.mark.parametrize("subset", [None, 40, 256])
+def test_the_probe_check_fails_exactly_where_a_trial_could_not_draw_its_probe(subset):
+    """`check_probes` refuses a probe iff the trial's own draw (`class_balanced_probe` on the labels the
+    trial loads) would raise, and its message gives the smallest class's count and name."""
+    from cpsweep.engine.data import load_dataset, resolve_data_dir
+    from cpsweep.engine.sampling import class_balanced_probe
+
+    whole = load_dataset("mnist1d", data_dir=resolve_data_dir(None))
+    y = load_dataset("mnist1d", data_dir=resolve_data_dir(None), subset=subset).y_train
+    fewest, short = _fewest_per_class(subset) if subset else _fewest_per_class(len(whole.y_train))
+    for per_class in (1, fewest, fewest + 1):
+        trial = parse_sweep(tiny_sweep(data={"name": "mnist1d", "subset": subset},
+                                       fisher={"every": 1, "probe_per_class": per_class})).trials()[0]
+        try:
+            class_balanced_probe(y, per_class, seed=0, num_classes=10)
+            drawn = True
+        except DataError:
+            drawn = False
+        if drawn:
+            check_probes(whole, [trial])
+            continue
+        with pytest.raises(SpecError) as e:
+            check_probes(whole, [trial], source="s.yaml")
+        assert str(e.value) == (f"s.yaml: fisher.probe_per_class: the Fisher probe takes {per_class} training examples"
+                                f" of every class, but mnist1d's training set"
+                                + (f" cut to data.subset: {subset}" if subset else "")
+                                + f" has {fewest} of class {short}; lower fisher.probe_per_class to {fewest} or less"
+                                + (" or raise data.subset" if subset else ""))
+    assert per_class == fewest + 1 and not drawn  # (the last case was the refused one)
+    no_fisher = parse_sweep(tiny_sweep(data={"name": "mnist1d", "subset": subset},
+                                       fisher={"every": 0, "probe_per_class": fewest + 1})).trials()
+    check_data(data_needs(no_fisher), no_fisher)  # a trial that never measures the Fisher draws no probe
+
+
+def test_a_probe_larger_than_a_class_stops_the_launch_before_ray_starts(tmp_path):
+    fewest, short = _fewest_per_class(256)
+    spec = write_spec(tmp_path, data={"name": "mnist1d", "subset": 256}, fisher={"every": 2, "probe_per_class": 30})
+    res = subprocess.run([sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(tmp_path / "out")],
+                         cwd=ROOT, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert res.stderr.splitlines() == [
+        f"cpsweep: error: {spec}: fisher.probe_per_class: the Fisher probe takes 30 training examples of every class, "
+        f"but mnist1d's training set cut to data.subset: 256 has {fewest} of class {short}; lower "
+        f"fisher.probe_per_class to {fewest} or less or raise data.subset"]
+    assert fewest < 30 and not (tmp_path / "out").exists()  # nothing written, no Ray started
 
 
 @pytest.mark.slow
@@ -52,7 +113,7 @@ def test_a_data_error_inside_a_trial_is_not_retried(tmp_path, ray_local, monkeyp
     reports it once, Tune does not retry it, and the launch ends with the one line (exit 2 from the CLI)."""
     from cpsweep.sweep import launch as launch_module
 
-    monkeypatch.setattr(launch_module, "check_data", lambda needs: None)
+    monkeypatch.setattr(launch_module, "check_data", lambda *args: None)
     blocker = tmp_path / "file"
     blocker.write_text("a file where the data folder should be")
     raw = tiny_sweep(data={"name": "cifar10", "data_dir": str(blocker / "data")}, **CIFAR)

@@ -98,6 +98,12 @@ def _select(x: torch.Tensor, y: torch.Tensor, k: int, seed: int) -> tuple[torch.
     return x[keep], y[keep]
 
 
+def subset_labels(name: str, y_train: torch.Tensor, subset: int | None) -> torch.Tensor:
+    """The training labels that `load_dataset(name, subset=subset)` keeps of the whole set's `y_train`
+    (the same selection, without touching the inputs)."""
+    return y_train if subset is None else _select(y_train, y_train, subset, derive_seed("subset", name, "train"))[1]
+
+
 def load_dataset(name: str, *, data_dir: str | os.PathLike, device: torch.device | str = "cpu",
                  subset: int | None = None, augment: bool | None = None,
                  options: dict | None = None) -> Dataset:

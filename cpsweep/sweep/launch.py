@@ -182,7 +182,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             trials = list(progress.trials.values())
         pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
         needs = data_needs(pending)
-        check_data(needs)  # here, before Ray starts or anything is written
+        check_data(needs, pending, sweep.source)  # here, before Ray starts or anything is written
         check_plugins(pending, sweep)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         with store.kept_only_if_used():  # a launch refused here leaves no empty results folder

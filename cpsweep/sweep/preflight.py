@@ -5,7 +5,8 @@ A trial that cannot load its data set fails the same way on every retry and on e
 the launch checks first: on the driver (before Ray starts or anything is written), and, once connected,
 through Ray on every node that can run a trial (unless the driver's node is the only one). Each check loads the data set as a trial would
 (`engine.data.load_dataset`), downloading it once under the data folder's lock if it is missing. A failure
-is one `DataError` line naming the data set, the folder, the node and the fix (exit 2).
+is one `DataError` line naming the data set, the folder, the node and the fix (exit 2). On the driver, each
+trial that measures the Fisher must be able to draw its probe from its (subset of the) training set.
 
 A node that joins later (an autoscaler adding GPU workers) is not checked in advance; there a trial that
 cannot load its data reports the `DataError` to the driver instead of raising (`trainable.run_trial`), so
@@ -15,13 +16,22 @@ Tune never retries it, and the trial is marked failed with that one line.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..config.spec import DataSpec, TrialSpec, component_name
 from ..config.sweep_file import SweepSpec
 from ..errors import DataError, SpecError
 
+if TYPE_CHECKING:
+    from ..engine.data import Dataset
+
 DATA_ERROR = "data_error"  # the metric a trial reports instead of raising a DataError
 TRIAL_ERROR = "trial_error"  # the metric a trial reports instead of raising any other deterministic error
+
+
+def _data_key(d: DataSpec) -> tuple[str, str, str]:
+    """What tells one data set from another: its name, its folder, its options (not the subset a trial keeps)."""
+    return d.name, d.data_dir or "", repr(sorted(d.options.items()))
 
 
 def data_needs(trials: Sequence[TrialSpec]) -> list[DataSpec]:
@@ -29,20 +39,49 @@ def data_needs(trials: Sequence[TrialSpec]) -> list[DataSpec]:
     seen: dict[tuple[str, str, str], DataSpec] = {}
     for t in trials:
         spec = DataSpec(name=t.data.name, data_dir=t.data.data_dir, options=t.data.options, plugin=t.data.plugin)
-        seen.setdefault((t.data.name, t.data.data_dir or "", repr(sorted(t.data.options.items()))), spec)
+        seen.setdefault(_data_key(t.data), spec)
     return [seen[k] for k in sorted(seen)]
 
 
-def check_data(needs: Sequence[DataSpec]) -> None:
-    """Load every data set of `needs` here (downloading or generating what is missing).
+def check_data(needs: Sequence[DataSpec], trials: Sequence[TrialSpec] = (), source: str | None = None) -> None:
+    """Load every data set of `needs` here (downloading or generating what is missing), and check that the
+    `trials` reading it can draw their Fisher probe from it (`check_probes`; an error names `source`, the
+    sweep's file).
 
     Raises:
         DataError: one line naming the data set, the folder and the fix.
+        SpecError: a probe the training set cannot supply.
     """
     from ..engine.data import load_dataset, resolve_data_dir
 
     for spec in needs:
-        load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu", options=spec.options)
+        data = load_dataset(spec.name, data_dir=resolve_data_dir(spec.data_dir), device="cpu", options=spec.options)
+        check_probes(data, [t for t in trials if _data_key(t.data) == _data_key(spec)], source)
+
+
+def check_probes(data: Dataset, trials: Sequence[TrialSpec], source: str | None = None) -> None:
+    """A trial that measures the Fisher draws `fisher.probe_per_class` clean training examples of every class
+    from its training set (`data`, cut to its `data.subset`); where a class has fewer, every such trial
+    would fail after Ray started, so the launch stops here, naming the field and the largest value that fits.
+
+    Raises:
+        SpecError: `fisher.probe_per_class`, with the class that has too few examples.
+    """
+    import torch
+
+    from ..engine.data import subset_labels
+
+    for subset, per_class in sorted({(t.data.subset or 0, t.fisher.probe_per_class) for t in trials
+                                     if t.fisher.every > 0}):
+        y = subset_labels(data.name, data.y_train, subset or None).cpu()
+        counts = torch.bincount(y, minlength=data.num_classes)
+        fewest, short = int(counts.min()), int(counts.argmin())
+        if fewest < per_class:
+            where = f"{data.name}'s training set" + (f" cut to data.subset: {subset}" if subset else "")
+            fix = f"lower fisher.probe_per_class to {fewest} or less" + (" or raise data.subset" if subset else "")
+            raise SpecError("fisher.probe_per_class", f"the Fisher probe takes {per_class} training examples of "
+                                                      f"every class, but {where} has {fewest} of class {short}; {fix}",
+                            source)
 
 
 def check_plugins(trials: Sequence[TrialSpec], sweep: SweepSpec | None = None) -> None:
