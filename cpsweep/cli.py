@@ -5,6 +5,8 @@
     cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
     cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
                                                write the HTML report (or overlay several sweeps)
+    cpsweep seeds [RESULTS_DIR] [--sd PTS] [--effect PTS...] [--power P] [--comparisons K]
+                                               the seeds a design needs per claim, from a pilot's spread
     cpsweep validate SPEC.yaml... [key=value ...]
                                                check sweep files; print their trials and epochs (with and
                                                without shared prefixes)
@@ -174,6 +176,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    """Seeds a design needs, from a pilot's seed-to-seed spread (or --sd), before the sweep runs."""
+    for flag, value, ok in (("--power", args.power, 0 < args.power < 1), ("--comparisons", args.comparisons,
+                            args.comparisons >= 1), ("--sd", args.sd, args.sd is None or 0 < args.sd < math.inf),
+                            ("--effect", args.effect, all(0 < e < math.inf for e in args.effect))):
+        if not ok:
+            raise SpecError(flag, f"out of range: {value} (--power in (0, 1), --comparisons >= 1, --sd and "
+                                  f"--effect > 0 points)")
+    if (args.results is None) == (args.sd is None):
+        raise SpecError("seeds", "give a pilot's results folder (e.g. results/quickstart) or --sd POINTS, one of them")
+    from .results import power
+
+    if args.sd is not None:
+        spread, where = {"window": (args.sd, 0, 0), "contrast": (args.sd, 0, 0)}, f"--sd {args.sd:g}"
+    else:
+        from .results.reduce import seed_sensitivity
+        from .storage.folder import load_results
+
+        res = load_results(args.results, fisher_layers=False)
+        spread, where = power.pilot_spread(seed_sensitivity(res.trials, res.epochs)), args.results
+        if spread["window"][1] == 0:
+            raise CpsweepError(f"{args.results} has no window with two finished seeds: nothing to measure the "
+                               f"spread on; run a pilot with replicates: 2 or more, or give --sd POINTS")
+    print("\n".join(power.lines(spread, where, args.effect, args.power, args.comparisons)))
+    return 0
+
+
 def format_record(r, epochs: int) -> str:
     fisher = f"{r.fisher_trace:10.4g}" if r.fisher_trace == r.fisher_trace else "         -"
     if r.epoch < 0:  # the record at initialisation
@@ -318,6 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="measure the sensitivity by this column of the epochs table instead of test accuracy: "
                          "a metric of the sweep's metrics: section, metric.<name> (docs/plugins.md)")
     rp.set_defaults(func=cmd_report)
+
+    se = sub.add_parser("seeds", help="seeds a design needs for each claim, from a pilot sweep's spread")
+    se.add_argument("results", nargs="?", default=None,
+                    help="a pilot sweep's results folder (its seed-to-seed spread is used), e.g. results/quickstart")
+    se.add_argument("--sd", type=float, default=None, help="instead of a pilot: the per-seed SD (points) of what "
+                                                           "each claim is graded on")
+    se.add_argument("--effect", type=float, nargs="+", default=[0.5, 1.0, 2.0], metavar="PTS",
+                    help="true effects (points of final accuracy) to size the effect claims for (default 0.5 1 2)")
+    se.add_argument("--power", type=float, default=0.8, help="chance of a 'reproduced' verdict to aim at (0.8)")
+    se.add_argument("--comparisons", type=int, default=1, help="divide every level by this many comparisons, the "
+                                                               "windows or lengths a claim is corrected over (1)")
+    se.set_defaults(func=cmd_seeds)
 
     v = sub.add_parser("validate", help="check sweep files and print their trial counts")
     v.add_argument("spec", nargs="+", help="sweep YAML files (every one is checked, all mistakes reported), and "
