@@ -8,6 +8,7 @@ The public Python API (the command line `cpsweep ...` is a thin layer over the s
     summary = cpsweep.launch(sweep, storage="results")         # a path, a dict or a SweepSpec; Ray Tune
     res = cpsweep.load_results(summary.uri)                    # trials / epochs / fisher_layers DataFrames
     ft = cpsweep.fisher_trace(model, inputs)                   # the true Fisher trace, total and per layer
+    n = cpsweep.seeds_needed("effect", 1.0, sd=0.5)            # seeds for 80 % power (`cpsweep seeds`)
 
 The package reads as the pipeline it implements, each floor importing only those below it: `config` (what
 to run: spec, registries, per-epoch timeline, sharing) -> `storage` (records, results folders, Parquet
@@ -40,6 +41,7 @@ _API = {
     "ResultsFolder": "cpsweep.storage.folder",
     "Results": "cpsweep.storage.folder",
     "write_report": "cpsweep.results.report",
+    "seeds_needed": "cpsweep.results.power",
     "CpsweepError": "cpsweep.errors",
     "SpecError": "cpsweep.errors",
     "DataError": "cpsweep.errors",
