@@ -229,6 +229,7 @@ def render_quickstart(r: Results) -> str:
                          ("a late window does no lasting harm (within +-0.5 pts)", check_late_windows)):
         c = check(get)
         said.append(f"\"{claim[0].upper() + claim[1:]}\": {c.plain[0].lower() + c.plain[1:]}")
+    said.append(_design_power(ss))
     p = fisher_peak(r.epochs, base).dropna()
     if len(p):
         peaks = sorted(set(p.peak_epoch))
@@ -236,6 +237,21 @@ def render_quickstart(r: Results) -> str:
                     f"to a peak of {p.peak.min():.0f}-{p.peak.max():.0f} at epoch{'s' * (len(peaks) > 1)} "
                     f"{', '.join(map(str, peaks))}, then falls to {p.final.min():.0f}-{p.final.max():.0f} at the end.")
     return "\n".join(lines) + "\n\n" + " ".join(said) + "\n"
+
+
+def _design_power(ss: pd.DataFrame) -> str:
+    """How often this design (its seeds, this run's spread of early minus late) grades the early-vs-late claim
+    "holds" under one schedule, at true effects fixed in advance (not the one measured): why another run
+    can say otherwise."""
+    from .power import pilot_spread, power
+
+    sd, _, _ = pilot_spread(ss)["contrast"]
+    n = ss.seed.nunique()
+    p1, p2 = (power("effect", effect, sd, n) for effect in (1.0, 0.5))
+    return (f"With {n} seeds and this run's spread of early minus late (SD {sd:.2f} pts per seed, pooled over the "
+            f"schedules), the first claim holds under one schedule {100 * p1:.0f} % of the time if an early window "
+            f"truly costs 1 point more, and {100 * p2:.0f} % if 0.5 points more: another run can leave it "
+            f"undecided (`cpsweep seeds`, docs/science.md).")
 
 
 def quickstart_data(root: str = DATA) -> Results | None:
