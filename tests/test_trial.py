@@ -138,7 +138,7 @@ def test_without_the_fisher_no_probe_is_drawn():
     small = {"name": "mnist1d", "subset": 100}
     records = list(train_trial(trial(fisher={"every": 0}, data=small, optim={"lr": 0.05, "batch_size": 50}), "cpu"))
     assert [r.epoch for r in records] == [0, 1, 2, 3] and all(math.isnan(r.fisher_trace) for r in records)
-    with pytest.raises(CpsweepError, match="probe: 30 examples per class are needed"):
+    with pytest.raises(CpsweepError, match=r"probe: 30 examples per class are needed .*; lower fisher.probe_per_class"):
         train_trial(trial(fisher={"every": 1}, data=small), "cpu")
 
 

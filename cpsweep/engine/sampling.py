@@ -201,7 +201,7 @@ def class_balanced_probe(y: torch.Tensor, per_class: int, seed: int, *,
     if short:
         detail = ", ".join(f"class {c} has {n}" for c, n in sorted(short.items()))
         raise DataError(f"probe: {per_class} examples per class are needed but {detail}; "
-                        f"lower the probe's per-class count")
+                        f"lower fisher.probe_per_class (or use more training data)")
     perm = torch.randperm(len(y_cpu), generator=make_generator(derive_seed(seed, "probe")))
     chosen = perm[_class_ranks(y_cpu, perm) < per_class]
     return torch.sort(chosen).values.to(y.device)
