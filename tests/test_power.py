@@ -4,6 +4,7 @@ command on a results folder."""
 
 from __future__ import annotations
 
+import html
 import math
 import os
 
@@ -154,3 +155,18 @@ def test_the_block_in_the_science_doc_is_what_the_command_prints(capsys):
     block = doc.split("$ cpsweep seeds docs/reproduction/data/quickstart\n", 1)[1].split("```", 1)[0]
     assert main(["seeds", os.path.join(ROOT, "docs", "reproduction", "data", "quickstart")]) == 0
     assert capsys.readouterr().out.replace(ROOT + os.sep, "") == block
+
+
+def test_the_report_sizes_the_next_sweep_from_its_spread_and_says_what_it_is_not_for():
+    from cpsweep.results.report import render
+
+    res = make_results(onsets=(0, 20), lengths=(10,), seeds=(0, 1, 2), damage=noisy)
+    page = render(res)
+    text = "Sizing the next sweep of this model and data (cpsweep seeds)"
+    assert text in page and "not for reading this one: a claim this sweep left undecided stays undecided" in page
+    section = page.split(text, 1)[1].split("</table>", 1)[0]
+    rows = pw.table(pw.pilot_spread(_sens(res)), [0.5, 1.0, 2.0])
+    cells = [c.split("</td>")[0] for c in section.split("<td>")[1:]]
+    assert cells == [html.escape(x) for r in rows.itertuples() for x in (
+        r.claim, f"{r.effect:g}", pw.format_seeds(r.seeds), pw.format_seeds(r.seeds_upper))]
+    assert text not in render(make_results(seeds=(0,)))  # one seed: no spread, no section

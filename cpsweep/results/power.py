@@ -54,7 +54,7 @@ def power(claim: str, effect: float, sd: float, n: int, margin: float = stats.MA
         return 0.0
     if not sd >= 0:
         raise ValueError(f"sd must be >= 0, got {sd}")
-    if sd == 0:  # every seed gives `effect`: the intervals have no width
+    if sd <= 1e-9 * max(1.0, abs(effect), margin):  # every seed gives `effect` (up to rounding): no width
         return float(effect > max(0.0, margin) if claim == "effect" else -margin < effect < margin)
     df, root = n - 1, math.sqrt(n)
     q1, q2 = _levels(comparisons)
@@ -73,7 +73,11 @@ def power(claim: str, effect: float, sd: float, n: int, margin: float = stats.MA
         log_pdf = (df / 2 - 1) * math.log(u) - u / 2 - (df / 2) * math.log(2) - special.gammaln(df / 2)
         return given(sd * math.sqrt(u / df)) * math.exp(log_pdf)
 
-    value, _ = integrate.quad(weighted, 0, math.inf, limit=200)
+    # over all but 2e-12 of u's mass, split where the rule changes form (s at which the effect rule's two
+    # bounds meet, and at which the equivalence interval can no longer fit inside the margin)
+    low, high = 2 * special.gammaincinv(df / 2, 1e-12), 2 * special.gammainccinv(df / 2, 1e-12)
+    kinks = [df * (margin / (k * sd)) ** 2 for k in (t1 + t2, t2) if margin > 0]
+    value, _ = integrate.quad(weighted, low, high, points=[u for u in kinks if low < u < high] or None, limit=200)
     return min(1.0, max(0.0, value))
 
 
@@ -162,6 +166,32 @@ def lines(spread: dict[str, tuple[float, int, int]], where: str, effects: Iterab
     out.append("Fix replicates: before the sweep runs; seeds added after its results are seen are flagged in its "
                "report.")
     return out
+
+
+REPORT_TEXT = ("Sizing the next sweep of this model and data (cpsweep seeds): per claim and true "
+               "effect, the fewest seeds that give it an 80 % chance of being graded 'reproduced', with this "
+               "sweep's seed-to-seed spread ({spread}) and with its 80 % upper bound. For designing a sweep before "
+               "it runs, not for reading this one: a claim this sweep left undecided stays undecided.")
+
+
+def report_section(sens: pd.DataFrame) -> tuple[str, str] | None:
+    """The report's section (text, HTML table) of `table` on this sweep's spread (per-seed sensitivities,
+    `reduce.seed_sensitivity`); None without two seeds of any window."""
+    import html
+
+    spread = pilot_spread(sens)
+    if not spread["window"][1]:
+        return None
+    rows = table(spread, [0.5, 1.0, 2.0])
+    head = ["claim", "true effect (pts)", "seeds", "at the upper bound of the spread"]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in (
+        r.claim, f"{r.effect:g}", format_seeds(r.seeds), format_seeds(r.seeds_upper))) + "</tr>"
+        for r in rows.itertuples())
+    spread_text = "; ".join(f"{what} {_spread_text(spread, kind, groups)}" for kind, what, groups in (
+        ("window", "a window's cost", "windows"), ("contrast", "early minus late", "contrasts")))
+    return (REPORT_TEXT.format(spread=spread_text),  # (the page escapes a section's text)
+            "<table border='1' cellpadding='4' style='border-collapse: collapse; font-size: 90%'><tr>"
+            + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + body + "</table>")
 
 
 def format_seeds(n: int | None) -> str:

@@ -23,8 +23,9 @@ from ..errors import CpsweepError
 from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, heatmap_figure, layer_figure,
                       removal_figure, sensitivity_curve_figure)
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
-                     sample_windows, schedule_of, sensitivity, shown_trials, variant_of)
+                     sample_windows, schedule_of, seed_sensitivity, sensitivity, shown_trials, variant_of)
 from .checks import Check
+from .power import report_section
 from .report_checks import checks_table, layer_check_trials, sweep_checks, verdict_lines
 from .search_report import search_sections
 from .summary import header, onset_table
@@ -189,6 +190,9 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
                           "committed twins (docs/reproduction.md): under the paper's schedule and, beside it, under "
                           "the learning-rate controls the sweep has; 'not shown' says why the data cannot decide."),
                          claims))
+    seeds = report_section(seed_sensitivity(trials, results.epochs)) if measure == "test_acc" else None
+    if seeds:
+        sections.append(seeds)
     sections += _grid_sections(results, sens, facets)
     sections += _trial_sections(results, sens, picks, facets, per_parameter, measure)
     name = str((results.spec.get("spec") or {}).get("name", "sweep"))
