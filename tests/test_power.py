@@ -170,3 +170,10 @@ def test_the_report_sizes_the_next_sweep_from_its_spread_and_says_what_it_is_not
     assert cells == [html.escape(x) for r in rows.itertuples() for x in (
         r.claim, f"{r.effect:g}", pw.format_seeds(r.seeds), pw.format_seeds(r.seeds_upper))]
     assert text not in render(make_results(seeds=(0,)))  # one seed: no spread, no section
+
+
+def test_seeds_beyond_the_search_are_said_and_the_upper_column_stays():
+    out = pw.lines({"window": (5.0, 8, 3), "contrast": (5.0, 4, 2)}, "pilot", [0.5])
+    assert out[2].endswith("at the upper bound")
+    assert all(line.split(" pts ")[1].split() == [">", "200", ">", "200"] for line in out[3:-1])
+    assert not pw.lines({"window": (5.0, 0, 0), "contrast": (5.0, 0, 0)}, "--sd 5", [0.5])[2].endswith("bound")

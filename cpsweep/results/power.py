@@ -154,7 +154,7 @@ def lines(spread: dict[str, tuple[float, int, int]], where: str, effects: Iterab
           comparisons: int = 1) -> list[str]:
     """What `cpsweep seeds` prints: the spread and where it comes from, then the seeds per claim and effect."""
     rows = table(spread, effects, target, comparisons)
-    upper = rows.seeds_upper.notna().any()
+    upper = rows.upper_sd.notna().any()  # (a pilot gives an upper bound; --sd does not)
     out = [f"{where}: seed-to-seed SD of a window's cost {_spread_text(spread, 'window', 'windows')}; of early "
            f"minus late {_spread_text(spread, 'contrast', 'contrasts')}",
            f"seeds for {100 * target:g} % power under cpsweep's verdict rules (docs/science.md), every level divided "
