@@ -178,27 +178,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     """Seeds a design needs, from a pilot's seed-to-seed spread (or --sd), before the sweep runs."""
-    for flag, value, ok in (("--power", args.power, 0 < args.power < 1), ("--comparisons", args.comparisons,
-                            args.comparisons >= 1), ("--sd", args.sd, args.sd is None or 0 < args.sd < math.inf),
-                            ("--effect", args.effect, all(0 < e < math.inf for e in args.effect))):
+    for flag, value, ok, wanted in (
+            ("--power", args.power, 0 < args.power < 1, "a chance between 0 and 1, e.g. 0.8"),
+            ("--comparisons", args.comparisons, args.comparisons >= 1, "a whole number >= 1"),
+            ("--sd", args.sd, args.sd is None or 0 < args.sd < math.inf, "points > 0, e.g. 0.5"),
+            ("--effect", args.effect, all(0 < e < math.inf for e in args.effect), "points > 0, e.g. 1 2")):
         if not ok:
-            raise SpecError(flag, f"out of range: {value} (--power in (0, 1), --comparisons >= 1, --sd and "
-                                  f"--effect > 0 points)")
+            raise SpecError(flag, f"must be {wanted}, got {value}")
     if (args.results is None) == (args.sd is None):
         raise SpecError("seeds", "give a pilot's results folder (e.g. results/quickstart) or --sd POINTS, one of them")
     from .results import power
 
-    if args.sd is not None:
-        spread, where = {"window": (args.sd, 0, 0), "contrast": (args.sd, 0, 0)}, f"--sd {args.sd:g}"
-    else:
-        from .results.reduce import seed_sensitivity
-        from .storage.folder import load_results
-
-        res = load_results(args.results, fisher_layers=False)
-        spread, where = power.pilot_spread(seed_sensitivity(res.trials, res.epochs)), args.results
-        if spread["window"][1] == 0:
-            raise CpsweepError(f"{args.results} has no window with two finished seeds: nothing to measure the "
-                               f"spread on; run a pilot with replicates: 2 or more, or give --sd POINTS")
+    spread = power.given_spread(args.sd) if args.sd is not None else power.folder_spread(args.results)
+    where = f"--sd {args.sd:g}" if args.sd is not None else args.results
     print("\n".join(power.lines(spread, where, args.effect, args.power, args.comparisons)))
     return 0
 

@@ -135,8 +135,9 @@ def test_seeds_command_prints_the_spread_and_the_seeds_per_claim(tmp_path, capsy
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--sd", "0.5", "--power", "1.5"], "--power: out of range: 1.5"),
-    (["--sd", "-1"], "--sd: out of range: -1.0"),
+    (["--sd", "0.5", "--power", "1.5"], "--power: must be a chance between 0 and 1, e.g. 0.8, got 1.5"),
+    (["--sd", "-1"], "--sd: must be points > 0, e.g. 0.5, got -1.0"),
+    (["--sd", "1", "--effect", "1", "0"], "--effect: must be points > 0, e.g. 1 2, got [1.0, 0.0]"),
     ([], "seeds: give a pilot's results folder (e.g. results/quickstart) or --sd POINTS, one of them"),
     (["PILOT"], "has no window with two finished seeds"),
 ])

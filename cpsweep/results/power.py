@@ -122,6 +122,28 @@ def pilot_spread(sens: pd.DataFrame) -> dict[str, tuple[float, int, int]]:
     return {"window": (*pooled_sd(windows), len(windows)), "contrast": (*pooled_sd(contrasts), len(contrasts))}
 
 
+def folder_spread(uri: str) -> dict[str, tuple[float, int, int]]:
+    """`pilot_spread` of a results folder (`cpsweep seeds RESULTS_DIR`).
+
+    Raises:
+        CpsweepError: no window of the folder has two finished seeds (or the folder cannot be read)."""
+    from ..errors import CpsweepError
+    from ..storage.folder import load_results
+    from .reduce import seed_sensitivity
+
+    res = load_results(uri, fisher_layers=False)
+    spread = pilot_spread(seed_sensitivity(res.trials, res.epochs))
+    if not spread["window"][1]:
+        raise CpsweepError(f"{uri} has no window with two finished seeds: nothing to measure the spread on; run "
+                           f"a pilot with replicates: 2 or more, or give --sd POINTS")
+    return spread
+
+
+def given_spread(sd: float) -> dict[str, tuple[float, int, int]]:
+    """A spread given by hand (`--sd`), the same for every claim, without degrees of freedom (no upper bound)."""
+    return {"window": (sd, 0, 0), "contrast": (sd, 0, 0)}
+
+
 def table(spread: dict[str, tuple[float, int, int]], effects: Iterable[float], target: float = 0.8,
           comparisons: int = 1, margin: float = stats.MARGIN) -> pd.DataFrame:
     """Seeds needed per claim and true effect, with the spread's SD and with its upper bound (`upper_sd`;
