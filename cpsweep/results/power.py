@@ -168,8 +168,10 @@ def table(spread: dict[str, tuple[float, int, int]], effects: Iterable[float], t
 def _spread_text(spread: dict[str, tuple[float, int, int]], kind: str, groups: str) -> str:
     sd, df, n = spread[kind]
     if math.isnan(sd):
-        return "none (needs a window with two seeds" + (", at an early and a late onset" * (kind == "contrast")) + ")"
-    return f"{sd:.2f} pts" + (f" ({n} {groups}, {df} df; 80 % upper bound {upper_sd(sd, df):.2f})" if df else "")
+        return "none (needs " + ("windows at an early and a late onset of one length" if kind == "contrast"
+                                 else "a window") + " with two seeds)"
+    what = groups if n != 1 else groups[:-1]
+    return f"{sd:.2f} pts" + (f" ({n} {what}, {df} df; 80 % upper bound {upper_sd(sd, df):.2f})" if df else "")
 
 
 def lines(spread: dict[str, tuple[float, int, int]], where: str, effects: Iterable[float], target: float = 0.8,

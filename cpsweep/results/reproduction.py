@@ -11,6 +11,7 @@ differ from what this module produces from the committed data.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import pandas as pd
@@ -189,6 +190,7 @@ def render_reproduction(root: str = DATA) -> str:
         lines += ["", "## Blur windows under each schedule (mini_blur_grid)", "",
                   "Points of final accuracy lost against the length-matched baseline, mean [95 % CI] over seeds; "
                   "early - late paired by seed.", "", *schedule_table(blur), "", *_periods(blur)]
+    lines += ["", *_seeds_section(found)]
     lines += ["", "## Every check", ""]
     for i, row in enumerate(table.itertuples(), 1):
         lines += [f"### {i}. {row.claim}", "", f"- source: {row.source}", f"- test: {row.test}",
@@ -237,6 +239,33 @@ def render_quickstart(r: Results) -> str:
                     f"to a peak of {p.peak.min():.0f}-{p.peak.max():.0f} at epoch{'s' * (len(peaks) > 1)} "
                     f"{', '.join(map(str, peaks))}, then falls to {p.final.min():.0f}-{p.final.max():.0f} at the end.")
     return "\n".join(lines) + "\n\n" + " ".join(said) + "\n"
+
+
+def _seeds_section(found: list[tuple[str, Results]]) -> list[str]:
+    """How many seeds each twin's design would need (`power.py`, `cpsweep seeds` on its committed run): for
+    an early window costing 1 point more than a late one, and for "no lasting harm" with no effect at all."""
+    from .power import format_seeds, pilot_spread, seeds_needed, upper_sd
+
+    def cell(claim: str, effect: float, sd: float, df: int) -> str:
+        if math.isnan(sd):
+            return "-"
+        return (f"{format_seeds(seeds_needed(claim, effect, sd))} "
+                f"({format_seeds(seeds_needed(claim, effect, upper_sd(sd, df)))})")
+
+    rows = []
+    for name, r in found:
+        spread = pilot_spread(seed_sensitivity(r.trials, r.epochs))
+        (w, w_df, _), (c, c_df, _) = spread["window"], spread["contrast"]
+        said = lambda sd, df: "-" if math.isnan(sd) else f"{sd:.2f} ({df})"  # noqa: E731
+        rows.append(f"| mini_{name} | {r.trials.seed.nunique()} | {said(w, w_df)} | {said(c, c_df)} | "
+                    f"{cell('effect', 1.0, c, c_df)} | {cell('no effect', 0.0, w, w_df)} |")
+    return ["## How many seeds", "",
+            "The seeds each twin's design would need for an 80 % chance of \"reproduced\" under the rules above "
+            "(`cpsweep seeds` on its committed run; docs/science.md): with the seed-to-seed SD it measured, pooled "
+            "over its windows (or its early-minus-late contrasts), and, in brackets, with that SD's 80 % upper "
+            "bound. For sizing a design before it runs, not for reading these verdicts.", "",
+            "| sweep | seeds run | SD of a window's cost, pts (df) | SD of early minus late, pts (df) | "
+            "early costs 1 pt more than late | no lasting harm, true effect 0 |", "|---|---|---|---|---|---|", *rows]
 
 
 def _design_power(ss: pd.DataFrame) -> str:
