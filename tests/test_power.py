@@ -178,3 +178,13 @@ def test_seeds_beyond_the_search_are_said_and_the_upper_column_stays():
     assert out[2].endswith("at the upper bound")
     assert all(line.split(" pts ")[1].split() == [">", "200", ">", "200"] for line in out[3:-1])
     assert not pw.lines({"window": (5.0, 0, 0), "contrast": (5.0, 0, 0)}, "--sd 5", [0.5])[2].endswith("bound")
+
+
+def test_the_science_doc_quotes_the_range_of_seeds_the_generated_table_gives():
+    with open(os.path.join(ROOT, "docs", "reproduction.md")) as f:
+        table = f.read().split("## How many seeds", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| mini_")]
+    harmless = [int(r[6].split()[0]) for r in rows]  # the "no lasting harm" column, at the measured SD
+    with open(os.path.join(ROOT, "docs", "science.md")) as f:
+        science = " ".join(f.read().split())
+    assert f"+-0.5 points needs {min(harmless)} to {max(harmless)} seeds" in science
