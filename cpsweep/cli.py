@@ -31,7 +31,7 @@ from typing import Sequence
 from . import __version__
 from .errors import CpsweepError, SpecError, TrialDiverged
 from .config.sweep_file import TRACKERS
-from .storage.records import FINAL_EPOCHS, STATUSES
+from .storage.records import FINAL_EPOCHS, MIN_SEEDS, STATUSES
 
 
 def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -82,6 +82,11 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
               f"epochs: {shown}; the final accuracy is the median of the last {FINAL_EPOCHS} epochs, so it holds "
               f"deficit epochs and the verdicts on those windows will be \"not shown\" (clean_after: "
               f"{FINAL_EPOCHS} or more avoids it)")
+    seeds = len({t.seed for t in trials})
+    if seeds < MIN_SEEDS:
+        print(f"  note: {seeds} seed{'s' * (seeds != 1)}: fewer than {MIN_SEEDS} paired seeds decide no claim, so "
+              f"every verdict will be \"not shown\" (replicates: {MIN_SEEDS} or more; `cpsweep seeds` sizes it from a "
+              f"pilot)")
     for section in ("deficit", "model"):  # a grid axis replaces the file's section in every trial of the grid
         if sweep.raw.get(section) is not None and section in sweep.grid:
             print(f"  note: the file's {section} ({component_name(sweep.raw[section])}) is not used by this "

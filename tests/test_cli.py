@@ -346,9 +346,16 @@ def test_validate_notes_windows_read_during_their_deficit(tmp_path):
         '  note: 2 windows followed by fewer than 10 clean epochs: [0, 2) (4 clean), [3, 5) (4 clean); the final '
         'accuracy is the median of the last 10 epochs, so it holds deficit epochs and the verdicts on those '
         'windows will be "not shown" (clean_after: 10 or more avoids it)')
-    short.write_text("name: short\nclean_after: 10\ngrid: {onset: [0, 3], length: [2]}\n")
+    short.write_text("name: short\nreplicates: 3\nclean_after: 10\ngrid: {onset: [0, 3], length: [2]}\n")
     res = cpsweep("validate", str(short))
     assert res.returncode == 0 and "note:" not in res.stdout, res.stdout
+
+
+def test_validate_notes_a_design_of_too_few_seeds():
+    res = cpsweep("validate", os.path.join(ROOT, "sweeps", "quickstart.yaml"), "replicates=2")
+    assert res.returncode == 0 and res.stdout.splitlines()[1:] == [
+        '  note: 2 seeds: fewer than 3 paired seeds decide no claim, so every verdict will be "not shown" '
+        '(replicates: 3 or more; `cpsweep seeds` sizes it from a pilot)'], res.stdout
 
 
 def test_report_output_errors_name_the_path_and_a_new_folder_is_said(tmp_path):

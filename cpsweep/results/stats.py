@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import special as _sc
 
 from ..errors import CpsweepError
+from ..storage import records
 
 LEVEL = 0.95        # two-sided confidence level of every interval
 ALPHA_ONE_SIDED = (1 - LEVEL) / 2  # a one-sided test at this level = "the LEVEL interval lies above"
@@ -64,7 +65,7 @@ MARGIN = 0.5        # percentage points: a lasting effect smaller than this coun
 # what `effect_verdict` does besides the interval above zero, said in the `test` of every claim graded by it
 NEGLIGIBLE_RULE = (f"shown not to hold also when the 90 % interval lies inside +-{MARGIN:g} pts (two one-sided "
                    f"t-tests: an effect too small to count, whichever its sign)")
-MIN_SEEDS = 3       # fewer paired seeds than this decide nothing: "not shown"
+MIN_SEEDS = records.MIN_SEEDS  # fewer paired seeds than this (3) decide nothing: "not shown"
 CORRECTION = "Benjamini-Hochberg"  # how detections over many onsets are corrected (false discovery rate)
 
 

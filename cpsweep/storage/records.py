@@ -18,6 +18,7 @@ from .. import __version__
 from ..config.spec import TrialSpec
 
 FINAL_EPOCHS = 10  # "final" accuracy = median of the last 10 epochs (the authors' plotting code)
+MIN_SEEDS = 3  # fewer paired seeds decide no verdict (results/stats.py; here so `cpsweep validate` stays light)
 STATUSES = ("ok", "diverged", "failed", "running", "pending")
 METRIC = "metric."  # the prefix of the epochs table's columns of a user's metrics
 # Every table's columns, in order, with their types: declared here once. `tables.py` builds the Parquet
