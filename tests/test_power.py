@@ -188,3 +188,7 @@ def test_the_science_doc_quotes_the_range_of_seeds_the_generated_table_gives():
     with open(os.path.join(ROOT, "docs", "science.md")) as f:
         science = " ".join(f.read().split())
     assert f"+-0.5 points needs {min(harmless)} to {max(harmless)} seeds" in science
+    quickstart = pw.folder_spread(os.path.join(ROOT, "docs", "reproduction", "data", "quickstart"))["window"][0]
+    shown = round(quickstart, 2)  # (the call as the page writes it, with the SD the command prints)
+    said = f'power("no effect", 0, {shown:.2f}, 5)` is {pw.power("no effect", 0.0, shown, 5):.2f}'
+    assert said in science
