@@ -90,6 +90,14 @@ def seeds_needed(claim: str, effect: float, sd: float, target: float = 0.8, marg
     return None
 
 
+def seeds_at(claim: str, effect: float, sd: float, df: int, target: float = 0.8, margin: float = stats.MARGIN,
+             comparisons: int = 1) -> tuple[int | None, int | None]:
+    """`seeds_needed` with the spread's SD and with its `upper_sd` (None for the latter without `df`)."""
+    high = upper_sd(sd, df)
+    return (seeds_needed(claim, effect, sd, target, margin, comparisons),
+            None if math.isnan(high) else seeds_needed(claim, effect, high, target, margin, comparisons))
+
+
 def pooled_sd(groups: Iterable[Iterable[float]]) -> tuple[float, int]:
     """The pooled standard deviation of several groups' values about their own means, and its degrees of
     freedom (each group of n values gives n - 1; a group of one gives none); NaN and 0 without any."""
@@ -156,11 +164,9 @@ def table(spread: dict[str, tuple[float, int, int]], effects: Iterable[float], t
         sd, df, _ = spread.get(kind, (math.nan, 0, 0))
         if math.isnan(sd):
             continue
-        high = upper_sd(sd, df)
         for effect in sizes:
-            seeds = seeds_needed(claim, effect, sd, target, margin, comparisons)
-            upper = None if math.isnan(high) else seeds_needed(claim, effect, high, target, margin, comparisons)
-            rows.append({"claim": text, "effect": effect, "sd": sd, "seeds": seeds, "upper_sd": high,
+            seeds, upper = seeds_at(claim, effect, sd, df, target, margin, comparisons)
+            rows.append({"claim": text, "effect": effect, "sd": sd, "seeds": seeds, "upper_sd": upper_sd(sd, df),
                          "seeds_upper": upper})
     return pd.DataFrame(rows, columns=["claim", "effect", "sd", "seeds", "upper_sd", "seeds_upper"])
 

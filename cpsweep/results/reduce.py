@@ -118,9 +118,13 @@ def sensitivity(trials: pd.DataFrame, epochs: pd.DataFrame | None = None, measur
     the still-recovering check (`recovery.py`): `recovery` (mean over seeds of how much the loss shrank
     over the last 10 epochs), `base_gain` (the baseline's own gain), `clean` (clean epochs after the window).
     """
+    return window_means(seed_sensitivity(trials, epochs, measure))
+
+
+def window_means(win: pd.DataFrame) -> pd.DataFrame:
+    """`sensitivity` from per-seed rows already made (`seed_sensitivity`), for a caller that also needs them."""
     columns = [*GROUP, "sensitivity", "sem", "low", "high", "n_seeds", "acc", "baseline_acc", "matched",
                "recovery", "base_gain", "clean"]
-    win = seed_sensitivity(trials, epochs, measure)
     if win.empty:
         return pd.DataFrame(columns=columns)
     g = win.groupby(GROUP, sort=True)

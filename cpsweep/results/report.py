@@ -23,7 +23,8 @@ from ..errors import CpsweepError
 from .figures import (COLORS, band, colour_range, curves_figure, facet_rows, heatmap_figure, layer_figure,
                       removal_figure, sensitivity_curve_figure)
 from .reduce import (DEFAULT_THRESHOLD, GROUP, chosen_trials, group_curves, layer_shares, removal_curve,
-                     sample_windows, schedule_of, seed_sensitivity, sensitivity, shown_trials, variant_of)
+                     sample_windows, schedule_of, seed_sensitivity, sensitivity, shown_trials, variant_of,
+                     window_means)
 from .checks import Check
 from .power import report_section
 from .report_checks import checks_table, layer_check_trials, sweep_checks, verdict_lines
@@ -169,7 +170,8 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
     with extra grid axes gets every figure faceted by them (`figures.py`); `checks`: the claims' checks if
     already run (`report_checks.sweep_checks`)."""
     trials = results.trials
-    sens = sensitivity(trials, results.epochs, measure)
+    per_seed = seed_sensitivity(trials, results.epochs, measure)
+    sens = window_means(per_seed)
     picks = chosen_trials(trials, sens)
     grid = (results.spec.get("spec") or {}).get("grid") or {}
     axes = [k for k in grid if k not in ("onset", "length", "seed")] or ["the trials' tags"]
@@ -190,7 +192,7 @@ def render(results: Results, threshold: float = DEFAULT_THRESHOLD, per_parameter
                           "committed twins (docs/reproduction.md): under the paper's schedule and, beside it, under "
                           "the learning-rate controls the sweep has; 'not shown' says why the data cannot decide."),
                          claims))
-    seeds = report_section(seed_sensitivity(trials, results.epochs)) if measure == "test_acc" else None
+    seeds = report_section(per_seed) if measure == "test_acc" else None
     if seeds:
         sections.append(seeds)
     sections += _grid_sections(results, sens, facets)

@@ -244,13 +244,13 @@ def render_quickstart(r: Results) -> str:
 def _seeds_section(found: list[tuple[str, Results]]) -> list[str]:
     """How many seeds each twin's design would need (`power.py`, `cpsweep seeds` on its committed run): for
     an early window costing 1 point more than a late one, and for "no lasting harm" with no effect at all."""
-    from .power import format_seeds, pilot_spread, seeds_needed, upper_sd
+    from .power import format_seeds, pilot_spread, seeds_at
 
     def cell(claim: str, effect: float, sd: float, df: int) -> str:
         if math.isnan(sd):
             return "-"
-        return (f"{format_seeds(seeds_needed(claim, effect, sd))} "
-                f"({format_seeds(seeds_needed(claim, effect, upper_sd(sd, df)))})")
+        seeds, upper = seeds_at(claim, effect, sd, df)
+        return f"{format_seeds(seeds)} ({format_seeds(upper)})"
 
     rows = []
     for name, r in found:
