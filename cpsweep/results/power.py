@@ -14,8 +14,11 @@ The claims, each "reproduced" exactly as `stats.effect_verdict` / `no_effect_ver
     "effect"     the LEVEL t-interval lies above zero and the (1 - 2 ALPHA_TOST) interval does not lie
                  inside +-margin (a window costs accuracy; an early window costs more than a late one)
     "no effect"  the (1 - 2 ALPHA_TOST) interval lies inside +-margin (a late window does no lasting harm)
-With `comparisons` = K every level is divided by K (Bonferroni): at least as strict as the Holm and
-Benjamini-Hochberg corrections a claim over K windows or lengths gets, so the seeds it gives are enough.
+With `comparisons` = K the level of the test that shows the claim is divided by K (Bonferroni): the mean
+above zero for "effect" (whose "not negligible" test keeps its own level, as in `stats.family_verdicts`),
+the equivalence for "no effect". That is at least as strict as the Holm correction a claim over K windows
+or lengths gets (tests/test_power.py checks that every design it grades "reproduced" is so graded by
+`stats.family_verdicts` over K instances), so the seeds it gives are enough.
 The power is that of one comparison: a claim that holds only when each of its K instances does (every
 window length) needs each to be shown, so aim each at power^(1/K) (`--power 0.95` for 80 % over four).
 
@@ -40,9 +43,10 @@ CLAIMS = ("effect", "no effect")
 MOST_SEEDS = 200  # `seeds_needed` looks no further
 
 
-def _levels(comparisons: int) -> tuple[float, float]:
-    """The one-sided t quantiles' probabilities of the effect test and of each equivalence test."""
-    return 1 - stats.ALPHA_ONE_SIDED / comparisons, 1 - stats.ALPHA_TOST / comparisons
+def _levels(claim: str, comparisons: int) -> tuple[float, float]:
+    """The one-sided t quantiles' probabilities of the effect test and of each equivalence test: the claim's
+    own test corrected over `comparisons`, the "effect" claim's "not negligible" test not (module docstring)."""
+    return 1 - stats.ALPHA_ONE_SIDED / comparisons, 1 - stats.ALPHA_TOST / (comparisons if claim == "no effect" else 1)
 
 
 def power(claim: str, effect: float, sd: float, n: int, margin: float = stats.MARGIN, comparisons: int = 1) -> float:
@@ -57,7 +61,7 @@ def power(claim: str, effect: float, sd: float, n: int, margin: float = stats.MA
     if sd <= 1e-9 * max(1.0, abs(effect), margin):  # every seed gives `effect` (up to rounding): no width
         return float(effect > max(0.0, margin) if claim == "effect" else -margin < effect < margin)
     df, root = n - 1, math.sqrt(n)
-    q1, q2 = _levels(comparisons)
+    q1, q2 = _levels(claim, comparisons)
     t1, t2 = stats.t_quantile(q1, df) / root, stats.t_quantile(q2, df) / root  # half-widths per unit of s
 
     def given(s: float) -> float:  # P(reproduced | the seeds' sample SD is s)
@@ -187,8 +191,8 @@ def lines(spread: dict[str, tuple[float, int, int]], where: str, effects: Iterab
     upper = rows.upper_sd.notna().any()  # (a pilot gives an upper bound; --sd does not)
     out = [f"{where}: seed-to-seed SD of a window's cost {_spread_text(spread, 'window', 'windows')}; of early "
            f"minus late {_spread_text(spread, 'contrast', 'contrasts')}",
-           f"seeds for {100 * target:g} % power under cpsweep's verdict rules (docs/science.md), every level divided "
-           f"by {comparisons} (--comparisons: the windows or lengths a claim is corrected over):",
+           f"seeds for {100 * target:g} % power under cpsweep's verdict rules (docs/science.md), each claim's test at "
+           f"its level divided by {comparisons} (--comparisons: the windows or lengths it is corrected over):",
            f"  {'claim':<52} {'true effect':>11}  {'seeds':>5}" + ("  at the upper bound" if upper else "")]
     for r in rows.itertuples():
         out.append(f"  {r.claim:<52} {r.effect:>7.2f} pts  {format_seeds(r.seeds):>5}"
