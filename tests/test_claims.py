@@ -566,6 +566,14 @@ def test_a_length_held_alone_is_corrected_when_the_claim_holds_only_in_part():
     assert c.verdict == "not shown" and "not after Holm's correction over the 2 window lengths" in c.measured
     assert rp.check_early_vs_late(getter(blur_grid=sweep({k: v for k, v in early.items() if k[1] == 40}))
                                   ).verdict == "reproduced"
+    # and a table with a row per length (the report's, reproduction.md's) says what the check says
+    from cpsweep.results.reproduction import schedule_table
+    from cpsweep.results.summary import onset_table
+
+    row40 = next(line for line in schedule_table(sweep(early)) if line.startswith("| the paper's schedule | 40 |"))
+    assert row40.endswith("| not shown |"), row40
+    html40 = next(r for r in onset_table(sweep(early)).split("<tr>") if "<td>40</td>" in r)
+    assert "<td>not shown</td>" in html40 and "not after Holm&#x27;s correction" in html40, html40
 
 
 def test_fisher_link_correlates_the_baselines_trace_at_each_onset_with_the_loss():

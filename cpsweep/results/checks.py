@@ -168,15 +168,22 @@ def grade_contrasts(contrasts: dict, graded_: dict) -> tuple[str, str]:
     return combine(verdicts), "; ".join(texts)
 
 
-def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
-    """Grader: earliest minus latest onset at every window length (or `lengths`), one effect verdict each,
-    Holm-corrected over the lengths (`stats.family_verdicts`: a length shown not to hold, and one shown to
-    hold unless every length is)."""
+def early_minus_late_lengths(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> dict:
+    """Earliest minus latest onset at every window length (or `lengths`): per length, its (verdict, text),
+    one effect verdict each, Holm-corrected over the lengths (`stats.family_verdicts`: a length shown not to
+    hold, and one shown to hold unless every length is). A table with a row per length shows these, so that
+    its rows and the claim's verdict (`early_minus_late`) never disagree."""
     contrasts = length_contrasts(part, lengths)
     graded_ = dict(zip(contrasts, stats.family_verdicts(
         [[] if c is None else c[0] for c in contrasts.values()], "effect", what="window lengths",
         readable=[c is not None and readable(c[2]) for c in contrasts.values()])))
-    return grade_contrasts(contrasts, graded_)
+    return {length: grade_contrasts({length: c}, graded_) for length, c in contrasts.items()}
+
+
+def early_minus_late(part: pd.DataFrame, lengths: Sequence[int] | None = None) -> tuple[str, str]:
+    """Grader: `early_minus_late_lengths` as one verdict (every length must hold) and one text."""
+    per = early_minus_late_lengths(part, lengths).values()
+    return combine([v for v, _ in per]), "; ".join(t for _, t in per)
 
 
 def by_schedule(ss: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from .checks import by_schedule, design_note, early_minus_late, schedule_name
+from .checks import by_schedule, design_note, early_minus_late_lengths, schedule_name
 from .reduce import critical_period, seed_sensitivity, variant_of
 from .stats import CORRECTION, LEVEL, MARGIN, MIN_SEEDS
 from ..storage.folder import Results
@@ -114,15 +114,17 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
 def onset_table(results: Results) -> str | None:
     """An HTML table: per deficit, other axes and window length, the earliest window's loss against the
     latest's under each schedule (the paper's and the learning-rate controls) side by side, with the
-    verdict of early minus late (`checks.early_minus_late`); None without two onsets."""
+    verdict of early minus late (`checks.early_minus_late_lengths`: corrected over the lengths, as the
+    claim's check); None without two onsets."""
     ss = seed_sensitivity(results.trials, results.epochs if len(results.epochs) else None)
     if ss.empty or ss.onset.nunique() < 2:
         return None
     rows = []
     for (deficit, variant), part in ss.groupby([ss.deficit, ss.tags.map(variant_of)], sort=True):
         for schedule, sched in by_schedule(part).items():
+            graded_ = early_minus_late_lengths(sched)  # (Holm over the lengths, as the claim's check)
             for length in sorted(sched.length.unique()):
-                verdict, text = early_minus_late(sched, [length])
+                verdict, text = graded_[length]
                 rows.append([label(deficit, variant), schedule_name(schedule), str(int(length)), text, verdict])
     head = ["window", "schedule", "length", f"early vs late, early minus late ({LEVEL:.0%} CI over seeds)", "verdict"]
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
