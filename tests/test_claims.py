@@ -157,8 +157,9 @@ def test_onset_claims_are_graded_under_the_paper_schedule_and_beside_it_the_cont
     assert c.verdict == "reproduced" and c.controls == "restart: not reproduced; constant: reproduced"
     assert c.measured.startswith("exponential (the paper's schedule): onset 0")
     assert " | restart control: onset 0" in c.measured and " | constant-rate control: onset 0" in c.measured
-    assert "Under the restart control it is shown not to hold, so the learning rate is not ruled out as its " \
-           "explanation" in c.plain
+    assert c.plain == ("Under the paper's schedule the claim holds; under the restart control it is shown not to "
+                       "hold; under the constant-rate control it holds, so the learning rate is not ruled out as its "
+                       "explanation.")
     # the verdict is the paper's schedule's, whatever the controls show
     c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=FLAT, restart=CRITICAL)))
     assert c.verdict == "not reproduced" and c.controls == "restart: reproduced"
@@ -166,9 +167,16 @@ def test_onset_claims_are_graded_under_the_paper_schedule_and_beside_it_the_cont
                               "control it holds")
     c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=ZERO, constant=ZERO)))
     assert c.controls == "restart: not reproduced; constant: not reproduced"
-    assert "Under the restart and constant controls it is shown not to hold" in c.plain
+    assert c.plain.endswith("under the constant-rate control it is shown not to hold, so the learning rate is not "
+                            "ruled out as its explanation.")
+    # the restart control equalises the rate after the window, not during it: only a constant rate rules it out
     c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL)))
-    assert "survives every control" in c.plain
+    assert "slower recovery does not explain it" in c.plain and "only a constant-rate control rules out" in c.plain
+    assert "not the learning rate" not in c.plain
+    c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL, constant=CRITICAL)))
+    assert c.plain.endswith("It holds at a constant rate too: not the learning rate's doing.")
+    c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=NOISY)))
+    assert c.plain.endswith("cannot be decided, so the learning rate is not ruled out as its explanation.")
     c = rp.check_early_vs_late(getter(blur_grid=sweep(CRITICAL)))
     assert c.controls == "no control in the sweep" and "no learning-rate control" in c.plain
     # late windows: graded under each schedule too (the restarted late windows here cost ~1 pt)

@@ -209,18 +209,26 @@ WORDS = {"reproduced": "holds", "partly": "holds in part", "contradictory": "its
 
 
 def plain_words(verdict: str, controls: dict[str, str]) -> str:
-    """The verdicts of one claim under the paper's schedule and its controls, in words."""
+    """The verdicts of one claim under the paper's schedule and its controls, in words, and what the controls
+    rule out: the restart control gives every window the same rate after it (its recovery), not during it
+    (a late window still trains through its deficit at a smaller rate); only the constant-rate control gives
+    every epoch the same rate."""
     text = f"Under the paper's schedule the claim {WORDS.get(verdict, verdict)}"
     if not controls:
         return text + "; this sweep has no learning-rate control, so onset and the rate it sets are confounded."
-    text += "; " + "; ".join(f"under the {c} control it {WORDS.get(v, v)}" for c, v in controls.items()) + "."
-    gone = [c for c, v in controls.items() if v == "not reproduced"]
-    if verdict == "reproduced" and gone:
-        text += (f" Under the {' and '.join(gone)} control{'s' * (len(gone) > 1)} it is shown not to hold, so the "
-                 "learning rate is not ruled out as its explanation.")
-    elif verdict == "reproduced" and all(v == "reproduced" for v in controls.values()):
-        text += " It survives every control: not the learning rate alone."
-    return text
+    text += "".join(f"; under the {schedule_name(c)} it {WORDS.get(v, v)}" for c, v in controls.items())
+    if verdict != "reproduced":
+        return text + "."
+    if "not reproduced" in controls.values() or "reproduced" not in controls.values():
+        return text + ", so the learning rate is not ruled out as its explanation."
+    if controls.get("constant") == "reproduced":
+        return text + ". It holds at a constant rate too: not the learning rate's doing."
+    constant = {None: "only a constant-rate control rules out.",
+                "partly": "the constant-rate control rules out only in part."}.get(
+        controls.get("constant"), "the constant-rate control leaves undecided.")
+    return text + (". The restart control gives every window the same rate after it, so a late window's slower "
+                   "recovery does not explain it; the rate during the window still falls with its onset, which "
+                   + constant)
 
 
 def graded(key: str, claim: str, source: str, test: str, ss: pd.DataFrame, grade: Grader, note: str = "") -> Check:
