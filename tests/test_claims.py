@@ -253,10 +253,11 @@ def test_depth_check_on_the_removal_protocol_compares_the_longest_deficit():
 
 
 def fisher_sweep(peak_epoch: int, final_ratio: float, epochs: int = 30, shares_blur=None, init: float | None = 5.0,
-                 seeds: int = 3) -> Results:
+                 seeds: int = 3, shift_until: int | None = None) -> Results:
     """Baselines whose trace starts at `init` (a record at epoch -1; None: not recorded), rises linearly to
     `peak_epoch` (value 100) and then decays to 100 * final_ratio at the last epoch; per-layer shares
-    [0.4, 0.3, 0.2, 0.1] (+ seed noise)."""
+    [0.4, 0.3, 0.2, 0.1] (+ seed noise), the blur window's `shares_blur` (until epoch `shift_until`, if
+    given: the baseline's after)."""
     trials, ep, layers = [], [], []
     base_shares = np.array([0.4, 0.3, 0.2, 0.1])
     for seed in range(seeds):
@@ -274,7 +275,8 @@ def fisher_sweep(peak_epoch: int, final_ratio: float, epochs: int = 30, shares_b
                     100 * final_ratio ** ((e - peak_epoch) / (epochs - 1 - peak_epoch))
                 f *= 1 + 0.01 * seed
                 ep.append({"trial_id": tid, "epoch": e, "fisher_trace": f})
-                layers += [{"trial_id": tid, "epoch": e, "order": i, "trace": s * f} for i, s in enumerate(shares)]
+                now = base_shares + noise if shift_until is not None and e >= shift_until else shares
+                layers += [{"trial_id": tid, "epoch": e, "order": i, "trace": s * f} for i, s in enumerate(now)]
     return Results(pd.DataFrame(trials), pd.DataFrame(ep), pd.DataFrame(layers), {})
 
 
@@ -390,6 +392,12 @@ def test_layer_shift_against_closed_form():
     assert c.verdict == "not reproduced" and "below zero" in c.measured
     same = fisher_sweep(4, 0.2)
     assert rp.check_layer_shift(getter(fisher_study=same)).verdict == "not reproduced"  # no shift, shown
+    # whether the shift outlasts the deficit is its own claim, read at the last epoch
+    assert rp.check_layer_shift_lasting(getter(fisher_study=up)).verdict == "reproduced"
+    gone = fisher_sweep(4, 0.2, shares_blur=[0.1, 0.2, 0.3, 0.4], shift_until=10)
+    assert rp.check_layer_shift(getter(fisher_study=gone)).verdict == "reproduced"
+    lasting = rp.check_layer_shift_lasting(getter(fisher_study=gone))
+    assert lasting.verdict == "not reproduced" and "the last epoch (epoch 29): centre shift 0.00" in lasting.measured
 
 
 def test_a_sweep_still_running_counts_only_finished_pairs():
@@ -423,7 +431,7 @@ def test_reproduce_script_on_a_results_root(tmp_path):
     assert out.returncode == 0, out.stderr
     # reproduced: early vs late, late windows, window length (1.5 more points in every seed), vflip; not shown:
     # the peak onset and the Fisher link (two onsets, no Fisher trace); measured: the other deficits' removal
-    assert ("14 not run, 4 reproduced, 2 not shown, 1 measured" in out.stdout
+    assert ("15 not run, 4 reproduced, 2 not shown, 1 measured" in out.stdout
             and "verdict:  REPRODUCED" in out.stdout)
     text = md.read_text()
     assert text.count("\n") == 2 + len(rp.CHECKS)
@@ -717,8 +725,8 @@ def test_layer_shift_grades_each_window_with_each_seed_once():
         trial_id=lambda d: d.trial_id.map(rename))
     both = Results(pd.concat([one.trials, longer]), one.epochs, pd.concat([one.fisher_layers, layers]), {})
     c = rp.check_layer_shift(getter(fisher_study=both))
-    assert "window [0, 10), window end (epoch 9): centre shift 0.33 [0.33, 0.33] (95% CI, n=3)" in c.measured
-    assert "window [0, 20), window end (epoch 19): centre shift" in c.measured and "n=6" not in c.measured
+    assert "window [0, 10), the window's last epoch (epoch 9): centre shift 0.33 [0.33, 0.33] (95% CI, n=3)" in c.measured
+    assert "window [0, 20), the window's last epoch (epoch 19): centre shift" in c.measured and "n=6" not in c.measured
     assert c.verdict == "contradictory"  # one window shifts, the other is shown not to
 
 

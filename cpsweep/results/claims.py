@@ -17,7 +17,8 @@ from . import stats
 from .checks import (CONTROLS, PAPER, VERDICTS, Check, Getter, by_schedule, combine, conjunction, contrast,
                      contrast_check, early_minus_late, graded, lasting, paper_schedule, readable, sensitivities,
                      settings_differ, window)
-from .fisher_claims import check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift, check_robustness
+from .fisher_claims import (check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift,
+                            check_layer_shift_lasting, check_robustness)
 from .reduce import seed_sensitivity
 from ..storage.folder import Results
 from ..storage.records import tag_values
@@ -247,7 +248,8 @@ def check_lr_restart(get: Getter) -> Check:
 CHECKS: list[Callable[[Getter], Check]] = [
     check_early_vs_late, check_late_windows, check_window_length, check_peak_onset, check_boundary,
     check_lr_restart, check_removal, check_removal_others, check_vflip, check_label_permutation,
-    check_label_shuffle, check_noise, check_fisher_peak, check_layer_peak, check_layer_shift, check_fisher_link,
+    check_label_shuffle, check_noise, check_fisher_peak, check_layer_peak, check_layer_shift,
+    check_layer_shift_lasting, check_fisher_link,
     check_depth, check_architecture, check_adam, check_robustness, check_weight_decay]
 
 COLUMNS = ["key", "claim", "source", "test", "measured", "verdict", "controls", "plain"]

@@ -164,31 +164,40 @@ def _robustness_family(variants: list, label: str, empty: int = 0) -> list:
     return out
 
 
-def check_layer_shift(get: Getter) -> Check:
-    claim = "A blur deficit shifts the per-layer Fisher shares towards higher layers"
-    source = f"{PAPER} (claim 3)"
-    test = ("per seed, the shift of the Fisher mass's centre (0: first layer, 1: last) against its baseline at "
-            f"the window's end, per window; 95 % t-interval above zero, no shift within +-{CENTRE_MARGIN:g} "
+def _layer_shift(get: Getter, key: str, claim: str, at: str, when: str) -> Check:
+    """The per-seed shift of the Fisher mass's centre against the baseline at `at` ("window_end" or
+    "final", `reduce.layer_shift`), per window, graded as one family over the windows."""
+    source = f"{PAPER} (claim 3); docs/paper.md (final per-layer shares)" if at == "final" else f"{PAPER} (claim 3)"
+    test = (f"per seed, the shift of the Fisher mass's centre (0: first layer, 1: last) against its baseline at "
+            f"{when}, per window; 95 % t-interval above zero, no shift within +-{CENTRE_MARGIN:g} "
             f"({stats.family_rule('windows')})")
     r = get("fisher_study")
     if r is None:
-        return Check("layer_shift", claim, source, test, "no fisher_study results", "not run")
-    texts, verdicts = [], {}
-    for at in ("window_end", "final"):
-        s = layer_shift(r.fisher_layers, r.trials, at)
-        if s.empty:
-            return Check("layer_shift", claim, source, test, "no deficit trial with per-layer Fisher", "not run")
-        windows = list(s.groupby(["deficit", "tags", "onset", "length"], sort=True))  # each seed once per window
-        shifts = [w.set_index("seed").centre_shift for _, w in windows]
-        for shift in shifts:
-            stats.check_unique_seeds(shift.index, "the per-layer shift of one window")
-        graded_ = stats.family_verdicts(shifts, "effect", CENTRE_MARGIN, what="windows")
-        verdicts[at] = combine([v for v, _ in graded_])
-        for ((_, _, onset, length), w), shift, (_, reason) in zip(windows, shifts, graded_):
-            texts.append(f"window [{onset}, {onset + length}), {'window end' if at == 'window_end' else 'last epoch'}"
-                         f" (epoch {int(w.epoch.iloc[0])}): centre shift {stats.interval(shift)}: {reason}; distance "
-                         f"{stats.interval(w.tv)} vs seed-to-seed {float(w.noise_tv.mean()):.3f}")
-    return Check("layer_shift", claim, source, test, "; ".join(texts), verdicts["window_end"])
+        return Check(key, claim, source, test, "no fisher_study results", "not run")
+    s = layer_shift(r.fisher_layers, r.trials, at)
+    if s.empty:
+        return Check(key, claim, source, test, "no deficit trial with per-layer Fisher", "not run")
+    windows = list(s.groupby(["deficit", "tags", "onset", "length"], sort=True))  # each seed once per window
+    shifts = [w.set_index("seed").centre_shift for _, w in windows]
+    for shift in shifts:
+        stats.check_unique_seeds(shift.index, "the per-layer shift of one window")
+    graded_ = stats.family_verdicts(shifts, "effect", CENTRE_MARGIN, what="windows")
+    texts = [f"window [{onset}, {onset + length}), {when} (epoch {int(w.epoch.iloc[0])}): centre shift "
+             f"{stats.interval(shift)}: {reason}; distance {stats.interval(w.tv)} vs seed-to-seed "
+             f"{float(w.noise_tv.mean()):.3f}"
+             for ((_, _, onset, length), w), shift, (_, reason) in zip(windows, shifts, graded_)]
+    return Check(key, claim, source, test, "; ".join(texts), combine([v for v, _ in graded_]))
+
+
+def check_layer_shift(get: Getter) -> Check:
+    claim = "During a blur deficit the per-layer Fisher shares shift towards higher layers"
+    return _layer_shift(get, "layer_shift", claim, "window_end", "the window's last epoch")
+
+
+def check_layer_shift_lasting(get: Getter) -> Check:
+    claim = ("The shift of the per-layer Fisher shares towards higher layers outlasts the deficit: it is still "
+             "there at the end of training")
+    return _layer_shift(get, "layer_shift_lasting", claim, "final", "the last epoch")
 
 
 def layer_peak(layers: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from .checks import Check, Getter
 from .claims import check_early_vs_late, check_late_windows
-from .fisher_claims import check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift
+from .fisher_claims import (check_fisher_link, check_fisher_peak, check_layer_peak, check_layer_shift,
+                            check_layer_shift_lasting)
 from .reduce import variant_of
 from ..storage.folder import Results
 from .window_claims import check_peak_onset, check_window_length
@@ -57,7 +58,8 @@ SWEEP_CHECKS: tuple[tuple[Callable[[Getter], Check], Callable[[Results], bool]],
      and r.epochs.fisher_trace.notna().any()),
     (check_fisher_peak, _one_baseline_and_window_per_seed),
     (check_layer_peak, _one_baseline_and_window_per_seed),
-    (check_layer_shift, _one_baseline_and_window_per_seed))
+    (check_layer_shift, _one_baseline_and_window_per_seed),
+    (check_layer_shift_lasting, _one_baseline_and_window_per_seed))
 
 
 def _part(results: Results, variant: str) -> Results:
