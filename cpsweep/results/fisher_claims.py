@@ -272,7 +272,8 @@ def _link(epochs: pd.DataFrame):
 
 def check_fisher_link(get: Getter) -> Check:
     key = "fisher_link"
-    claim = "The critical period closes as the Fisher trace falls: windows cost more where the trace is high"
+    claim = ("Windows cost more at onsets where the Fisher trace is high (over onsets; both fall with time, so "
+             "this is necessary for 'the critical period closes as the trace falls', not a test of it)")
     source = f"{PAPER} (claims 1 and 3)"
     test = ("per seed and window length, the rank (Spearman) correlation over onsets between the Fisher trace of "
             "the window's own baseline at the window's onset and the window's loss; 95 % t-interval above zero "
