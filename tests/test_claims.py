@@ -735,3 +735,39 @@ def test_the_fisher_peak_epoch_is_tested_over_seeds_not_decided_by_one():
     assert one_late.verdict == "not shown"  # one seed decides nothing, not even "late"
     late = rp.check_fisher_peak(getter(fisher_study=fisher_sweep(peak_epoch=15, final_ratio=0.2)))
     assert late.verdict == "not reproduced" and "minus the peak epoch -5.00 [-5.00, -5.00]" in late.measured
+
+
+def noisy_flat_fisher(seeds: int = 5, epochs: int = 100, noise: float = 0.1, seed: int = 3) -> Results:
+    """Baselines whose Fisher trace is flat at 100 (initialisation included) times log-normal noise of SD
+    `noise` at every epoch: no rise and no fall, only noise."""
+    rng = np.random.default_rng(seed)
+    trials = [{"trial_id": f"baseline-s{s}", "baseline_id": f"baseline-s{s}", "status": "ok", "deficit": "none",
+               "onset": 0, "length": 0, "seed": s, "epochs": epochs, "tags": "", "final_test_acc": 0.9}
+              for s in range(seeds)]
+    ep = [{"trial_id": f"baseline-s{s}", "epoch": e, "fisher_trace": 100 * math.exp(noise * rng.normal())}
+          for s in range(seeds) for e in range(-1, epochs)]
+    return Results(pd.DataFrame(trials), pd.DataFrame(ep), pd.DataFrame(), {})
+
+
+def test_the_held_out_peak_against_a_loop_and_free_of_the_maximums_bias():
+    """The rise and the fall are read at the epoch where the other seeds peak: on a flat trace with 10 % noise
+    a seed's own maximum 'rises' and 'falls' by ~0.25 in logs (the maximum of 100 noisy epochs), which the
+    rule would grade reproduced; the held-out peak shows neither."""
+    from cpsweep.results import stats
+    from cpsweep.results.reduce import fisher_peak
+
+    r = noisy_flat_fisher()
+    p = fisher_peak(r.epochs, r.trials)
+    traces = {s: r.epochs[(r.epochs.trial_id == f"baseline-s{s}") & (r.epochs.epoch >= 0)]
+              .set_index("epoch").fisher_trace for s in range(5)}
+    for s in range(5):  # the loop: the other seeds' mean log trace, its argmax, this seed's trace there
+        best = max(range(100), key=lambda e: sum(math.log(traces[o][e]) for o in traces if o != s))
+        row = p[p.seed == s].iloc[0]
+        assert row.held_epoch == best and row.held_peak == pytest.approx(traces[s][best])
+        assert row.peak == pytest.approx(traces[s].max())
+    own = stats.log_ratio(p.set_index("seed").peak, p.set_index("seed").final)
+    assert own.mean() > 0.15 and stats.effect_verdict(own, margin=math.log(1.1))[0] == "reproduced"  # the bias
+    c = rp.check_fisher_peak(getter(fisher_study=r))
+    assert "rise: log(peak/init)" in c.measured and c.verdict != "reproduced"
+    rise_fall = c.measured.split("rise: ")[1]
+    assert "95% interval above zero" not in rise_fall, c.measured

@@ -22,7 +22,7 @@ def test_report_contents_and_critical_period_in_the_header():
     # one-sided p (t, 2 dof) 0.001, 0.002, 0.0065, 0.11: Benjamini-Hochberg over 4 onsets keeps the first three
     # (0.0065 <= 3 * 0.025 / 4; 0.11 > 0.025)
     assert ("critical period (blur, length 10): onsets 0, 10, 20</b>, the windows shown to cost accuracy above "
-            "zero (one-sided t-tests over seeds, Benjamini-Hochberg over the 4 onsets: false onsets at most 2.5 % of "
+            "zero (one-sided t-tests over seeds, Benjamini-Hochberg over the 4 onsets: false onsets on average at most 2.5 % of "
             "those shown, and no onset shown by chance in more than 2.5 % of grids without any effect; largest 6.50 "
             "at onset 0, 95% CI [5.26, 7.74]; n=3+ seeds)") in page
     assert "<script src=" not in page and len(page) > 3_000_000  # plotly.js (~4.6 MB) embedded, nothing fetched

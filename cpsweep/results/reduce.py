@@ -298,8 +298,11 @@ def sample_windows(sens: pd.DataFrame, k: int = 12) -> pd.DataFrame:
 def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Per baseline seed: the trace at initialisation (epoch -1, before any training step; NaN in results
     that did not record it), the epoch and value of its peak over the training epochs, the final value and
-    the epochs trained. Columns: seed, init, peak_epoch, peak, final, epochs."""
-    rows = []
+    the epochs trained. Also `held_epoch` and `held_peak`: the epoch at which the other seeds' mean log trace
+    peaks, and this seed's trace there. A seed's own maximum is biased up by its own noise (a flat noisy
+    trace "rises" and "falls" from its maximum), the held-out peak is not: the rise and fall are tested on it
+    (NaN without another seed). Columns: seed, init, peak_epoch, peak, final, epochs, held_epoch, held_peak."""
+    rows, traces = [], {}
     base = trials[(trials.status == "ok") & (trials.deficit == "none")]
     for _, t in base.iterrows():
         f = epochs[epochs.trial_id == t.trial_id].dropna(subset=["fisher_trace"]).sort_values("epoch")
@@ -307,10 +310,19 @@ def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
         f = f[f.epoch >= 0]
         if len(f):
             top = f.loc[f.fisher_trace.idxmax()]
+            traces[len(rows)] = f.set_index("epoch").fisher_trace
             rows.append({"seed": t.seed, "init": float(init.iloc[0]) if len(init) else np.nan,
                          "peak_epoch": int(top.epoch), "peak": float(top.fisher_trace),
                          "final": float(f.fisher_trace.iloc[-1]), "epochs": int(t.epochs)})
-    return pd.DataFrame(rows, columns=["seed", "init", "peak_epoch", "peak", "final", "epochs"])
+    logs = pd.DataFrame({i: np.log(tr.where(tr > 0)) for i, tr in traces.items()})  # epochs x baselines
+    for i, row in enumerate(rows):
+        others = logs[[j for j, r in enumerate(rows) if r["seed"] != row["seed"]]]
+        mean = others.mean(axis=1)[traces[i].index.intersection(others.index)].dropna()
+        epoch = int(mean.idxmax()) if len(mean) else None
+        row.update(held_epoch=epoch if epoch is not None else np.nan,
+                   held_peak=float(traces[i][epoch]) if epoch is not None else np.nan)
+    return pd.DataFrame(rows, columns=["seed", "init", "peak_epoch", "peak", "final", "epochs", "held_epoch",
+                                       "held_peak"])
 
 
 def shares_at(layers: pd.DataFrame, trial_id: str, epoch: int) -> pd.Series:

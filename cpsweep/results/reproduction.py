@@ -142,7 +142,7 @@ def render_reproduction(root: str = DATA) -> str:
         f"- **An effect** is shown when the {stats.LEVEL:.0%} t-interval of the per-seed values lies above zero "
         f"and the effect is not shown negligible. **No effect** is shown by an equivalence test: two one-sided "
         f"t-tests at {stats.ALPHA_TOST:.0%} against +-{stats.MARGIN:g} pts (the 90 % interval inside the "
-        "margin). One rule for both: an effect smaller than the margin counts as none; a no-effect claim is "
+        "margin). One rule for both: an effect shown smaller than the margin counts as none; a no-effect claim is "
         "\"not reproduced\" only when the 95 % interval lies wholly beyond the margin, and \"not shown\" when it "
         "excludes zero but overlaps the margin.",
         "- **Claims made of several instances** (every window, every window length, the three parts of the "

@@ -85,8 +85,9 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
         what = f"{label(r.deficit, r.tags)}, length {int(r.length)}"
         peak = (f"largest {r.peak:.2f} at onset {int(r.peak_onset)}"
                 + ("" if math.isnan(r.peak_low) else f", {LEVEL:.0%} CI [{r.peak_low:.2f}, {r.peak_high:.2f}]"))
-        test = (f"one-sided t-tests over seeds, {CORRECTION} over the {r.tested} onsets: false onsets at most 2.5 % "
-                f"of those shown, and no onset shown by chance in more than 2.5 % of grids without any effect")
+        test = (f"one-sided t-tests over seeds, {CORRECTION} over the {r.tested} onsets: false onsets on average at "
+                f"most 2.5 % of those shown, and no onset shown by chance in more than 2.5 % of grids without any "
+                f"effect")
         if r.min_seeds < MIN_SEEDS:
             lines.append(f"<b>critical period ({what}): not shown</b>: {int(r.min_seeds)} paired "
                          f"seed{'s' * (r.min_seeds != 1)} at some window, at least {MIN_SEEDS} needed at every "
