@@ -771,3 +771,11 @@ def test_the_held_out_peak_against_a_loop_and_free_of_the_maximums_bias():
     assert "rise: log(peak/init)" in c.measured and c.verdict != "reproduced"
     rise_fall = c.measured.split("rise: ")[1]
     assert "95% interval above zero" not in rise_fall, c.measured
+
+
+def test_baselines_shorter_than_their_windows_decide_nothing_and_say_how_to_fix_it():
+    r = sweep(CRITICAL)
+    trials = r.trials.assign(epochs=lambda t: t.epochs.where(t.deficit != "none", 100))  # windows end at 160
+    c = rp.check_early_vs_late(getter(blur_grid=Results(trials, r.epochs, r.fisher_layers, {"spec": {"name": "kr3"}})))
+    assert c.verdict == "not shown" and c.measured.startswith("kr3's baselines trained fewer epochs than its windows")
+    assert "launch it again to train them to their length" in c.measured

@@ -65,6 +65,31 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
         launch(spec3, storage=str(tmp_path / "res"))
 
 
+def test_a_grid_extended_to_a_later_onset_trains_its_baseline_to_the_new_length(tmp_path, ray_local, capsys):
+    """With `clean_after`, a later onset lengthens its seed's baseline: launching the extended grid trains
+    that baseline again to the new length (it was kept at the old one, and the new window compared with a
+    baseline shorter than itself), with every row once and the epochs of a fresh launch of the new grid."""
+    from cpsweep.sweep.launch import launch
+
+    equal = dict(epochs=None, common_end=None, clean_after=1, grid={"onset": [0, 2], "length": [2]})
+    launch(write_spec(tmp_path, **equal), storage=str(tmp_path / "res"))
+    trials, _ = read(tmp_path / "res" / "tiny")
+    assert trials.set_index("trial_id").epochs.to_dict() == {"baseline-s0": 5, "blur-o0-l2-s0": 3,
+                                                             "blur-o2-l2-s0": 5}
+    capsys.readouterr()
+    longer = dict(equal, grid={"onset": [0, 2, 4], "length": [2]})
+    launch(write_spec(tmp_path, **longer), storage=str(tmp_path / "res"))
+    out = capsys.readouterr().out
+    assert "1 finished trial(s) trained 5 epochs where the grid now needs 7" in out
+    assert "4 trials, 2 already done, 2 to run" in out and "baseline-s0 " in out
+    trials, epochs = read(tmp_path / "res" / "tiny")
+    assert trials.set_index("trial_id").epochs.to_dict() == {"baseline-s0": 7, "blur-o0-l2-s0": 3,
+                                                             "blur-o2-l2-s0": 5, "blur-o4-l2-s0": 7}
+    assert (trials.status == "ok").all() and len(trials) == 4
+    assert not epochs.duplicated(["trial_id", "epoch"]).any() and (epochs.epoch >= 0).sum() == 7 + 3 + 5 + 7
+    pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(tiny_sweep(**longer))[COMPARE])
+
+
 def test_impossible_resources_fail_at_once(tmp_path, ray_local):
     from cpsweep.sweep.launch import launch
 

@@ -287,9 +287,11 @@ def sensitivities(get: Getter, name: str, key: str, claim: str, source: str, tes
     if ss.empty:
         return None, Check(key, claim, source, test, f"no finished window of {name} with its baseline", "not run"), ""
     if not ss.matched.all():
-        return None, Check(key, claim, source, test, f"{name}'s baselines trained fewer epochs than its windows "
-                                                        "(results from before length-matched baselines)",
-                           "not shown"), ""
+        sweep = str((r.spec.get("spec") or {}).get("name") or name)
+        return None, Check(key, claim, source, test, f"{sweep}'s baselines trained fewer epochs than its windows "
+                                                        "(a grid extended by a cpsweep before 2026-12-08, or results "
+                                                        "from before length-matched baselines): launch it again to "
+                                                        "train them to their length", "not shown"), ""
     return ss, None, design_note(r)
 
 

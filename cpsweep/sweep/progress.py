@@ -75,9 +75,14 @@ class Progress:
             shard = store.read_shard(tid, ("trials",))
             if shard is not None:
                 self.rows[tid] = shard["trials"].iloc[0].to_dict()
-        # finished trials whose plug-in code was edited since: trained again (`retire_stale`)
-        self.stale = {tid: (_plugins(self.rows[tid]), t.plugins) for tid, t in self.trials.items()
-                      if tid in self.rows and _plugins(self.rows[tid]) != t.plugins}
+        # finished trials whose plug-in code was edited since, and baselines a grid extended since needs longer
+        # (a later onset or a longer window; a longer one than needed serves: windows read it at their length):
+        # trained again (`retire_stale`)
+        self.edited = {tid: (_plugins(self.rows[tid]), t.plugins) for tid, t in self.trials.items()
+                       if tid in self.rows and _plugins(self.rows[tid]) != t.plugins}
+        self.shorter = {tid: (int(self.rows[tid]["epochs"]), t.epochs) for tid, t in self.trials.items()
+                        if tid in self.rows and tid not in self.edited and int(self.rows[tid]["epochs"]) < t.epochs}
+        self.stale = {*self.edited, *self.shorter}
         for tid in self.stale:
             del self.rows[tid]
         self.unflushed = [tid for tid in self.unflushed if tid not in self.stale]
@@ -100,15 +105,23 @@ class Progress:
         self.notes: dict[str, tuple[int, str]] = {}  # trial id -> (round, reason) in an adaptive sweep
 
     def retire_stale(self) -> None:
-        """Remove the results of the finished trials whose plug-ins changed (`stale`) from the tables and
-        their shards, so that they are trained again like pending trials; says so in one line."""
+        """Remove the results of the finished trials to train again (`stale`: their plug-ins changed, or the
+        grid now needs them longer) from the tables and their shards, so that they run like pending trials;
+        says so in one line per cause."""
         if not self.stale:
             return
-        changed = sorted({p for old, new in self.stale.values()
-                          for p in set(new.split(";")) - set(old.split(";")) if p})
-        what = ", ".join(p.partition("=")[2] for p in changed) or "built-ins"
-        print(f"{len(self.stale)} finished trial(s) ran other plug-in code than {what}; training them again",
-              file=self.out or sys.stdout, flush=True)
+        out = self.out or sys.stdout
+        if self.edited:
+            changed = sorted({p for old, new in self.edited.values()
+                              for p in set(new.split(";")) - set(old.split(";")) if p})
+            what = ", ".join(p.partition("=")[2] for p in changed) or "built-ins"
+            print(f"{len(self.edited)} finished trial(s) ran other plug-in code than {what}; training them again",
+                  file=out, flush=True)
+        if self.shorter:
+            pairs = sorted({(old, new) for old, new in self.shorter.values()})
+            lengths = ", ".join(f"{old} epochs where the grid now needs {new}" for old, new in pairs)
+            print(f"{len(self.shorter)} finished trial(s) trained {lengths} (a later or longer window extends "
+                  f"its seed's baseline); training them again", file=out, flush=True)
         self.tables.remove_uncommitted()
         self.tables.drop(self.trials_frame(), list(self.stale))
         self.store.remove_shards(list(self.stale))
