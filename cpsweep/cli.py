@@ -139,14 +139,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .storage.store import Store
     from .results.summary import label
     from .sweep.live import describe, read_live
+    from .sweep.lock import alive, read_lock
 
     res = results_for_report(args.results)  # what the report reads: the per-layer rows of a few trials only
     counts = res.trials.status.value_counts()
+    store = Store(args.results)
+    live, running = read_live(store), alive(read_lock(store))
+    word = {"ok": "done", "running": "running" if running else "interrupted"}
     print(f"{args.results}: {len(res.trials)} trials: "
-          + ", ".join(f"{int(counts.get(s, 0))} {'done' if s == 'ok' else s}" for s in STATUSES))
-    live = read_live(Store(args.results))
+          + ", ".join(f"{int(counts.get(s, 0))} {word.get(s, s)}" for s in STATUSES))
     if live is not None and (counts.get("running", 0) or not live.get("finished")):
-        print("\n".join(describe(live)))
+        print("\n".join(describe(live, running=running)))
     if res.search:  # an adaptive sweep: where its search stands
         from .sweep.adaptive import summary_lines
 

@@ -167,6 +167,17 @@ def test_seeds_command_errors_are_one_line(args, message, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("cpsweep: error: ") and message in err[0]
 
 
+def test_seeds_on_an_unfinished_pilot_says_to_finish_it(tmp_path, capsys):
+    res = make_results(seeds=(0, 1))
+    windows = (res.trials.seed == 1) & (res.trials.deficit != "none")
+    res.trials.loc[windows, "status"] = "running"  # (a launch killed before seed 1's windows ended)
+    write_tables(str(tmp_path / "cut"), res)
+    assert main(["seeds", str(tmp_path / "cut")]) == 2
+    err = capsys.readouterr().err
+    assert f"has no window with two finished seeds yet ({(~windows).sum()} of {len(windows)} trials finished): " \
+           "finish the sweep (launch it again), or give --sd POINTS" in err
+
+
 def test_the_block_in_the_science_doc_is_what_the_command_prints(capsys):
     """docs/science.md shows `cpsweep seeds` on the committed quickstart run; it must not drift."""
     with open(os.path.join(ROOT, "docs", "science.md")) as f:

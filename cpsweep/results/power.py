@@ -146,6 +146,10 @@ def folder_spread(uri: str) -> dict[str, tuple[float, int, int]]:
     res = load_results(uri, fisher_layers=False)
     spread = pilot_spread(seed_sensitivity(res.trials, res.epochs))
     if not spread["window"][1]:
+        done = res.trials.status.isin(["ok", "diverged"]).sum() if len(res.trials) else 0
+        if done < len(res.trials):
+            raise CpsweepError(f"{uri} has no window with two finished seeds yet ({done} of {len(res.trials)} "
+                               f"trials finished): finish the sweep (launch it again), or give --sd POINTS")
         raise CpsweepError(f"{uri} has no window with two finished seeds: nothing to measure the spread on; run "
                            f"a pilot with replicates: 2 or more, or give --sd POINTS")
     return spread

@@ -187,9 +187,10 @@ class Store:
             self.fs.delete_file(self.path(".write-test"))
 
     @contextlib.contextmanager
-    def kept_only_if_used(self):
+    def kept_only_if_used(self, release=None):
         """Remove the results folder if the block fails and the folder, made by it, is still empty: a launch
-        refused after `check_writable` (an unreachable cluster, trials that do not fit) leaves nothing behind."""
+        refused after `check_writable` (an unreachable cluster, trials that do not fit) leaves nothing behind.
+        `release`: called first when the block fails (the launch's lock, whose file would keep the folder)."""
         made = [self.root]  # the folders the block may make: locally, every missing parent too
         if isinstance(self.fs, pafs.LocalFileSystem):
             while not os.path.exists(os.path.dirname(made[-1])) and os.path.dirname(made[-1]) != made[-1]:
@@ -198,6 +199,8 @@ class Store:
         try:
             yield
         except BaseException:
+            if release is not None:
+                release()
             with contextlib.suppress(OSError, StorageError):
                 for folder in [] if existed else made:  # innermost first; each only if empty
                     if self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):

@@ -47,6 +47,7 @@ from ._cluster import (autoscaler_node_types, check_fits, check_reachable, check
                        connect, slots)
 from .checkpoint_store import newest_checkpoints, stored_prefixes
 from .live import Live
+from .lock import LaunchLock
 from .preflight import check_data, check_data_on_nodes, check_plugins, data_needs
 from .progress import FINISHED, Progress, tune_callback
 from .task import TrialTask
@@ -162,7 +163,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             node can offer (before anything runs).
     """
     check_launch_options(storage, max_concurrent)
-    with restored_environment():
+    with restored_environment(), contextlib.ExitStack() as ending:
         start = time.time()
         sweep = read_spec(spec)
         if full_grid:
@@ -173,6 +174,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         uri = join_uri(storage, sweep.name)
         store = Store(uri)
         store.check_reachable()  # (a gs:// store without credentials: seconds, not minutes)
+        lock = LaunchLock(store, sweep.name)
+        ending.callback(lock.release)  # (however the launch ends)
         check_same_fixed_settings(store, sweep)
         search = Search(sweep, out) if sweep.search is not None else None
         trials = search.trials() if search else sweep.trials()
@@ -185,8 +188,9 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         check_data(needs, pending, sweep.source)  # here, before Ray starts or anything is written
         check_plugins(pending, sweep)
         resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
-        with store.kept_only_if_used():  # a launch refused here leaves no empty results folder
+        with store.kept_only_if_used(lock.release):  # a launch refused here leaves no empty results folder
             store.check_writable()
+            lock.acquire()  # (another launch of this sweep running: refused here, before anything is written)
             address = cluster_address(address)
             if pending and address is not None:  # (ray.init would retry for minutes; no plan printed first)
                 check_reachable(address)
@@ -230,8 +234,11 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
                   flush=True)
         if verdicts:
             print("\n".join(verdicts), file=out, flush=True)
+        unfinished = counts.get("pending", 0) + counts.get("running", 0)  # (Ctrl-C: Tune stops, and returns)
         print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-              + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else ""),
+              + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else "")
+              + (f"; {unfinished} trial(s) not finished (interrupted): launch again to finish them (finished "
+                 f"trials are kept, interrupted ones resume from their last checkpoint)" if unfinished else ""),
               file=out, flush=True)
         return Summary(sweep.name, uri, counts, time.time() - start, path)
 

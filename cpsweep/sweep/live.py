@@ -176,14 +176,19 @@ def read_live(store: Store) -> dict[str, Any] | None:
         return None
 
 
-def describe(state: Mapping[str, Any], now: float | None = None) -> list[str]:
+def describe(state: Mapping[str, Any], now: float | None = None, running: bool = True) -> list[str]:
     """`cpsweep status` lines for a live.json: the launch's epochs and ETA as of its last update, then one
-    line per running trial."""
+    line per running trial; or, for a launch that is no longer `running` (its driver gone, `lock.alive`)
+    though it never finished, that it stopped and how to finish it."""
     now = time.time() if now is None else now
     age = max(0.0, now - state["updated"])
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state["updated"]))
     if state.get("finished"):
         return [f"last launch ended {when}"]
+    if not running:
+        return [f"the last launch stopped before it finished (its driver is gone; last progress {when}, "
+                f"{state['epochs_done']:,}/{state['epochs_total']:,} epochs trained): launch the sweep again to "
+                f"finish it (finished trials are kept, interrupted ones resume from their last checkpoint)"]
     total = max(int(state["epochs_total"]), 1)
     eta = state.get("eta_seconds")
     left = "unknown yet" if eta is None else format_seconds(max(0.0, eta - age))
