@@ -4,6 +4,9 @@ refused changes, impossible resources."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -155,12 +158,41 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
                           "a finished trial")
     done_before = len(list(folder.glob("shards/*/trial.parquet")))
     assert done_before < 5
+    # the killed driver's lock is left behind; status sees its holder gone, and the relaunch takes it over
+    assert (folder / "launch.json").exists()
+    status = subprocess.run([sys.executable, "-m", "cpsweep.cli", "status", str(folder)], capture_output=True,
+                            text=True)
+    assert "the last launch stopped before it finished" in status.stdout, status.stdout + status.stderr
     res = relaunch(cmd)
     assert f"5 trials, {done_before} already done" in res.stdout
     trials, epochs = read(folder)
     assert (trials.status == "ok").all() and len(trials) == 5
     assert (epochs.epoch >= 0).sum() == 30 and not epochs.duplicated(["trial_id", "epoch"]).any()
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(spec)[COMPARE])
+
+
+@pytest.mark.serial
+def test_ctrl_c_stops_a_launch_that_says_how_to_finish_it(tmp_path):
+    """SIGINT (Ctrl-C) to the driver: Tune stops the trials, the launch ends with its summary saying which
+    trials did not finish and how to finish them, and leaves no lock; launching again finishes the sweep."""
+    spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
+    folder = tmp_path / "res" / "tiny"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = [sys.executable, "-m", "cpsweep.cli", "launch", spec, "--storage", str(tmp_path / "res")]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (folder / "live.json").exists():  # (a trial has trained an epoch)
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode != 0
+    assert "not finished (interrupted): launch again to finish them" in out.splitlines()[-1], out
+    assert not (folder / "launch.json").exists()
+    res = relaunch(cmd)
+    trials, epochs = read(folder)
+    assert (trials.status == "ok").all() and len(trials) == 5 and "already done" in res.stdout
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
 
 
 def test_only_each_trials_newest_two_checkpoints_are_kept(tmp_path):
