@@ -66,6 +66,11 @@ def test_small_sweep_end_to_end(tmp_path, ray_local, capsys):
     with pytest.raises(SpecError, match=r"already holds sweep \"tiny\" run with other fixed settings "
                                         r"\(optim.lr: 0.05 -> 0.1\)"):
         launch(spec3, storage=str(tmp_path / "res"))
+    # without spec.yaml (the record of the settings the results ran with) nothing can be checked: refused
+    (folder / "spec.yaml").rename(tmp_path / "kept.yaml")
+    with pytest.raises(SpecError, match=r"holds results of a sweep but no spec.yaml .* restore spec.yaml"):
+        launch(spec3, storage=str(tmp_path / "res"))
+    assert not (folder / "spec.yaml").exists()
 
 
 def test_a_grid_extended_to_a_later_onset_trains_its_baseline_to_the_new_length(tmp_path, ray_local, capsys):

@@ -87,8 +87,14 @@ def git_commit() -> str:
 
 
 def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
-    """Refuse a spec whose fixed settings differ from those already in the results folder."""
+    """Refuse a spec whose fixed settings differ from those already in the results folder, and a folder that
+    holds results without the spec.yaml that records the settings they ran with (it cannot be checked)."""
     if not store.exists(SPEC_FILE):
+        if store.exists("trials.parquet") or store.shard_ids():
+            raise SpecError("(fixed settings)", f"{store.uri} holds results of a sweep but no {SPEC_FILE} (the "
+                                                f"record of the settings they ran with), so a launch there could "
+                                                f"mix results of other settings unseen; restore {SPEC_FILE}, or "
+                                                f"use a new sweep name or another --storage", sweep.source)
         return
     old = store.read_document(SPEC_FILE).get("fixed", {})
     diffs = diff_settings(old, sweep.fixed_settings())
