@@ -124,9 +124,12 @@ class MlflowTracker:
             self.client()  # opens no connection: a URI MLflow cannot use fails here, not in every trial
         except Exception as e:  # (MLflow raises several types: an unknown scheme, a store it cannot build)
             uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or "its default"
-            raise SpecError("tracking.mlflow.tracking_uri", f"MLflow cannot log to {uri} "
-                            f"({str(e).splitlines()[0][:200]}); give a tracking server (http://host:5000) or a "
-                            f"folder (file:./mlruns, with MLFLOW_ALLOW_FILE_STORE=true)") from None
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            if len(detail) > 200:  # (some list every store MLflow knows: cut at a word, and say so)
+                detail = detail[:200].rsplit(" ", 1)[0].rstrip(",;:([{") + " ..."
+            raise SpecError("tracking.mlflow.tracking_uri", f"MLflow cannot log to {uri} ({detail}); give a "
+                            f"tracking server (http://host:5000) or a folder (file:./mlruns, with "
+                            f"MLFLOW_ALLOW_FILE_STORE=true)") from None
 
     def client(self):
         from mlflow.tracking import MlflowClient
