@@ -63,6 +63,16 @@ def test_an_axis_left_out_takes_its_first_value_and_is_said():
     assert pick_trial(sweep, 0, 1, 3, ["model=mlp"])[0].model.options["hidden"] == (8, 8)
 
 
+def test_a_pick_is_read_as_the_grid_reads_its_values():
+    """`--axis optim.lr=1e-1` (text to YAML 1.1) is the 0.1 of `grid.optim.lr`, written either way in the file."""
+    for lrs in ([0.1, 0.2], ["1e-1", "2e-1"]):
+        sweep = parse_sweep({**MANY_AXES, "grid": {**MANY_AXES["grid"], "optim.lr": lrs}})
+        for text in ("1e-1", "0.1", "1.0e-1"):
+            trial, values, _ = pick_trial(sweep, 0, 1, 3, [f"optim.lr={text}"])
+            assert values["optim.lr"] == 0.1 and trial.optim.lr == 0.1 and "-lr0.1-" in trial.trial_id
+            assert trial in sweep.trials()
+
+
 @pytest.mark.parametrize("picks, message", [
     (["schedule"], '--axis: "schedule" is not AXIS=VALUE; write e.g. --axis schedule=restart'),
     (["lr=0.1"], '--axis: "lr" is not a grid axis of this sweep besides onset, length and seed; its others: '

@@ -140,7 +140,9 @@ def error_of(raw) -> str:
     ({"description": ["a"]}, "description: expected text, got ['a']"),
     ({"tracking": {"mlflow": {"tracking_uri": 5}}}, "tracking.mlflow.tracking_uri: expected text, got 5"),
     ({"replicates": DELETE, "grid__seed": [1, 1]}, "grid.seed[1]: 1 is listed twice"),
-    ({"grid__optim.lr": [0.1, 0.1]}, "grid.optim.lr[1]: 0.1 is listed twice"),
+    ({"grid__optim.lr": [0.1, 0.1]}, "grid.optim.lr[1]: 0.1 is listed twice; give each value once"),
+    ({"grid__optim.lr": ["1e-2", 0.01]}, "grid.optim.lr[1]: 0.01 is listed twice (1e-2 and 0.01 are the same "
+                                         "value); give each value once"),  # (YAML 1.1 reads 1e-2 as text)
 ])
 def test_every_mistake_names_the_field_and_the_fix(changes, expected):
     assert expected in error_of(spec(**changes))
@@ -459,6 +461,30 @@ def test_every_float_field_takes_scientific_notation(tmp_path, text, value):
         coerce("fast", float, "optim.lr")
     with pytest.raises(SpecError, match="data.name"):
         coerce(1e-3, str, "data.name")  # strings stay strings: only float fields convert
+
+
+def test_a_grid_axis_value_in_scientific_notation_is_its_number(tmp_path):
+    """A dotted axis's values are parsed to the field's type before duplicates, ids and tags: `1e-2` (text to
+    YAML 1.1) is the trial `lr0.01` that `0.01` makes, so a relaunch written either way finds the same
+    trials; numbers written as numbers keep their ids (`lr0.01`, `lr1` for a float field, `weight_decay0`)."""
+    sci, plain = tmp_path / "sci.yaml", tmp_path / "plain.yaml"
+    body = "name: s\nclean_after: 2\nmodel: {name: mlp}\n"
+    sci.write_text(body + "grid: {onset: [0], length: [2], optim.lr: [1e-2, 1e0], optim.weight_decay: [0, 5e-4], "
+                          "model.hidden: [[1e1, 2e1]]}\n")
+    plain.write_text(body + "grid: {onset: [0], length: [2], optim.lr: [0.01, 1.0], optim.weight_decay: [0, 0.0005], "
+                            "model.hidden: [[10, 20]]}\n")
+    a, b = load_sweep(str(sci)), load_sweep(str(plain))
+    assert a.grid == b.grid and a.hash() == b.hash()
+    assert a.grid["optim.lr"] == (0.01, 1.0) and a.grid["model.hidden"] == ((10, 20),)
+    assert [t.trial_id for t in a.trials()] == [t.trial_id for t in b.trials()]
+    assert "blur-o0-l2-lr0.01-weight_decay0.0005-hidden10x20-s0" in {t.trial_id for t in a.trials()}
+    assert [t.tags for t in a.trials()] == [t.tags for t in b.trials()]
+    ints = parse_sweep(spec(**{"grid__optim.lr": [1, 0.01], "grid__optim.weight_decay": [0]}))
+    assert {t.trial_id for t in ints.trials() if t.is_baseline} == {"baseline-lr1-weight_decay0-s0",
+                                                                    "baseline-lr0.01-weight_decay0-s0",
+                                                                    "baseline-lr1-weight_decay0-s1",
+                                                                    "baseline-lr0.01-weight_decay0-s1"}
+    assert error_of(spec(**{"grid__optim.lr": [1, 1.0]})).startswith("grid.optim.lr[1]: 1.0 is listed twice")
 
 
 def test_every_integer_field_takes_a_whole_number_in_scientific_notation(tmp_path):

@@ -191,15 +191,6 @@ def parse_valid(cls: type, raw: Any) -> Any:
     return cls(**values)
 
 
-def parse_options(raw: Mapping[str, Any], defaults: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """Options of a named component (a model, a deficit), typed by their defaults."""
-    check_keys(raw, defaults, path)
-    out = dict(defaults)
-    for key, value in raw.items():
-        out[key] = coerce(value, option_type(defaults[key]), f"{path}.{key}")
-    return out
-
-
 def option_type(default: Any) -> Any:
     """The type of a built-in component's option: its default's (a tuple: of whole numbers)."""
     return tuple[int, ...] if isinstance(default, tuple) else type(default)

@@ -14,11 +14,11 @@ import typing
 from typing import Any, Mapping
 
 from ..errors import Problems, SpecError
-from ._parse import suggest, type_hints
+from ._parse import coerce, suggest, type_hints
 from .epoch_rule import epoch_int, seed_int
 from .registry import entry
 from .search import onset_range
-from .spec import SECTIONS, DataSpec, ScheduleSpec, component_name, freeze
+from .spec import DATA_KEYS, SECTIONS, DataSpec, ScheduleSpec, component_name, freeze
 
 GRID_AXES = ["onset", "length", "seed", "deficit", "model", "schedule"]
 DOTTED = ("data", "model", "optim", "schedule", "deficit", "fisher", "engine")  # sections a dotted grid axis may set
@@ -57,15 +57,17 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
     raw[section] = node
 
 
-def parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
-    """The grid axes; `schedule`: the file's schedule section, which `grid.schedule` values are labelled against."""
+def parse_grid(raw: Any, sweep: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, ...]]:
+    """The grid axes, each value parsed (`axis_value`); `sweep`: the file's mapping, whose schedule section
+    `grid.schedule` values are labelled against and whose components type a dotted axis's options."""
+    sweep = sweep if isinstance(sweep, Mapping) else {}
     if not isinstance(raw, Mapping) or not raw:
         raise SpecError("grid", "required: at least grid.onset and grid.length, each a list of epochs")
     grid: dict[str, tuple[Any, ...]] = {}
     problems = Problems()
     for key, values in raw.items():
         with problems.check():
-            grid[key] = _parse_axis(key, values, schedule)
+            grid[key] = _parse_axis(key, values, sweep)
     for key in ("onset", "length"):
         if key not in raw:
             problems.errors.append(SpecError(f"grid.{key}", "required: a list of epochs, e.g. [0, 10, 20]"))
@@ -73,8 +75,9 @@ def parse_grid(raw: Any, schedule: Any = None) -> dict[str, tuple[Any, ...]]:
     return grid
 
 
-def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
-    """One grid axis's values, checked (`parse_grid`)."""
+def _parse_axis(key: str, values: Any, sweep: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One grid axis's values, checked and parsed (`parse_grid`): a value listed twice, even written two ways
+    (`1e-2` and `0.01`), is refused."""
     if key not in GRID_AXES and not ("." in key and key.split(".")[0] in DOTTED):
         home = _section_of(key)
         if home:  # a setting named without its section: `lr` for `optim.lr`
@@ -93,7 +96,7 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
         if None in values:  # (not "the file's deficit": a mistake)
             raise SpecError(f"grid.{key}", f"null is not a {key}; give its name or a mapping with its name")
         if key == "schedule":
-            names = [_schedule_label(schedule, v, i) for i, v in enumerate(values)]
+            names = [_schedule_label(sweep.get("schedule"), v, i) for i, v in enumerate(values)]
         else:
             for i, v in enumerate(values):  # each name checked here, so the error names the axis entry
                 entry(key, component_name(v), f"grid.{key}[{i}].name")
@@ -108,11 +111,60 @@ def _parse_axis(key: str, values: Any, schedule: Any) -> tuple[Any, ...]:
         values = [seed_int(v, f"grid.seed[{i}]") for i, v in enumerate(values)]
     elif key in ("onset", "length"):
         values = [epoch_int(v, f"grid.{key}[{i}]") for i, v in enumerate(values)]
-    frozen = tuple(freeze(v) for v in values)
+    frozen = tuple(axis_value(key, v, sweep) for v in values)
     again = next((i for i, v in enumerate(frozen) if v in frozen[:i]), None)
     if again is not None:  # (it would be one trial, not the two the file seems to ask for)
-        raise SpecError(f"grid.{key}[{again}]", f"{values[again]!r} is listed twice; give each value once")
+        first = values[frozen.index(frozen[again])]
+        same = f" ({first} and {values[again]} are the same value)" if str(first) != str(values[again]) else ""
+        raise SpecError(f"grid.{key}[{again}]", f"{frozen[again]!r} is listed twice{same}; give each value once")
     return frozen
+
+
+def axis_value(key: str, value: Any, sweep: Mapping[str, Any]) -> Any:
+    """A value of grid axis `key` as the trial reads it, the one form that its duplicates, trial ids, tags
+    and `cpsweep trial --axis` compare: a dotted axis's value parsed to its field's type (`1e-2`, which
+    YAML 1.1 reads as text, is the number 0.01 for `optim.lr`), lists as tuples. A number written as a
+    number keeps its form (`1` for a float field stays `1`), so that ids already written keep their names
+    (`lr0.01`, `lr1`); a value its field refuses is left as written, for the trial's own check to name.
+    `sweep`: the file's mapping (which model, deficit or data set types a dotted axis of their options)."""
+    value = freeze(value)
+    tp = _field_type(key, sweep) if "." in key else None
+    if tp is None:
+        return value
+    try:
+        return _as_written(value, coerce(value, tp, f"grid.{key}"))
+    except SpecError:
+        return value
+
+
+def _as_written(written: Any, parsed: Any) -> Any:
+    """`parsed` where `written` is text (`1e-2` -> 0.01), else `written` (the field accepted it as it is)."""
+    if isinstance(written, tuple) and isinstance(parsed, tuple) and len(written) == len(parsed):
+        return tuple(_as_written(w, p) for w, p in zip(written, parsed))
+    return parsed if isinstance(written, str) else written
+
+
+def _field_type(key: str, sweep: Mapping[str, Any]) -> Any:
+    """The type of the setting a dotted axis sets (`optim.lr`: float; `model.width`: the option of the file's
+    model, or of the first model of a `grid.model` axis that has it), or None where it is not known here
+    (an unknown field or component: the trial's check says so)."""
+    section, _, leaf = key.partition(".")
+    if section in SECTIONS:
+        return type_hints(SECTIONS[section]).get(leaf)
+    if section == "data" and leaf in DATA_KEYS:
+        return type_hints(DataSpec).get(leaf)
+    grid = sweep.get("grid")
+    axis = grid.get(section) if isinstance(grid, Mapping) else None
+    defaults = {"data": DataSpec.name, "model": "cnn1d", "deficit": "blur"}  # (`sweep_file._resolve_fixed`'s)
+    given = sweep.get(section) or defaults.get(section)
+    for value in (axis if isinstance(axis, list) else [given]):
+        try:
+            found = entry(section, component_name(value) or defaults.get(section))
+        except SpecError:
+            continue
+        if leaf in found.options:
+            return found.type_of(leaf)
+    return None
 
 
 def _section_of(key: str) -> str | None:

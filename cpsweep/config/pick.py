@@ -3,8 +3,9 @@ each other grid axis (`schedule`, `deficit`, `model`, a dotted axis such as `opt
 AXIS=VALUE`, else the axis's first value. The trial is the sweep's own: the same spec and id as in
 `SweepSpec.trials()`, so a trial run alone can be compared with, or debugged for, the sweep's.
 
-A VALUE is read as YAML and matches a grid value equal to it, or, given as a name, the grid value of that
-name (`deficit=blur` for `{name: blur, factor: 4}`, `model=my_models:TinyConv`, `schedule=restart`).
+A VALUE is read as YAML, parsed as the axis's values are (`--axis optim.lr=1e-1` is 0.1), and matches a grid
+value equal to it, or, given as a name, the grid value of that name (`deficit=blur` for `{name: blur,
+factor: 4}`, `model=my_models:TinyConv`, `schedule=restart`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SpecError
-from .spec import TrialSpec, component_name, freeze
+from .grid import axis_value
+from .spec import TrialSpec, component_name
 from .sweep_file import SweepSpec
 from .yaml_text import read_yaml
 
@@ -35,9 +37,9 @@ def as_typed(value: Any) -> str:
     return _name(value) or str(list(value) if isinstance(value, tuple) else value)
 
 
-def _match(axis: str, text: str, values: Sequence[Any]) -> Any:
-    try:
-        wanted = freeze(read_yaml(text))
+def _match(axis: str, text: str, values: Sequence[Any], sweep: SweepSpec) -> Any:
+    try:  # read as the grid's own values are (`grid.axis_value`: 1e-1 is the 0.1 of grid.optim.lr)
+        wanted = axis_value(axis, read_yaml(text), sweep.raw)
     except Exception:  # noqa: BLE001 - not YAML: taken as a name
         wanted = text
     for value in values:
@@ -69,7 +71,7 @@ def pick_trial(sweep: SweepSpec, onset: int, length: int, seed: int, picks: Sequ
                                       f"its others: {', '.join(axes) or 'none'}")
         if axis in chosen:
             raise SpecError(f"--axis {axis}", "given twice; give it once")
-        chosen[axis] = _match(axis, text, sweep.grid[axis])
+        chosen[axis] = _match(axis, text, sweep.grid[axis], sweep)
     defaulted = [a for a in axes if a not in chosen]
     values = {a: chosen.get(a, sweep.grid[a][0]) for a in axes}
     settings = {a: v for a, v in values.items() if a != "deficit"}

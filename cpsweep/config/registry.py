@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import SpecError
-from ._parse import REQUIRED, check_keys, coerce, parse_options, unknown_name
+from ._parse import REQUIRED, check_keys, coerce, option_type, unknown_name
 from .plugins import import_reference, plugin_fields
 
 __all__ = ["BUILTINS", "INPUT_DIMS", "KINDS", "DataSetInfo", "Entry", "entry", "options_of", "unknown_name"]
@@ -70,12 +70,14 @@ class Entry:
         if missing:
             raise SpecError(f"{path}.{missing[0]}", f'required by {self.name} (no default in its signature); '
                                                     f"set {', '.join(missing)}")
-        if self.types:
-            out = {k: d for k, d in self.options.items() if d is not REQUIRED}
-            out.update({k: coerce(v, self.types.get(k, Any), f"{path}.{k}") for k, v in options.items()})
-        else:
-            out = parse_options(dict(options), self.options, path)
+        out = {k: d for k, d in self.options.items() if d is not REQUIRED}
+        out.update({k: coerce(v, self.type_of(k), f"{path}.{k}") for k, v in options.items()})
         return {k: v for k, v in out.items() if k not in self.later or v != self.later[k]}
+
+    def type_of(self, option: str) -> Any:
+        """The type `option`'s value is checked against: a plug-in's from its signature (`types`), a
+        built-in's its default's (`_parse.option_type`)."""
+        return self.types.get(option, Any) if self.types else option_type(self.options[option])
 
 
 def _builtin(kind: str, name: str, builder: str, options: Mapping[str, Any] | None = None, **kw: Any) -> Entry:

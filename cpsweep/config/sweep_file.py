@@ -346,7 +346,7 @@ def _parse_sweep(raw: Any, source: str | None) -> SweepSpec:
     with problems.check():
         base = _resolve_fixed(raw, str(name), None)
     with problems.check():
-        grid = parse_grid(raw.get("grid"), raw.get("schedule"))
+        grid = parse_grid(raw.get("grid"), raw)
     with problems.check():
         resources = parse(Resources, raw.get("resources"), "resources")
         wrong = [SpecError(f"resources.{k}", f"{r.message}, got {getattr(resources, k)}")
