@@ -13,6 +13,7 @@
 
 Overrides `dotted.key=value` (the value read as YAML) change every file given, are validated like the
 file, and are recorded in the results (spec.yaml): `replicates=5 grid.onset=[0,20,40] optim.lr=1e-2`.
+Files given together must name different sweeps (one results folder holds one sweep).
     cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
                                                run one trial here, one line per epoch, Parquet in DIR
     cpsweep schema [-o FILE]                   the JSON Schema of sweep files, for editors (docs/sweep.schema.json)
@@ -26,12 +27,15 @@ import argparse
 import math
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .errors import CpsweepError, SpecError, TrialDiverged
 from .config.sweep_file import TRACKERS
 from .storage.records import FINAL_EPOCHS, MIN_SEEDS, STATUSES
+
+if TYPE_CHECKING:
+    from .config.sweep_file import SweepSpec
 
 
 def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -46,28 +50,66 @@ def split_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check every file given (each one's mistakes all at once), then say what each one runs."""
-    errors = []
+    """Check every file given (each one's mistakes all at once, and files that name one sweep), then say what
+    each one runs."""
+    errors, loaded = [], []
     files, overrides = split_overrides(args.spec)
     for spec in files:
         try:
-            validate_one(spec, overrides)
+            loaded.append((spec, load_checked(spec, overrides)))
         except CpsweepError as e:
             errors.append(str(e))
+    clashes = name_clashes(loaded, overrides)
+    for spec, sweep in loaded:
+        if spec not in clashes:
+            try:
+                validate_one(spec, sweep)
+            except CpsweepError as e:
+                errors.append(str(e))
+    errors += list(dict.fromkeys(clashes.values()))
     if errors:
         raise CpsweepError("\n".join(errors))
     return 0
 
 
-def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
-    from .config.sharing import sharing_summary
-    from .config.spec import component_name
+def load_checked(spec: str, overrides: Sequence[str] = ()) -> SweepSpec:
+    """The sweep file `spec` with `overrides`, every trial resolved and its plug-ins checked."""
     from .config.sweep_file import load_sweep
     from .sweep.preflight import check_plugins
 
     sweep = load_sweep(spec, overrides)
+    check_plugins(sweep.trials(), sweep)
+    return sweep
+
+
+def name_clashes(loaded: Sequence[tuple[str, SweepSpec]], overrides: Sequence[str] = ()) -> dict[str, str]:
+    """{file: the line refusing it} for the files given whose sweeps have one name (after the overrides): a
+    results folder holds one sweep, so a launch would run the first and only then refuse the second."""
+    first: dict[str, int] = {}
+    out: dict[str, str] = {}
+    for i, (spec, sweep) in enumerate(loaded):
+        j = first.setdefault(sweep.name, i)
+        if j == i:
+            continue
+        other = loaded[j][0]
+        if os.path.realpath(other) == os.path.realpath(spec):
+            line = f"{spec}: given twice; give each sweep file once"
+        else:
+            renamed = any(o.partition("=")[0] == "name" for o in overrides)
+            fix = ("name= on the command line names every file's sweep: launch them one at a time, each with its "
+                   "own name=..." if renamed else "change the name: of one of them")
+            line = f"{other} and {spec} both name sweep {sweep.name!r}, and one results folder holds one sweep; {fix}"
+        out.setdefault(other, line)
+        out[spec] = line
+    return out
+
+
+def validate_one(spec: str, sweep: SweepSpec) -> None:
+    """Print what the checked sweep of file `spec` runs (`load_checked`), and notes on its design."""
+    from .config.sharing import sharing_summary
+    from .config.spec import component_name
+
     trials = sweep.trials()
-    check_plugins(trials, sweep)
     baselines = sum(t.is_baseline for t in trials)
     alone, shared = sharing_summary(trials)
     saved = f" ({alone - shared} saved, {alone / shared:.2f}x fewer)" if shared < alone else ""
@@ -105,20 +147,19 @@ def validate_one(spec: str, overrides: Sequence[str] = ()) -> None:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .config.sweep_file import load_sweep
     from .config.variants import full_grid_sweep
-    from .sweep.preflight import check_plugins
 
     files, overrides = split_overrides(args.spec)
-    errors, sweeps = [], []
+    errors, loaded = [], []
     for spec in files:  # every file is checked before anything runs
         try:
-            sweeps.append(load_sweep(spec, overrides))
-            check_plugins(sweeps[-1].trials(), sweeps[-1])
+            loaded.append((spec, load_checked(spec, overrides)))
             if args.full_grid:
-                full_grid_sweep(sweeps[-1])  # (refuses a sweep without a search: section)
+                full_grid_sweep(loaded[-1][1])  # (refuses a sweep without a search: section)
         except SpecError as e:
             errors.append(str(e))
+    errors += list(dict.fromkeys(name_clashes(loaded, overrides).values()))
+    sweeps = [sweep for _, sweep in loaded]
     if errors:
         raise CpsweepError("\n".join(errors))
     from .sweep.launch import launch  # (torch, Ray, pandas: a mistake in a file is said before they load)

@@ -328,6 +328,34 @@ def test_validate_takes_many_files_and_reports_every_bad_one(tmp_path):
     assert 'unknown key "epohcs"' in res.stderr
 
 
+def test_files_that_name_one_sweep_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """Two files whose sweeps have one name (here after name=) would share one results folder: launch ran the
+    first to its end and only then refused the second, and validate said both were ok. Both now refuse them
+    before anything runs, in one line naming both files and the name."""
+    import cpsweep.sweep.launch
+    from cpsweep.cli import main
+
+    calls = []
+    monkeypatch.setattr(cpsweep.sweep.launch, "launch", lambda spec, **kw: calls.append(spec))
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text("name: one\nepochs: 4\ngrid: {onset: [0], length: [2]}\n")
+    two.write_text("name: two\nepochs: 4\noptim: {lr: 0.01}\ngrid: {onset: [0], length: [2]}\n")
+    line = (f"cpsweep: error: {one} and {two} both name sweep 'same', and one results folder holds one sweep; "
+            f"name= on the command line names every file's sweep: launch them one at a time, each with its own "
+            f"name=...\n")
+    for command in ("validate", "launch"):
+        assert main([command, str(one), str(two), "name=same"]) == 2
+        assert capsys.readouterr() == ("", line)
+    assert main(["validate", str(one), str(two)]) == 0 and capsys.readouterr().err == ""  # their own names
+    two.write_text(two.read_text().replace("name: two", "name: one"))
+    assert main(["launch", str(one), str(two)]) == 2
+    assert capsys.readouterr().err.endswith("both name sweep 'one', and one results folder holds one sweep; change "
+                                            "the name: of one of them\n")
+    assert main(["validate", str(one), os.path.join(str(tmp_path), ".", "one.yaml")]) == 2
+    assert capsys.readouterr().err.endswith("one.yaml: given twice; give each sweep file once\n")
+    assert calls == []
+
+
 def test_validate_says_nothing_of_savings_where_there_are_none(tmp_path):
     one = tmp_path / "one.yaml"
     one.write_text("name: one\nepochs: 4\ngrid: {onset: [0], length: [2]}\n")  # a baseline and one window at 0

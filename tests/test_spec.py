@@ -423,7 +423,7 @@ def test_validate_notes_a_section_that_a_grid_axis_replaces(tmp_path, capsys):
     both, alone = tmp_path / "both.yaml", tmp_path / "alone.yaml"
     both.write_text(yaml.safe_dump(spec(deficit={"name": "blur", "factor": 4}, grid__deficit=["vflip", "noise"],
                                         model="mlp", grid__model=["cnn1d"])))
-    alone.write_text(yaml.safe_dump(spec(deficit={"name": "blur", "factor": 4})))
+    alone.write_text(yaml.safe_dump(spec(name="alone", deficit={"name": "blur", "factor": 4})))  # (another sweep)
     assert main(["validate", str(both), str(alone)]) == 0
     out = capsys.readouterr().out
     assert out.count("is not used by this sweep") == 2, out
