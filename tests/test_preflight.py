@@ -73,6 +73,32 @@ def test_the_probe_check_fails_exactly_where_a_trial_could_not_draw_its_probe(su
     check_data(data_needs(no_fisher), no_fisher)  # a trial that never measures the Fisher draws no probe
 
 
+def test_a_class_without_any_example_names_the_subset_not_a_probe_of_zero():
+    """data.subset: 3 leaves most of MNIST-1D's 10 classes without an example: the fix is a larger subset (the
+    message said to lower fisher.probe_per_class to 0, which must be at least 1); a whole training set without
+    a class names fisher.every."""
+    import dataclasses
+
+    from cpsweep.engine.data import load_dataset, resolve_data_dir
+
+    whole = load_dataset("mnist1d", data_dir=resolve_data_dir(None))
+    fewest, short = _fewest_per_class(3)
+    assert fewest == 0
+    trial = parse_sweep(tiny_sweep(data={"name": "mnist1d", "subset": 3},
+                                   fisher={"every": 2, "probe_per_class": 1})).trials()[0]
+    with pytest.raises(SpecError) as e:
+        check_probes(whole, [trial], source="s.yaml")
+    assert str(e.value) == (f"s.yaml: data.subset: 3 leaves class {short} of mnist1d's training set without any "
+                            f"training example, and the Fisher probe takes 1 training example of every class; raise "
+                            f"data.subset")
+    trial = parse_sweep(tiny_sweep(data={"name": "mnist1d"}, fisher={"every": 2, "probe_per_class": 2})).trials()[0]
+    with pytest.raises(SpecError) as e:  # (a plug-in's labels that leave out a class of its num_classes)
+        check_probes(dataclasses.replace(whole, num_classes=11), [trial], source="s.yaml")
+    assert str(e.value) == ("s.yaml: fisher.every: mnist1d's training set has no example of class 10 (of 11 "
+                            "classes), and the Fisher probe takes 2 training examples of every class; give it "
+                            "examples of every class, or set fisher.every: 0 to measure no Fisher")
+
+
 def test_a_probe_larger_than_a_class_stops_the_launch_before_ray_starts(tmp_path):
     fewest, short = _fewest_per_class(256)
     spec = write_spec(tmp_path, data={"name": "mnist1d", "subset": 256}, fisher={"every": 2, "probe_per_class": 30})

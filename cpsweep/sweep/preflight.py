@@ -62,10 +62,12 @@ def check_data(needs: Sequence[DataSpec], trials: Sequence[TrialSpec] = (), sour
 def check_probes(data: Dataset, trials: Sequence[TrialSpec], source: str | None = None) -> None:
     """A trial that measures the Fisher draws `fisher.probe_per_class` clean training examples of every class
     from its training set (`data`, cut to its `data.subset`); where a class has fewer, every such trial
-    would fail after Ray started, so the launch stops here, naming the field and the largest value that fits.
+    would fail after Ray started, so the launch stops here, naming the field and the largest value that fits;
+    where a class has none (a subset smaller than the classes), no probe fits, and the fix is the subset.
 
     Raises:
-        SpecError: `fisher.probe_per_class`, with the class that has too few examples.
+        SpecError: `fisher.probe_per_class`, with the class that has too few examples; `data.subset`, with
+            the class it leaves without any (`fisher.every` for a whole training set without any).
     """
     import torch
 
@@ -76,11 +78,18 @@ def check_probes(data: Dataset, trials: Sequence[TrialSpec], source: str | None 
         y = subset_labels(data.name, data.y_train, subset or None).cpu()
         counts = torch.bincount(y, minlength=data.num_classes)
         fewest, short = int(counts.min()), int(counts.argmin())
+        probe = f"the Fisher probe takes {per_class} training example{'s' * (per_class > 1)} of every class"
+        if fewest == 0 and subset:  # (fisher.probe_per_class is at least 1: lowering it cannot help)
+            raise SpecError("data.subset", f"{subset} leaves class {short} of {data.name}'s training set without any "
+                                           f"training example, and {probe}; raise data.subset", source)
+        if fewest == 0:
+            raise SpecError("fisher.every", f"{data.name}'s training set has no example of class {short} (of "
+                                            f"{data.num_classes} classes), and {probe}; give it examples of every "
+                                            f"class, or set fisher.every: 0 to measure no Fisher", source)
         if fewest < per_class:
             where = f"{data.name}'s training set" + (f" cut to data.subset: {subset}" if subset else "")
             fix = f"lower fisher.probe_per_class to {fewest} or less" + (" or raise data.subset" if subset else "")
-            raise SpecError("fisher.probe_per_class", f"the Fisher probe takes {per_class} training examples of "
-                                                      f"every class, but {where} has {fewest} of class {short}; {fix}",
+            raise SpecError("fisher.probe_per_class", f"{probe}, but {where} has {fewest} of class {short}; {fix}",
                             source)
 
 
