@@ -256,6 +256,19 @@ def test_a_plugin_reference_to_a_module_that_exists_passes_both(plugin):
     assert not disagreements(cases)
 
 
+def test_a_key_set_to_null_is_not_given_in_the_epoch_rule_by_both():
+    """`clean_after: null` beside epochs (`clean_after=null epochs=...` on the command line) passes the schema
+    and the parser alike; a rule given only as null, or common_end beside clean_after, passes neither."""
+    ends = {"grid.onset": [0], "grid.length": [1], "grid.schedule": DELETE}  # (one window end: no common_end)
+    accepted = [{"clean_after": None, "epochs": 100, **ends}, {"clean_after": None, "epochs": 100, "common_end": True},
+                {"epochs": None}, {"common_end": None}, {"epochs": None, "common_end": None},
+                {"clean_after": DELETE, "epochs": 100, "common_end": None, **ends}]
+    refused = [{"clean_after": None}, {"clean_after": None, "epochs": None}, {"clean_after": None, "common_end": True},
+               {"common_end": True}, {"clean_after": DELETE, "epochs": None, "common_end": True}]
+    assert [verdicts(mutate(c)) for c in accepted] == [(True, True)] * len(accepted)
+    assert [verdicts(mutate(c)) for c in refused] == [(False, False)] * len(refused)
+
+
 def test_what_only_cpsweep_validate_catches():
     """The limits of the schema, documented: it accepts these, the parser does not."""
     cases = [{"model": "cpsweep_no_such_module:net"},           # a plug-in that does not import

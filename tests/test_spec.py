@@ -278,6 +278,26 @@ def test_common_end_means_nothing_with_clean_after(value):
                              "at epoch E")
 
 
+def test_a_key_set_to_null_is_not_given_in_the_epoch_rule(tmp_path):
+    """`clean_after: null` beside `epochs` was refused as both given: an override can now switch a file from
+    one rule to the other (`clean_after=null epochs=...`, and back with `epochs=null common_end=null`), and the
+    trials are those of a file that gives the one rule."""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec(epochs=DELETE, common_end=DELETE, clean_after=7)))
+    switched = load_sweep(str(path), ["clean_after=null", "epochs=20", "common_end=true"])
+    assert (switched.epochs, switched.clean_after, switched.common_end) == (20, None, True)
+    assert switched.trials() == parse_sweep(spec()).trials()  # BASE: epochs: 20, common_end: true
+    path.write_text(yaml.safe_dump(spec(clean_after=None)))  # (in the file itself too)
+    assert load_sweep(str(path)).trials() == parse_sweep(spec()).trials()
+    back = load_sweep(str(path), ["epochs=null", "common_end=null", "clean_after=7"])
+    assert (back.epochs, back.clean_after, back.common_end) == (None, 7, False)
+    assert back.trials() == parse_sweep(spec(epochs=DELETE, common_end=DELETE, clean_after=7)).trials()
+    neither = ("epochs: give exactly one of epochs (a fixed total) or clean_after (clean epochs after each window)")
+    assert error_of(spec(epochs=None)) == neither
+    assert error_of(spec(epochs=None, clean_after=None, common_end=None)) == neither
+    assert error_of(spec(epochs=DELETE, clean_after=7, common_end=True)).startswith("common_end: means nothing")
+
+
 def test_common_end_keeps_the_sweep_hash():
     """`common_end` accepts a design; it changes no trial, so results folders keep their hashes."""
     same_end = {"grid": {"onset": [5], "length": [10]}}

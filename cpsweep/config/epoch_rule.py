@@ -9,7 +9,8 @@
                         and verdicts will say recovery differs per window"
 
 `common_end` is not a setting of any trial: it only accepts the design, so it stays out of the sweep hash
-(`SweepSpec.hash`, `fixed_settings`); spec.yaml keeps it with the raw file under `spec:`.
+(`SweepSpec.hash`, `fixed_settings`); spec.yaml keeps it with the raw file under `spec:`. A key set to null
+is not given (`clean_after=null epochs=60` on the command line switches a file's rule).
 """
 
 from __future__ import annotations
@@ -51,14 +52,17 @@ def seed_int(value: Any, path: str) -> int:
 
 def parse_epoch_rule(raw: Mapping[str, Any]) -> tuple[int | None, int | None, bool]:
     """(epochs, clean_after, common_end): exactly one of epochs and clean_after given, at least 1;
-    `common_end` true or false, and only beside `epochs`."""
-    if ("epochs" in raw) == ("clean_after" in raw):
+    `common_end` true or false, and only beside `epochs`. A key set to null is not given, so that an
+    override switches a file's rule: `clean_after=null epochs=60`, or `epochs=null common_end=null
+    clean_after=30`."""
+    given = {k: raw[k] for k in ("epochs", "clean_after", "common_end") if raw.get(k) is not None}
+    if ("epochs" in given) == ("clean_after" in given):
         raise SpecError("epochs", "give exactly one of epochs (a fixed total) or clean_after "
                                   "(clean epochs after each window)")
-    epochs = positive_epochs(raw["epochs"], "epochs") if "epochs" in raw else None
-    clean_after = positive_epochs(raw["clean_after"], "clean_after") if "clean_after" in raw else None
-    common_end = coerce(raw.get("common_end", False), bool, "common_end")
-    if "common_end" in raw and clean_after is not None:
+    epochs = positive_epochs(given["epochs"], "epochs") if "epochs" in given else None
+    clean_after = positive_epochs(given["clean_after"], "clean_after") if "clean_after" in given else None
+    common_end = coerce(given.get("common_end", False), bool, "common_end")
+    if "common_end" in given and clean_after is not None:
         raise SpecError("common_end", "means nothing with clean_after (every window already gets clean_after "
                                       "clean epochs); remove it, or give epochs: E instead of clean_after to "
                                       "stop every trial at epoch E")
