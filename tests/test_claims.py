@@ -725,8 +725,9 @@ def test_layer_shift_grades_each_window_with_each_seed_once():
         trial_id=lambda d: d.trial_id.map(rename))
     both = Results(pd.concat([one.trials, longer]), one.epochs, pd.concat([one.fisher_layers, layers]), {})
     c = rp.check_layer_shift(getter(fisher_study=both))
-    assert "window [0, 10), the window's last epoch (epoch 9): centre shift 0.33 [0.33, 0.33] (95% CI, n=3)" in c.measured
-    assert "window [0, 20), the window's last epoch (epoch 19): centre shift" in c.measured and "n=6" not in c.measured
+    end = "the window's last epoch"
+    assert f"window [0, 10), {end} (epoch 9): centre shift 0.33 [0.33, 0.33] (95% CI, n=3)" in c.measured
+    assert f"window [0, 20), {end} (epoch 19): centre shift" in c.measured and "n=6" not in c.measured
     assert c.verdict == "contradictory"  # one window shifts, the other is shown not to
 
 
