@@ -66,9 +66,21 @@ def test_a_lock_whose_driver_is_gone_is_taken_over(tmp_path):
     lock.acquire()
     assert lk.read_lock(store)["token"] == lock.token
     lock.release()
-    # a process id now given to a later process (started after the lock was written) is not its holder
-    write_lock(store, started=time.time() - 10 ** 6)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a running process is the holder, unless it started after the lock was written (its id reused)
+        write_lock(store, pid=other.pid, started=time.time())
+        assert lk.alive(lk.read_lock(store))
+        write_lock(store, pid=other.pid, started=time.time() - 10 ** 6)
+        assert not lk.alive(lk.read_lock(store))
+    finally:
+        other.kill()
+        other.wait()
+    # a lock this very process wrote and no longer holds (its release cut off) does not block it
+    write_lock(store, pid=os.getpid(), token="released-long-ago")
     assert not lk.alive(lk.read_lock(store))
+    lock = lk.LaunchLock(store, "tiny")
+    lock.acquire()
+    lock.release()
 
 
 def test_on_another_host_the_heartbeat_decides(tmp_path):
@@ -76,13 +88,45 @@ def test_on_another_host_the_heartbeat_decides(tmp_path):
     now = time.time()
     write_lock(store, host="head-node-of-a-cluster", pid=1, heartbeat=now - 10)
     assert lk.alive(lk.read_lock(store), now)
-    with pytest.raises(CpsweepError, match=r"process 1 on host head-node-of-a-cluster.*last seen 10 s ago"):
+    assert "(last seen 10 s ago)" in lk.holder(lk.read_lock(store), now)
+    with pytest.raises(CpsweepError, match=r"process 1 on host head-node-of-a-cluster"):
         lk.LaunchLock(store, "tiny").acquire()
     write_lock(store, host="head-node-of-a-cluster", pid=1, heartbeat=now - lk.STALE - 1)
     assert not lk.alive(lk.read_lock(store), now)
+    os.utime(tmp_path / lk.LOCK, (now - lk.STALE - 1, now - lk.STALE - 1))  # (the storage's clock agrees)
     lock = lk.LaunchLock(store, "tiny")
     lock.acquire()
     lock.release()
+
+
+def test_on_another_host_the_age_is_read_on_the_storage_clock(tmp_path):
+    """A holder whose clock is hours behind this host's still refreshes the file now: the storage's clock
+    (the file's modification time) says it is alive; a file untouched for longer than STALE is not."""
+    store = Store(str(tmp_path))
+    write_lock(store, host="head-node-of-a-cluster", pid=1, heartbeat=time.time() - 10 ** 4)
+    assert not lk.alive(lk.read_lock(store))  # (by the wall clocks alone it would look stopped)
+    assert abs(lk.storage_age(store)) < 5 and not (tmp_path / ".clock").exists()
+    with pytest.raises(CpsweepError, match=r"last seen 0 s ago\).*if it is not running, delete .*launch.json"):
+        lk.LaunchLock(store, "tiny").acquire()
+    old = time.time() - lk.STALE - 60
+    os.utime(tmp_path / lk.LOCK, (old, old))
+    assert lk.storage_age(store) > lk.STALE
+    lock = lk.LaunchLock(store, "tiny")
+    lock.acquire()
+    lock.release()
+
+
+def test_a_holder_whose_lock_was_taken_over_stops_refreshing_it_and_says_so(tmp_path, capsys):
+    store = Store(str(tmp_path))
+    lock = lk.LaunchLock(store, "tiny", heartbeat=0.05)
+    lock.acquire()
+    write_lock(store, host="head-node-of-a-cluster", pid=1, token="theirs")
+    time.sleep(0.4)
+    assert lk.read_lock(store)["token"] == "theirs"
+    assert "sweep tiny's launch lock was taken over by process 1 on host head-node-of-a-cluster" in \
+        capsys.readouterr().err
+    lock.release()
+    assert lk.read_lock(store)["token"] == "theirs"  # (not this launch's to remove)
 
 
 def test_a_damaged_lock_does_not_block(tmp_path):

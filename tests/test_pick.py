@@ -69,8 +69,8 @@ def test_a_pick_is_read_as_the_grid_reads_its_values():
         sweep = parse_sweep({**MANY_AXES, "grid": {**MANY_AXES["grid"], "optim.lr": lrs}})
         for text in ("1e-1", "0.1", "1.0e-1"):
             trial, values, _ = pick_trial(sweep, 0, 1, 3, [f"optim.lr={text}"])
-            assert values["optim.lr"] == 0.1 and trial.optim.lr == 0.1 and "-lr0.1-" in trial.trial_id
-            assert trial in sweep.trials()
+            assert values["optim.lr"] == lrs[0] and trial.optim.lr == 0.1  # (the grid's value, as written)
+            assert f"-lr{lrs[0]}-" in trial.trial_id and trial in sweep.trials()
 
 
 @pytest.mark.parametrize("picks, message", [

@@ -484,9 +484,10 @@ def test_every_float_field_takes_scientific_notation(tmp_path, text, value):
 
 
 def test_a_grid_axis_value_in_scientific_notation_is_its_number(tmp_path):
-    """A dotted axis's values are parsed to the field's type before duplicates, ids and tags: `1e-2` (text to
-    YAML 1.1) is the trial `lr0.01` that `0.01` makes, so a relaunch written either way finds the same
-    trials; numbers written as numbers keep their ids (`lr0.01`, `lr1` for a float field, `weight_decay0`)."""
+    """A dotted axis's values are compared as the field's type: `1e-2` (text to YAML 1.1) trains the lr 0.01
+    that `0.01` does, and the two in one axis are one value listed twice. Trial ids and tags keep the file's
+    own form (`lr1e-2`, `lr0.01`), so results folders already written keep their trials' names (a relaunch
+    that writes a value the other way is refused: tests/test_sweep.py)."""
     sci, plain = tmp_path / "sci.yaml", tmp_path / "plain.yaml"
     body = "name: s\nclean_after: 2\nmodel: {name: mlp}\n"
     sci.write_text(body + "grid: {onset: [0], length: [2], optim.lr: [1e-2, 1e0], optim.weight_decay: [0, 5e-4], "
@@ -494,17 +495,36 @@ def test_a_grid_axis_value_in_scientific_notation_is_its_number(tmp_path):
     plain.write_text(body + "grid: {onset: [0], length: [2], optim.lr: [0.01, 1.0], optim.weight_decay: [0, 0.0005], "
                             "model.hidden: [[10, 20]]}\n")
     a, b = load_sweep(str(sci)), load_sweep(str(plain))
-    assert a.grid == b.grid and a.hash() == b.hash()
-    assert a.grid["optim.lr"] == (0.01, 1.0) and a.grid["model.hidden"] == ((10, 20),)
-    assert [t.trial_id for t in a.trials()] == [t.trial_id for t in b.trials()]
-    assert "blur-o0-l2-lr0.01-weight_decay0.0005-hidden10x20-s0" in {t.trial_id for t in a.trials()}
-    assert [t.tags for t in a.trials()] == [t.tags for t in b.trials()]
+    assert a.grid["optim.lr"] == ("1e-2", "1e0") and b.grid["optim.lr"] == (0.01, 1.0)  # as written
+    assert "blur-o0-l2-lr1e-2-weight_decay5e-4-hidden1e1x2e1-s0" in {t.trial_id for t in a.trials()}
+    assert "blur-o0-l2-lr0.01-weight_decay0.0005-hidden10x20-s0" in {t.trial_id for t in b.trials()}
+    settings = lambda sweep: sorted((t.optim.lr, t.optim.weight_decay, t.model.options["hidden"])  # noqa: E731
+                                    for t in sweep.trials())
+    assert settings(a) == settings(b)  # the same numbers trained
     ints = parse_sweep(spec(**{"grid__optim.lr": [1, 0.01], "grid__optim.weight_decay": [0]}))
     assert {t.trial_id for t in ints.trials() if t.is_baseline} == {"baseline-lr1-weight_decay0-s0",
                                                                     "baseline-lr0.01-weight_decay0-s0",
                                                                     "baseline-lr1-weight_decay0-s1",
                                                                     "baseline-lr0.01-weight_decay0-s1"}
     assert error_of(spec(**{"grid__optim.lr": [1, 1.0]})).startswith("grid.optim.lr[1]: 1.0 is listed twice")
+    assert error_of(spec(**{"grid__optim.lr": ["1e-2", 0.01]})).startswith(
+        "grid.optim.lr[1]: 0.01 is listed twice (1e-2 and 0.01 are the same value)")
+
+
+def test_a_relaunch_that_writes_a_value_the_other_way_is_refused(tmp_path):
+    """Trial ids follow the file's form, so `0.01` where the folder's run wrote `1e-2` would train those
+    trials again under other ids and hold each setting twice: refused, naming the axis and the fix."""
+    from cpsweep.errors import SpecError
+    from cpsweep.storage.store import Store
+    from cpsweep.sweep.launch import check_same_fixed_settings, write_spec
+
+    store = Store(str(tmp_path))
+    first = parse_sweep(spec(**{"grid__optim.lr": ["1e-2", 0.1]}))
+    write_spec(store, first)
+    check_same_fixed_settings(store, parse_sweep(spec(**{"grid__optim.lr": ["1e-2", 0.1, 0.2]})))  # extended: ok
+    with pytest.raises(SpecError, match=r"grid.optim.lr: 0.01 is written 1e-2 in the results already in .*: "
+                                        r"write it 1e-2 again"):
+        check_same_fixed_settings(store, parse_sweep(spec(**{"grid__optim.lr": [0.01, 0.1]})))
 
 
 def test_every_integer_field_takes_a_whole_number_in_scientific_notation(tmp_path):

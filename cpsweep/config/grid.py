@@ -111,37 +111,50 @@ def _parse_axis(key: str, values: Any, sweep: Mapping[str, Any]) -> tuple[Any, .
         values = [seed_int(v, f"grid.seed[{i}]") for i, v in enumerate(values)]
     elif key in ("onset", "length"):
         values = [epoch_int(v, f"grid.{key}[{i}]") for i, v in enumerate(values)]
-    frozen = tuple(axis_value(key, v, sweep) for v in values)
-    again = next((i for i, v in enumerate(frozen) if v in frozen[:i]), None)
+    parsed = tuple(axis_value(key, v, sweep) for v in values)
+    again = next((i for i, v in enumerate(parsed) if v in parsed[:i]), None)
     if again is not None:  # (it would be one trial, not the two the file seems to ask for)
-        first = values[frozen.index(frozen[again])]
+        first = values[parsed.index(parsed[again])]
         same = f" ({first} and {values[again]} are the same value)" if str(first) != str(values[again]) else ""
-        raise SpecError(f"grid.{key}[{again}]", f"{frozen[again]!r} is listed twice{same}; give each value once")
-    return frozen
+        raise SpecError(f"grid.{key}[{again}]", f"{parsed[again]!r} is listed twice{same}; give each value once")
+    return tuple(freeze(v) for v in values)  # (as written: trial ids and tags keep the file's own form)
 
 
 def axis_value(key: str, value: Any, sweep: Mapping[str, Any]) -> Any:
-    """A value of grid axis `key` as the trial reads it, the one form that its duplicates, trial ids, tags
-    and `cpsweep trial --axis` compare: a dotted axis's value parsed to its field's type (`1e-2`, which
-    YAML 1.1 reads as text, is the number 0.01 for `optim.lr`), lists as tuples. A number written as a
-    number keeps its form (`1` for a float field stays `1`), so that ids already written keep their names
-    (`lr0.01`, `lr1`); a value its field refuses is left as written, for the trial's own check to name.
-    `sweep`: the file's mapping (which model, deficit or data set types a dotted axis of their options)."""
+    """A value of grid axis `key` as the trial reads it, the form in which the axis's values are compared
+    (for duplicates, and with `cpsweep trial --axis`): a dotted axis's value parsed to its field's type
+    (`1e-2`, which YAML 1.1 reads as text, is the number 0.01 for `optim.lr`), lists as tuples; a value its
+    field refuses as written, for the trial's own check to name. Trial ids and tags keep the value as the
+    file writes it, so that folders already written keep their trials' names. `sweep`: the file's mapping
+    (which model, deficit or data set types a dotted axis of their options)."""
     value = freeze(value)
     tp = _field_type(key, sweep) if "." in key else None
     if tp is None:
         return value
     try:
-        return _as_written(value, coerce(value, tp, f"grid.{key}"))
+        return freeze(coerce(value, tp, f"grid.{key}"))
     except SpecError:
         return value
 
 
-def _as_written(written: Any, parsed: Any) -> Any:
-    """`parsed` where `written` is text (`1e-2` -> 0.01), else `written` (the field accepted it as it is)."""
-    if isinstance(written, tuple) and isinstance(parsed, tuple) and len(written) == len(parsed):
-        return tuple(_as_written(w, p) for w, p in zip(written, parsed))
-    return parsed if isinstance(written, str) else written
+def rewritten_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(axis, value as `old` writes it, as `new` does) for each value of a dotted grid axis that two sweep
+    files (mappings: the results folder's spec.yaml and a relaunch's) write in two ways, `1e-2` and `0.01`:
+    one setting, but two trial ids (module docstring of `axis_value`)."""
+    out = []
+    old_grid, new_grid = old.get("grid"), new.get("grid")
+    if not isinstance(old_grid, Mapping) or not isinstance(new_grid, Mapping):
+        return out
+    for key, values in new_grid.items():
+        before = old_grid.get(key)
+        if "." not in key or not isinstance(values, list) or not isinstance(before, list):
+            continue
+        parsed = {axis_value(key, o, old): freeze(o) for o in before}
+        for v in values:
+            o = parsed.get(axis_value(key, v, new))
+            if o is not None and o != freeze(v):
+                out.append((key, o, freeze(v)))
+    return out
 
 
 def _field_type(key: str, sweep: Mapping[str, Any]) -> Any:

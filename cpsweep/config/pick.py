@@ -43,7 +43,7 @@ def _match(axis: str, text: str, values: Sequence[Any], sweep: SweepSpec) -> Any
     except Exception:  # noqa: BLE001 - not YAML: taken as a name
         wanted = text
     for value in values:
-        if value == wanted:
+        if value == wanted or axis_value(axis, value, sweep.raw) == wanted:
             return value
     named = [v for v in values if isinstance(wanted, str) and wanted in (_name(v), (_name(v) or "").rpartition(":")[2])]
     if len(named) == 1:

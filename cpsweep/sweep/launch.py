@@ -33,6 +33,7 @@ from typing import Any, Collection, Iterator, Mapping, Sequence
 
 import yaml
 
+from ..config.grid import rewritten_values
 from ..config.plugins import ship_paths
 from ..config.sharing import plan, subtree_epochs
 from ..config.spec import TrialSpec
@@ -96,7 +97,8 @@ def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
                                                 f"mix results of other settings unseen; restore {SPEC_FILE}, or "
                                                 f"use a new sweep name or another --storage", sweep.source)
         return
-    old = store.read_document(SPEC_FILE).get("fixed", {})
+    doc = store.read_document(SPEC_FILE)
+    old = doc.get("fixed", {})
     diffs = diff_settings(old, sweep.fixed_settings())
     if diffs:
         changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:4])
@@ -104,6 +106,12 @@ def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
                                             f"fixed settings ({changes}); results would be mixed. Use a new "
                                             f"sweep name, another --storage, or restore the old settings",
                         sweep.source)
+    rewritten = rewritten_values(doc.get("spec") or {}, sweep.raw)
+    if rewritten:  # (the same setting, another trial id: trained again, the folder holding it twice)
+        key, was, now = rewritten[0]
+        raise SpecError(f"grid.{key}", f"{now} is written {was} in the results already in {store.uri}, and trial "
+                                       f"ids follow the file's form: write it {was} again, or its trials are "
+                                       f"trained again under other ids", sweep.source)
 
 
 def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
@@ -182,21 +190,21 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         store.check_reachable()  # (a gs:// store without credentials: seconds, not minutes)
         lock = LaunchLock(store, sweep.name)
         ending.callback(lock.release)  # (however the launch ends)
-        check_same_fixed_settings(store, sweep)
-        search = Search(sweep, out) if sweep.search is not None else None
-        trials = search.trials() if search else sweep.trials()
-        progress = Progress(store, trials, sweep.hash(), out)  # reads what the folder holds; writes nothing yet
-        if search:
-            replay(search, progress)  # the rounds a crashed or finished launch completed
-            trials = list(progress.trials.values())
-        pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
-        needs = data_needs(pending)
-        check_data(needs, pending, sweep.source)  # here, before Ray starts or anything is written
-        check_plugins(pending, sweep)
-        resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
         with store.kept_only_if_used(lock.release):  # a launch refused here leaves no empty results folder
             store.check_writable()
-            lock.acquire()  # (another launch of this sweep running: refused here, before anything is written)
+            lock.acquire()  # (another launch of this sweep running: refused before the folder is even read)
+            check_same_fixed_settings(store, sweep)
+            search = Search(sweep, out) if sweep.search is not None else None
+            trials = search.trials() if search else sweep.trials()
+            progress = Progress(store, trials, sweep.hash(), out)  # reads what the folder holds; writes nothing
+            if search:
+                replay(search, progress)  # the rounds a crashed or finished launch completed
+                trials = list(progress.trials.values())
+            pending = [t for t in trials if progress.status[t.trial_id] not in FINISHED]
+            needs = data_needs(pending)
+            check_data(needs, pending, sweep.source)  # here, before Ray starts or anything is written
+            check_plugins(pending, sweep)
+            resources = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
             address = cluster_address(address)
             if pending and address is not None:  # (ray.init would retry for minutes; no plan printed first)
                 check_reachable(address)
