@@ -397,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--effect", type=float, nargs="+", default=[0.5, 1.0, 2.0], metavar="PTS",
                     help="true effects (points of final accuracy) to size the effect claims for (default 0.5 1 2)")
     se.add_argument("--power", type=float, default=0.8, help="chance of a 'reproduced' verdict to aim at (0.8)")
-    se.add_argument("--comparisons", type=int, default=1, help="divide every level by this many comparisons, the "
-                                                               "windows or lengths a claim is corrected over (1)")
+    se.add_argument("--comparisons", type=int, default=1, help="divide the level of each claim's test by this many "
+                                                               "comparisons, the windows or lengths it is corrected "
+                                                               "over (1)")
     se.set_defaults(func=cmd_seeds)
 
     v = sub.add_parser("validate", help="check sweep files and print their trial counts")

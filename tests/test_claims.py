@@ -171,7 +171,7 @@ def test_onset_claims_are_graded_under_the_paper_schedule_and_beside_it_the_cont
                             "ruled out as its explanation.")
     # the restart control equalises the rate after the window, not during it: only a constant rate rules it out
     c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL)))
-    assert "slower recovery does not explain it" in c.plain and "only a constant-rate control rules out" in c.plain
+    assert "so the rate of the recovery does not explain it" in c.plain and "only a constant-rate control rules out" in c.plain
     assert "not the learning rate" not in c.plain
     c = rp.check_early_vs_late(getter(blur_grid=schedules(exponential=CRITICAL, restart=CRITICAL, constant=CRITICAL)))
     assert c.plain.endswith("It holds at a constant rate too: not the learning rate's doing.")
@@ -780,3 +780,17 @@ def test_baselines_shorter_than_their_windows_decide_nothing_and_say_how_to_fix_
     c = rp.check_early_vs_late(getter(blur_grid=Results(trials, r.epochs, r.fisher_layers, {"spec": {"name": "kr3"}})))
     assert c.verdict == "not shown" and c.measured.startswith("kr3's baselines trained fewer epochs than its windows")
     assert "launch it again to train them to their length" in c.measured
+
+
+def test_the_held_out_peak_comes_from_the_baselines_of_the_same_settings():
+    from cpsweep.results.reduce import fisher_peak
+
+    trials, ep = [], []
+    for tags, top in (("width=8", 3), ("width=16", 7)):
+        for s in range(3):
+            tid = f"baseline-{tags}-s{s}"
+            trials.append({"trial_id": tid, "status": "ok", "deficit": "none", "onset": 0, "seed": s,
+                           "epochs": 10, "tags": tags})
+            ep += [{"trial_id": tid, "epoch": e, "fisher_trace": 100.0 - abs(e - top) - s} for e in range(10)]
+    p = fisher_peak(pd.DataFrame(ep), pd.DataFrame(trials))
+    assert p.held_epoch.tolist() == [3, 3, 3, 7, 7, 7] and p.held_peak.tolist() == [100, 99, 98] * 2

@@ -204,7 +204,7 @@ def schedule_name(label: str) -> str:
         label, f"{label} (the paper's schedule)" if label not in CONTROLS else label)
 
 
-WORDS = {"reproduced": "holds", "partly": "holds in part", "contradictory": "its parts disagree",
+WORDS = {"reproduced": "holds", "partly": "holds in part", "contradictory": "has parts that disagree",
          "not reproduced": "is shown not to hold", "not shown": "cannot be decided", "not run": "was not run"}
 
 
@@ -226,8 +226,8 @@ def plain_words(verdict: str, controls: dict[str, str]) -> str:
     constant = {None: "only a constant-rate control rules out.",
                 "partly": "the constant-rate control rules out only in part."}.get(
         controls.get("constant"), "the constant-rate control leaves undecided.")
-    return text + (". The restart control gives every window the same rate after it, so a late window's slower "
-                   "recovery does not explain it; the rate during the window still falls with its onset, which "
+    return text + (". The restart control gives every window the same rate after it, so the rate of the "
+                   "recovery does not explain it; the rate during a window still depends on when it falls, which "
                    + constant)
 
 

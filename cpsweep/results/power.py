@@ -147,7 +147,7 @@ def folder_spread(uri: str) -> dict[str, tuple[float, int, int]]:
     spread = pilot_spread(seed_sensitivity(res.trials, res.epochs))
     if not spread["window"][1]:
         done = res.trials.status.isin(["ok", "diverged"]).sum() if len(res.trials) else 0
-        if done < len(res.trials):
+        if done < len(res.trials) and res.trials.seed.nunique() >= 2:
             raise CpsweepError(f"{uri} has no window with two finished seeds yet ({done} of {len(res.trials)} "
                                f"trials finished): finish the sweep (launch it again), or give --sd POINTS")
         raise CpsweepError(f"{uri} has no window with two finished seeds: nothing to measure the spread on; run "

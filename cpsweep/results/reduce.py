@@ -299,10 +299,11 @@ def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Per baseline seed: the trace at initialisation (epoch -1, before any training step; NaN in results
     that did not record it), the epoch and value of its peak over the training epochs, the final value and
     the epochs trained. Also `held_epoch` and `held_peak`: the epoch at which the other seeds' mean log trace
-    peaks, and this seed's trace there. A seed's own maximum is biased up by its own noise (a flat noisy
-    trace "rises" and "falls" from its maximum), the held-out peak is not: the rise and fall are tested on it
-    (NaN without another seed). Columns: seed, init, peak_epoch, peak, final, epochs, held_epoch, held_peak."""
-    rows, traces = [], {}
+    peaks (the baselines of the same settings and onset), and this seed's trace there. A seed's own maximum is
+    biased up by its own noise (a flat noisy trace "rises" and "falls" from its maximum), the held-out peak
+    is not: the rise and fall are tested on it (NaN without another seed). Columns: seed, init, peak_epoch,
+    peak, final, epochs, held_epoch, held_peak."""
+    rows, traces, groups = [], {}, []
     base = trials[(trials.status == "ok") & (trials.deficit == "none")]
     for _, t in base.iterrows():
         f = epochs[epochs.trial_id == t.trial_id].dropna(subset=["fisher_trace"]).sort_values("epoch")
@@ -311,12 +312,13 @@ def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
         if len(f):
             top = f.loc[f.fisher_trace.idxmax()]
             traces[len(rows)] = f.set_index("epoch").fisher_trace
+            groups.append((t.get("tags", ""), t.get("onset", 0)))
             rows.append({"seed": t.seed, "init": float(init.iloc[0]) if len(init) else np.nan,
                          "peak_epoch": int(top.epoch), "peak": float(top.fisher_trace),
                          "final": float(f.fisher_trace.iloc[-1]), "epochs": int(t.epochs)})
     logs = pd.DataFrame({i: np.log(tr.where(tr > 0)) for i, tr in traces.items()})  # epochs x baselines
     for i, row in enumerate(rows):
-        others = logs[[j for j, r in enumerate(rows) if r["seed"] != row["seed"]]]
+        others = logs[[j for j, r in enumerate(rows) if r["seed"] != row["seed"] and groups[j] == groups[i]]]
         mean = others.mean(axis=1)[traces[i].index.intersection(others.index)].dropna()
         epoch = int(mean.idxmax()) if len(mean) else None
         row.update(held_epoch=epoch if epoch is not None else np.nan,

@@ -55,7 +55,7 @@ def _design_row(name: str, r: Results) -> str:
     seeds = sorted(int(s) for s in r.trials.seed.unique())
     ok = r.trials[r.trials.status == "ok"]
     trained = int((ok.epochs - ok.shared_epochs.fillna(0)).sum()) if "shared_epochs" in ok else int(ok.epochs.sum())
-    recovery = (f"{raw['clean_after']} clean epochs after every window" if "clean_after" in raw
+    recovery = (f"{raw['clean_after']} clean epochs after every window" if raw.get("clean_after") is not None
                 else f"common end at epoch {raw.get('epochs')}")
     axes = ", ".join(f"{k}: {v}" for k, v in grid.items() if k not in ("onset", "length")) or "-"
     search = "adaptive search" if raw.get("search") else "grid"
@@ -233,7 +233,7 @@ def render_quickstart(r: Results) -> str:
         c = check(get)
         said.append(f"\"{claim[0].upper() + claim[1:]}\": {c.plain[0].lower() + c.plain[1:]}")
     said.append(_design_power(ss))
-    p = fisher_peak(r.epochs, base).dropna()
+    p = fisher_peak(r.epochs, base).dropna(subset=["init", "peak", "final"])
     if len(p):
         peaks = sorted(set(p.peak_epoch))
         said.append(f"Those baselines' Fisher trace goes from {p.init.min():.0f}-{p.init.max():.0f} at initialisation "
