@@ -58,8 +58,9 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_grid(raw: Any, sweep: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, ...]]:
-    """The grid axes, each value parsed (`axis_value`); `sweep`: the file's mapping, whose schedule section
-    `grid.schedule` values are labelled against and whose components type a dotted axis's options."""
+    """The grid axes, their values as written (compared as `axis_value` parses them); `sweep`: the file's
+    mapping, whose schedule section `grid.schedule` values are labelled against and whose components type a
+    dotted axis's options."""
     sweep = sweep if isinstance(sweep, Mapping) else {}
     if not isinstance(raw, Mapping) or not raw:
         raise SpecError("grid", "required: at least grid.onset and grid.length, each a list of epochs")
@@ -76,8 +77,8 @@ def parse_grid(raw: Any, sweep: Mapping[str, Any] | None = None) -> dict[str, tu
 
 
 def _parse_axis(key: str, values: Any, sweep: Mapping[str, Any]) -> tuple[Any, ...]:
-    """One grid axis's values, checked and parsed (`parse_grid`): a value listed twice, even written two ways
-    (`1e-2` and `0.01`), is refused."""
+    """One grid axis's values, checked (`parse_grid`): a value listed twice, even written two ways (`1e-2` and
+    `0.01`), is refused."""
     if key not in GRID_AXES and not ("." in key and key.split(".")[0] in DOTTED):
         home = _section_of(key)
         if home:  # a setting named without its section: `lr` for `optim.lr`
@@ -140,7 +141,7 @@ def axis_value(key: str, value: Any, sweep: Mapping[str, Any]) -> Any:
 def rewritten_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """(axis, value as `old` writes it, as `new` does) for each value of a dotted grid axis that two sweep
     files (mappings: the results folder's spec.yaml and a relaunch's) write in two ways, `1e-2` and `0.01`:
-    one setting, but two trial ids (module docstring of `axis_value`)."""
+    one setting, but two trial ids (`axis_value`)."""
     out = []
     old_grid, new_grid = old.get("grid"), new.get("grid")
     if not isinstance(old_grid, Mapping) or not isinstance(new_grid, Mapping):

@@ -303,7 +303,7 @@ def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     biased up by its own noise (a flat noisy trace "rises" and "falls" from its maximum), the held-out peak
     is not: the rise and fall are tested on it (NaN without another seed). Columns: seed, init, peak_epoch,
     peak, final, epochs, held_epoch, held_peak."""
-    rows, traces, groups = [], {}, []
+    rows, traces, groups = [], [], []  # (parallel: a baseline's row, its trace per epoch, its settings)
     base = trials[(trials.status == "ok") & (trials.deficit == "none")]
     for _, t in base.iterrows():
         f = epochs[epochs.trial_id == t.trial_id].dropna(subset=["fisher_trace"]).sort_values("epoch")
@@ -311,12 +311,12 @@ def fisher_peak(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
         f = f[f.epoch >= 0]
         if len(f):
             top = f.loc[f.fisher_trace.idxmax()]
-            traces[len(rows)] = f.set_index("epoch").fisher_trace
+            traces.append(f.set_index("epoch").fisher_trace)
             groups.append((t.get("tags", ""), t.get("onset", 0)))
             rows.append({"seed": t.seed, "init": float(init.iloc[0]) if len(init) else np.nan,
                          "peak_epoch": int(top.epoch), "peak": float(top.fisher_trace),
                          "final": float(f.fisher_trace.iloc[-1]), "epochs": int(t.epochs)})
-    logs = pd.DataFrame({i: np.log(tr.where(tr > 0)) for i, tr in traces.items()})  # epochs x baselines
+    logs = pd.DataFrame({i: np.log(tr.where(tr > 0)) for i, tr in enumerate(traces)})  # epochs x baselines
     for i, row in enumerate(rows):
         others = logs[[j for j, r in enumerate(rows) if r["seed"] != row["seed"] and groups[j] == groups[i]]]
         mean = others.mean(axis=1)[traces[i].index.intersection(others.index)].dropna()

@@ -19,6 +19,7 @@ refreshing it and says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -158,8 +159,5 @@ class LaunchLock:
             HELD.discard(self.token)
             lock = read_lock(self.store)
             if lock is not None and lock.get("token") == self.token:
-                try:
-                    with self.store.errors("remove the launch lock from"):
-                        self.store.fs.delete_file(self.store.path(LOCK))
-                except StorageError:
-                    pass  # (left behind: the next launch, this process's too, sees its holder is gone)
+                with contextlib.suppress(OSError):  # (left behind: the next launch, this process's too, sees
+                    self.store.fs.delete_file(self.store.path(LOCK))  # its holder is gone)
