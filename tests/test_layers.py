@@ -35,7 +35,7 @@ RULES = {
     "engine": (("cpsweep.errors", "cpsweep._io", "cpsweep.config", "cpsweep.storage.records", "cpsweep.engine"),
                ("ray",)),
     "sweep": (("cpsweep",), ()),
-    "": (("cpsweep",), ("ray",)),  # cli.py, __init__.py, errors.py, _io.py
+    "": (("cpsweep",), ("ray",)),  # cli.py, cli_args.py, __init__.py, errors.py, _io.py
 }
 
 
