@@ -98,7 +98,7 @@ def test_a_grid_extended_to_a_later_onset_trains_its_baseline_to_the_new_length(
     pd.testing.assert_frame_equal(epochs[COMPARE], reference_epochs(tiny_sweep(**longer))[COMPARE])
 
 
-def test_impossible_resources_fail_at_once(tmp_path, ray_local):
+def test_impossible_resources_fail_at_once(tmp_path, ray_local, capsys):
     from cpsweep.sweep.launch import launch
 
     spec = write_spec(tmp_path, resources={"cpu": 1, "gpu": 1})
@@ -107,6 +107,9 @@ def test_impossible_resources_fail_at_once(tmp_path, ray_local):
                                         r"CPU=2, GPU=0"):
         launch(spec, storage=str(tmp_path / "res"))
     assert time.time() - start < 30
+    # the error alone: no plan line saying what would run (it is printed once the checks on Ray pass), and
+    # no results folder
+    assert capsys.readouterr().out == "" and not (tmp_path / "res").exists()
 
 
 def kill_worker_when(condition, stop: threading.Event, killed: list):

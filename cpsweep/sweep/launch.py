@@ -208,10 +208,6 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             address = cluster_address(address)
             if pending and address is not None:  # (ray.init would retry for minutes; no plan printed first)
                 check_reachable(address)
-            adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
-                        if search else "")
-            print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already "
-                  f"done, {len(pending)} to run -> {uri}", file=out, flush=True)
             if pending:
                 connect(address, verbose, ship_paths(p.partition("=")[2].partition("@")[0] for t in pending
                                                      for p in t.plugins.split(";") if p),
@@ -223,6 +219,11 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
                 check_shared_storage(storage, shared_storage)
                 check_fits(resources)
                 check_data_on_nodes(needs, resources)
+            adaptive = (f" (adaptive: round {search.round}, of the full grid's {len(search.all_trials)})"
+                        if search else "")
+            # (after the checks that need Ray: a refused launch says only why)
+            print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already "
+                  f"done, {len(pending)} to run -> {uri}", file=out, flush=True)
             write_spec(store, sweep, len(trials) - len(pending))
         progress.retire_stale()
         progress.flush()
