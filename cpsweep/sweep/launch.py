@@ -47,7 +47,7 @@ from .adaptive import Search, replay, run_rounds, summary_lines
 from ._cluster import (autoscaler_node_types, check_fits, check_reachable, check_shared_storage, cluster_address,
                        connect, slots)
 from .checkpoint_store import newest_checkpoints, stored_prefixes
-from .live import Live
+from .live import FINISH_HINT, Live
 from .lock import LaunchLock
 from .preflight import check_data, check_data_on_nodes, check_plugins, data_needs
 from .progress import FINISHED, Progress, tune_callback
@@ -252,8 +252,8 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         unfinished = counts.get("pending", 0) + counts.get("running", 0)  # (Ctrl-C: Tune stops, and returns)
         print(f"sweep {sweep.name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
               + f" in {time.time() - start:.0f} s; results in {uri}" + (f", report {path}" if path else "")
-              + (f"; {unfinished} trial(s) not finished (interrupted): launch again to finish them (finished "
-                 f"trials are kept, interrupted ones resume from their last checkpoint)" if unfinished else ""),
+              + (f"; {unfinished} trial(s) not finished (interrupted): launch again to finish them "
+                 f"({FINISH_HINT})" if unfinished else ""),
               file=out, flush=True)
         return Summary(sweep.name, uri, counts, time.time() - start, path)
 

@@ -176,6 +176,10 @@ def read_live(store: Store) -> dict[str, Any] | None:
         return None
 
 
+# how a launch that stopped is finished: said by `cpsweep status` and by the interrupted launch itself
+FINISH_HINT = "finished trials are kept, interrupted ones resume from their last checkpoint"
+
+
 def describe(state: Mapping[str, Any], now: float | None = None, running: bool = True) -> list[str]:
     """`cpsweep status` lines for a live.json: the launch's epochs and ETA as of its last update, then one
     line per running trial; or, for a launch that is no longer `running` (its driver gone, `lock.alive`)
@@ -188,7 +192,7 @@ def describe(state: Mapping[str, Any], now: float | None = None, running: bool =
     if not running:
         return [f"the last launch stopped before it finished (its driver is gone; last progress {when}, "
                 f"{state['epochs_done']:,}/{state['epochs_total']:,} epochs trained): launch the sweep again to "
-                f"finish it (finished trials are kept, interrupted ones resume from their last checkpoint)"]
+                f"finish it ({FINISH_HINT})"]
     total = max(int(state["epochs_total"]), 1)
     eta = state.get("eta_seconds")
     left = "unknown yet" if eta is None else format_seconds(max(0.0, eta - age))
