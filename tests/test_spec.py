@@ -385,6 +385,26 @@ def test_model_axis():
     assert len(trials) == 2 * 2 * 3
 
 
+def test_a_dotted_axis_sets_its_option_in_a_component_axis_whatever_the_grid_order():
+    # the option's axis written before the section's (a whole model or deficit replaced the option before)
+    grid = {"onset": [0], "length": [5], "model.channels": [4, 32], "model": ["cnn1d"],
+            "deficit.factor": [2, 8], "deficit": [{"name": "blur", "factor": 4}]}
+    trials = parse_sweep(spec(grid=grid)).trials()
+    for t in trials:
+        tags = dict(t.tags)
+        assert t.model.options["channels"] == tags["model.channels"], t.trial_id
+        assert t.is_baseline or t.deficit.options["factor"] == tags["deficit.factor"], t.trial_id
+    assert {t.deficit.options.get("factor") for t in trials} == {None, 2, 8}
+    assert len({t.trial_id for t in trials}) == len(trials) == 2 * (2 + 2 * 2)
+
+
+def test_a_dotted_axis_over_component_entries_that_lack_its_option_is_refused():
+    grid = {"onset": [0], "length": [5], "deficit": ["blur", "vflip"], "deficit.factor": [2, 4]}
+    with pytest.raises(SpecError, match=r'grid.deficit.factor: grid.deficit\[1\] \(vflip\): unknown key "factor"; '
+                                        r"it takes no options here; give factor inside the grid.deficit entries"):
+        parse_sweep(spec(grid=grid)).trials()
+
+
 def test_list_valued_axis_gets_readable_ids():
     trials = parse_sweep(spec(model="mlp", **{"grid__model.hidden": [[64], [64, 64, 64]]})).trials()
     ids = {t.trial_id: t for t in trials}

@@ -203,3 +203,30 @@ def _schedule_label(schedule: Any, value: Any, i: int) -> str:
         raise SpecError(f"grid.schedule[{i}]", f'"{value}" is not a schedule{suggest(value, valid)}; choose one of '
                                                f"{', '.join(valid)}")
     return schedule_axis(schedule, value)[1]
+
+
+def grid_problem(p: SpecError, grid: Mapping[str, Any], settings: Mapping[str, Any], deficit: Any) -> SpecError:
+    """A trial's problem `p` named where the grid set it; an option that a dotted axis (`grid.deficit.factor`)
+    gives a component of another axis (`grid.deficit: [blur, vflip]`) that does not take it is named as the
+    dotted axis, with the entry and the fix."""
+    section = p.field.partition(".")[0]
+    values = {**settings, **({"deficit": deficit} if deficit is not None else {})}
+    if p.field in settings and section in grid and section in values:
+        entry = f"grid.{section}[{grid[section].index(values[section])}]"
+        leaf = p.field.partition(".")[2]
+        return SpecError(f"grid.{p.field}", f"{entry} ({component_name(values[section])}): {p.message}; give "
+                                            f"{leaf} inside the grid.{section} entries that take it (e.g. {{name: "
+                                            f"..., {leaf}: ...}}) instead of as an axis over all of them")
+    return SpecError(grid_path(p.field, grid, settings, deficit), p.message)
+
+
+def grid_path(field: str, grid: Mapping[str, Any], settings: Mapping[str, Any], deficit: Any) -> str:
+    """Where a trial's `field` (e.g. `deficit.factr`) was set when a grid value set it: the axis entry
+    (`grid.deficit[0].factr`, `grid.model[1].width`) or the dotted axis (`grid.model.chanels`)."""
+    section, _, rest = field.partition(".")
+    values = {**settings, **({"deficit": deficit} if deficit is not None else {})}
+    if section in ("deficit", "model", "schedule") and section in values and section in grid:
+        i = grid[section].index(values[section])
+        return f"grid.{section}[{i}]" + (f".{rest}" if rest else "")
+    axis = next((k for k in settings if field == k or field.startswith(f"{k}.")), None)
+    return f"grid.{field}" if axis else field

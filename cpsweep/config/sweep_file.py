@@ -37,7 +37,7 @@ from ..errors import Problems, SpecError
 from ._parse import check_keys, coerce, parse, parse_valid
 from .epoch_rule import (MAX_EPOCHS, MAX_SEED, check_common_end, epoch_int, parse_epoch_rule, positive_epochs,
                          seed_int)
-from .grid import parse_grid, schedule_axis, set_dotted
+from .grid import grid_problem, parse_grid, schedule_axis, set_dotted
 from .search import SearchSpec, coarse_onsets, parse_search
 from .plugins import importable_here
 from .registry import entry
@@ -149,19 +149,23 @@ class SweepSpec:
         if length == 0:  # the baseline has no deficit, so deficit settings do not make it a new trial
             settings = {k: v for k, v in (settings or {}).items() if not k.startswith("deficit")}
             deficit = None
-        for key, value in (settings or {}).items():
+        if deficit is not None:
+            raw["deficit"] = deficit
+        labels = {}
+        # a whole section (model: [...]) before the options set in it (model.channels: [...]), whatever the
+        # grid's order, so that the option a trial's id names is the one it trains with
+        for key, value in sorted((settings or {}).items(), key=lambda kv: "." in kv[0]):
             if key == "schedule":
                 raw["schedule"], value = schedule_axis(raw.get("schedule"), value)
             else:
                 set_dotted(raw, key, value)
-            tags.append((key, freeze(value)))
-        if deficit is not None:
-            raw["deficit"] = deficit
+            labels[key] = value
+        tags += [(key, freeze(labels[key])) for key in settings or {}]
         try:
             base = _resolve_fixed(raw, self.name, None) if (settings or deficit is not None) else self.base
         except SpecError as e:  # a grid value's mistake (the fixed settings were checked when parsed)
-            raise SpecError.of([SpecError(_grid_path(p.field, self.grid, settings or {}, deficit), p.message)
-                                for p in e.problems], self.source) from None
+            raise SpecError.of([grid_problem(p, self.grid, settings or {}, deficit) for p in e.problems],
+                               self.source) from None
         if length == 0:
             onset, deficit_c = 0, Component("none", {})
         else:
@@ -202,18 +206,6 @@ def _keep_longest(out: dict[str, TrialSpec], baseline: TrialSpec) -> None:
 def _digest(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _grid_path(field: str, grid: Mapping[str, Any], settings: Mapping[str, Any], deficit: Any) -> str:
-    """Where a trial's `field` (e.g. `deficit.factr`) was set when a grid value set it: the axis entry
-    (`grid.deficit[0].factr`, `grid.model[1].width`) or the dotted axis (`grid.model.chanels`)."""
-    section, _, rest = field.partition(".")
-    values = {**settings, **({"deficit": deficit} if deficit is not None else {})}
-    if section in ("deficit", "model", "schedule") and section in values and section in grid:
-        i = grid[section].index(values[section])
-        return f"grid.{section}[{i}]" + (f".{rest}" if rest else "")
-    axis = next((k for k in settings if field == k or field.startswith(f"{k}.")), None)
-    return f"grid.{field}" if axis else field
 
 
 def _check_window(onset: int, length: int, epochs: int, path: str) -> None:
