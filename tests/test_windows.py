@@ -126,6 +126,36 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
         check_plugins([trial(0, 1, "tp_windows:per_example")])
 
 
+def test_what_a_window_sets_in_the_optimiser_ends_with_it(tmp_path, monkeypatch):
+    # a window that turns SGD's momentum off: each step's momentum, seen by the optimiser itself
+    (tmp_path / "tp_momentum.py").write_text(
+        "from cpsweep.engine.windows import training_window\n\n"
+        "@training_window\n"
+        "def momentum_off(settings):\n"
+        "    for group in settings.optimizer.param_groups:\n"
+        "        group['momentum'] = 0.0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "tp_momentum", raising=False)
+    t = trial(1, 2, "tp_momentum:momentum_off", optim={**BASE["optim"], "momentum": 0.9})
+    run, seen = train_trial(t, "cpu"), {}
+    step = run.optimizer.step
+
+    def recording_step(*a, **k):
+        seen.setdefault(run.epoch, set()).add(run.optimizer.param_groups[0]["momentum"])
+        return step(*a, **k)
+
+    monkeypatch.setattr(run.optimizer, "step", recording_step)
+    records = list(run)
+    assert seen == {0: {0.9}, 1: {0.0}, 2: {0.0}, 3: {0.9}}
+    # resumed from its checkpoint inside the window (saved with momentum 0): the same epochs
+    first = train_trial(t, "cpu")
+    for _ in range(3):  # init, epochs 0 and 1
+        next(first)
+    rest = list(train_trial(t, "cpu", resume=first.state_dict()))
+    assert same(records[:1] + records[-2:], records[:1] + rest) and len(rest) == 2
+
+
 def test_packs_refuse_training_windows():
     with pytest.raises(ValueError, match="changes a training setting during its window"):
         check_packable([trial(0, 0, "blur"), trial(0, 2, "weight_decay")])

@@ -26,6 +26,7 @@ reproduces the uninterrupted run exactly (bit for bit on CPU, and on a GPU with 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -79,6 +80,9 @@ class TrialRun:
         self.model = self._build_model()
         self.forward = self._forward_pass()
         self.optimizer = make_optimizer(trial, self.model.parameters())
+        # the spec's hyper-parameters of each param group, put back at every epoch's start (`epoch_settings`)
+        self.spec_groups = [copy.deepcopy({k: v for k, v in g.items() if k != "params"})
+                            for g in self.optimizer.param_groups]
         self.deficit = self._bind_deficit()
         self.probe = self._fisher_probe() if trial.fisher.every > 0 else None  # (no Fisher: no probe needed)
         self.layer_params, self.layer_kinds = self._layer_table()
@@ -175,8 +179,12 @@ class TrialRun:
         return replace(record, lr=0.0, deficit_active=False)
 
     def epoch_settings(self, epoch: int, active: bool) -> TrainingSettings:
-        """How epoch `epoch` trains: the spec's settings, changed by a training window while it is on."""
+        """How epoch `epoch` trains: the spec's settings, changed by a training window while it is on. The
+        optimiser's param groups get the spec's hyper-parameters back first, so that nothing a window set in
+        them (momentum, betas) outlives it (the optimiser's state, e.g. its momentum buffers, does)."""
         t = self.trial
+        for group, spec in zip(self.optimizer.param_groups, self.spec_groups):
+            group.update(copy.deepcopy(spec))
         settings = TrainingSettings(epoch, self.lr(epoch), t.optim.weight_decay, t.optim.batch_size,
                                     self.data.augment and not (active and self.deficit.disables_augment),
                                     self.optimizer, make_generator(derive_seed(t.seed, "window", epoch)))

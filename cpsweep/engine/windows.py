@@ -45,8 +45,8 @@ class TrainingSettings:
         batch_size: training examples per step.
         augment: whether the data set's augmentation applies.
         loss: `loss(logits, labels) -> scalar`, cross-entropy unless changed.
-        optimizer: the trial's torch optimiser (to change other hyper-parameters of its param groups; they
-            are restored after the window only if the window itself sets them back).
+        optimizer: the trial's torch optimiser (to change other hyper-parameters of its param groups, e.g.
+            momentum; every epoch starts with the spec's values again).
         generator: this epoch's generator, derived from (seed, epoch), for any randomness.
     """
     epoch: int
