@@ -94,6 +94,29 @@ def test_early_vs_late_passes_fails_and_says_not_shown():
     assert rp.check_early_vs_late(getter()).verdict == "not run"
 
 
+def init_records(res: Results, acc: float) -> Results:
+    """`res` with each baseline's record at initialisation (epoch -1) at test accuracy `acc`."""
+    base = res.trials[res.trials.deficit == "none"].trial_id
+    return Results(res.trials, pd.DataFrame({"trial_id": list(base), "epoch": -1, "test_acc": acc}),
+                   res.fisher_layers, res.spec)
+
+
+def test_windows_whose_baselines_did_not_learn_decide_nothing():
+    # baselines at 12.0-13.0 % (mean 12.5) after training, 10 % at initialisation: 2.5 points gained, < 5
+    chance = init_records(sweep(CRITICAL, base_acc=(0.12, 0.13, 0.125)), 0.10)
+    for check in (rp.check_early_vs_late, rp.check_late_windows):
+        c = check(getter(blur_grid=chance))
+        assert c.verdict == "not shown", c
+        assert ("the baselines did not learn: 12.5% at the end against 10.0% at initialisation (fewer than 5 "
+                "points gained)") in c.measured
+    # the same windows over baselines that learned: graded
+    learned = init_records(sweep(CRITICAL), 0.10)
+    assert rp.check_early_vs_late(getter(blur_grid=learned)).verdict == "reproduced"
+    # no record at initialisation (a sweep without a Fisher trace): nothing to compare with, graded as before
+    assert rp.check_early_vs_late(getter(blur_grid=sweep(CRITICAL, base_acc=(0.12, 0.13, 0.125)))).verdict == \
+        "reproduced"
+
+
 def test_late_windows_need_equivalence_to_zero():
     assert rp.check_late_windows(getter(blur_grid=sweep(CRITICAL))).verdict == "reproduced"
     c = rp.check_late_windows(getter(blur_grid=sweep(FLAT)))  # late windows still cost ~1 and ~0.5 pts
@@ -319,6 +342,11 @@ def test_robustness_grades_every_variant():
     assert "model.kernel=7: the paper's schedule: onset 0" in c.measured and "Fisher reproduced" in c.measured
     only_kept = Results(kept, kept_ep, pd.DataFrame(), {})
     assert rp.check_robustness(getter(robust_bias=only_kept)).verdict == "reproduced"
+    # a variant whose baselines did not learn (95 % at the end, 93 % at initialisation) is a part left untested
+    at_init = kept_ep.epoch < 0
+    unlearned = Results(kept, kept_ep.assign(test_acc=np.where(at_init, 0.93, np.nan)), pd.DataFrame(), {})
+    c = rp.check_robustness(getter(robust_bias=unlearned))
+    assert c.verdict == "not shown" and c.measured.startswith("model.kernel=3: the baselines did not learn: 95.0%")
     assert rp.check_robustness(getter()).verdict == "not run"
 
 

@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..config.views import diff_settings
 from . import stats
-from .recovery import deficit_note, recovery_note, unchecked_note
+from .recovery import deficit_note, recovery_note, unchecked_note, unlearned_note
 from .reduce import schedule_of, seed_sensitivity
 from ..storage.folder import Results
 
@@ -292,6 +292,9 @@ def sensitivities(get: Getter, name: str, key: str, claim: str, source: str, tes
                                                         "(a grid extended by a cpsweep before 2026-12-08, or results "
                                                         "from before length-matched baselines): launch it again to "
                                                         "train them to their length", "not shown"), ""
+    unlearned = unlearned_note(ss, r.epochs if len(r.epochs) else None)
+    if unlearned:
+        return None, Check(key, claim, source, test, f"not shown: {unlearned}", "not shown"), ""
     return ss, None, design_note(r)
 
 

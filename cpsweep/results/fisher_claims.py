@@ -16,6 +16,7 @@ from . import stats
 from .checks import (CONTROLS, PAPER, Check, Getter, by_schedule, combine, conjunction, grade_contrasts, graded,
                      length_contrasts, paper_schedule, readable, schedule_name, sensitivities)
 from .reduce import fisher_peak, layer_shift, seed_sensitivity, variant_of
+from .recovery import unlearned_note
 
 PEAK_PART = 1 / 3       # the Fisher trace must peak within this part of training
 FISHER_MARGIN = math.log(1.1)  # a rise or fall of the Fisher trace by less than 10 % is none
@@ -104,15 +105,16 @@ def check_robustness(get: Getter) -> Check:
         base = r.trials[r.trials.deficit == "none"]
         for variant in sorted(base.tags.map(variant_of).unique()):
             part = ss[ss.tags.map(variant_of) == variant]
-            if part.empty:
-                empty.append(variant)
+            why = "no finished window" if part.empty else unlearned_note(part, r.epochs if len(r.epochs) else None)
+            if why:
+                empty.append(f"{variant}: {why}")
                 continue
             plain = base[(base.tags.map(variant_of) == variant) & (base.onset == 0)]
             plain = plain[plain.tags.isin(paper_schedule(plain).tags)]
             variants.append((variant, by_schedule(part), fisher_peak(r.epochs, plain).set_index("seed")))
     labels = list(dict.fromkeys(label for _, scheds, _ in variants for label in scheds))
     graded_ = {label: _robustness_family(variants, label, len(empty)) for label in labels}
-    parts = [f"{variant}: no finished window" for variant in empty]
+    parts = list(empty)
     verdicts, controls = ["not shown"] * len(empty), {}
     mains = [label for label in labels if label not in CONTROLS]
     for i, (variant, scheds, _) in enumerate(variants):

@@ -14,7 +14,10 @@ is still shrinking by more than the smallest effect the verdicts care about, per
 it is "not shown: still recovering after N clean epochs", never "lasting". A baseline whose `base_gain`
 exceeds the margin is **still improving**: the sensitivity is read before training has settled.
 
-Two more cases say what the reads cannot show:
+Three more cases say what the reads cannot show:
+- windows whose baselines **did not learn** (their final accuracy less than LEARNED points above their
+  accuracy at initialisation, chance for an untrained network): what a deficit costs a network that learns
+  nothing says nothing of a critical period, so no claim is graded on them (`unlearned_note`);
 - a window followed by fewer than FINAL_EPOCHS clean epochs is **read during its deficit**: its "final"
   accuracy holds epochs trained under the deficit, so no verdict on a lasting effect can come from it
   (`deficit_note`; a design with `clean_after` below FINAL_EPOCHS, or `epochs: E` with a window ending
@@ -112,3 +115,24 @@ def recovery_note(part: pd.DataFrame, margin: float = MARGIN, recovering: bool =
             notes.append(f"the baseline of [{onset}, {onset + length}) still improving when read ({base:.2f} pts "
                          f"over the last {FINAL_EPOCHS} epochs)")
     return "; ".join(notes) or None
+
+
+LEARNED = 5.0  # points a baseline must gain over its accuracy at initialisation for a window's cost to count
+
+
+def unlearned_note(part: pd.DataFrame, epochs: pd.DataFrame | None) -> str | None:
+    """Why the windows of `part` (per-seed rows of `reduce.seed_sensitivity`) decide nothing when their
+    baselines did not learn: their mean final accuracy less than LEARNED points above their mean accuracy
+    at initialisation (epoch -1 of `epochs`, recorded when the Fisher trace is measured); None when they
+    learned, or when there is no record at initialisation to compare with."""
+    if epochs is None or part.empty or not {"epoch", "test_acc"} <= set(epochs):
+        return None
+    init = epochs[(epochs.epoch < 0) & epochs.trial_id.isin(set(part.baseline_id))].test_acc.dropna()
+    if init.empty:
+        return None
+    final, start = 100 * part.baseline_acc.mean(), 100 * init.mean()
+    if final - start >= LEARNED:
+        return None
+    return (f"the baselines did not learn: {final:.1f}% at the end against {start:.1f}% at initialisation "
+            f"(fewer than {LEARNED:g} points gained), and what a deficit costs a network that learns nothing says "
+            f"nothing of a critical period; raise the learning rate or train longer")
