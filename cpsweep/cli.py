@@ -134,6 +134,12 @@ def validate_one(spec: str, sweep: SweepSpec) -> None:
                   f"sweep: grid.{section} replaces it in "
                   f"every trial{' (baselines included)' if section == 'model' else ''}, and in `cpsweep trial`'s; "
                   f"list it in grid.{section} to run it, or delete it")
+    for axis in (k for k in sweep.grid if "." in k):  # a dotted axis replaces the file's value of its key
+        section, _, leaf = axis.partition(".")
+        node = sweep.raw.get(section)
+        if isinstance(node, dict) and leaf in node and section not in sweep.grid:  # (else noted above)
+            print(f"  note: the file's {axis} ({node[leaf]}) is not used by this sweep: grid.{axis} replaces it in "
+                  f"every trial it applies to; list it in grid.{axis} to run it, or delete it")
     if sweep.search is not None:
         from .config.search import coarse_onsets
 

@@ -68,6 +68,11 @@ def test_report_header_states_the_design_and_windows_still_recovering():
                                            "beta2": 0.999, "weight_decay": 0, "batch_size": 128}}
     page = render(Results(res.trials, res.epochs, res.fisher_layers, {**res.spec, "fixed": adam}))
     assert "optimiser adam (lr 0.001, beta1 0.9, beta2 0.999, weight decay" in page and "momentum" not in page
+    # a setting a grid axis replaces is said as the axis's values, never as the file's value no trial used
+    axes = {"name": "hand", "grid": {"onset": [0], "length": [10], "optim.lr": [0.1, 0.01],
+                                     "model": [{"name": "mlp", "hidden": [32]}, "cnn1d"]}}
+    page = render(Results(res.trials, res.epochs, res.fisher_layers, {**res.spec, "spec": axes}))
+    assert "model mlp/cnn1d (grid), optimiser sgd (lr 0.1/0.01 (grid), momentum 0.9, weight decay" in page
 
 
 def test_schedules_side_by_side_and_unmatched_baselines_flagged():

@@ -472,6 +472,13 @@ def test_validate_notes_a_section_that_a_grid_axis_replaces(tmp_path, capsys):
     assert ("note: the file's model (mlp) is not used by this sweep: grid.model replaces it in every trial (baselines "
             "included)") in out
     assert "not used" not in out.split(f"{alone}: ok")[1]
+    # a dotted axis replaces the file's value of its key (an override's too)
+    lr = tmp_path / "lr.yaml"
+    lr.write_text(yaml.safe_dump(spec(name="lr", **{"grid__optim.lr": [0.1, 0.01]})))
+    assert main(["validate", str(lr), "optim.momentum=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert ("note: the file's optim.lr (0.05) is not used by this sweep: grid.optim.lr replaces it in every trial it "
+            "applies to; list it in grid.optim.lr to run it, or delete it") in out and out.count("not used") == 1
 
 
 def test_an_option_added_later_keeps_old_hashes_at_its_default():

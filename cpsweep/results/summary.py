@@ -13,6 +13,7 @@ import pandas as pd
 from .checks import by_schedule, design_note, early_minus_late_lengths, schedule_name
 from .reduce import critical_period, seed_sensitivity, variant_of
 from .stats import CORRECTION, LEVEL, MARGIN, MIN_SEEDS
+from ..config.spec import component_name
 from ..storage.folder import Results
 
 
@@ -56,18 +57,31 @@ def _plugins(trials: pd.DataFrame) -> str:
                                     for p in used) if used else ""
 
 
+def _setting(fixed: dict, grid: dict, section: str, key: str) -> str:
+    """A fixed setting as the header says it, or, where a grid axis replaces it (`grid.optim.lr`, a whole
+    `grid.model`), that axis's values: the file's value is then used by no trial."""
+    values = grid.get(f"{section}.{key}")
+    if values is None and key == "name" and section in grid:
+        values = [component_name(v) for v in grid[section]]
+    if values is not None:
+        return "/".join(str(v) for v in values) + " (grid)"
+    return str((fixed.get(section) or {}).get(key, "?"))
+
+
 def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
     raw = results.spec.get("spec") or {}
     fixed = results.spec.get("fixed") or {}
-    optim, data, model = fixed.get("optim", {}), fixed.get("data", {}), fixed.get("model", {})
+    grid = raw.get("grid") or {}
+    optim = fixed.get("optim", {})
     epochs = f"{fixed['epochs']} per trial" if fixed.get("epochs") else f"onset + length + {fixed.get('clean_after')}"
     counts = results.trials.status.value_counts().to_dict()
-    own = {k: optim.get(k) for k in (("momentum",) if optim.get("name", "sgd") == "sgd" else ("beta1", "beta2"))}
+    own = ("momentum",) if optim.get("name", "sgd") == "sgd" else ("beta1", "beta2")
+    opt = [f"{word} {_setting(fixed, grid, 'optim', key)}" for word, key in (
+        ("lr", "lr"), *((k, k) for k in own), ("weight decay", "weight_decay"), ("batch", "batch_size"))]
     lines = [f"spec hash {results.spec.get('hash', '?')}",
-             (f"data {data.get('name', '?')}, model {model.get('name', '?')}, optimiser {optim.get('name', '?')} "
-              f"(lr {optim.get('lr')}, {', '.join(f'{k} {v}' for k, v in own.items())}, weight decay "
-              f"{optim.get('weight_decay')}, batch {optim.get('batch_size')}), schedule "
-              f"{(fixed.get('schedule') or {}).get('name', '?')}, epochs {epochs}"),
+             html.escape(f"data {_setting(fixed, grid, 'data', 'name')}, model "
+                         f"{_setting(fixed, grid, 'model', 'name')}, optimiser {_setting(fixed, grid, 'optim', 'name')} ({', '.join(opt)}), schedule "
+                         f"{_setting(fixed, grid, 'schedule', 'name')}, epochs {epochs}"),
              _recovery(fixed, raw), _seeds(results),
              "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
     own_code = _plugins(results.trials)
