@@ -3,6 +3,7 @@ their source, deterministic, and their failures in workers reported once (docs/p
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import textwrap
 
@@ -150,6 +151,32 @@ def test_an_installed_package_registers_names_by_entry_point(plugins):
     t = parse_sweep(tiny_sweep(TINY, model={"name": "tiny", "width": 5})).trials()[0]
     assert t.model.name == "tiny" and t.model.options["width"] == 5
     assert t.model.plugin.startswith("tp_models:Tiny@src-")
+
+
+def test_an_entry_point_with_a_built_in_name_is_refused_not_shadowed(plugins):
+    dist = plugins / "site" / "tp_clash-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tp-clash\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[cpsweep.deficits]\nblur = tp_deficits:mask\n")
+    with pytest.raises(SpecError, match=r'deficit.name: "blur" is a built-in deficit, and an installed package '
+                                        r'registers "blur" too \(tp_deficits:mask, entry-point group '
+                                        r"cpsweep.deficits\), so which one runs is ambiguous; rename"):
+        sys.path.insert(0, str(plugins / "site"))
+        parse_sweep(tiny_sweep(TINY, deficit="blur")).trials()
+    sys.path.remove(str(plugins / "site"))
+    assert parse_sweep(tiny_sweep(TINY, deficit="blur")).trials()  # (read again once the path changes)
+
+
+def test_a_data_set_option_may_not_take_a_data_section_key(plugins):
+    from cpsweep.config.spec import DataSpec, DATA_KEYS
+
+    assert set(DATA_KEYS) == {f.name for f in dataclasses.fields(DataSpec)} - {"options", "plugin"}
+    for key in ("subset", "augment"):  # (a loader given `subset` got only its default: cpsweep's own took it)
+        (plugins / "tp_subset.py").write_text(f"def load(data_dir, {key}=None):\n    raise AssertionError\n")
+        sys.modules.pop("tp_subset", None)
+        with pytest.raises(SpecError, match=f'"tp_subset:load" has an option named "{key}", a reserved key of the '
+                                            f"data section; rename it"):
+            parse_sweep(tiny_sweep(TINY, data={"name": "tp_subset:load"}))
 
 
 BAD = [

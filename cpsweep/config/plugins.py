@@ -18,6 +18,7 @@ launch ships to the cluster's workers (Ray's runtime environment, `py_modules`).
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -38,6 +39,8 @@ CONTRACT = {"data": ("data_dir",), "model": ("in_shape", "num_classes"), "defici
             "metric": ("model", "data", "ctx"),
             "training": ("settings",)}  # a deficit marked acts_on = "training" (`engine/windows.py`)
 RESERVED = ("name", "plugin")
+# the data section's own keys (`spec.DataSpec`), which a data set's options cannot be named either
+DATA_KEYS = ("name", "data_dir", "subset", "augment")
 # the entry-point group an installed package registers its names under, per kind
 GROUPS = {"data": "cpsweep.datasets", "model": "cpsweep.models", "deficit": "cpsweep.deficits",
           "metric": "cpsweep.metrics"}  # keys of a component's mapping that cannot be options
@@ -93,10 +96,13 @@ def import_reference(reference: str, path: str, need_callable: bool = True, plug
 
 def entry_point(kind: str, name: str) -> str | None:
     """The reference an installed package registers for `name` under its kind's group, if any."""
-    for ep in importlib.metadata.entry_points(group=GROUPS[kind]):
-        if ep.name == name:
-            return ep.value.replace(" ", "")
-    return None
+    return _entry_points(GROUPS[kind], tuple(sys.path)).get(name)
+
+
+@functools.lru_cache(maxsize=16)
+def _entry_points(group: str, path: tuple[str, ...]) -> dict[str, str]:
+    """{name: reference} of an entry-point group, read once per `sys.path` (every built-in's lookup asks)."""
+    return {ep.name: ep.value.replace(" ", "") for ep in importlib.metadata.entry_points(group=group)}
 
 
 def plugin_fields(kind: str, name: str, path: str, unknown: Callable[[], str]) -> dict[str, Any]:
@@ -124,7 +130,7 @@ def plugin_fields(kind: str, name: str, path: str, unknown: Callable[[], str]) -
     for p in params[len(CONTRACT[contract]):]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if p.name in RESERVED:
+        if p.name in RESERVED or (kind == "data" and p.name in DATA_KEYS):
             raise SpecError(path, f'"{reference}" has an option named "{p.name}", a reserved key of the {kind} '
                                   f"section; rename it")
         options[p.name] = REQUIRED if p.default is p.empty else p.default

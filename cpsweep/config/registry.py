@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import SpecError
 from ._parse import REQUIRED, check_keys, coerce, option_type, unknown_name
-from .plugins import import_reference, plugin_fields
+from .plugins import GROUPS, entry_point, import_reference, plugin_fields
 
 __all__ = ["BUILTINS", "INPUT_DIMS", "KINDS", "DataSetInfo", "Entry", "entry", "options_of", "unknown_name"]
 
@@ -146,6 +146,12 @@ def entry(kind: str, name: Any, path: str | None = None) -> Entry:
     path = path or f"{kind}.name"
     table = BUILTINS[kind]
     if isinstance(name, str) and name in table:
+        other = entry_point(kind, name)
+        if other is not None:  # (the built-in would run, silently, where the user may mean the package's)
+            raise SpecError(path, f'"{name}" is a built-in {WHAT[kind]}, and an installed package registers '
+                                  f'"{name}" too ({other}, entry-point group {GROUPS[kind]}), so which one runs is '
+                                  f"ambiguous; rename that package's entry point (until then, name its function "
+                                  f'by its reference "{other}")')
         return table[name]
     if not isinstance(name, str) or not name:
         raise SpecError(path, unknown_name(name, table, WHAT[kind]) + _own(kind))

@@ -35,6 +35,7 @@ from typing import Any, Literal, Mapping
 
 from ..errors import SpecError
 from ._parse import check_keys, coerce, parse, suggest, type_hints
+from .plugins import DATA_KEYS
 from .registry import entry
 
 
@@ -86,7 +87,8 @@ class DataSpec:
                      self.plugin))
 
 
-DATA_KEYS = ("name", "data_dir", "subset", "augment")  # the data section's own keys; a plug-in's options besides
+# DATA_KEYS (imported from plugins.py, which refuses them as a data set's option names): the data section's
+# own keys, DataSpec's fields but `options` and `plugin`; a plug-in data set's options are the others
 
 
 def data_section(raw: Any) -> DataSpec:
