@@ -74,6 +74,14 @@ def bad_shape(x, y, ctx):
 
 def explodes(x, y, ctx):
     raise ValueError("sensor unplugged")
+
+
+def float_labels(x, y, ctx):
+    return x, y.float()
+
+
+def far_labels(x, y, ctx):
+    return x, y + 100
 '''
 
 # modules that are found but fail to import: a syntax error, an error raised as they run, a missing dependency
@@ -199,6 +207,12 @@ BAD = [
     ({"model": "tp_models:NotModule"}, "tp_models:NotModule returned a dict, not a torch.nn.Module"),
     ({"model": "tp_models:WrongLogits"}, "tp_models:WrongLogits returned shape (2, 3) for a batch of 2 inputs"),
     ({"deficit": "tp_deficits:bad_shape"}, "tp_deficits:bad_shape returned shapes [(2, 1, 5), (2,)]"),
+    # labels that the loss would refuse only inside a trial's first deficit epoch
+    ({"deficit": "tp_deficits:float_labels"}, "deficit.name: tp_deficits:float_labels returned (x, y) of dtypes "
+                                              "torch.float32, torch.float32; a deficit returns them with its inputs' "
+                                              "dtypes torch.float32, torch.int64 (labels stay class indices)"),
+    ({"deficit": "tp_deficits:far_labels"}, "deficit.name: tp_deficits:far_labels returned labels from 100 to 101; "
+                                            "labels are class indices 0 to 9"),
     ({"deficit": "tp_deficits:explodes"}, "deficit.name: tp_deficits:explodes failed on a dry run with a batch of 2 "
                                           "inputs of shape (1, 40) (mnist1d): ValueError: sensor unplugged"),
     # a plug-in a grid axis names: its failure names that entry

@@ -104,7 +104,10 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
         "    return 3\n\n"
         "@training_window\n"
         "def per_example(settings):\n"
-        "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, reduction='none')\n")
+        "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, reduction='none')\n\n"
+        "@training_window\n"
+        "def half_batch(settings):\n"
+        "    settings.batch_size /= 2\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "tp_windows", raising=False)
@@ -124,6 +127,9 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match=r"per_example set a loss that returned shape \(2,\); a loss returns one "
                                         r"scalar tensor"):
         check_plugins([trial(0, 1, "tp_windows:per_example")])
+    with pytest.raises(SpecError, match=r"tp_windows:half_batch set settings.batch_size to 32.0; it must be a whole "
+                                        r"number >= 1"):  # (before: a TypeError inside the trial)
+        check_plugins([trial(0, 1, "tp_windows:half_batch")])
 
 
 def test_what_a_window_sets_in_the_optimiser_ends_with_it(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ every deficit is the identity there by construction (`TrialSpec.deficit_active`)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -169,6 +170,10 @@ class Deficit:
                    all(isinstance(t, torch.Tensor) for t in out) else f"a {type(out).__name__}")
             raise SpecError("deficit.name", f"{self.name} returned {got}; a deficit returns (x, y) shaped like its "
                                             f"inputs {tuple(x.shape)}, {tuple(y.shape)} (docs/plugins.md)")
+        if out[0].dtype != x.dtype or out[1].dtype != y.dtype:  # (the loss refuses float labels, mid-trial)
+            raise SpecError("deficit.name", f"{self.name} returned (x, y) of dtypes {out[0].dtype}, {out[1].dtype}; a "
+                                            f"deficit returns them with its inputs' dtypes {x.dtype}, {y.dtype} "
+                                            f"(labels stay class indices)")
         return out
 
     def adjust(self, settings: Any) -> None:
@@ -177,6 +182,22 @@ class Deficit:
         if result is not None and result is not settings:
             raise SpecError("deficit.name", f"{self.name} returned a {type(result).__name__}; a training window "
                                             f"changes the settings it is given and returns nothing (docs/plugins.md)")
+        for key, ok, wanted in (
+                ("batch_size", _whole(settings.batch_size) and settings.batch_size >= 1, "a whole number >= 1"),
+                ("lr", _number(settings.lr) and settings.lr >= 0, "a number >= 0"),
+                ("weight_decay", _number(settings.weight_decay) and settings.weight_decay >= 0, "a number >= 0"),
+                ("augment", isinstance(settings.augment, bool), "True or False")):
+            if not ok:
+                raise SpecError("deficit.name", f"{self.name} set settings.{key} to {getattr(settings, key)!r}; it "
+                                                f"must be {wanted}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def make_deficit(name: str, options: Mapping[str, Any], *, y_train: torch.Tensor, num_classes: int,

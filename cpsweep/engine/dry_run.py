@@ -89,5 +89,8 @@ def _dry_deficit(t: TrialSpec, info) -> None:
             raise SpecError("deficit.name", f"{t.deficit.name} set a loss that returned {got}; a loss returns one "
                                             f"scalar tensor for (logits, labels) (docs/plugins.md)")
         return
-    deficit(torch.zeros(BATCH, *info.shape), y_train.clone(), torch.arange(BATCH),
-            torch.Generator().manual_seed(0), 0)
+    _, y = deficit(torch.zeros(BATCH, *info.shape), y_train.clone(), torch.arange(BATCH),
+                   torch.Generator().manual_seed(0), 0)
+    if len(y) and not 0 <= int(y.min()) <= int(y.max()) < info.num_classes:  # (a trial checks no batch: a sync)
+        raise SpecError("deficit.name", f"{t.deficit.name} returned labels from {int(y.min())} to {int(y.max())}; "
+                                        f"labels are class indices 0 to {info.num_classes - 1}")
