@@ -374,6 +374,10 @@ def pixels(data_dir):
     return x, torch.zeros(10, dtype=torch.long), x, torch.zeros(10, dtype=torch.long)
 
 
+def pair(data_dir):
+    return torch.zeros(4, 1, 8), torch.zeros(4, dtype=torch.long)
+
+
 def offline(data_dir, url: str = "http://example.org"):
     raise ConnectionError(f"cannot reach {url}")
 '''
@@ -395,6 +399,8 @@ def test_a_users_data_set_by_reference(plugins, capsys):
     assert records[-1].test_acc > 0.5  # three well-separated blobs
     for data, message in ((dict(name="tp_data:pixels"), "data set tp_data:pixels returned torch.uint8 inputs"),
                           (dict(name="tp_data:offline"), "data set tp_data:offline failed to load from data_dir"),
+                          (dict(name="tp_data:pair"), "data.name: data set tp_data:pair returned 2 values; a data set "
+                                                      "returns 4: (x_train, y_train, x_test, y_test)"),
                           (dict(name="tp_data:blobs", lenght=3), 'data.lenght: unknown key "lenght"'),
                           (dict(name="tp_data:blobs", augment=True), "augmentation (random crop and flip) is only")):
         spec = write_spec(plugins, data=data, model={"name": "cnn1d", "channels": 4, "depth": 2})

@@ -405,6 +405,37 @@ def test_a_dotted_axis_over_component_entries_that_lack_its_option_is_refused():
         parse_sweep(spec(grid=grid)).trials()
 
 
+def test_two_deficits_of_one_name_on_an_axis_are_told_apart_from_one_listed_twice(tmp_path, monkeypatch):
+    (tmp_path / "tp_dup.py").write_text("def vflip(x, y, ctx):\n    return x, y\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    grid = {"onset": [0], "length": [5], "deficit": ["vflip", "tp_dup:vflip"]}
+    with pytest.raises(SpecError, match='grid.deficit: tp_dup:vflip and vflip are both named "vflip" in trial ids, '
+                                        "which name a deficit by its function's name; rename one"):
+        parse_sweep(spec(grid=grid))
+    with pytest.raises(SpecError, match='grid.deficit: "vflip" appears twice; vary its options with a dotted axis'):
+        parse_sweep(spec(grid={**grid, "deficit": ["vflip", {"name": "vflip"}]}))
+
+
+def test_an_option_override_for_a_section_only_the_grid_has_says_where_it_goes():
+    from cpsweep.config.yaml_text import apply_overrides
+
+    raw = spec(deficit=DELETE, grid__deficit=["blur", "vflip"])
+    with pytest.raises(SpecError, match=r"deficit.factor: the file has no deficit section: its deficits are the "
+                                        r"entries of grid.deficit; set factor in those entries, or vary it as an "
+                                        r"axis: grid.deficit.factor=\[...\]"):
+        apply_overrides(raw, ["deficit.factor=2"])
+
+
+def test_every_grid_values_mistake_is_said_at_once_each_once():
+    raw = spec(optim={"name": "sgd", "lr": 0.05, "weight_decay": 0.0},
+               grid={"onset": [0, 10], "length": [5], "deficit": ["weight_decay", "no_augment"]})
+    with pytest.raises(SpecError) as e:
+        parse_sweep(raw).trials()
+    assert [p.field for p in e.value.problems] == ["grid.deficit[0].name", "grid.deficit[1].name"]  # (not 2 x 2 x 2)
+    assert str(e.value).startswith("2 problems; fix them and run again:")
+
+
 def test_list_valued_axis_gets_readable_ids():
     trials = parse_sweep(spec(model="mlp", **{"grid__model.hidden": [[64], [64, 64, 64]]})).trials()
     ids = {t.trial_id: t for t in trials}

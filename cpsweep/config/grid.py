@@ -103,6 +103,10 @@ def _parse_axis(key: str, values: Any, sweep: Mapping[str, Any]) -> tuple[Any, .
                 entry(key, component_name(v), f"grid.{key}[{i}].name")
             names = [str(component_name(v)).rpartition(":")[2] for v in values]
         dup = next((n for n in names if names.count(n) > 1), None)
+        given = sorted({str(component_name(v)) for v, n in zip(values, names) if n == dup and key != "schedule"})
+        if dup and len(given) > 1:  # (a plug-in named like a built-in, or two modules' functions of one name)
+            raise SpecError(f"grid.{key}", f"{' and '.join(given)} are both named \"{dup}\" in trial ids, which "
+                                           f"name a {key} by its function's name; rename one of the functions")
         if dup:
             example = {"deficit": "deficit.factor: [2, 4]", "model": "model.hidden: [[256], [256, 256]]",
                        "schedule": "schedule.gamma: [0.97, 0.9]"}[key]

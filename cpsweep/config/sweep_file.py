@@ -111,16 +111,19 @@ class SweepSpec:
         extra = [k for k in self.grid if k not in ("onset", "length", "seed", "deficit")]
         deficits = self.grid.get("deficit", (None,))
         out: dict[str, TrialSpec] = {}
+        problems = Problems()  # every grid value's mistakes at once (each said once), not the first trial's
         for combo in itertools.product(*(self.grid[k] for k in extra)):
             settings = dict(zip(extra, combo))
             for seed in self.grid.get("seed", self.seeds):
-                plain = self.make_trial(0, 0, seed, settings=settings)
-                _keep_longest(out, plain)
+                with problems.check():
+                    _keep_longest(out, self.make_trial(0, 0, seed, settings=settings))
                 for deficit, onset, length in itertools.product(deficits, self.grid["onset"], self.grid["length"]):
-                    t = self.make_trial(onset, length, seed, deficit=deficit, settings=settings)
-                    if onsets is None or onsets(t):
-                        out.setdefault(t.trial_id, t)
-                    _keep_longest(out, t.baseline())
+                    with problems.check():
+                        t = self.make_trial(onset, length, seed, deficit=deficit, settings=settings)
+                        if onsets is None or onsets(t):
+                            out.setdefault(t.trial_id, t)
+                        _keep_longest(out, t.baseline())
+        problems.raise_any(self.source)
         if onsets is not None:  # drop the baselines (restarted ones: one per window end) no kept window uses
             used = {t.baseline_id for t in out.values() if not t.is_baseline}
             out = {tid: t for tid, t in out.items()

@@ -72,6 +72,11 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str | None = Non
         node, parts = out, key.split(".")
         if len(parts) == 3 and parts[0] == "grid" and parts[1] in DOTTED:  # grid.optim.lr=[...]: the axis
             parts = ["grid", ".".join(parts[1:])]                          # "optim.lr" of the grid
+        grid = out.get("grid") if isinstance(out.get("grid"), Mapping) else {}
+        if len(parts) == 2 and parts[0] in ("deficit", "model") and out.get(parts[0]) is None and parts[0] in grid:
+            raise SpecError(key, f"the file has no {parts[0]} section: its {parts[0]}s are the entries of "
+                                 f"grid.{parts[0]}; set {parts[1]} in those entries, or vary it as an axis: "
+                                 f"grid.{key}=[...]", source)  # (else a section holding only that option)
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             child = {"name": child} if isinstance(child, str) else {} if child is None else child

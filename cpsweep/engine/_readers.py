@@ -235,7 +235,8 @@ def read_plugin(entry: Any, data_dir: Path, options: dict) -> tuple:
         raise DataError(f"data set {name} failed to load from data_dir {data_dir} "
                         f"({_one_line(f'{type(exc).__name__}: {exc}')}); fix the loader (docs/plugins.md)") from exc
     if not isinstance(out, (tuple, list)) or len(out) != 4:
-        raise DataError(f"data set {name} returned a {type(out).__name__}; a data set returns (x_train, y_train, "
+        got = f"{len(out)} values" if isinstance(out, (tuple, list)) else f"a {type(out).__name__}"
+        raise DataError(f"data.name: data set {name} returned {got}; a data set returns 4: (x_train, y_train, "
                         f"x_test, y_test) (docs/plugins.md)")
     x_train, y_train, x_test, y_test = (torch.as_tensor(np.asarray(t)) if not isinstance(t, torch.Tensor) else t
                                         for t in out)
