@@ -1,22 +1,18 @@
-"""The `cpsweep` command line: each command a few lines over library calls.
+"""The `cpsweep` command line: each command a few lines over library calls (its arguments and help in
+cli_args.py; `cpsweep COMMAND --help` and docs/commands.md list every option).
 
-    cpsweep launch SPEC.yaml... [key=value ...] [--address A] [--storage S] [--max-concurrent N] [--smoke]
-                   [--full-grid] [--no-share]  run (or finish) a sweep on Ray Tune; Parquet + report.html
-    cpsweep status RESULTS_DIR                 counts by status, best and worst windows so far
-    cpsweep report RESULTS_DIR [-o FILE] [--compare R2 ...]
-                                               write the HTML report (or overlay several sweeps)
-    cpsweep seeds [RESULTS_DIR] [--sd PTS] [--effect PTS...] [--power P] [--comparisons K]
-                                               the seeds a design needs per claim, from a pilot's spread
-    cpsweep validate SPEC.yaml... [key=value ...]
-                                               check sweep files; print their trials and epochs (with and
-                                               without shared prefixes)
+    cpsweep launch SPEC.yaml... [key=value ...]   run (or finish) a sweep on Ray Tune; Parquet + report.html
+    cpsweep status RESULTS_DIR                    counts by status, progress, best and worst windows, verdicts
+    cpsweep report RESULTS_DIR                    write the HTML report (or overlay several sweeps: --compare)
+    cpsweep seeds [RESULTS_DIR]                   the seeds a design needs per claim, from a pilot's spread
+    cpsweep validate SPEC.yaml... [key=value ...] check sweep files; print their trials and epochs
+    cpsweep trial SPEC.yaml --onset O --length L  run one trial here, one line per epoch
+    cpsweep schema                                the JSON Schema of sweep files, for editors
 
-Overrides `dotted.key=value` (the value read as YAML) change every file given, are validated like the
-file, and are recorded in the results (spec.yaml): `replicates=5 grid.onset=[0,20,40] optim.lr=1e-2`.
-Files given together must name different sweeps (one results folder holds one sweep).
-    cpsweep trial SPEC.yaml --onset 0 --length 30 [--seed 0] [--epochs N] [--out DIR]
-                                               run one trial here, one line per epoch, Parquet in DIR
-    cpsweep schema [-o FILE]                   the JSON Schema of sweep files, for editors (docs/sweep.schema.json)
+Overrides `dotted.key=value` (the value read as YAML) change every file given to launch or validate, are
+validated like the file, and are recorded in the results (spec.yaml): `replicates=5 grid.onset=[0,20,40]
+optim.lr=1e-2`. Files given together must name different sweeps (one results folder holds one sweep).
+`cpsweep trial` takes none: it runs one trial of the file as written (--axis picks another grid value).
 
 User mistakes (a bad spec, a missing data set, an unwritable folder) print one line and exit 2.
 """

@@ -317,6 +317,27 @@ def test_faceted_figures_share_one_colour_axis_and_choose_trials_per_row():
     assert "Panels: one row per value of the other grid axes, on shared axes. The paper's sliding-window" in page
 
 
+def test_heatmap_colours_are_white_at_no_loss_and_blue_where_a_window_helped():
+    from results_fixture import falling, make_faceted_results
+
+    from cpsweep.results.figures import colour_scale, heatmap_figure
+    from cpsweep.results.reduce import sensitivity
+    from cpsweep.storage.records import tags_label
+
+    assert colour_scale(0.0, 4.0) == "Reds"
+    scale = colour_scale(-1.0, 3.0)  # 0 lies a quarter of the way up
+    assert scale[0] == [0.0, "#2166ac"] and scale[1] == [0.25, "rgb(255,245,240)"]
+    assert scale[-1] == [1.0, "rgb(103,0,13)"] and [z for z, _ in scale] == sorted(z for z, _ in scale)
+    res = make_faceted_results({"width=8": falling, "width=16": lambda o, n, s: -2.0}, onsets=(0, 10), seeds=(0, 1, 2))
+    fig = heatmap_figure(sensitivity(res.trials, res.epochs), res.trials, "blur")
+    low, high = fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax
+    white = [z for z, c in fig.layout.coloraxis.colorscale if c == "rgb(255,245,240)"]
+    assert low == pytest.approx(-2.0) and white == [pytest.approx(2.0 / (high + 2.0))]
+    # a facet of a component given as a mapping is titled by its name and options
+    assert tags_label("model={'name': 'mlp', 'hidden': [32]},optim.lr=0.1") == "model=mlp(hidden=[32]), optim.lr=0.1"
+    assert tags_label("model={'name': 'cnn1d'},model.hidden=(256, 256)") == "model=cnn1d, model.hidden=(256, 256)"
+
+
 def test_each_colour_has_one_legend_entry_across_panels_and_bands_have_no_markers():
     """Without a browser: in a faceted figure a colour (a window length, a window, a deficit) gets one legend
     entry, grouping its lines in every panel (a click hides them all); each line's hover still names its

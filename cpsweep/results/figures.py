@@ -20,12 +20,14 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .reduce import heatmap_grid, schedule_of, variant_of
 from .stats import LEVEL
 from .summary import label as _label
+from ..storage.records import tags_label
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
@@ -51,7 +53,7 @@ def facet_rows(tags: Iterable) -> list[str]:
 
 
 def facet_title(tags: str) -> str:
-    return str(tags).replace(",", ", ")
+    return tags_label(tags)
 
 
 def facets(rows: list[str], cols: list[str] | None = None, title: str = "", row_height: int = ROW_HEIGHT,
@@ -100,6 +102,16 @@ def colour_range(sens: pd.DataFrame) -> tuple[float, float]:
     finite = finite[np.isfinite(finite)]
     low = min(0.0, float(finite.min())) if finite.size else 0.0
     return low, max(float(finite.max()), low + 0.1) if finite.size else 1.0
+
+
+def colour_scale(low: float, high: float) -> str | list:
+    """The heatmaps' colours on [low, high] (`colour_range`): plotly's Reds, white at no loss; where a window
+    helped (low < 0), blue below zero, so that white stays at 0 and not at the lowest value."""
+    if low >= 0:
+        return "Reds"
+    zero = -low / (high - low)
+    reds = plotly.colors.sequential.Reds
+    return [[0.0, "#2166ac"], *([zero + (1 - zero) * i / (len(reds) - 1), c] for i, c in enumerate(reds))]
 
 
 def _heat_cells(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, tags: str, grid: pd.DataFrame):
@@ -154,7 +166,7 @@ def heatmap_figure(sens: pd.DataFrame, trials: pd.DataFrame, deficit: str, rows:
         fig.update_yaxes(title_text="length (epochs)", type="category", row=i, col=1)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=onsets)
     fig.update_xaxes(title_text="deficit onset (epoch)", row=len(rows), col=1)
-    fig.update_layout(coloraxis={"colorscale": "Reds", "cmin": low, "cmax": high,
+    fig.update_layout(coloraxis={"colorscale": colour_scale(low, high), "cmin": low, "cmax": high,
                                  "colorbar": {"title": "pts lost"}})
     return fig
 

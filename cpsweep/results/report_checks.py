@@ -23,6 +23,7 @@ from .fisher_claims import (check_fisher_link, check_fisher_peak, check_layer_pe
                             check_layer_shift_lasting)
 from .reduce import variant_of
 from ..storage.folder import Results
+from ..storage.records import tags_label
 from .window_claims import check_peak_onset, check_window_length
 
 
@@ -104,8 +105,8 @@ def checks_table(checks: list[tuple[str, Check]]) -> str | None:
         return None
     head = ["claim", "verdict", "under the controls", "measured (95 % CI over seeds)"]
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in (c.claim + (f" ({v})" if v else ""), c.verdict,
-                                                                c.controls or "-", c.measured))
+        "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in (c.claim + (f" ({tags_label(v)})" if v else ""),
+                                                                c.verdict, c.controls or "-", c.measured))
         + "</tr>" for v, c in checks)
     return ("<table border='1' cellpadding='4' style='border-collapse: collapse; font-size: 90%'><tr>"
             + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + body + "</table>")
@@ -120,7 +121,7 @@ def verdict_lines(checks: list[tuple[str, Check]]) -> list[str]:
     width = max(len(c.verdict) for _, c in checks)
     lines = ["the paper's claims this sweep tests (verdict under its own schedule; the numbers are in the report):"]
     for v, c in checks:
-        lines.append(f"  {c.verdict:<{width}}  {c.claim}{f' ({v})' if v else ''}"
+        lines.append(f"  {c.verdict:<{width}}  {c.claim}{f' ({tags_label(v)})' if v else ''}"
                      + (f"; under the controls: {c.controls}" if c.controls else ""))
         if c.verdict == "not shown" or ": not shown" in c.controls:  # (controls: "restart: not shown; ...")
             lines.append(f"  {'':<{width}}    why: {c.measured}")

@@ -15,6 +15,7 @@ from .reduce import critical_period, seed_sensitivity, variant_of
 from .stats import CORRECTION, LEVEL, MARGIN, MIN_SEEDS
 from ..config.spec import component_name
 from ..storage.folder import Results
+from ..storage.records import tags_label
 
 
 def label(deficit: str, tags: str, onset=None, length=None) -> str:
@@ -22,9 +23,9 @@ def label(deficit: str, tags: str, onset=None, length=None) -> str:
     (its onset: the epoch of the restart, > 0) is "baseline restarted at 20"."""
     if deficit == "none":
         restart = f" restarted at {int(onset)}" if onset is not None and onset > 0 else ""
-        return f"baseline{restart}" + (f" ({tags})" if tags else "")
+        return f"baseline{restart}" + (f" ({tags_label(tags)})" if tags else "")
     window = f" [{int(onset)}, {int(onset + length)})" if onset is not None else ""
-    return f"{deficit}{window}" + (f" ({tags})" if tags else "")
+    return f"{deficit}{window}" + (f" ({tags_label(tags)})" if tags else "")
 
 
 def _seeds(results: Results) -> str:
@@ -80,7 +81,8 @@ def header(results: Results, sens: pd.DataFrame, threshold: float) -> str:
         ("lr", "lr"), *((k, k) for k in own), ("weight decay", "weight_decay"), ("batch", "batch_size"))]
     lines = [f"spec hash {results.spec.get('hash', '?')}",
              html.escape(f"data {_setting(fixed, grid, 'data', 'name')}, model "
-                         f"{_setting(fixed, grid, 'model', 'name')}, optimiser {_setting(fixed, grid, 'optim', 'name')} ({', '.join(opt)}), schedule "
+                         f"{_setting(fixed, grid, 'model', 'name')}, optimiser "
+                         f"{_setting(fixed, grid, 'optim', 'name')} ({', '.join(opt)}), schedule "
                          f"{_setting(fixed, grid, 'schedule', 'name')}, epochs {epochs}"),
              _recovery(fixed, raw), _seeds(results),
              "trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]

@@ -126,6 +126,22 @@ def tag_values(text: str | None) -> dict[str, Any]:
     return out
 
 
+def tags_label(text: str | None) -> str:
+    """A `tags` text as the report and `cpsweep status` show it: `model=mlp(hidden=[32]), optim.lr=0.1`, a
+    component given as a mapping shown as its name and options."""
+    parts = []
+    for key, value in tag_items(text):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict) and "name" in parsed:
+            options = ", ".join(f"{k}={v}" for k, v in parsed.items() if k != "name")
+            value = f"{parsed['name']}({options})" if options else str(parsed["name"])
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
 def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str = "pending", error: str = "",
               spec_hash: str = "", git_commit: str = "", node: str = "", shared: int = 0,
               numerics: str = "") -> dict[str, Any]:
