@@ -328,6 +328,7 @@ def test_heatmap_colours_are_white_at_no_loss_and_blue_where_a_window_helped():
     scale = colour_scale(-1.0, 3.0)  # 0 lies a quarter of the way up
     assert scale[0] == [0.0, "#2166ac"] and scale[1] == [0.25, "rgb(255,245,240)"]
     assert scale[-1] == [1.0, "rgb(103,0,13)"] and [z for z, _ in scale] == sorted(z for z, _ in scale)
+    assert colour_scale(-2.0, -1.0) == [[0.0, "#2166ac"], [1.0, "rgb(255,245,240)"]]  # every window helped
     res = make_faceted_results({"width=8": falling, "width=16": lambda o, n, s: -2.0}, onsets=(0, 10), seeds=(0, 1, 2))
     fig = heatmap_figure(sensitivity(res.trials, res.epochs), res.trials, "blur")
     low, high = fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax

@@ -109,8 +109,10 @@ def colour_scale(low: float, high: float) -> str | list:
     helped (low < 0), blue below zero, so that white stays at 0 and not at the lowest value."""
     if low >= 0:
         return "Reds"
-    zero = -low / (high - low)
     reds = plotly.colors.sequential.Reds
+    if high <= 0:  # every window helped: blue up to the lightest at the top
+        return [[0.0, "#2166ac"], [1.0, reds[0]]]
+    zero = -low / (high - low)
     return [[0.0, "#2166ac"], *([zero + (1 - zero) * i / (len(reds) - 1), c] for i, c in enumerate(reds))]
 
 

@@ -2,12 +2,14 @@
 
 A trial checkpoint is a folder of `CHECKPOINT_FILES`: the training state (`state.pt`, written and read by
 the engine's `trial_state.py`, `weights_only=True`), the records so far (`records.json`) and `meta.json`
-(trial id, epoch, the Ray node that wrote it, how many first epochs came from a shared prefix). Tune
-uploads the files one after the other, so a checkpoint in storage is complete only when all three are
-there; `newest_checkpoints` finds each trial's newest complete one after a crash.
+(trial id, epoch, the Ray node that wrote it, how many first epochs came from a shared prefix, and the
+other two files' sizes). Tune copies the files to storage without making the copy atomic, so a checkpoint
+in storage is complete only when all three are there at the sizes meta.json records;
+`newest_checkpoints` finds each trial's newest complete one after a crash, and a checkpoint that still
+cannot be read starts its trial from its prefix or from scratch (`trainable.starting_point`).
 
 A prefix checkpoint (`prefixes/<key>/`) is the state after the first epochs that several trials share
-(`config.sharing`); `meta.json` is written last, as its completion marker.
+(`config.sharing`); `meta.json` is written last, as its completion marker, with the others' sizes.
 
 No ray import: the trainable hands these functions folders, the driver a `Store`.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any, Sequence
 
 import pyarrow.fs as pafs
@@ -29,39 +32,71 @@ from ..storage.store import Store
 CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
 
 
+# what a checkpoint file that was cut short or damaged raises when read: torch's reader (RuntimeError), its
+# unpickler, JSON, a missing key, a size that is not the one recorded (`DamagedCheckpoint`)
+DAMAGED = (RuntimeError, ValueError, EOFError, KeyError, TypeError, pickle.UnpicklingError, CpsweepError)
+
+
+class DamagedCheckpoint(CpsweepError):
+    """A checkpoint file whose size is not the one its meta.json recorded: cut short while it was copied."""
+
+
 def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochRecord], trial_id: str,
                      node: str = "", shared: int = 0) -> None:
+    """A trial checkpoint's files; meta.json records the others' sizes, so that a copy cut short is known
+    (`_last_complete` passes over it, `read_checkpoint` refuses it)."""
     save_state_file(state, os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json"), "w") as f:
         f.write(records_to_json(records))
+    sizes = {name: os.path.getsize(os.path.join(folder, name)) for name in CHECKPOINT_FILES[:2]}
     with open(os.path.join(folder, "meta.json"), "w") as f:
-        json.dump({"trial_id": trial_id, "epoch": state["epoch"], "node": node, "shared_epochs": shared}, f)
+        json.dump({"trial_id": trial_id, "epoch": state["epoch"], "node": node, "shared_epochs": shared,
+                   "sizes": sizes}, f)
 
 
 def read_checkpoint(folder: str) -> tuple[dict[str, Any], list[EpochRecord], int]:
-    """A checkpoint's training state, records so far, and how many of them came from a shared prefix."""
+    """A checkpoint's training state, records so far, and how many of them came from a shared prefix.
+
+    Raises:
+        one of DAMAGED: a file cut short or unreadable (the caller starts from an earlier point)."""
+    with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+    for name, size in (meta.get("sizes") or {}).items():  # (checkpoints of cpsweep before 2026-12-08: none)
+        if os.path.getsize(os.path.join(folder, name)) != size:
+            raise DamagedCheckpoint(f"{folder}/{name} holds {os.path.getsize(os.path.join(folder, name))} bytes, "
+                                    f"not the {size} written")
     state = load_state_file(os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json")) as f:
         records = records_from_json(f.read())
-    with open(os.path.join(folder, "meta.json")) as f:
-        shared = int(json.load(f).get("shared_epochs", 0))
-    return state, records, shared
+    return state, records, int(meta.get("shared_epochs", 0))
 
 
 def save_prefix(store: Store, key: str, state: dict[str, Any], records: list[EpochRecord]) -> None:
     """A prefix checkpoint (`prefixes/<key>/`): the training state after `state["epoch"]` epochs and their
-    records, for the trials that branch there; `meta.json` last, as the completion marker."""
-    store.write_bytes(dump_state(state), "prefixes", key, "state.pt")
-    store.write_bytes(records_to_json(records).encode(), "prefixes", key, "records.json")
-    meta = {"key": key, "epoch": state["epoch"], "trial_id": records[-1].trial_id if records else ""}
+    records, for the trials that branch there; `meta.json` last, as the completion marker, with the other
+    files' sizes."""
+    data, text = dump_state(state), records_to_json(records).encode()
+    store.write_bytes(data, "prefixes", key, "state.pt")
+    store.write_bytes(text, "prefixes", key, "records.json")
+    meta = {"key": key, "epoch": state["epoch"], "trial_id": records[-1].trial_id if records else "",
+            "sizes": {"state.pt": len(data), "records.json": len(text)}}
     store.write_bytes(json.dumps(meta).encode(), "prefixes", key, "meta.json")
 
 
 def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any], list[EpochRecord]]:
     """A prefix checkpoint, made `trial`'s own: its records renamed, its state marked as this trial's (the
-    plan matched the prefix keys, so the state is the one this trial would have reached)."""
-    state = load_state(store.read_bytes("prefixes", key, "state.pt"))
-    records = records_from_json(store.read_bytes("prefixes", key, "records.json"), trial.trial_id)
+    plan matched the prefix keys, so the state is the one this trial would have reached).
+
+    Raises:
+        OSError or one of DAMAGED: the prefix is gone, cut short or unreadable (the trial trains it again)."""
+    meta = json.loads(store.read_bytes("prefixes", key, "meta.json"))
+    data, text = store.read_bytes("prefixes", key, "state.pt"), store.read_bytes("prefixes", key, "records.json")
+    for name, got in (("state.pt", data), ("records.json", text)):
+        if name in (meta.get("sizes") or {}) and len(got) != meta["sizes"][name]:
+            raise DamagedCheckpoint(f"prefix checkpoint {store.uri}/prefixes/{key}/{name} holds {len(got)} bytes, "
+                                    f"not the {meta['sizes'][name]} written")
+    state = load_state(data)
+    records = records_from_json(text, trial.trial_id)
     if len(trained(records)) != state["epoch"]:
         raise CpsweepError(f"prefix checkpoint {store.uri}/prefixes/{key} is inconsistent "
                            f"({len(trained(records))} records for epoch {state['epoch']}); remove it and relaunch")
@@ -115,8 +150,11 @@ def _last_complete(store: Store, folder: str) -> tuple[int, str] | None:
             continue
         try:
             with store.fs.open_input_stream(f"{folder}/{ckpt}/meta.json") as f:
-                epoch = int(json.loads(f.read())["epoch"])
-        except (OSError, ValueError, KeyError):
+                meta = json.loads(f.read())
+            epoch = int(meta["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
             continue  # an incomplete checkpoint
+        if any(files[ckpt].get(name) != size for name, size in (meta.get("sizes") or {}).items()):
+            continue  # a file cut short while it was copied: the one before it
         return epoch, store.uri_of(f"{folder}/{ckpt}"[len(store.root):].strip("/"))
     return None

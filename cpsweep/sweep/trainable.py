@@ -13,6 +13,7 @@ trial that fails for a reason a retry cannot change reports it and ends without 
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import traceback
 from typing import Any
@@ -29,7 +30,7 @@ from ..engine.trial import train_trial
 from ..errors import CpsweepError, DataError, StorageError, TrialDiverged
 from ..storage.records import EpochRecord, trained
 from ..storage.store import Store
-from .checkpoint_store import load_prefix, read_checkpoint, save_prefix, write_checkpoint
+from .checkpoint_store import DAMAGED, load_prefix, read_checkpoint, save_prefix, write_checkpoint
 from .preflight import DATA_ERROR, TRIAL_ERROR
 from .task import TrialTask
 
@@ -49,17 +50,23 @@ def starting_point(task: TrialTask, store: Store) -> tuple[dict | None, list[Epo
     if checkpoint is None and task.resume_from:
         checkpoint = tune.Checkpoint(task.resume_from)
     if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state, records, shared = read_checkpoint(folder)
-        stored = state.get("trial") if isinstance(state.get("trial"), dict) else {}
-        if checkpoint_identity(stored, type(task.trial)) == checkpoint_identity(task.trial):
-            return state, records, shared
+        try:
+            with checkpoint.as_directory() as folder:
+                state, records, shared = read_checkpoint(folder)
+        except DAMAGED as e:  # cut short or damaged: an earlier point, the same results (an OSError: retried)
+            print(f"cpsweep: {task.trial.trial_id}: checkpoint {checkpoint.path} is damaged ({e}); starting "
+                  f"from its prefix or from scratch", file=sys.stderr)
+            state = None
+        if state is not None:
+            stored = state.get("trial") if isinstance(state.get("trial"), dict) else {}
+            if checkpoint_identity(stored, type(task.trial)) == checkpoint_identity(task.trial):
+                return state, records, shared
         # an earlier launch's checkpoint taken with other plug-in code: start over (below)
     if task.branch_key:
         try:
             state, records = load_prefix(store, task.branch_key, task.trial)
             return state, records, len(trained(records))
-        except OSError:  # removed or unreadable: train the prefix again (the same records, later)
+        except (OSError, *DAMAGED):  # removed, cut short or unreadable: train the prefix again (same records)
             pass
     return None, [], 0
 
