@@ -285,6 +285,10 @@ def cmd_trial(args: argparse.Namespace) -> int:
     gpus = sweep.resources.gpu if _device.gpu_count() else 0
     device = _device.choose(args.device, gpus, f"trial {trial.trial_id}", "--device")
     fallback = args.device is None and sweep.resources.gpu > 0 and device == "cpu"
+    if device == "cpu":  # the sweep's trial trains on resources.cpu threads, which its arithmetic depends on
+        import torch
+
+        torch.set_num_threads(max(1, int(sweep.resources.cpu)))
     note = " (the spec asks for a GPU; torch finds none here)" if fallback else ""
     out = args.out or os.path.join("results", sweep.name, "trials", trial.trial_id)
     store = Store(out, fix="choose another folder with --out")

@@ -39,6 +39,8 @@ def test_trial_prints_epochs_and_writes_parquet(tmp_path):
     assert "deficit off" in epoch_lines[0] and "deficit on" in epoch_lines[1]
     assert lines[-1].startswith("final test accuracy (median of the last 10 epochs):")
     epochs = pd.read_parquet(out / "epochs.parquet")
+    # on as many threads as the sweep's trial (resources.cpu: 1), whatever this machine's default
+    assert pd.read_parquet(out / "trials.parquet").numerics.tolist() == ["cpu fp32 1 thread"]
     assert list(epochs.epoch) == [-1, 0, 1, 2, 3]  # -1: at initialisation
     assert (epochs.trial_id == "blur-o1-l2-scheduleexponential-s1").all()
     assert list(epochs.deficit_active) == [False, False, True, True, False]

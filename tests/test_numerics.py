@@ -98,15 +98,22 @@ def test_the_fisher_is_measured_with_tf32_off_whatever_the_option(tf32_flags):
 def test_a_cpu_trial_records_how_it_ran(tmp_path):
     from cpsweep.storage.store import Store
 
-    run = train_trial(trial(engine={"tf32": True, "deterministic": True}), "cpu")
-    assert run.numerics == "cpu fp32"
-    assert train_trial(trial(engine={"precision": "bf16"}), "cpu").numerics == "cpu bf16"
-    records = list(run)
-    row = trial_row(run.trial, records, "ok", numerics=run.numerics)
-    assert row["numerics"] == "cpu fp32" and set(row) <= set(TRIAL_FIELDS)
+    threads = torch.get_num_threads()
+    try:  # the thread count splits the CPU's reductions: part of what reproduces a trial, so recorded
+        torch.set_num_threads(1)
+        run = train_trial(trial(engine={"tf32": True, "deterministic": True}), "cpu")
+        assert run.numerics == "cpu fp32 1 thread"
+        assert train_trial(trial(engine={"precision": "bf16"}), "cpu").numerics == "cpu bf16 1 thread"
+        records = list(run)
+        torch.set_num_threads(2)
+        assert run.numerics == "cpu fp32 2 threads"
+    finally:
+        torch.set_num_threads(threads)
+    row = trial_row(run.trial, records, "ok", numerics="cpu fp32 1 thread")
+    assert row["numerics"] == "cpu fp32 1 thread" and set(row) <= set(TRIAL_FIELDS)
     store = Store(str(tmp_path))  # as the trainable writes a finished trial's shard
-    store.write_shard(run.trial, records, "ok", numerics=run.numerics)
-    assert store.read_shard(run.trial.trial_id)["trials"].numerics.tolist() == ["cpu fp32"]
+    store.write_shard(run.trial, records, "ok", numerics="cpu fp32 1 thread")
+    assert store.read_shard(run.trial.trial_id)["trials"].numerics.tolist() == ["cpu fp32 1 thread"]
 
 
 def test_a_cuda_trial_would_record_its_modes(monkeypatch):

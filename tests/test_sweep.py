@@ -222,3 +222,19 @@ def test_only_each_trials_newest_two_checkpoints_are_kept(tmp_path):
             keeper.on_checkpoint(0, [], Trial(tid), Checkpoint.from_directory(str(folder)))
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["checkpoint_000003", "checkpoint_000004"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint_000003", "checkpoint_000004"]
+
+
+def test_a_relaunch_on_another_thread_count_says_the_resumed_trials_will_not_match(tmp_path):
+    from cpsweep.config.sweep_file import parse_sweep
+    from cpsweep.storage.store import Store
+    from cpsweep.sweep.launch import thread_change, write_spec as write_spec_yaml
+
+    store = Store(str(tmp_path / "res"))
+    assert thread_change(store, parse_sweep(tiny_sweep())) is None  # no results yet
+    write_spec_yaml(store, parse_sweep(tiny_sweep()))  # resources.cpu: 1
+    assert thread_change(store, parse_sweep(tiny_sweep())) is None
+    note = thread_change(store, parse_sweep(tiny_sweep(resources={"cpu": 2})))
+    assert note == ("sweep tiny: note: resources.cpu is 2 where the results so far ran with 1; on the CPU a trial's "
+                    "arithmetic depends on its thread count, so the trials resumed now match neither count's "
+                    "uninterrupted run bit for bit (the numerics column records the count each trial finished with)")
+    assert thread_change(store, parse_sweep(tiny_sweep(resources={"cpu": 2, "gpu": 1}))) is None  # (on GPUs)

@@ -67,8 +67,13 @@ def set_numerics(engine: EngineSpec, device: torch.device | str) -> None:
 
 
 def numerics_label(engine: EngineSpec, device: torch.device | str) -> str:
-    """The `numerics` column: e.g. "cpu fp32", "cuda bf16 tf32-off deterministic (NVIDIA H100 80GB HBM3)"."""
+    """The `numerics` column: e.g. "cpu fp32 1 thread" (on the CPU the thread count splits the reductions,
+    so it is part of what reproduces a trial bit for bit), "cuda bf16 tf32-off deterministic (NVIDIA H100 80GB
+    HBM3)"."""
     device = torch.device(device)
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu {engine.precision} {threads} thread{'s' * (threads != 1)}"
     if device.type != "cuda":
         return f"{device.type} {engine.precision}"
     mode = "deterministic" if engine.deterministic else "nondeterministic"

@@ -95,7 +95,7 @@ class TrialRun:
     # -- construction steps --------------------------------------------------------------------------
     @property
     def numerics(self) -> str:
-        """How its arithmetic runs (trials.parquet's `numerics`, `engine/numerics.py`), e.g. "cpu fp32"."""
+        """How its arithmetic runs (trials.parquet's `numerics`, `engine/numerics.py`), e.g. "cpu fp32 1 thread"."""
         return numerics_label(self.trial.engine, self.device)
 
     @property

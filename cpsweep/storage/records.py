@@ -149,7 +149,7 @@ def trial_row(trial: TrialSpec, records: Sequence[EpochRecord] = (), status: str
     node id of the process that finished the trial, empty outside Ray; `shared_epochs`: how many of its
     first epochs it took from another trial's prefix checkpoint instead of training them; `plugins`: the
     identities of the user's code it ran, `kind=reference@source;...`; `numerics`: how its arithmetic ran,
-    `engine/numerics.py`'s label, e.g. "cpu fp32", empty until it ran)."""
+    `engine/numerics.py`'s label, e.g. "cpu fp32 1 thread", empty until it ran)."""
     done = trained(records)
     return {"trial_id": trial.trial_id, "baseline_id": trial.baseline_id, "sweep": trial.sweep, "status": status,
             "deficit": "none" if trial.is_baseline else trial.deficit.name,

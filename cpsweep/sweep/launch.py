@@ -114,6 +114,21 @@ def check_same_fixed_settings(store: Store, sweep: SweepSpec) -> None:
                                        f"trained again under other ids", sweep.source)
 
 
+def thread_change(store: Store, sweep: SweepSpec) -> str | None:
+    """A line for a relaunch on the CPU whose resources.cpu (each trial's thread count) differs from the
+    results': the trials it resumes train their other epochs on another count, so they match neither run
+    bit for bit (the reductions split differently); None when unchanged, on GPUs or without results."""
+    if sweep.resources.gpu or not store.exists(SPEC_FILE):
+        return None
+    old = ((store.read_document(SPEC_FILE).get("spec") or {}).get("resources") or {}).get("cpu", 1)
+    if float(old) == float(sweep.resources.cpu):
+        return None
+    return (f"sweep {sweep.name}: note: resources.cpu is {sweep.resources.cpu:g} where the results so far ran with "
+            f"{float(old):g}; on the CPU a trial's arithmetic depends on its thread count, so the trials resumed "
+            f"now match neither count's uninterrupted run bit for bit (the numerics column records the count each "
+            f"trial finished with)")
+
+
 def write_spec(store: Store, sweep: SweepSpec, done: int = 0) -> None:
     """spec.yaml: the hash, the fixed settings, the file as read (with the command line's overrides merged
     in, and listed under `overrides`), and `design`: the seeds planned at each
@@ -224,6 +239,9 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
             # (after the checks that need Ray: a refused launch says only why)
             print(f"sweep {sweep.name}: {len(trials)} trials{adaptive}, {len(trials) - len(pending)} already "
                   f"done, {len(pending)} to run -> {uri}", file=out, flush=True)
+            note = thread_change(store, sweep) if pending else None
+            if note:
+                print(note, file=out, flush=True)
             write_spec(store, sweep, len(trials) - len(pending))
         progress.retire_stale()
         progress.flush()
