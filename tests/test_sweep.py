@@ -180,9 +180,11 @@ def test_killed_driver_relaunch_finishes_every_trial_once(tmp_path):
 
 
 @pytest.mark.serial
-def test_ctrl_c_stops_a_launch_that_says_how_to_finish_it(tmp_path):
-    """SIGINT (Ctrl-C) to the driver: Tune stops the trials, the launch ends with its summary saying which
-    trials did not finish and how to finish them, and leaves no lock; launching again finishes the sweep."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_a_launch_that_says_how_to_finish_it(tmp_path, sig):
+    """SIGINT (Ctrl-C) to the driver, or SIGTERM (scancel, `ray job stop`, `docker stop`): Tune stops the
+    trials, the launch ends with its summary saying which trials did not finish and how to finish them, and
+    leaves no lock; launching again finishes the sweep."""
     spec = write_spec(tmp_path, grid={"onset": [0, 1, 2, 3], "length": [2]}, epochs=6)
     folder = tmp_path / "res" / "tiny"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -192,7 +194,7 @@ def test_ctrl_c_stops_a_launch_that_says_how_to_finish_it(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (folder / "live.json").exists():  # (a trial has trained an epoch)
         time.sleep(0.1)
-    driver.send_signal(signal.SIGINT)
+    driver.send_signal(sig)
     out, _ = driver.communicate(timeout=120)
     assert driver.returncode != 0
     assert "not finished (interrupted): launch again to finish them" in out.splitlines()[-1], out

@@ -158,6 +158,24 @@ def restored_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (Slurm's scancel and time limit, `ray job stop`, `docker stop`) handled as Ctrl-C inside the
+    block: Tune stops the trials, the tables are flushed and the summary says how to finish; installed after
+    Ray starts (whose own handler would abort the driver), the handler before it restored at the end."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # (signals are set in the main thread only)
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def check_launch_options(storage: str, max_concurrent: int | None) -> None:
     """The launch's own options, before anything else: at least one trial at a time, and a storage that is
     a folder or a URI (a slash missing after the scheme would make a folder named "s3:")."""
@@ -227,6 +245,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
                 connect(address, verbose, ship_paths(p.partition("=")[2].partition("@")[0] for t in pending
                                                      for p in t.plugins.split(";") if p),
                         worker_environment(t.engine for t in pending))
+                ending.enter_context(sigterm_as_ctrl_c())
                 if smoke:
                     import ray
 
