@@ -238,7 +238,7 @@ def test_storage_errors_are_one_line(tmp_path):
     (damaged / "quickstart" / "spec.yaml").write_text("- a list")
     cases = [(["status", unreachable], f"cannot read {unreachable}: ", "Could not connect"),
              (["status", "nosuchfs://x/y"], "cannot open nosuchfs://x/y: ", "Unrecognized filesystem"),
-             (["status", str(corrupt)], f"cannot read {corrupt}: ", "Parquet"),
+             (["status", str(corrupt)], f"cannot read trials.parquet in {corrupt}: ", "Parquet"),
              (["status", "s3:/bucket/p"], "'s3:/bucket/p' looks like a URI without its '//': ", "write s3://bucket/p"),
              (["report", "gs:bucket/p"], "'gs:bucket/p' looks like a URI without its '//': ", "write gs://bucket/p"),
              (["launch", QUICKSTART, "--storage", str(damaged)], f"{damaged}/quickstart/spec.yaml is damaged: it "

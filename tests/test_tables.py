@@ -284,5 +284,21 @@ def test_a_table_whose_files_were_deleted_is_named_missing(tmp_path):
 
     write_tables(str(tmp_path), make_results())
     shutil.rmtree(tmp_path / "epochs.parquet")
-    with pytest.raises(StorageError, match=f"cannot read {tmp_path}: missing: {tmp_path}/epochs.parquet/part-"):
+    with pytest.raises(StorageError, match=rf"cannot read the epochs table \(epochs.parquet\) in {tmp_path}: missing: "
+                                           f"{tmp_path}/epochs.parquet/part-"):
         load_results(str(tmp_path))
+
+
+def test_a_damaged_shard_file_is_named_with_how_to_train_its_trial_again(tmp_path):
+    from cpsweep.config.sweep_file import parse_sweep
+    from cpsweep.storage.store import Store
+    from tiny_specs import tiny_sweep
+
+    trial = parse_sweep(tiny_sweep()).trials()[0]
+    store = Store(str(tmp_path))
+    store.write_shard(trial, [], "ok")
+    (tmp_path / "shards" / trial.trial_id / "epochs.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.raises(StorageError, match=f"cannot read shards/{trial.trial_id}/epochs.parquet in {tmp_path}: .*; "
+                                           f"delete shards/{trial.trial_id}/ and launch again: that trial is "
+                                           "trained again"):
+        store.read_shard(trial.trial_id)

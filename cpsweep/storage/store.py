@@ -78,6 +78,14 @@ def missing_slashes(uri: str) -> str | None:
     return None
 
 
+def shard_fix(parts: Sequence[str]) -> str | None:
+    """The fix for a damaged file of a trial's shard (`shards/<trial id>/...`): delete the shard, and the next
+    launch trains that trial again; None for other files (`Store.errors`' default fix)."""
+    if len(parts) >= 2 and parts[0] == "shards":
+        return f"delete shards/{parts[1]}/ and launch again: that trial is trained again"
+    return None
+
+
 class Store:
     """The results folder of one sweep, on a local path or a pyarrow file-system URI."""
 
@@ -130,7 +138,8 @@ class Store:
             atomic_write(self.path(*parts), data, self.fs)
 
     def read_bytes(self, *parts: str) -> bytes:
-        with self.errors("read"), self.fs.open_input_stream(self.path(*parts)) as f:
+        with self.errors(f"read {'/'.join(parts)} in", shard_fix(parts)), self.fs.open_input_stream(
+                self.path(*parts)) as f:
             return f.read()
 
     def read_document(self, name: str) -> dict[str, Any]:
@@ -159,7 +168,8 @@ class Store:
         self.write_bytes(buf.getvalue(), *parts)
 
     def read_table(self, *parts: str) -> pd.DataFrame:
-        with self.errors("read"), self.fs.open_input_file(self.path(*parts)) as f:
+        with self.errors(f"read {'/'.join(parts)} in", shard_fix(parts)), self.fs.open_input_file(
+                self.path(*parts)) as f:
             return pq.read_table(f).to_pandas()
 
     def check_reachable(self) -> None:

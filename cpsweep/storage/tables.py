@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .records import EPOCH_FIELDS, LAYER_FIELDS, TRIAL_COLUMNS, TRIAL_FIELDS
-from .store import TABLE_FILES, Store
+from .store import TABLE_FILES, Store, shard_fix
 
 FORMAT = 2          # the layout version the manifest records
 FANIN = 8           # parts of one level merged into one of the next
@@ -107,7 +107,7 @@ class Tables:
         """The folder's manifest and its trials table (None when there is none)."""
         if not store.exists("trials.parquet"):
             return cls(store), None
-        with store.errors("read"), store.fs.open_input_file(store.path("trials.parquet")) as f:
+        with store.errors("read trials.parquet in"), store.fs.open_input_file(store.path("trials.parquet")) as f:
             table = pq.read_table(f)
         meta = json.loads((table.schema.metadata or {}).get(b"cpsweep", b"null"))
         trials = conform(table, TRIAL_SCHEMA).to_pandas()
@@ -129,7 +129,7 @@ class Tables:
             files = [self.store.path(TABLE_FILES[name], p) for p in self.parts[name]]
         if not files or ids == []:
             return schema.empty_table().select(list(columns or schema.names)).to_pandas()
-        with self.store.errors("read"):
+        with self.store.errors(f"read the {name} table ({TABLE_FILES[name]}) in"):
             data = pads.dataset(files, schema=schema, filesystem=self.store.fs, format="parquet")
             where = pads.field("trial_id").isin(pa.array(ids, pa.string())) if ids is not None else None
             return data.to_table(columns=list(columns) if columns else None, filter=where).to_pandas()
@@ -216,13 +216,14 @@ class Tables:
 
     def _shard_batches(self, name: str, ids: Sequence[str]) -> Iterable[pa.Table]:
         for tid in ids:
-            with self.store.errors("read"), self.store.fs.open_input_file(
-                    self.store.path("shards", tid, TABLE_FILES[name])) as f:
+            parts = ("shards", tid, TABLE_FILES[name])
+            with self.store.errors(f"read {'/'.join(parts)} in", shard_fix(parts)), self.store.fs.open_input_file(
+                    self.store.path(*parts)) as f:
                 yield conform(pq.read_table(f), self.schema(name))
 
     def _part_batches(self, name: str, parts: Sequence[str]) -> Iterable[pa.Table]:
         for p in parts:
-            with self.store.errors("read"), self.store.fs.open_input_file(
+            with self.store.errors(f"read {TABLE_FILES[name]}/{p} in"), self.store.fs.open_input_file(
                     self.store.path(TABLE_FILES[name], p)) as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):
