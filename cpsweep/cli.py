@@ -192,6 +192,13 @@ def cmd_status(args: argparse.Namespace) -> int:
           + ", ".join(f"{int(counts.get(s, 0))} {word.get(s, s)}" for s in STATUSES))
     if live is not None and (counts.get("running", 0) or not live.get("finished")):
         print("\n".join(describe(live, running=running)))
+    if not running:  # (a running launch adds them within seconds)
+        from .sweep.progress import finished_trials
+
+        unmerged = finished_trials(store)[2]
+        if unmerged:
+            print(f"{len(unmerged)} finished trial(s) are in shards/ but not yet in the tables, so not counted above "
+                  f"(the last launch stopped before adding them): launching again adds them without training them")
     if res.search:  # an adaptive sweep: where its search stands
         from .sweep.adaptive import summary_lines
 

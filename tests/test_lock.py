@@ -160,9 +160,18 @@ def test_status_command_on_a_folder_whose_launch_was_killed(tmp_path):
     shutil.copytree(root, folder)
     Live(Store(str(folder)), {"a": 40}, {}, tty=False, save_every=0).epoch("a", 9)  # never closed
     write_lock(Store(str(folder)), pid=finished_pid())  # its driver, killed
+    # a trial that finished (its shard complete) after the last flush that added rows to the tables
+    from tiny_specs import tiny_sweep
+
+    from cpsweep.config.sweep_file import parse_sweep
+
+    late = parse_sweep(tiny_sweep(epochs=10)).make_trial(7, 1, 0)
+    Store(str(folder)).write_shard(late, [], "ok")
     p = subprocess.run([sys.executable, "-m", "cpsweep.cli", "status", str(folder)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "the last launch stopped before it finished" in p.stdout and "launch in progress" not in p.stdout
+    assert ("1 finished trial(s) are in shards/ but not yet in the tables, so not counted above (the last launch "
+            "stopped before adding them): launching again adds them without training them") in p.stdout
 
 
 def test_launch_refuses_a_sweep_another_launch_is_running_and_writes_nothing(tmp_path):
