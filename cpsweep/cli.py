@@ -163,7 +163,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     sweeps = [sweep for _, sweep in loaded]
     if errors:
         raise CpsweepError("\n".join(errors))
-    from .sweep.launch import launch  # (torch, Ray, pandas: a mistake in a file is said before they load)
+    from .sweep.launch import TERMINATED, launch  # (torch, Ray, pandas: a file's mistake is said before they load)
 
     failed = 0
     for spec in sweeps:  # one after the other, in one Ray session
@@ -171,7 +171,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
                          smoke=args.smoke, full_grid=args.full_grid, trackers=args.tracker or (), verbose=args.verbose,
                          shared_storage=args.shared_storage, share=not args.no_share)
         failed += summary.counts.get("failed", 0) + summary.counts.get("pending", 0)
-    return 0 if failed == 0 else 1
+        if summary.counts.get("pending", 0) + summary.counts.get("running", 0):  # stopped (Ctrl-C, SIGTERM):
+            break                                                                 # no further file starts
+    return 143 if TERMINATED.is_set() else 0 if failed == 0 else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -196,7 +196,7 @@ def test_ctrl_c_stops_a_launch_that_says_how_to_finish_it(tmp_path, sig):
         time.sleep(0.1)
     driver.send_signal(sig)
     out, _ = driver.communicate(timeout=120)
-    assert driver.returncode != 0
+    assert driver.returncode == (143 if sig == signal.SIGTERM else 1)
     assert "not finished (interrupted): launch again to finish them" in out.splitlines()[-1], out
     assert not (folder / "launch.json").exists()
     res = relaunch(cmd)
@@ -235,8 +235,28 @@ def test_a_relaunch_on_another_thread_count_says_the_resumed_trials_will_not_mat
     assert thread_change(store, parse_sweep(tiny_sweep())) is None  # no results yet
     write_spec_yaml(store, parse_sweep(tiny_sweep()))  # resources.cpu: 1
     assert thread_change(store, parse_sweep(tiny_sweep())) is None
+    assert thread_change(store, parse_sweep(tiny_sweep(resources={"cpu": 1.5}))) is None  # (1 thread either way)
     note = thread_change(store, parse_sweep(tiny_sweep(resources={"cpu": 2})))
     assert note == ("sweep tiny: note: resources.cpu is 2 where the results so far ran with 1; on the CPU a trial's "
                     "arithmetic depends on its thread count, so the trials resumed now match neither count's "
                     "uninterrupted run bit for bit (the numerics column records the count each trial finished with)")
     assert thread_change(store, parse_sweep(tiny_sweep(resources={"cpu": 2, "gpu": 1}))) is None  # (on GPUs)
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_outside_tune_interrupts_even_where_sigint_is_ignored(sigint):
+    """Before and after Tune runs (planning, flushing, the report) SIGTERM interrupts the launch as Ctrl-C
+    would, also in a driver started in the background by a script (SIGINT ignored there); the handler before
+    it comes back after the block."""
+    code = ("import os, signal, time\n"
+            f"signal.signal(signal.SIGINT, signal.{'SIG_IGN' if sigint == 'ignored' else 'default_int_handler'})\n"
+            "from cpsweep.sweep.launch import TERMINATED, sigterm_as_ctrl_c\n"
+            "try:\n"
+            "    with sigterm_as_ctrl_c():\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        time.sleep(5)\n"
+            "    print('not interrupted')\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted', TERMINATED.is_set(), signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "interrupted True True", res.stdout + res.stderr

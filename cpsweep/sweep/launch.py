@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Collection, Iterator, Mapping, Sequence
@@ -121,7 +122,7 @@ def thread_change(store: Store, sweep: SweepSpec) -> str | None:
     if sweep.resources.gpu or not store.exists(SPEC_FILE):
         return None
     old = ((store.read_document(SPEC_FILE).get("spec") or {}).get("resources") or {}).get("cpu", 1)
-    if float(old) == float(sweep.resources.cpu):
+    if max(1, int(float(old))) == max(1, int(sweep.resources.cpu)):  # (the threads a trial gets: trainable.train)
         return None
     return (f"sweep {sweep.name}: note: resources.cpu is {sweep.resources.cpu:g} where the results so far ran with "
             f"{float(old):g}; on the CPU a trial's arithmetic depends on its thread count, so the trials resumed "
@@ -164,16 +165,26 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
     block: Tune stops the trials, the tables are flushed and the summary says how to finish; installed after
     Ray starts (whose own handler would abort the driver), the handler before it restored at the end."""
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():  # (signals are set in the main thread only)
         yield
         return
-    before = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+
+    def as_ctrl_c(signum, frame) -> None:
+        TERMINATED.set()
+        handler = signal.getsignal(signal.SIGINT)  # Tune's while it runs (a graceful stop), else Python's
+        if not callable(handler):  # SIGINT ignored (a driver started with & by a script): stop all the same
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    before = signal.signal(signal.SIGTERM, as_ctrl_c)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+TERMINATED = threading.Event()  # a SIGTERM came during a launch: `cpsweep launch` runs no further sweep file
 
 
 def check_launch_options(storage: str, max_concurrent: int | None) -> None:
