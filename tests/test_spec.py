@@ -403,6 +403,11 @@ def test_a_dotted_axis_over_component_entries_that_lack_its_option_is_refused():
     with pytest.raises(SpecError, match=r'grid.deficit.factor: grid.deficit\[1\] \(vflip\): unknown key "factor"; '
                                         r"it takes no options here; give factor inside the grid.deficit entries"):
         parse_sweep(spec(grid=grid)).trials()
+    # an entry that takes the option, given a value out of its range: the value named, no such advice
+    bad = {"onset": [0], "length": [5], "model": ["cnn1d"], "model.channels": [4, -2]}
+    with pytest.raises(SpecError, match=r"grid.model.channels: -2 with grid.model\[0\] \(cnn1d\): must be") as e:
+        parse_sweep(spec(grid=bad)).trials()
+    assert "instead of as an axis" not in str(e.value)
 
 
 def test_two_deficits_of_one_name_on_an_axis_are_told_apart_from_one_listed_twice(tmp_path, monkeypatch):

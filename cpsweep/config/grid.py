@@ -216,11 +216,13 @@ def grid_problem(p: SpecError, grid: Mapping[str, Any], settings: Mapping[str, A
     section = p.field.partition(".")[0]
     values = {**settings, **({"deficit": deficit} if deficit is not None else {})}
     if p.field in settings and section in grid and section in values:
-        entry = f"grid.{section}[{grid[section].index(values[section])}]"
+        entry = f"grid.{section}[{grid[section].index(values[section])}] ({component_name(values[section])})"
         leaf = p.field.partition(".")[2]
-        return SpecError(f"grid.{p.field}", f"{entry} ({component_name(values[section])}): {p.message}; give "
-                                            f"{leaf} inside the grid.{section} entries that take it (e.g. {{name: "
-                                            f"..., {leaf}: ...}}) instead of as an axis over all of them")
+        if not p.message.startswith("unknown key"):  # (an entry that takes the option, given a bad value)
+            return SpecError(f"grid.{p.field}", f"{settings[p.field]!r} with {entry}: {p.message}")
+        return SpecError(f"grid.{p.field}", f"{entry}: {p.message}; give {leaf} inside the grid.{section} entries "
+                                            f"that take it (e.g. {{name: ..., {leaf}: ...}}) instead of as an axis "
+                                            f"over all of them")
     return SpecError(grid_path(p.field, grid, settings, deficit), p.message)
 
 

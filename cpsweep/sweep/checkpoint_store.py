@@ -32,13 +32,14 @@ from ..storage.store import Store
 CHECKPOINT_FILES = ("state.pt", "records.json", "meta.json")
 
 
-# what a checkpoint file that was cut short or damaged raises when read: torch's reader (RuntimeError), its
-# unpickler, JSON, a missing key, a size that is not the one recorded (`DamagedCheckpoint`)
-DAMAGED = (RuntimeError, ValueError, EOFError, KeyError, TypeError, pickle.UnpicklingError, CpsweepError)
-
-
 class DamagedCheckpoint(CpsweepError):
-    """A checkpoint file whose size is not the one its meta.json recorded: cut short while it was copied."""
+    """A checkpoint whose files are not as written: a size other than meta.json records (cut short while it
+    was copied), or records that do not match the state."""
+
+
+# what a checkpoint file that was cut short or damaged raises when read: torch's reader (RuntimeError), its
+# unpickler, JSON, a missing key, `DamagedCheckpoint` (a storage error is not one: Tune retries the trial)
+DAMAGED = (RuntimeError, ValueError, EOFError, KeyError, TypeError, pickle.UnpicklingError, DamagedCheckpoint)
 
 
 def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochRecord], trial_id: str,
@@ -98,8 +99,8 @@ def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any
     state = load_state(data)
     records = records_from_json(text, trial.trial_id)
     if len(trained(records)) != state["epoch"]:
-        raise CpsweepError(f"prefix checkpoint {store.uri}/prefixes/{key} is inconsistent "
-                           f"({len(trained(records))} records for epoch {state['epoch']}); remove it and relaunch")
+        raise DamagedCheckpoint(f"prefix checkpoint {store.uri}/prefixes/{key} is inconsistent "
+                                f"({len(trained(records))} records for epoch {state['epoch']})")
     state["trial"] = trial.to_dict()
     return state, records
 
