@@ -112,6 +112,13 @@ def test_windows_whose_baselines_did_not_learn_decide_nothing():
     # the same windows over baselines that learned: graded
     learned = init_records(sweep(CRITICAL), 0.10)
     assert rp.check_early_vs_late(getter(blur_grid=learned)).verdict == "reproduced"
+    # one schedule's baselines at chance cannot be hidden by another's that learned: each is checked alone
+    paper, constant = sweep(CRITICAL), sweep(CRITICAL, base_acc=(0.12, 0.13, 0.125), tags="schedule=constant")
+    both = init_records(Results(pd.concat([paper.trials, constant.trials]), pd.DataFrame(), pd.DataFrame(),
+                                paper.spec), 0.10)
+    c = rp.check_early_vs_late(getter(blur_grid=both))
+    assert c.verdict == "not shown" and ("the baselines did not learn: schedule=constant: 12.5% at the end against "
+                                         "10.0% at initialisation") in c.measured
     # no record at initialisation (a sweep without a Fisher trace): nothing to compare with, graded as before
     assert rp.check_early_vs_late(getter(blur_grid=sweep(CRITICAL, base_acc=(0.12, 0.13, 0.125)))).verdict == \
         "reproduced"

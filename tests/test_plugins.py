@@ -82,6 +82,12 @@ def float_labels(x, y, ctx):
 
 def far_labels(x, y, ctx):
     return x, y + 100
+
+
+def ignore_first(x, y, ctx):
+    y = y.clone()
+    y[0] = -100  # cross-entropy's ignore_index: a label the loss skips
+    return x, y
 '''
 
 # modules that are found but fail to import: a syntax error, an error raised as they run, a missing dependency
@@ -166,10 +172,10 @@ def test_an_entry_point_with_a_built_in_name_is_refused_not_shadowed(plugins):
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tp-clash\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[cpsweep.deficits]\nblur = tp_deficits:mask\n")
+    sys.path.insert(0, str(plugins / "site"))  # (the fixture restores sys.path)
     with pytest.raises(SpecError, match=r'deficit.name: "blur" is a built-in deficit, and an installed package '
                                         r'registers "blur" too \(tp_deficits:mask, entry-point group '
                                         r"cpsweep.deficits\), so which one runs is ambiguous; rename"):
-        sys.path.insert(0, str(plugins / "site"))
         parse_sweep(tiny_sweep(TINY, deficit="blur")).trials()
     sys.path.remove(str(plugins / "site"))
     assert parse_sweep(tiny_sweep(TINY, deficit="blur")).trials()  # (read again once the path changes)
@@ -185,6 +191,16 @@ def test_a_data_set_option_may_not_take_a_data_section_key(plugins):
         with pytest.raises(SpecError, match=f'"tp_subset:load" has an option named "{key}", a reserved key of the '
                                             f"data section; rename it"):
             parse_sweep(tiny_sweep(TINY, data={"name": "tp_subset:load"}))
+
+
+def test_a_deficit_may_mark_labels_for_the_loss_to_ignore(plugins):
+    from cpsweep.engine.dry_run import check_plugins
+
+    t = parse_sweep(tiny_sweep(TINY, model={"name": "tp_models:Tiny", "width": 6},
+                               deficit="tp_deficits:ignore_first")).make_trial(0, 2, 0)
+    assert check_plugins([t]) == 2  # (the model and the deficit)
+    records = list(train_trial(t, "cpu"))
+    assert all(r.train_loss == r.train_loss for r in records[1:])  # finite: the ignored labels cost nothing
 
 
 BAD = [

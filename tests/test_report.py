@@ -320,7 +320,9 @@ def test_faceted_figures_share_one_colour_axis_and_choose_trials_per_row():
 def test_heatmap_colours_are_white_at_no_loss_and_blue_where_a_window_helped():
     from results_fixture import falling, make_faceted_results
 
-    from cpsweep.results.figures import colour_scale, heatmap_figure
+    import pandas as pd
+
+    from cpsweep.results.figures import colour_range, colour_scale, heatmap_figure
     from cpsweep.results.reduce import sensitivity
     from cpsweep.storage.records import tags_label
 
@@ -328,7 +330,9 @@ def test_heatmap_colours_are_white_at_no_loss_and_blue_where_a_window_helped():
     scale = colour_scale(-1.0, 3.0)  # 0 lies a quarter of the way up
     assert scale[0] == [0.0, "#2166ac"] and scale[1] == [0.25, "rgb(255,245,240)"]
     assert scale[-1] == [1.0, "rgb(103,0,13)"] and [z for z, _ in scale] == sorted(z for z, _ in scale)
-    assert colour_scale(-2.0, -1.0) == [[0.0, "#2166ac"], [1.0, "rgb(255,245,240)"]]  # every window helped
+    # every window helped: the scale still ends at 0, white
+    assert colour_range(pd.DataFrame({"sensitivity": [-2.0, -1.0]})) == (-2.0, 0.0)
+    assert colour_scale(-2.0, 0.0) == [[0.0, "#2166ac"], [1.0, "rgb(255,245,240)"]]
     res = make_faceted_results({"width=8": falling, "width=16": lambda o, n, s: -2.0}, onsets=(0, 10), seeds=(0, 1, 2))
     fig = heatmap_figure(sensitivity(res.trials, res.epochs), res.trials, "blur")
     low, high = fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax

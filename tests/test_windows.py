@@ -107,7 +107,11 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
         "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, reduction='none')\n\n"
         "@training_window\n"
         "def half_batch(settings):\n"
-        "    settings.batch_size /= 2\n")
+        "    settings.batch_size /= 2\n\n"
+        "@training_window\n"
+        "def numpy_batch(settings):\n"
+        "    import numpy\n"
+        "    settings.batch_size = numpy.int64(32)\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "tp_windows", raising=False)
@@ -130,6 +134,7 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match=r"tp_windows:half_batch set settings.batch_size to 32.0; it must be a whole "
                                         r"number >= 1"):  # (before: a TypeError inside the trial)
         check_plugins([trial(0, 1, "tp_windows:half_batch")])
+    assert check_plugins([trial(0, 1, "tp_windows:numpy_batch")]) == 1  # numpy's integers are whole numbers
 
 
 def test_what_a_window_sets_in_the_optimiser_ends_with_it(tmp_path, monkeypatch):

@@ -147,7 +147,7 @@ def entry(kind: str, name: Any, path: str | None = None) -> Entry:
     table = BUILTINS[kind]
     if isinstance(name, str) and name in table:
         other = entry_point(kind, name)
-        if other is not None:  # (the built-in would run, silently, where the user may mean the package's)
+        if other is not None and other != table[name].builder:  # (the built-in would run, silently)
             raise SpecError(path, f'"{name}" is a built-in {WHAT[kind]}, and an installed package registers '
                                   f'"{name}" too ({other}, entry-point group {GROUPS[kind]}), so which one runs is '
                                   f"ambiguous; rename that package's entry point (until then, name its function "

@@ -20,6 +20,7 @@ every deficit is the identity there by construction (`TrialSpec.deficit_active`)
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -193,11 +194,11 @@ class Deficit:
 
 
 def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # (numpy's integers too)
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def make_deficit(name: str, options: Mapping[str, Any], *, y_train: torch.Tensor, num_classes: int,

@@ -74,6 +74,9 @@ def _dry_model(t: TrialSpec, info) -> None:
                                       f"attributes of the module")
 
 
+IGNORED = -100  # the label torch's cross-entropy ignores (its ignore_index)
+
+
 def _dry_deficit(t: TrialSpec, info) -> None:
     y_train = torch.arange(BATCH) % info.num_classes
     deficit = Deficit(entry("deficit", t.deficit.name), t.deficit.options, y_train=y_train,
@@ -91,6 +94,8 @@ def _dry_deficit(t: TrialSpec, info) -> None:
         return
     _, y = deficit(torch.zeros(BATCH, *info.shape), y_train.clone(), torch.arange(BATCH),
                    torch.Generator().manual_seed(0), 0)
+    y = y[y != IGNORED]  # (labels the loss ignores, cross-entropy's ignore_index)
     if len(y) and not 0 <= int(y.min()) <= int(y.max()) < info.num_classes:  # (a trial checks no batch: a sync)
         raise SpecError("deficit.name", f"{t.deficit.name} returned labels from {int(y.min())} to {int(y.max())}; "
-                                        f"labels are class indices 0 to {info.num_classes - 1}")
+                                        f"labels are class indices 0 to {info.num_classes - 1} (or {IGNORED}, "
+                                        f"ignored by the loss)")

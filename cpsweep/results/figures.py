@@ -97,11 +97,11 @@ def _first(seen: set, key) -> bool:
 
 def colour_range(sens: pd.DataFrame) -> tuple[float, float]:
     """The one colour axis every heatmap of a report shares: from 0 (no loss is white; lower where a window
-    helped) to the largest mean loss of any window."""
+    helped) to the largest mean loss of any window (0 when every window helped)."""
     finite = sens.sensitivity.astype(float).to_numpy() if len(sens) else np.array([])
     finite = finite[np.isfinite(finite)]
     low = min(0.0, float(finite.min())) if finite.size else 0.0
-    return low, max(float(finite.max()), low + 0.1) if finite.size else 1.0
+    return low, max(float(finite.max()), low + 0.1, 0.0) if finite.size else 1.0
 
 
 def colour_scale(low: float, high: float) -> str | list:

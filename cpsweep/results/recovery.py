@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..storage.records import FINAL_EPOCHS
+from ..storage.records import FINAL_EPOCHS, tags_label
 from .stats import MARGIN
 
 
@@ -122,17 +122,24 @@ LEARNED = 5.0  # points a baseline must gain over its accuracy at initialisation
 
 def unlearned_note(part: pd.DataFrame, epochs: pd.DataFrame | None) -> str | None:
     """Why the windows of `part` (per-seed rows of `reduce.seed_sensitivity`) decide nothing when their
-    baselines did not learn: their mean final accuracy less than LEARNED points above their mean accuracy
-    at initialisation (epoch -1 of `epochs`, recorded when the Fisher trace is measured); None when they
-    learned, or when there is no record at initialisation to compare with."""
+    baselines did not learn: under some value of the other grid axes (a schedule, a variant; each checked
+    alone, so that others cannot hide it), the baselines' mean final accuracy less than LEARNED points above
+    their mean accuracy at initialisation (epoch -1 of `epochs`, recorded when the Fisher trace is measured);
+    None when every one learned, or there is no record at initialisation to compare with."""
     if epochs is None or part.empty or not {"epoch", "test_acc"} <= set(epochs):
         return None
-    init = epochs[(epochs.epoch < 0) & epochs.trial_id.isin(set(part.baseline_id))].test_acc.dropna()
-    if init.empty:
+    init = epochs[epochs.epoch < 0].groupby("trial_id").test_acc.mean().dropna()
+    unlearned = []
+    for tags, rows in part.groupby("tags", sort=True):
+        final = rows.groupby("baseline_id").baseline_acc.max()  # each baseline read as late as a window reads it
+        start = init.reindex(final.index).dropna()
+        if not start.empty and 100 * (final.mean() - start.mean()) < LEARNED:
+            unlearned.append((tags, 100 * final.mean(), 100 * start.mean()))
+    if not unlearned:
         return None
-    final, start = 100 * part.baseline_acc.mean(), 100 * init.mean()
-    if final - start >= LEARNED:
-        return None
-    return (f"the baselines did not learn: {final:.1f}% at the end against {start:.1f}% at initialisation "
-            f"(fewer than {LEARNED:g} points gained), and what a deficit costs a network that learns nothing says "
-            f"nothing of a critical period; raise the learning rate or train longer")
+    named = part.tags.nunique() > 1
+    where = "; ".join(f"{tags_label(tags) + ': ' if named and tags else ''}{final:.1f}% at the end against "
+                      f"{start:.1f}% at initialisation" for tags, final, start in unlearned)
+    return (f"the baselines did not learn: {where} (fewer than {LEARNED:g} points gained), and what a deficit "
+            f"costs a network that learns nothing says nothing of a critical period; raise the learning rate or "
+            f"train longer")
