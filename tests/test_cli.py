@@ -290,6 +290,13 @@ def test_launch_to_an_unwritable_storage(tmp_path):
     blocker.write_text("x")
     res = cpsweep("launch", QUICKSTART, "--storage", str(blocker))
     assert res.returncode == 2 and "cannot write results to" in res.stderr and "Traceback" not in res.stderr
+    # a file where the results folder keeps a folder: refused before anything is written
+    folder = tmp_path / "res" / "quickstart"
+    folder.mkdir(parents=True)
+    (folder / "tune").write_text("x")
+    res = cpsweep("launch", QUICKSTART, "--storage", str(tmp_path / "res"))
+    assert res.returncode == 2 and f"{folder}/tune is a file where cpsweep keeps a folder; move it away" in res.stderr
+    assert sorted(os.listdir(folder)) == ["tune"]  # (no spec.yaml, no tables, no lock)
 
 
 @pytest.mark.slow

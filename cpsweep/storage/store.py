@@ -196,6 +196,18 @@ class Store:
         with self.errors("write results to", self.fix):
             self.fs.delete_file(self.path(".write-test"))
 
+    def check_folders(self) -> None:
+        """Fail before any work if a file sits where a results folder keeps one of its folders (shards/,
+        tune/, prefixes/, logs/): a launch would fail there only after writing spec.yaml. (A table may be one
+        file: folders of cpsweep <= 0.2.0.)"""
+        names = ["shards", "tune", "prefixes", "logs"]
+        with self.errors("read"):
+            infos = self.fs.get_file_info([self.path(n) for n in names])
+        for name, info in zip(names, infos):
+            if info.type == pafs.FileType.File:
+                raise StorageError(f"{self.uri}/{name} is a file where cpsweep keeps a folder; move it away, or "
+                                   f"use another sweep name or --storage")
+
     @contextlib.contextmanager
     def kept_only_if_used(self, release=None):
         """Remove the results folder if the block fails and the folder, made by it, is still empty: a launch

@@ -236,6 +236,7 @@ def launch(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec, *, address: 
         ending.callback(lock.release)  # (however the launch ends)
         with store.kept_only_if_used(lock.release):  # a launch refused here leaves no empty results folder
             store.check_writable()
+            store.check_folders()
             lock.acquire()  # (another launch of this sweep running: refused before the folder is even read)
             check_same_fixed_settings(store, sweep)
             search = Search(sweep, out) if sweep.search is not None else None
