@@ -92,29 +92,34 @@ def test_label_noise_relabels_a_fixed_fraction():
     assert int(a.max()) < classes and int(a.min()) >= 0
 
 
-def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
-    (tmp_path / "tp_windows.py").write_text(
-        "import torch.nn.functional as F\n"
-        "from cpsweep.engine.windows import training_window\n\n"
-        "@training_window\n"
-        "def smooth(settings, amount: float = 0.1):\n"
-        "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=amount)\n\n"
-        "@training_window\n"
-        "def returns(settings):\n"
-        "    return 3\n\n"
-        "@training_window\n"
-        "def per_example(settings):\n"
-        "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, reduction='none')\n\n"
-        "@training_window\n"
-        "def half_batch(settings):\n"
-        "    settings.batch_size /= 2\n\n"
-        "@training_window\n"
-        "def numpy_batch(settings):\n"
-        "    import numpy\n"
-        "    settings.batch_size = numpy.int64(32)\n")
+def users_module(tmp_path, monkeypatch, name: str, code: str) -> None:
+    """A user's module `name` in the current folder, imported afresh (sys.path and sys.modules restored)."""
+    (tmp_path / f"{name}.py").write_text(code)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "tp_windows", raising=False)
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
+    users_module(tmp_path, monkeypatch, "tp_windows",
+                 "import torch.nn.functional as F\n"
+                 "from cpsweep.engine.windows import training_window\n\n"
+                 "@training_window\n"
+                 "def smooth(settings, amount: float = 0.1):\n"
+                 "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=amount)\n\n"
+                 "@training_window\n"
+                 "def returns(settings):\n"
+                 "    return 3\n\n"
+                 "@training_window\n"
+                 "def per_example(settings):\n"
+                 "    settings.loss = lambda logits, y: F.cross_entropy(logits, y, reduction='none')\n\n"
+                 "@training_window\n"
+                 "def half_batch(settings):\n"
+                 "    settings.batch_size /= 2\n\n"
+                 "@training_window\n"
+                 "def numpy_batch(settings):\n"
+                 "    import numpy\n"
+                 "    settings.batch_size = numpy.int64(32)\n")
     t = trial(1, 2, {"name": "tp_windows:smooth", "amount": 0.2})
     assert t.trial_id == "smooth-o1-l2-s0" and t.deficit.plugin.startswith("tp_windows:smooth@src-")
     smooth, base = list(train_trial(t, "cpu")), list(train_trial(trial(0, 0, "blur"), "cpu"))
@@ -139,15 +144,12 @@ def test_a_users_window_may_change_the_loss(tmp_path, monkeypatch):
 
 def test_what_a_window_sets_in_the_optimiser_ends_with_it(tmp_path, monkeypatch):
     # a window that turns SGD's momentum off: each step's momentum, seen by the optimiser itself
-    (tmp_path / "tp_momentum.py").write_text(
-        "from cpsweep.engine.windows import training_window\n\n"
-        "@training_window\n"
-        "def momentum_off(settings):\n"
-        "    for group in settings.optimizer.param_groups:\n"
-        "        group['momentum'] = 0.0\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "tp_momentum", raising=False)
+    users_module(tmp_path, monkeypatch, "tp_momentum",
+                 "from cpsweep.engine.windows import training_window\n\n"
+                 "@training_window\n"
+                 "def momentum_off(settings):\n"
+                 "    for group in settings.optimizer.param_groups:\n"
+                 "        group['momentum'] = 0.0\n")
     t = trial(1, 2, "tp_momentum:momentum_off", optim={**BASE["optim"], "momentum": 0.9})
     run, seen = train_trial(t, "cpu"), {}
     step = run.optimizer.step
