@@ -93,3 +93,21 @@ def test_resource_check_sees_the_gpu_workers_of_the_cluster_configs(monkeypatch,
     monkeypatch.setattr(_cluster, "autoscaling_config_path", lambda: path)
     types = _cluster.autoscaler_node_types()
     assert any(t.get("GPU", 0) >= 1 for t in types), types
+
+
+def test_a_local_storage_path_is_refused_where_the_autoscaler_may_add_nodes(monkeypatch):
+    """A `ray up` cluster starts with its head alone: counting the live nodes would let a local --storage
+    through, and the GPU workers added later would write to their own disks."""
+    import ray
+
+    from cpsweep.errors import SpecError
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}])  # the head alone
+    monkeypatch.setattr(_cluster, "autoscaler_node_types", lambda: [{"CPU": 8.0, "GPU": 1.0}])
+    with pytest.raises(SpecError, match="--storage: the cluster's autoscaler may add nodes but results is a local "
+                                        "path, which the other nodes cannot see"):
+        _cluster.check_shared_storage("results", shared=False)
+    _cluster.check_shared_storage("results", shared=True)  # (on NFS)
+    _cluster.check_shared_storage("s3://bucket/prefix", shared=False)
+    monkeypatch.setattr(_cluster, "autoscaler_node_types", lambda: [])
+    _cluster.check_shared_storage("results", shared=False)  # a laptop's Ray

@@ -96,15 +96,22 @@ def _held_port() -> int:
 
 
 def check_shared_storage(storage: str, shared: bool) -> None:
-    """On a cluster of several nodes, results and checkpoints must live where every node can reach them."""
+    """On a cluster of several nodes, or one whose autoscaler may add nodes (`ray up` clusters start with
+    the head alone), results and checkpoints must live where every node can reach them."""
     import ray
 
+    if "://" in storage or shared:
+        return
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1 and "://" not in storage and not shared:
-        raise SpecError("--storage", f"the cluster has {len(nodes)} nodes but {storage} is a local path, which "
-                                     f"the other nodes cannot see; use shared storage such as "
-                                     f"--storage s3://bucket/prefix (or gs://...), or, if {storage} is on a file "
-                                     f"system every node mounts (NFS), add --shared-storage")
+    if len(nodes) > 1:
+        what = f"the cluster has {len(nodes)} nodes"
+    elif autoscaler_node_types():
+        what = "the cluster's autoscaler may add nodes"
+    else:
+        return
+    raise SpecError("--storage", f"{what} but {storage} is a local path, which the other nodes cannot see; use "
+                                 f"shared storage such as --storage s3://bucket/prefix (or gs://...), or, if "
+                                 f"{storage} is on a file system every node mounts (NFS), add --shared-storage")
 
 
 def check_fits(resources: dict[str, float]) -> None:
