@@ -17,7 +17,8 @@ from cpsweep.config.sharing import sharing_summary
 from cpsweep.config.sweep_file import load_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# estimated seconds per training epoch on one H100-class GPU (FLOPs at 30-40 % of peak; docs/cluster.md)
+# estimated seconds per training epoch on one A10G- or L4-class GPU (FLOPs at 30-40 % of its FP32 peak;
+# docs/cluster.md)
 SECONDS_PER_EPOCH = {("all_cnn_c", "cifar10"): 10.0, ("resnet18", "cifar10"): 17.0, ("mlp", "mnist"): 2.0}
 
 

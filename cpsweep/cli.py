@@ -221,6 +221,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 <= args.threshold < math.inf:  # (NaN too)
         raise SpecError("--threshold", f"must be >= 0 points (a window costs more than this), got "
                                        f"{args.threshold:g}")
+    if args.compare:  # (an overlay of several sweeps draws their curves as they are)
+        unused = [flag for flag, given in (("--threshold", args.threshold is not None),
+                                           ("--per-parameter", args.per_parameter),
+                                           ("--measure", args.measure != "test_acc")) if given]
+        if unused:
+            raise SpecError(unused[0], "applies to one sweep's report, not to --compare's overlay; drop it, or "
+                                       "write each sweep's report alone")
     from .results.reduce import DEFAULT_THRESHOLD
     from .results.report import write_compare, write_report
 

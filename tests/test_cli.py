@@ -455,6 +455,13 @@ def test_launch_options_are_checked_before_anything_runs(args, message, tmp_path
 def test_report_threshold_below_zero_or_infinite_is_refused(tmp_path, threshold):
     res = cpsweep("report", str(tmp_path), "--threshold", threshold, "-o", str(tmp_path / "r.html"))
     assert res.returncode == 2 and "--threshold: must be >= 0 points" in res.stderr
+
+
+@pytest.mark.parametrize("flag", [["--threshold", "1"], ["--per-parameter"], ["--measure", "metric.x"]])
+def test_a_report_option_that_compare_would_ignore_is_refused(tmp_path, flag):
+    res = cpsweep("report", str(tmp_path), "--compare", str(tmp_path), *flag, "-o", str(tmp_path / "c.html"))
+    assert res.returncode == 2 and f"{flag[0]}: applies to one sweep's report, not to --compare's overlay" in \
+        res.stderr and not (tmp_path / "c.html").exists()
     assert not (tmp_path / "r.html").exists()
 
 

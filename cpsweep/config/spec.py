@@ -74,7 +74,7 @@ class DataSpec:
     name: str = "mnist1d"           # cifar10 | mnist | mnist1d, or a plug-in's reference package.module:function
     data_dir: str | None = field(default=None, metadata=role(PLACE))
                                     # where data sets live; None: $CPSWEEP_DATA_DIR or ~/.cache/cpsweep
-    subset: int | None = None       # keep this many training examples (smoke runs); None: all
+    subset: int | None = None       # keep this many training examples, at most this many test ones; None: all
     augment: bool | None = None     # the paper's crop + flip; None: on for cifar10 only
     options: dict[str, Any] = field(default_factory=dict, metadata=role(SETTING, hashed_at_default=False,
                                                                           keyed_at_default=False))
