@@ -62,7 +62,7 @@ def simulate(sweep: SweepSpec, truth: Truth, sd: float, rng: np.random.Generator
         pass
     found = locate(search.points[group], lattice)
     t = search.settings
-    full_points = classify_windows(table(lattice), t.threshold, t.margin)[group]  # Holm over every onset
+    full_points = classify_windows(table(lattice), t.threshold, t.margin)[group]  # Benjamini-Hochberg over every onset
     full = locate(full_points, lattice)
     first_clean = next((o for o in lattice if end is not None and o >= end), None)
     resolution = min(b - a for a, b in zip(lattice, lattice[1:])) if len(lattice) > 1 else 0

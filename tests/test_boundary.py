@@ -205,6 +205,39 @@ def test_search_rounds_follow_the_step(sweep):
     assert search.full_epochs[2] == 3 * (140 + sum(140 - o for o in LATTICE))
 
 
+def test_an_onset_with_no_result_is_never_added_again(sweep):
+    """Every seed's window at onset 75 diverged (no cost to read): the search stops saying so, instead of
+    adding onset 75 again in every round to max_rounds (and rewriting when it was added)."""
+    search = Search(sweep)
+    truth = step(62.5, 2.0)
+    table = lambda: pd.DataFrame([{"deficit": "blur", "tags": "", "length": 20, "onset": k[3], "seed": s,  # noqa: E731
+                                   "sens": truth(k[3]) + 0.01 * s} for k in search.chosen if k[3] != 75
+                                  for s in (0, 1, 2)])
+    assert [o for _, o, _ in search.step(table())] == [75]
+    assert search.step(table()) is None and search.round == 1
+    assert search.stop == "blur l20 onset 75, chosen in round 1, has no finished window with its baseline to " \
+                          "decide on, so its end cannot move"
+    assert search.chosen[(*search.groups[0], 75)].round == 1
+
+
+def test_a_diverged_trial_stops_the_search(sweep):
+    """A diverged trial has no final accuracy: the windows it belongs to have no cost, so the search stops
+    (it counted as finished and its onset was decided on the other seeds, or added again and again)."""
+    from types import SimpleNamespace
+
+    from cpsweep.storage.records import trial_row
+
+    search = Search(sweep)
+    trials = search.trials()
+    status = {t.trial_id: "ok" for t in trials}
+    status[trials[-1].trial_id] = "diverged"
+    board = SimpleNamespace(status=status, curves={}, trials={t.trial_id: t for t in trials},
+                            rows={t.trial_id: trial_row(t, [], status[t.trial_id]) for t in trials})
+    assert search.advance(board) is False and search.round == 0
+    assert search.stop.startswith(f"1 trial(s) diverged (e.g. {trials[-1].trial_id}), so the windows they belong "
+                                  "to have no cost to decide on")
+
+
 def test_search_budget_stops_before_a_round(sweep):
     raw = yaml.safe_load(yaml.safe_dump(SEARCH_SWEEP))
     raw["search"]["max_epochs"] = 3 * (140 + 140 + 90 + 40) + 10  # round 0 fits, round 1 (onset 75) does not

@@ -14,8 +14,8 @@ the ordinary grid machinery (`launch.run_tune`) over growing subsets of its onse
 Every decision is a pure function of the spec and of the results of the trials already chosen, so a
 relaunch after a crash replays the rounds from the results folder (no state of its own to lose) and goes
 on where the crashed launch stopped: the same trials, the same rounds, the same reasons. Trials that
-failed stop the search before the next round (a relaunch retries them, then goes on), so no decision
-rests on a missing result.
+failed stop the search before the next round (a relaunch retries them, then goes on), and trials that
+diverged stop it for good (they have no final accuracy), so no decision rests on a missing result.
 
 Prefix sharing spans the rounds: each round's trials are planned together with every lattice trial not
 chosen yet (`launch.plan_tasks(future=...)`), so a baseline saves prefix checkpoints at every lattice
@@ -164,6 +164,13 @@ class Search:
             self.stop = (f"{len(unfinished)} trial(s) of round {self.round} did not finish (e.g. {unfinished[0]}); "
                          f"relaunch to retry them and go on with the search")
             return False
+        diverged = [t.trial_id for t in self.trials() if progress.status.get(t.trial_id) == "diverged"]
+        if diverged:  # (no final accuracy: its window's cost, or its baseline's windows', cannot be read)
+            self.classify(sens)
+            self.stop = (f"{len(diverged)} trial(s) diverged (e.g. {diverged[0]}), so the windows they belong to "
+                         f"have no cost to decide on; lower the learning rate (or fix the trial) and launch the "
+                         f"sweep under a new name")
+            return False
         proposals = self.step(sens)
         if proposals is None:
             return False
@@ -180,6 +187,12 @@ class Search:
         s = self.settings
         self.classify(sens)
         proposals = [(g, o, why) for g in self.groups for o, why in propose(self.points[g], self.lattice)]
+        again = [(g, o) for g, o, _ in proposals if (*g, o) in self.chosen]
+        if again:  # (an onset chosen before but with no result to place it: never added twice)
+            g, o = again[0]
+            self.stop = (f"{_label(g)} onset {o}, chosen in round {self.chosen[(*g, o)].round}, has no finished "
+                         f"window with its baseline to decide on, so its end cannot move")
+            return None
         if not proposals:
             self.stop = "every window group's end is settled: no onset left that could move it"
             return None
