@@ -166,6 +166,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from .sweep.launch import TERMINATED, launch  # (torch, Ray, pandas: a file's mistake is said before they load)
 
     failed = 0
+    TERMINATED.clear()  # (a Python session that launched before)
     for spec in sweeps:  # one after the other, in one Ray session
         summary = launch(spec, address=args.address, storage=args.storage, max_concurrent=args.max_concurrent,
                          smoke=args.smoke, full_grid=args.full_grid, trackers=args.tracker or (), verbose=args.verbose,
