@@ -213,11 +213,10 @@ def grid_problem(p: SpecError, grid: Mapping[str, Any], settings: Mapping[str, A
     """A trial's problem `p` named where the grid set it; an option that a dotted axis (`grid.deficit.factor`)
     gives a component of another axis (`grid.deficit: [blur, vflip]`) that does not take it is named as the
     dotted axis, with the entry and the fix."""
-    section = p.field.partition(".")[0]
+    section, _, leaf = p.field.partition(".")
     values = {**settings, **({"deficit": deficit} if deficit is not None else {})}
     if p.field in settings and section in grid and section in values:
-        entry = f"grid.{section}[{grid[section].index(values[section])}] ({component_name(values[section])})"
-        leaf = p.field.partition(".")[2]
+        entry = f"{grid_path(section, grid, settings, deficit)} ({component_name(values[section])})"
         if not p.message.startswith("unknown key"):  # (an entry that takes the option, given a bad value)
             return SpecError(f"grid.{p.field}", f"{settings[p.field]!r} with {entry}: {p.message}")
         return SpecError(f"grid.{p.field}", f"{entry}: {p.message}; give {leaf} inside the grid.{section} entries "

@@ -38,12 +38,12 @@ from ._parse import REQUIRED
 CONTRACT = {"data": ("data_dir",), "model": ("in_shape", "num_classes"), "deficit": ("x", "y", "ctx"),
             "metric": ("model", "data", "ctx"),
             "training": ("settings",)}  # a deficit marked acts_on = "training" (`engine/windows.py`)
-RESERVED = ("name", "plugin")
+RESERVED = ("name", "plugin")  # keys of a component's mapping that cannot be options
 # the data section's own keys (`spec.DataSpec`), which a data set's options cannot be named either
 DATA_KEYS = ("name", "data_dir", "subset", "augment")
 # the entry-point group an installed package registers its names under, per kind
 GROUPS = {"data": "cpsweep.datasets", "model": "cpsweep.models", "deficit": "cpsweep.deficits",
-          "metric": "cpsweep.metrics"}  # keys of a component's mapping that cannot be options
+          "metric": "cpsweep.metrics"}
 _SIMPLE = (int, float, bool, str, type(None), Any)
 
 

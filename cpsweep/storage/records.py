@@ -117,13 +117,15 @@ def tag_items(text: str | None) -> list[tuple[str, str]]:
 def tag_values(text: str | None) -> dict[str, Any]:
     """A `tags` text's axes with typed values, the inverse of `tags_text`: numbers, booleans, None and
     tuples as Python values, anything else (a schedule's or a component's name) as its text."""
-    out: dict[str, Any] = {}
-    for key, value in tag_items(text):
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            out[key] = value
-    return out
+    return {key: _literal(value) for key, value in tag_items(text)}
+
+
+def _literal(value: str) -> Any:
+    """A tag's value as a Python value where it reads as one, else its text."""
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value
 
 
 def tags_label(text: str | None) -> str:
@@ -131,10 +133,7 @@ def tags_label(text: str | None) -> str:
     component given as a mapping shown as its name and options."""
     parts = []
     for key, value in tag_items(text):
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            parsed = None
+        parsed = _literal(value)
         if isinstance(parsed, dict) and "name" in parsed:
             options = ", ".join(f"{k}={v}" for k, v in parsed.items() if k != "name")
             value = f"{parsed['name']}({options})" if options else str(parsed["name"])

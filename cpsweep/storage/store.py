@@ -137,9 +137,12 @@ class Store:
         with self.errors(doing, self.fix):
             atomic_write(self.path(*parts), data, self.fs)
 
+    def reading(self, *parts: str):
+        """`errors` for reading the file at `parts`, naming it (and, for a shard's file, the fix)."""
+        return self.errors(f"read {'/'.join(parts)} in", shard_fix(parts))
+
     def read_bytes(self, *parts: str) -> bytes:
-        with self.errors(f"read {'/'.join(parts)} in", shard_fix(parts)), self.fs.open_input_stream(
-                self.path(*parts)) as f:
+        with self.reading(*parts), self.fs.open_input_stream(self.path(*parts)) as f:
             return f.read()
 
     def read_document(self, name: str) -> dict[str, Any]:
@@ -168,8 +171,7 @@ class Store:
         self.write_bytes(buf.getvalue(), *parts)
 
     def read_table(self, *parts: str) -> pd.DataFrame:
-        with self.errors(f"read {'/'.join(parts)} in", shard_fix(parts)), self.fs.open_input_file(
-                self.path(*parts)) as f:
+        with self.reading(*parts), self.fs.open_input_file(self.path(*parts)) as f:
             return pq.read_table(f).to_pandas()
 
     def check_reachable(self) -> None:

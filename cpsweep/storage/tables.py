@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .records import EPOCH_FIELDS, LAYER_FIELDS, TRIAL_COLUMNS, TRIAL_FIELDS
-from .store import TABLE_FILES, Store, shard_fix
+from .store import TABLE_FILES, Store
 
 FORMAT = 2          # the layout version the manifest records
 FANIN = 8           # parts of one level merged into one of the next
@@ -107,7 +107,7 @@ class Tables:
         """The folder's manifest and its trials table (None when there is none)."""
         if not store.exists("trials.parquet"):
             return cls(store), None
-        with store.errors("read trials.parquet in"), store.fs.open_input_file(store.path("trials.parquet")) as f:
+        with store.reading("trials.parquet"), store.fs.open_input_file(store.path("trials.parquet")) as f:
             table = pq.read_table(f)
         meta = json.loads((table.schema.metadata or {}).get(b"cpsweep", b"null"))
         trials = conform(table, TRIAL_SCHEMA).to_pandas()
@@ -217,13 +217,12 @@ class Tables:
     def _shard_batches(self, name: str, ids: Sequence[str]) -> Iterable[pa.Table]:
         for tid in ids:
             parts = ("shards", tid, TABLE_FILES[name])
-            with self.store.errors(f"read {'/'.join(parts)} in", shard_fix(parts)), self.store.fs.open_input_file(
-                    self.store.path(*parts)) as f:
+            with self.store.reading(*parts), self.store.fs.open_input_file(self.store.path(*parts)) as f:
                 yield conform(pq.read_table(f), self.schema(name))
 
     def _part_batches(self, name: str, parts: Sequence[str]) -> Iterable[pa.Table]:
         for p in parts:
-            with self.store.errors(f"read {TABLE_FILES[name]}/{p} in"), self.store.fs.open_input_file(
+            with self.store.reading(TABLE_FILES[name], p), self.store.fs.open_input_file(
                     self.store.path(TABLE_FILES[name], p)) as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):

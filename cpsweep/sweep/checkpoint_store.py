@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pyarrow.fs as pafs
 
@@ -55,6 +55,16 @@ def write_checkpoint(folder: str, state: dict[str, Any], records: list[EpochReco
                    "sizes": sizes}, f)
 
 
+def cut_short(meta: Mapping[str, Any], sizes: Mapping[str, int], where: str) -> DamagedCheckpoint | None:
+    """The error for the first file whose size (`sizes`: file name -> bytes found) is not the one meta.json
+    recorded, a copy cut short; None when every one is, or when meta.json records none (checkpoints written
+    before 2026-12-08)."""
+    for name, size in (meta.get("sizes") or {}).items():
+        if sizes.get(name) != size:
+            return DamagedCheckpoint(f"{where}/{name} holds {sizes.get(name)} bytes, not the {size} written")
+    return None
+
+
 def read_checkpoint(folder: str) -> tuple[dict[str, Any], list[EpochRecord], int]:
     """A checkpoint's training state, records so far, and how many of them came from a shared prefix.
 
@@ -62,10 +72,10 @@ def read_checkpoint(folder: str) -> tuple[dict[str, Any], list[EpochRecord], int
         one of DAMAGED: a file cut short or unreadable (the caller starts from an earlier point)."""
     with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
-    for name, size in (meta.get("sizes") or {}).items():  # (checkpoints of cpsweep before 2026-12-08: none)
-        if os.path.getsize(os.path.join(folder, name)) != size:
-            raise DamagedCheckpoint(f"{folder}/{name} holds {os.path.getsize(os.path.join(folder, name))} bytes, "
-                                    f"not the {size} written")
+    damaged = cut_short(meta, {name: os.path.getsize(os.path.join(folder, name)) for name in CHECKPOINT_FILES[:2]},
+                        folder)
+    if damaged:
+        raise damaged
     state = load_state_file(os.path.join(folder, "state.pt"))
     with open(os.path.join(folder, "records.json")) as f:
         records = records_from_json(f.read())
@@ -92,10 +102,10 @@ def load_prefix(store: Store, key: str, trial: TrialSpec) -> tuple[dict[str, Any
         OSError or one of DAMAGED: the prefix is gone, cut short or unreadable (the trial trains it again)."""
     meta = json.loads(store.read_bytes("prefixes", key, "meta.json"))
     data, text = store.read_bytes("prefixes", key, "state.pt"), store.read_bytes("prefixes", key, "records.json")
-    for name, got in (("state.pt", data), ("records.json", text)):
-        if name in (meta.get("sizes") or {}) and len(got) != meta["sizes"][name]:
-            raise DamagedCheckpoint(f"prefix checkpoint {store.uri}/prefixes/{key}/{name} holds {len(got)} bytes, "
-                                    f"not the {meta['sizes'][name]} written")
+    damaged = cut_short(meta, {"state.pt": len(data), "records.json": len(text)},
+                        f"prefix checkpoint {store.uri}/prefixes/{key}")
+    if damaged:
+        raise damaged
     state = load_state(data)
     records = records_from_json(text, trial.trial_id)
     if len(trained(records)) != state["epoch"]:
@@ -155,7 +165,7 @@ def _last_complete(store: Store, folder: str) -> tuple[int, str] | None:
             epoch = int(meta["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an incomplete checkpoint
-        if any(files[ckpt].get(name) != size for name, size in (meta.get("sizes") or {}).items()):
+        if cut_short(meta, files[ckpt], f"{folder}/{ckpt}"):
             continue  # a file cut short while it was copied: the one before it
         return epoch, store.uri_of(f"{folder}/{ckpt}"[len(store.root):].strip("/"))
     return None
